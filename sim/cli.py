@@ -1,0 +1,156 @@
+"""The ``crossover`` command line: a thin layer over the public functions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from sim.io import ScenarioError, dump_scenario, load_scenario
+from sim.montecarlo import RunResult, run
+
+EXIT_USAGE = 2
+
+_HEADLINE = (
+    ("throughput_rps", "throughput", "{:.2f} req/s"),
+    ("output_tokens_per_s", "output tokens", "{:.0f} tok/s"),
+    ("ttft_p50_s", "TTFT p50", "{:.3f} s"),
+    ("ttft_p99_s", "TTFT p99", "{:.3f} s"),
+    ("tpot_p50_s", "TPOT p50", "{:.4f} s"),
+    ("e2e_p99_s", "E2E p99", "{:.2f} s"),
+    ("slo_attainment", "SLO attainment", "{:.1%}"),
+    ("gpu_busy_fraction", "GPU busy", "{:.1%}"),
+    ("kv_occupancy_mean", "KV occupancy", "{:.1%}"),
+    ("batch_size_mean", "mean batch", "{:.1f} seqs"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # one line, exit 2, no usage dump
+        sys.stderr.write(f"crossover: {message} (see crossover --help)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="crossover", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    r = sub.add_parser("run", help="run replications of a scenario and write the results")
+    r.add_argument("scenario", type=Path)
+    r.add_argument("--replications", "-n", type=int, default=5)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", type=Path, default=None, help="output directory (default out/NAME)")
+    r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a scenario value, e.g. --set fleet.replicas=4 (repeatable)")
+    r.add_argument("--quiet", "-q", action="store_true")
+    v = sub.add_parser("validate", help="check scenario files")
+    v.add_argument("files", type=Path, nargs="+")
+    return p
+
+
+def _parse_overrides(items: Sequence[str]) -> dict[str, object]:
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in items:
+        if "=" not in item:
+            raise ScenarioError(f"--set {item!r}: expected PATH=VALUE")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(raw)
+    return out
+
+
+def _fmt(summary_row: object, fmt: str) -> str:
+    mean, lo, hi = summary_row["mean"], summary_row["ci_low"], summary_row["ci_high"]  # type: ignore[index]
+    text = fmt.format(mean)
+    if lo == lo and hi == hi:  # not NaN
+        text += f"  (95% CI {fmt.format(lo)} – {fmt.format(hi)})"
+    return text
+
+
+def print_summary(result: RunResult, out_dir: Path, elapsed_s: float) -> None:
+    """A short human summary of a run."""
+    s = result.scenario
+    table = result.summary().set_index("metric")
+    rep = result.first.replica
+    print(f"{s.name}: {len(result.replications)} replications × {s.horizon.duration_s:g} s "
+          f"(warm-up {s.horizon.warmup_s:g} s excluded), seed {result.seed}")
+    print(f"fleet: {s.fleet.replicas} × {rep.model.name} on {s.fleet.tp} × {rep.gpu.name} "
+          f"({s.fleet.dtype}), KV cache {rep.kv_capacity_tokens:,} tokens/replica, "
+          f"router {s.fleet.router}")
+    for key, label, fmt in _HEADLINE:
+        if key in table.index:
+            print(f"  {label:<15} {_fmt(table.loc[key], fmt)}")
+    rej = table.loc["requests_rejected", "mean"] + table.loc["requests_failed", "mean"]
+    if rej > 0:
+        print(f"  not served      {rej:.0f} requests per replication (rejected or failed)")
+    n_req = len(result.first.requests)
+    print(f"wrote {out_dir}/ in {elapsed_s:.1f} s ({n_req:,} requests in replication 0)")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.scenario)
+    if args.set:
+        from pydantic import ValidationError
+
+        from sim.io import format_validation_error
+
+        try:
+            scenario = scenario.with_overrides(_parse_overrides(args.set))
+        except KeyError as exc:
+            raise ScenarioError(f"--set: {exc.args[0]}") from None
+        except ValidationError as exc:
+            raise ScenarioError(format_validation_error(exc, source="--set")) from None
+    if args.replications < 1:
+        raise ScenarioError(f"--replications must be at least 1, got {args.replications}")
+    out_dir = args.out or Path("out") / scenario.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "scenario.resolved.yaml").write_text(dump_scenario(scenario))
+    t0 = time.perf_counter()
+    progress = None
+    if not args.quiet and sys.stderr.isatty():
+        def progress(done: int, total: int) -> None:
+            sys.stderr.write(f"\rreplication {done}/{total}")
+            if done == total:
+                sys.stderr.write("\n")
+    result = run(scenario, replications=args.replications, seed=args.seed, progress=progress)
+    result.summary().to_csv(out_dir / "summary.csv", index=False)
+    result.replications.to_csv(out_dir / "replications.csv", index=False)
+    result.first.requests.to_parquet(out_dir / "requests.parquet", index=False)
+    result.first.timeseries.to_csv(out_dir / "timeseries.csv", index=False)
+    if not args.quiet:
+        print_summary(result, out_dir, time.perf_counter() - t0)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    bad = 0
+    for f in args.files:
+        try:
+            s = load_scenario(f)
+        except ScenarioError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            bad += 1
+        else:
+            print(f"ok: {f} ({s.name})")
+    return EXIT_USAGE if bad else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``crossover`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        return _cmd_validate(args)
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:  # raised while building the fleet or reading a trace
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

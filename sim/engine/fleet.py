@@ -1,0 +1,237 @@
+"""Drive a fleet of replicas through one replication.
+
+simpy owns the clock and the coarse processes (here: sampling the fleet's state and the
+metric-window boundaries); each of them first brings the compiled engine up to ``env.now``
+(:meth:`FleetState.advance_to`) and then does its job. Requests never become simpy
+processes or events: they are rows of preallocated arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import simpy
+
+from sim.engine import kernel as K
+from sim.engine.replica import ReplicaConfig
+from sim.fleet_spec import FleetSpec, Horizon
+from sim.workload import Workload
+
+_SAMPLE_COLUMNS = ("t_s", "replica", "queued", "running", "kv_used_blocks")
+
+
+@dataclass
+class FleetState:
+    """The engine's arrays for one replication, plus the buffers it may ask to grow."""
+
+    fleet: FleetSpec
+    replica: ReplicaConfig
+    workload: Workload
+    duration_s: float
+    router_rng: np.random.Generator
+    rf: np.ndarray = field(init=False)
+    ri: np.ndarray = field(init=False)
+    pf: np.ndarray = field(init=False)
+    pi: np.ndarray = field(init=False)
+    run: np.ndarray = field(init=False)
+    chunk: np.ndarray = field(init=False)
+    ep: np.ndarray = field(init=False)
+    g: np.ndarray = field(init=False)
+    gf: np.ndarray = field(init=False)
+    ut: np.ndarray = field(init=False)
+    ucls: np.ndarray = field(init=False)
+    pool: np.ndarray = field(init=False)
+    pool_ptr: np.ndarray = field(init=False)
+    rnd: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        wl = self.workload
+        fleet = self.fleet
+        n_open = len(wl.arrival_s)
+        users = sum(src.users for src in wl.closed_loop)
+        cap = n_open + 8 * users
+        self.rf = np.full((max(cap, 1), K.N_RF), np.nan)
+        self.ri = np.zeros((max(cap, 1), K.N_RI), dtype=np.int64)
+        self.rf[:n_open, K.ARR] = wl.arrival_s
+        self.ri[:n_open, K.PROMPT] = wl.input_tokens
+        self.ri[:n_open, K.OUT] = wl.output_tokens
+        self.ri[:n_open, K.PFT] = wl.input_tokens
+        self.ri[:n_open, K.CLS] = wl.class_id
+        self.ri[:, K.REP] = -1
+        self.ri[:, K.NEXT] = -1
+        self.ri[:, K.USER] = -1
+        nrep = fleet.replicas
+        s = fleet.engine.max_num_seqs
+        self.pf = np.zeros((nrep, K.N_PF))
+        self.pi = np.zeros((nrep, K.N_PI), dtype=np.int64)
+        self.pi[:, K.FREE] = self.replica.kv_blocks
+        self.pi[:, K.QHEAD] = -1
+        self.pi[:, K.QTAIL] = -1
+        self.run = np.full((nrep, s), -1, dtype=np.int64)
+        self.chunk = np.zeros((nrep, s), dtype=np.int64)
+        ep = np.zeros(K.N_EP, dtype=np.int64)
+        ep[K.E_S] = s
+        ep[K.E_MBT] = fleet.engine.max_num_batched_tokens
+        ep[K.E_B] = self.replica.block_tokens
+        ep[K.E_TOTAL] = self.replica.kv_blocks
+        ep[K.E_CHUNKED] = int(fleet.engine.chunked_prefill)
+        ep[K.E_MAXLEN] = self.replica.max_model_len
+        ep[K.E_ROUTER] = K.ROUTERS.index(fleet.router)
+        ep[K.E_MAXQ] = -1 if fleet.max_queue is None else fleet.max_queue
+        ep[K.E_NOPEN] = n_open
+        self.ep = ep
+        self.g = np.zeros(K.N_G, dtype=np.int64)
+        self.g[K.G_NREQ] = n_open
+        self.g[K.G_CQHEAD] = -1
+        self.g[K.G_CQTAIL] = -1
+        self.gf = np.zeros(K.N_GF)
+        # closed-loop users: each starts after a staggered fraction of one think time
+        n_cls = len(wl.class_names)
+        self.ut = np.full(users, np.inf)
+        self.ucls = np.zeros(users, dtype=np.int64)
+        self.pool = np.zeros((n_cls, 0, 3))
+        self.pool_ptr = np.zeros(n_cls, dtype=np.int64)
+        self._grow_pool(max(64, 4 * users))
+        u = 0
+        for src in wl.closed_loop:
+            for _ in range(src.users):
+                self.ucls[u] = src.class_id
+                u += 1
+        if users:
+            first = self.router_rng.random(users) * self._first_think()
+            self.ut[:] = np.where(first < self.duration_s, first, np.inf)
+        self.gf[K.GF_UMIN] = self.ut.min() if users else np.inf
+        self.rnd = self.router_rng.random(2 * n_open + 1024)
+
+    def _first_think(self) -> np.ndarray:
+        # one think-time draw per user, from the head of its class pool
+        out = np.empty(len(self.ut))
+        for u, c in enumerate(self.ucls):
+            p = self.pool_ptr[c]
+            out[u] = self.pool[c, p % self.pool.shape[1], 2]
+        return out
+
+    def _grow_pool(self, extra: int) -> None:
+        wl = self.workload
+        n_cls = len(wl.class_names)
+        old = self.pool.shape[1]
+        pool = np.zeros((n_cls, old + extra, 3))
+        pool[:, :old] = self.pool
+        for src in wl.closed_loop:
+            inp, out, think = src.draw(extra)
+            pool[src.class_id, old:, 0] = inp
+            pool[src.class_id, old:, 1] = out
+            pool[src.class_id, old:, 2] = think
+        self.pool = pool
+
+    def _grow_requests(self) -> None:
+        n = self.rf.shape[0]
+        rf = np.full((2 * n, K.N_RF), np.nan)
+        rf[:n] = self.rf
+        ri = np.zeros((2 * n, K.N_RI), dtype=np.int64)
+        ri[:n] = self.ri
+        ri[n:, K.REP] = -1
+        ri[n:, K.NEXT] = -1
+        ri[n:, K.USER] = -1
+        self.rf, self.ri = rf, ri
+
+    def advance_to(self, t: float) -> None:
+        """Run the engine until every busy replica is at or past ``t``."""
+        while True:
+            code = K.run_until(
+                t, self.rf, self.ri, self.pf, self.pi, self.run, self.chunk, self.ep,
+                self.replica.coefficients.vector, self.g, self.gf, self.ut, self.ucls,
+                self.pool, self.pool_ptr, self.rnd, self.duration_s,
+            )
+            if code == K.OK:
+                return
+            if code == K.NEED_REQUESTS:
+                self._grow_requests()
+            elif code == K.NEED_POOL:
+                self._grow_pool(self.pool.shape[1])
+            else:
+                self.rnd = np.concatenate([self.rnd, self.router_rng.random(len(self.rnd))])
+
+    @property
+    def n_requests(self) -> int:
+        """Requests materialised so far (open-loop plus closed-loop)."""
+        return int(self.g[K.G_NREQ])
+
+    def all_done(self) -> bool:
+        """No arrival left and no replica holding work."""
+        no_open = self.g[K.G_NEXT_OPEN] >= self.ep[K.E_NOPEN]
+        no_users = not np.isfinite(self.gf[K.GF_UMIN]) if len(self.ut) else True
+        idle = (self.pi[:, K.NRUN].sum() + self.pi[:, K.QLEN].sum() + self.g[K.G_CQLEN]) == 0
+        return bool(no_open and no_users and idle)
+
+    def counters(self) -> dict[str, np.ndarray]:
+        """Per-replica cumulative counters (copies), for window differences."""
+        return {
+            "busy_s": self.pf[:, K.BUSY].copy(),
+            "batch_integral": self.pf[:, K.BATCH_INT].copy(),
+            "kv_integral": self.pf[:, K.KV_INT].copy(),
+            "steps": self.pi[:, K.STEPS].copy(),
+            "preemptions": self.pi[:, K.NPREEMPT].copy(),
+        }
+
+
+@dataclass(frozen=True)
+class FleetRun:
+    """Raw result of one replication of the fleet."""
+
+    state: FleetState
+    window: dict[str, dict[str, np.ndarray]]
+    samples: np.ndarray  # rows of _SAMPLE_COLUMNS
+    end_s: float
+
+
+def run_fleet(
+    fleet: FleetSpec,
+    replica: ReplicaConfig,
+    workload: Workload,
+    horizon: Horizon,
+    *,
+    router_rng: np.random.Generator,
+) -> FleetRun:
+    """Simulate one replication of ``workload`` on ``fleet`` over ``horizon``."""
+    state = FleetState(fleet, replica, workload, horizon.duration_s, router_rng)
+    env = simpy.Environment()
+    window: dict[str, dict[str, np.ndarray]] = {}
+    samples: list[tuple[float, ...]] = []
+    nrep = fleet.replicas
+
+    def boundaries(env: simpy.Environment) -> Any:
+        # metric window: counters at warm-up end and at the horizon
+        yield env.timeout(horizon.warmup_s)
+        state.advance_to(env.now)
+        window["start"] = state.counters()
+        yield env.timeout(horizon.duration_s - horizon.warmup_s)
+        state.advance_to(env.now)
+        window["end"] = state.counters()
+
+    def sampler(env: simpy.Environment) -> Any:
+        while env.now <= horizon.drain_limit_s:
+            state.advance_to(env.now)
+            for r in range(nrep):
+                samples.append(
+                    (
+                        env.now,
+                        r,
+                        state.pi[r, K.QLEN],
+                        state.pi[r, K.NRUN],
+                        replica.kv_blocks - state.pi[r, K.FREE],
+                    )
+                )
+            if env.now >= horizon.duration_s and state.all_done():
+                return
+            yield env.timeout(horizon.sample_interval_s)
+
+    env.process(boundaries(env))
+    env.process(sampler(env))
+    env.run()
+    state.advance_to(horizon.drain_limit_s)
+    arr = np.asarray(samples, dtype=float).reshape(-1, len(_SAMPLE_COLUMNS))
+    end = float(max(np.nanmax(state.pf[:, K.CLOCK]), horizon.duration_s))
+    return FleetRun(state=state, window=window, samples=arr, end_s=end)

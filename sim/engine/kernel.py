@@ -1,0 +1,561 @@
+"""The compiled core: continuous-batching replicas and the router, advanced event by event.
+
+Everything lives in a handful of preallocated numpy arrays (one row per request, one row per
+replica), so that a replication is a plain value that can be built in any process. The
+Python driver (:mod:`sim.engine.fleet`) calls :func:`run_until` between the coarse events
+that simpy owns (metric windows, samples of the fleet state); inside, the loop below is an
+exact discrete-event simulation at iteration granularity:
+
+* the replica with the earliest step boundary runs its next scheduler iteration, unless the
+  next arrival comes first (an arrival exactly at a boundary joins that boundary's batch);
+* an iteration follows vLLM's scheduler: running sequences first in admission order (decode
+  one token, or the next prefill chunk), preempting the newest running sequence by recompute
+  when KV blocks run out; then waiting requests FCFS while sequence slots, the token budget
+  and KV blocks allow (no admission in an iteration that preempted);
+* when an iteration is pure decode and nothing can join, the batch is fixed until the first
+  sequence finishes, KV blocks run out, or the next arrival: those ``k`` iterations are
+  advanced at once, their total time in closed form (:func:`decode_run_time`). The cost
+  therefore grows with the number of requests, not decode steps.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from sim.engine.steptime import decode_run_time, step_time
+
+# --- per-request float columns (RF) ---
+ARR, ADMIT, FIRST, FINISH, THINK = 0, 1, 2, 3, 4
+N_RF = 5
+# --- per-request int columns (RI) ---
+PROMPT, OUT, CLS, REP, STATUS, REASON, COMP, GEN, PFT, BLK, NPRE, RECOMP, NEXT, USER = range(14)
+N_RI = 14
+# request status
+ST_PENDING, ST_QUEUED, ST_RUNNING, ST_COMPLETED, ST_REJECTED, ST_FAILED = 0, 1, 2, 3, 4, 5
+# reasons
+R_NONE, R_KV, R_MAXLEN, R_QUEUE, R_DRAIN, R_BUDGET = 0, 1, 2, 3, 4, 5
+REASONS = (
+    "",
+    "exceeds_kv_capacity",
+    "exceeds_max_model_len",
+    "queue_full",
+    "drain_limit",
+    "exceeds_max_num_batched_tokens",
+)
+# --- per-replica float columns (PF) ---
+CLOCK, BUSY, BATCH_INT, KV_INT = 0, 1, 2, 3
+N_PF = 4
+# --- per-replica int columns (PI) ---
+NRUN, FREE, QHEAD, QTAIL, QLEN, STEPS, OUTST, NPREEMPT = range(8)
+N_PI = 8
+# --- engine / router int params (EP) ---
+E_S, E_MBT, E_B, E_TOTAL, E_CHUNKED, E_MAXLEN, E_ROUTER, E_MAXQ, E_NOPEN = range(9)
+N_EP = 9
+ROUTERS = ("round_robin", "least_loaded", "power_of_two", "central", "random")
+RT_RR, RT_LL, RT_P2, RT_CENTRAL, RT_RANDOM = 0, 1, 2, 3, 4
+# --- global int state (G) ---
+G_NEXT_OPEN, G_RR, G_NREQ, G_CQHEAD, G_CQTAIL, G_CQLEN, G_RND, G_CODE = range(8)
+N_G = 8
+# --- global float state (GF) ---
+GF_NOW, GF_UMIN, GF_STOP = 0, 1, 2
+N_GF = 3
+# return codes of run_until
+OK, NEED_REQUESTS, NEED_POOL, NEED_RANDOM = 0, 1, 2, 3
+
+
+@numba.njit(cache=True)
+def _cdiv(a: int, b: int) -> int:
+    return (a + b - 1) // b
+
+
+@numba.njit(cache=True)
+def _q_push_back(ri: np.ndarray, head_tail_len: np.ndarray, ih: int, q: int) -> None:
+    # head_tail_len[ih], [ih+1], [ih+2] = head, tail, len of a linked FCFS queue
+    ri[q, NEXT] = -1
+    if head_tail_len[ih + 2] == 0:
+        head_tail_len[ih] = q
+    else:
+        ri[head_tail_len[ih + 1], NEXT] = q
+    head_tail_len[ih + 1] = q
+    head_tail_len[ih + 2] += 1
+
+
+@numba.njit(cache=True)
+def _q_push_front(ri: np.ndarray, head_tail_len: np.ndarray, ih: int, q: int) -> None:
+    if head_tail_len[ih + 2] == 0:
+        ri[q, NEXT] = -1
+        head_tail_len[ih + 1] = q
+    else:
+        ri[q, NEXT] = head_tail_len[ih]
+    head_tail_len[ih] = q
+    head_tail_len[ih + 2] += 1
+
+
+@numba.njit(cache=True)
+def _q_pop_front(ri: np.ndarray, head_tail_len: np.ndarray, ih: int) -> int:
+    q = head_tail_len[ih]
+    head_tail_len[ih] = ri[q, NEXT]
+    head_tail_len[ih + 2] -= 1
+    if head_tail_len[ih + 2] == 0:
+        head_tail_len[ih] = -1
+        head_tail_len[ih + 1] = -1
+    ri[q, NEXT] = -1
+    return q
+
+
+@numba.njit(cache=True)
+def _finish(
+    rf: np.ndarray,
+    ri: np.ndarray,
+    pi_r: np.ndarray,
+    q: int,
+    t: float,
+    ut: np.ndarray,
+    gf: np.ndarray,
+    duration_s: float,
+) -> None:
+    rf[q, FINISH] = t
+    ri[q, STATUS] = ST_COMPLETED
+    pi_r[FREE] += ri[q, BLK]
+    ri[q, BLK] = 0
+    _user_next(rf, ri, q, t, ut, gf, duration_s)
+
+
+@numba.njit(cache=True)
+def _user_next(
+    rf: np.ndarray,
+    ri: np.ndarray,
+    q: int,
+    t: float,
+    ut: np.ndarray,
+    gf: np.ndarray,
+    duration_s: float,
+) -> None:
+    # A closed-loop user thinks, then sends its next request (if the horizon allows).
+    u = ri[q, USER]
+    if u < 0:
+        return
+    nxt = t + rf[q, THINK]
+    ut[u] = nxt if nxt < duration_s else np.inf
+    if ut[u] < gf[GF_UMIN]:
+        gf[GF_UMIN] = ut[u]
+
+
+@numba.njit(cache=True)
+def _compact_running(run: np.ndarray, ri: np.ndarray, pi_r: np.ndarray) -> None:
+    # drop finished sequences, keep admission order
+    j = 0
+    for i in range(pi_r[NRUN]):
+        q = run[i]
+        if ri[q, STATUS] == ST_RUNNING:
+            run[j] = q
+            j += 1
+    pi_r[NRUN] = j
+
+
+@numba.njit(cache=True)
+def _kv_need(run: np.ndarray, ri: np.ndarray, n: int, k: int, bt: int) -> int:
+    # extra blocks the batch needs to run iterations 1..k-1 (iteration 0 is allocated)
+    need = 0
+    for i in range(n):
+        q = run[i]
+        need += _cdiv(ri[q, COMP] + k, bt) - ri[q, BLK]
+    return need
+
+
+@numba.njit(cache=True)
+def step_replica(
+    r: int,
+    bound: float,
+    rf: np.ndarray,
+    ri: np.ndarray,
+    pf: np.ndarray,
+    pi: np.ndarray,
+    run: np.ndarray,
+    chunk: np.ndarray,
+    ep: np.ndarray,
+    coeffs: np.ndarray,
+    g: np.ndarray,
+    gf: np.ndarray,
+    ut: np.ndarray,
+    duration_s: float,
+) -> None:
+    """Run replica ``r``'s next scheduler iteration (or a run of identical decode iterations
+    that all start before ``bound``)."""
+    pi_r = pi[r]
+    run_r = run[r]
+    bt = ep[E_B]
+    total_blocks = ep[E_TOTAL]
+    clock = pf[r, CLOCK]
+    budget = ep[E_MBT]
+    preempted = False
+    tok = 0.0
+    dec = 0.0
+    pfl = 0.0
+    kv = 0.0
+    ap = 0.0
+    # 1. running sequences, in admission order
+    i = 0
+    while i < pi_r[NRUN]:
+        q = run_r[i]
+        if budget == 0:
+            chunk[i] = 0
+            i += 1
+            continue
+        rem = ri[q, PFT] - ri[q, COMP]
+        c = min(rem, budget) if rem > 0 else 1
+        need = _cdiv(ri[q, COMP] + c, bt) - ri[q, BLK]
+        victim_is_self = False
+        while need > pi_r[FREE]:
+            v = run_r[pi_r[NRUN] - 1]
+            # preempt the newest running sequence by recompute
+            pi_r[FREE] += ri[v, BLK]
+            ri[v, BLK] = 0
+            ri[v, RECOMP] += ri[v, COMP]
+            pi_r[OUTST] += ri[v, COMP]
+            ri[v, COMP] = 0
+            ri[v, PFT] = ri[v, PROMPT] + ri[v, GEN]
+            ri[v, NPRE] += 1
+            ri[v, STATUS] = ST_QUEUED
+            pi_r[NPREEMPT] += 1
+            pi_r[NRUN] -= 1
+            _q_push_front(ri, pi_r, QHEAD, v)
+            preempted = True
+            if v == q:
+                victim_is_self = True
+                break
+        if victim_is_self:
+            break
+        ri[q, BLK] += need
+        pi_r[FREE] -= need
+        chunk[i] = c
+        budget -= c
+        tok += c
+        kv += ri[q, COMP] + c
+        if rem > 0:
+            pfl += c
+            ap += c * ri[q, COMP] + c * (c + 1) / 2.0
+        else:
+            dec += 1.0
+            ap += ri[q, COMP] + 1
+        i += 1
+    n_sched_running = i
+    # 2. admissions (none in an iteration that preempted)
+    admitted = 0
+    if not preempted:
+        central = ep[E_ROUTER] == RT_CENTRAL
+        while pi_r[NRUN] < ep[E_S] and budget > 0:
+            from_central = False
+            if pi_r[QLEN] > 0:
+                q = pi_r[QHEAD]
+            elif central and g[G_CQLEN] > 0:
+                q = g[G_CQHEAD]
+                from_central = True
+            else:
+                break
+            c = min(ri[q, PFT] - ri[q, COMP], budget)
+            if ep[E_CHUNKED] == 0 and c < ri[q, PFT]:
+                break
+            need = _cdiv(c, bt)
+            if need > pi_r[FREE]:
+                break
+            if from_central:
+                _q_pop_front(ri, g, G_CQHEAD)
+                ri[q, REP] = r
+                pi_r[OUTST] += ri[q, PROMPT] + ri[q, OUT] - 1
+            else:
+                _q_pop_front(ri, pi_r, QHEAD)
+            pi_r[FREE] -= need
+            ri[q, BLK] = need
+            ri[q, STATUS] = ST_RUNNING
+            if np.isnan(rf[q, ADMIT]):
+                rf[q, ADMIT] = clock
+            n = pi_r[NRUN]
+            run_r[n] = q
+            chunk[n] = c
+            pi_r[NRUN] = n + 1
+            admitted += 1
+            budget -= c
+            tok += c
+            pfl += c
+            kv += c
+            ap += c * (c + 1) / 2.0
+    if tok == 0.0:
+        return
+    used_before = total_blocks - pi_r[FREE]
+    nrun = pi_r[NRUN]
+    if pfl == 0.0 and not preempted and n_sched_running == nrun:
+        # pure decode of a fixed batch: jump over k identical iterations
+        n = nrun
+        k_fin = 1 << 62
+        for j in range(n):
+            q = run_r[j]
+            left = ri[q, OUT] - ri[q, GEN]
+            if left < k_fin:
+                k_fin = left
+        k = k_fin
+        if k > 1 and n * ((k - 1) // bt + 1) > pi_r[FREE]:
+            lo, hi = 1, k  # largest k with need(k) <= free
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if _kv_need(run_r, ri, n, mid, bt) <= pi_r[FREE]:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            k = lo
+        room = bound - clock
+        if k > 1 and decode_run_time(coeffs, n, kv, k - 1) >= room:
+            lo, hi = 1, k - 1  # number of iterations that start before bound
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if decode_run_time(coeffs, n, kv, mid - 1) < room:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            k = lo
+        dt = decode_run_time(coeffs, n, kv, k)
+        grown = 0
+        for j in range(n):
+            q = run_r[j]
+            ri[q, COMP] += k
+            ri[q, GEN] += k
+            nb = _cdiv(ri[q, COMP], bt)
+            grown += nb - ri[q, BLK]
+            ri[q, BLK] = nb
+        pi_r[FREE] -= grown
+        pi_r[OUTST] -= n * k
+        used_after = total_blocks - pi_r[FREE]
+        pi_r[STEPS] += k
+        t_end = clock + dt
+        pf[r, BUSY] += dt
+        pf[r, BATCH_INT] += n * dt
+        pf[r, KV_INT] += 0.5 * (used_before + used_after) * dt
+        pf[r, CLOCK] = t_end
+        any_done = False
+        for j in range(n):
+            q = run_r[j]
+            if ri[q, GEN] >= ri[q, OUT]:
+                _finish(rf, ri, pi_r, q, t_end, ut, gf, duration_s)
+                any_done = True
+        if any_done:
+            _compact_running(run_r, ri, pi_r)
+        return
+    # a general iteration
+    dt = step_time(coeffs, tok, dec, pfl, kv, ap)
+    t_end = clock + dt
+    n = pi_r[NRUN]
+    pi_r[STEPS] += 1
+    pi_r[OUTST] -= int(tok)
+    pf[r, BUSY] += dt
+    pf[r, BATCH_INT] += n * dt
+    pf[r, CLOCK] = t_end
+    any_done = False
+    for j in range(n):
+        q = run_r[j]
+        c = chunk[j]
+        if c == 0:
+            continue
+        was_prefill = ri[q, COMP] < ri[q, PFT]
+        ri[q, COMP] += c
+        if was_prefill:
+            if ri[q, COMP] == ri[q, PFT]:
+                if ri[q, GEN] == 0:
+                    rf[q, FIRST] = t_end
+                ri[q, GEN] += 1
+        else:
+            ri[q, GEN] += 1
+        if ri[q, GEN] >= ri[q, OUT]:
+            _finish(rf, ri, pi_r, q, t_end, ut, gf, duration_s)
+            any_done = True
+    used_after = total_blocks - pi_r[FREE]
+    pf[r, KV_INT] += 0.5 * (used_before + used_after) * dt
+    if any_done:
+        _compact_running(run_r, ri, pi_r)
+
+
+@numba.njit(cache=True)
+def _has_work(r: int, pi: np.ndarray, ep: np.ndarray, g: np.ndarray) -> bool:
+    if pi[r, NRUN] > 0 or pi[r, QLEN] > 0:
+        return True
+    return ep[E_ROUTER] == RT_CENTRAL and g[G_CQLEN] > 0
+
+
+@numba.njit(cache=True)
+def _route(
+    q: int, pi: np.ndarray, ep: np.ndarray, g: np.ndarray, rnd: np.ndarray, nrep: int
+) -> int:
+    kind = ep[E_ROUTER]
+    if kind == RT_RR:
+        r = g[G_RR] % nrep
+        g[G_RR] += 1
+        return r
+    if kind == RT_RANDOM:
+        r = min(int(rnd[g[G_RND]] * nrep), nrep - 1)
+        g[G_RND] += 1
+        return r
+    if kind == RT_P2:
+        if nrep == 1:
+            return 0
+        a = min(int(rnd[g[G_RND]] * nrep), nrep - 1)
+        b = min(int(rnd[g[G_RND] + 1] * (nrep - 1)), nrep - 2)
+        g[G_RND] += 2
+        if b >= a:
+            b += 1
+        return a if pi[a, OUTST] <= pi[b, OUTST] else b
+    # least outstanding tokens (queued + running work), ties to the lowest index
+    best = 0
+    for r in range(1, nrep):
+        if pi[r, OUTST] < pi[best, OUTST]:
+            best = r
+    return best
+
+
+@numba.njit(cache=True)
+def _arrive(
+    q: int,
+    t: float,
+    rf: np.ndarray,
+    ri: np.ndarray,
+    pf: np.ndarray,
+    pi: np.ndarray,
+    ep: np.ndarray,
+    g: np.ndarray,
+    gf: np.ndarray,
+    ut: np.ndarray,
+    rnd: np.ndarray,
+    duration_s: float,
+) -> None:
+    nrep = pi.shape[0]
+    gf[GF_NOW] = t
+    prompt = ri[q, PROMPT]
+    out = ri[q, OUT]
+    reason = R_NONE
+    if prompt + out > ep[E_MAXLEN]:
+        reason = R_MAXLEN
+    elif _cdiv(prompt + out - 1, ep[E_B]) > ep[E_TOTAL]:
+        reason = R_KV
+    elif ep[E_CHUNKED] == 0 and prompt > ep[E_MBT]:
+        reason = R_BUDGET
+    if reason == R_NONE:
+        if ep[E_ROUTER] == RT_CENTRAL:
+            if ep[E_MAXQ] >= 0 and g[G_CQLEN] >= ep[E_MAXQ]:
+                reason = R_QUEUE
+            else:
+                ri[q, STATUS] = ST_QUEUED
+                _q_push_back(ri, g, G_CQHEAD, q)
+                for r in range(nrep):
+                    if pi[r, NRUN] == 0 and pi[r, QLEN] == 0 and pf[r, CLOCK] < t:
+                        pf[r, CLOCK] = t
+                return
+        else:
+            r = _route(q, pi, ep, g, rnd, nrep)
+            if ep[E_MAXQ] >= 0 and pi[r, QLEN] >= ep[E_MAXQ]:
+                reason = R_QUEUE
+            else:
+                ri[q, REP] = r
+                ri[q, STATUS] = ST_QUEUED
+                if pi[r, NRUN] == 0 and pi[r, QLEN] == 0 and pf[r, CLOCK] < t:
+                    pf[r, CLOCK] = t
+                _q_push_back(ri, pi[r], QHEAD, q)
+                pi[r, OUTST] += prompt + out - 1
+                return
+    ri[q, STATUS] = ST_REJECTED
+    ri[q, REASON] = reason
+    _user_next(rf, ri, q, t, ut, gf, duration_s)
+
+
+@numba.njit(cache=True)
+def run_until(
+    t_end: float,
+    rf: np.ndarray,
+    ri: np.ndarray,
+    pf: np.ndarray,
+    pi: np.ndarray,
+    run: np.ndarray,
+    chunk: np.ndarray,
+    ep: np.ndarray,
+    coeffs: np.ndarray,
+    g: np.ndarray,
+    gf: np.ndarray,
+    ut: np.ndarray,
+    ucls: np.ndarray,
+    pool: np.ndarray,
+    pool_ptr: np.ndarray,
+    rnd: np.ndarray,
+    duration_s: float,
+) -> int:
+    """Advance the whole fleet until every busy replica's clock is at or past ``t_end`` and
+    every arrival before ``t_end`` has been routed. Returns ``OK`` or a code asking the
+    caller to grow a buffer (closed-loop requests, their pre-drawn lengths, router random
+    numbers) and call again; the state is consistent at every return."""
+    nrep = pi.shape[0]
+    n_open = ep[E_NOPEN]
+    closed = ut.shape[0] > 0
+    while True:
+        # next arrival: open-loop list or a closed-loop user
+        t_open = rf[g[G_NEXT_OPEN], ARR] if g[G_NEXT_OPEN] < n_open else np.inf
+        t_user = gf[GF_UMIN] if closed else np.inf
+        t_arr = min(t_open, t_user)
+        # the replica with the earliest step boundary (and the second earliest)
+        rmin = -1
+        cmin = np.inf
+        c2 = np.inf
+        for r in range(nrep):
+            if _has_work(r, pi, ep, g):
+                c = pf[r, CLOCK]
+                if c < cmin:
+                    c2 = cmin
+                    cmin = c
+                    rmin = r
+                elif c < c2:
+                    c2 = c
+        horizon = min(t_arr, t_end)
+        if rmin >= 0 and cmin < horizon:
+            bound = horizon
+            if closed and c2 < bound:
+                # a finish may create an arrival: keep replicas in step with each other
+                bound = c2 if c2 > cmin else cmin + 1e-12
+            if (ep[E_ROUTER] == RT_P2 or ep[E_ROUTER] == RT_RANDOM) and g[G_RND] + 2 > rnd.shape[0]:
+                return NEED_RANDOM
+            step_replica(rmin, bound, rf, ri, pf, pi, run, chunk[rmin], ep, coeffs, g, gf, ut,
+                         duration_s)
+            continue
+        if t_arr < t_end:
+            if (ep[E_ROUTER] == RT_P2 or ep[E_ROUTER] == RT_RANDOM) and g[G_RND] + 2 > rnd.shape[0]:
+                return NEED_RANDOM
+            if t_open <= t_user:
+                q = g[G_NEXT_OPEN]
+                g[G_NEXT_OPEN] += 1
+            else:
+                # materialise the closed-loop user's request from its class pool
+                u = 0
+                for j in range(ut.shape[0]):
+                    if ut[j] == t_user:
+                        u = j
+                        break
+                c = ucls[u]
+                if g[G_NREQ] >= rf.shape[0]:
+                    return NEED_REQUESTS
+                if pool_ptr[c] >= pool.shape[1]:
+                    return NEED_POOL
+                q = g[G_NREQ]
+                g[G_NREQ] += 1
+                p = pool_ptr[c]
+                pool_ptr[c] += 1
+                rf[q, ARR] = t_user
+                rf[q, THINK] = pool[c, p, 2]
+                ri[q, PROMPT] = int(pool[c, p, 0])
+                ri[q, OUT] = int(pool[c, p, 1])
+                ri[q, PFT] = ri[q, PROMPT]
+                ri[q, CLS] = c
+                ri[q, USER] = u
+                ut[u] = np.inf
+                m = np.inf
+                for j in range(ut.shape[0]):
+                    if ut[j] < m:
+                        m = ut[j]
+                gf[GF_UMIN] = m
+            _arrive(q, rf[q, ARR], rf, ri, pf, pi, ep, g, gf, ut, rnd, duration_s)
+            continue
+        return OK

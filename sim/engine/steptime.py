@@ -1,0 +1,187 @@
+"""Step-time models: how long one continuous-batching iteration takes.
+
+All three models (``roofline``, ``linear``, ``constant``) are reduced to one coefficient
+vector read by the compiled engine, so the engine has a single code path::
+
+    t = overhead + max(compute, memory) + allreduce_step + allreduce_token * T
+    compute = c_tok*T + c_attn*AP + c_dec*D + c_pf*P + c_kv*KV
+    memory  = m_const + m_kv*KV + m_expert * E * (1 - (1 - k/E)**T)
+
+with, for the iteration: ``T`` tokens computed, ``D`` decoding sequences, ``P`` prefill tokens,
+``KV`` KV-cache entries read or written and ``AP`` attention query-key pairs. The roofline fills
+the FLOP and byte terms from the model and GPU; ``linear`` uses ``overhead`` and the ``c_dec``,
+``c_pf``, ``c_kv`` terms; ``constant`` only ``overhead``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from sim.catalog import DTYPE_BYTES, GpuSpec, ModelSpec
+from sim.fleet_spec import ConstantStep, LinearStep, RooflineStep
+
+# Layout of the coefficient vector (compile-time constants for the engine).
+OVERHEAD, C_TOK, C_ATTN, C_DEC, C_PF, C_KV = 0, 1, 2, 3, 4, 5
+M_CONST, M_KV, M_EXPERT, N_EXPERTS, K_EXPERTS, AR_STEP, AR_TOK = 6, 7, 8, 9, 10, 11, 12
+N_COEFFS = 13
+
+# Activations crossing the tensor-parallel all-reduce are kept in 16-bit.
+_ACT_BYTES = 2.0
+
+
+@dataclass(frozen=True)
+class StepCoefficients:
+    """The coefficient vector plus a readable record of where it came from."""
+
+    vector: np.ndarray
+    kind: str
+
+    def time_s(
+        self,
+        tokens: float,
+        decode_seqs: float,
+        prefill_tokens: float,
+        kv_tokens: float,
+        attn_pairs: float,
+    ) -> float:
+        """Duration of one iteration with the given composition.
+
+        Examples
+        --------
+        >>> from sim.fleet_spec import ConstantStep
+        >>> c = constant_coefficients(ConstantStep(model="constant", step_s=0.01))
+        >>> c.time_s(10, 10, 0, 5000, 5000)
+        0.01
+        """
+        return float(
+            step_time(self.vector, tokens, decode_seqs, prefill_tokens, kv_tokens, attn_pairs)
+        )
+
+
+def roofline_coefficients(
+    spec: RooflineStep,
+    *,
+    model: ModelSpec,
+    gpu: GpuSpec,
+    tp: int,
+    dtype: str,
+    kv_dtype: str,
+) -> StepCoefficients:
+    """Roofline coefficients for ``model`` on ``tp`` GPUs of type ``gpu``.
+
+    Compute: 2 FLOPs per matmul parameter per token, plus attention
+    (4 · layers · heads · head_dim FLOPs per query-key pair), on the GPU's dense peak for the
+    weight dtype times ``compute_efficiency``. Memory: the weights read once per iteration
+    (for a mixture of experts, the dense part always and each expert only when at least one
+    token in the batch routes to it), plus the KV cache entries read and written, at HBM
+    bandwidth times ``bandwidth_efficiency``. Tensor parallelism divides both by ``tp`` and adds
+    two ring all-reduces of the activations per layer.
+    """
+    v = np.zeros(N_COEFFS)
+    flops_s = gpu.peak_tflops(dtype) * 1e12 * spec.compute_efficiency * tp
+    bytes_s = gpu.mem_bandwidth_tb_s * 1e12 * spec.bandwidth_efficiency * tp
+    wbytes = DTYPE_BYTES[dtype]
+    v[OVERHEAD] = spec.overhead_s
+    v[C_TOK] = 2.0 * model.matmul_params_per_token / flops_s
+    v[C_ATTN] = 4.0 * model.num_layers * model.num_heads * model.head_dim / flops_s
+    expert_params = model.expert_params_per_layer * model.num_layers
+    # The input embedding table is gathered (a few rows), not streamed; a tied table is read
+    # in full as the output projection.
+    table = 0 if model.tie_word_embeddings else model.vocab_size * model.hidden_size
+    streamed_params = model.total_params - table
+    if model.num_experts > 0:
+        dense_params = streamed_params - expert_params * model.num_experts
+        v[M_EXPERT] = expert_params * wbytes / bytes_s
+        v[N_EXPERTS] = model.num_experts
+        v[K_EXPERTS] = model.experts_per_token
+    else:
+        dense_params = streamed_params
+    v[M_CONST] = dense_params * wbytes / bytes_s
+    v[M_KV] = model.kv_bytes_per_token(kv_dtype) / bytes_s
+    if tp > 1:
+        ring = 2.0 * (tp - 1) / tp
+        link_s = gpu.interconnect_gb_s * 1e9
+        v[AR_STEP] = 2 * model.num_layers * spec.allreduce_latency_s
+        v[AR_TOK] = 2 * model.num_layers * ring * model.hidden_size * _ACT_BYTES / link_s
+    return StepCoefficients(v, "roofline")
+
+
+def linear_coefficients(spec: LinearStep) -> StepCoefficients:
+    """Coefficients of the ``linear`` model (fitted to a user's own measurements)."""
+    v = np.zeros(N_COEFFS)
+    v[OVERHEAD] = spec.c0_s
+    v[C_DEC] = spec.c_decode_s
+    v[C_PF] = spec.c_prefill_token_s
+    v[C_KV] = spec.c_kv_token_s
+    return StepCoefficients(v, "linear")
+
+
+def constant_coefficients(spec: ConstantStep) -> StepCoefficients:
+    """Coefficients of the ``constant`` model: every iteration lasts ``step_s``."""
+    v = np.zeros(N_COEFFS)
+    v[OVERHEAD] = spec.step_s
+    return StepCoefficients(v, "constant")
+
+
+@numba.njit(cache=True)
+def _experts_touched(v: np.ndarray, tokens: float) -> float:
+    e = v[N_EXPERTS]
+    if e <= 0.0:
+        return 0.0
+    return e * (1.0 - (1.0 - v[K_EXPERTS] / e) ** tokens)
+
+
+@numba.njit(cache=True)
+def step_time(
+    v: np.ndarray, tokens: float, dec: float, pf: float, kv: float, ap: float
+) -> float:
+    """One iteration's duration (see the module docstring for the formula)."""
+    compute = v[C_TOK] * tokens + v[C_ATTN] * ap + v[C_DEC] * dec + v[C_PF] * pf + v[C_KV] * kv
+    memory = v[M_CONST] + v[M_KV] * kv + v[M_EXPERT] * _experts_touched(v, tokens)
+    return v[OVERHEAD] + max(compute, memory) + v[AR_STEP] + v[AR_TOK] * tokens
+
+
+@numba.njit(cache=True)
+def _line_sum(a: float, b: float, j0: int, j1: int) -> float:
+    # sum_{j=j0}^{j1-1} (a + b j)
+    m = j1 - j0
+    if m <= 0:
+        return 0.0
+    return m * a + b * (m * (j0 + j1 - 1) / 2.0)
+
+
+@numba.njit(cache=True)
+def decode_run_time(v: np.ndarray, n: int, kv0: float, k: int) -> float:
+    """Total time of ``k`` consecutive pure-decode iterations of a fixed batch of ``n``.
+
+    Iteration ``j`` reads ``kv0 + n·j`` KV entries (every sequence's context grows by one
+    token per iteration), so each of the two roofline terms is affine in ``j`` and the sum of
+    their maximum has a closed form: split ``[0, k)`` where the lines cross.
+    """
+    if k <= 0:
+        return 0.0
+    const = v[OVERHEAD] + v[AR_STEP] + v[AR_TOK] * n
+    a1 = (v[C_TOK] + v[C_DEC]) * n + (v[C_ATTN] + v[C_KV]) * kv0
+    b1 = (v[C_ATTN] + v[C_KV]) * n
+    a2 = v[M_CONST] + v[M_EXPERT] * _experts_touched(v, float(n)) + v[M_KV] * kv0
+    b2 = v[M_KV] * n
+    total = const * k
+    db = b1 - b2
+    da = a1 - a2
+    if db == 0.0:
+        if da >= 0.0:
+            return total + _line_sum(a1, b1, 0, k)
+        return total + _line_sum(a2, b2, 0, k)
+    # d(j) = da + db*j ; line 1 dominates where d(j) >= 0
+    jc = -da / db
+    if db > 0.0:  # line 2 first, then line 1 from ceil(jc)
+        m = int(np.ceil(jc)) if jc > 0.0 else 0
+        m = min(max(m, 0), k)
+        return total + _line_sum(a2, b2, 0, m) + _line_sum(a1, b1, m, k)
+    # db < 0: line 1 first (while d >= 0, i.e. j <= jc), then line 2
+    m = int(np.floor(jc)) + 1 if jc >= 0.0 else 0
+    m = min(max(m, 0), k)
+    return total + _line_sum(a1, b1, 0, m) + _line_sum(a2, b2, m, k)

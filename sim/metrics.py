@@ -1,0 +1,119 @@
+"""Per-replication metrics, computed after the run from the raw per-request records.
+
+Every name produced here is defined, with its unit, in the metrics glossary of the README.
+Latency metrics use the requests that *arrive* inside the measurement window
+``[warmup_s, duration_s)``; utilisation uses the GPU time inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sim.workload.spec import ClassSpec
+
+LATENCIES = ("ttft_s", "tpot_s", "e2e_s", "queue_s")
+QUANTILES = (50, 90, 99)
+
+
+def _latency_stats(prefix_suffix: str, frame: pd.DataFrame, out: dict[str, float]) -> None:
+    done = frame[frame["status"] == "completed"]
+    for col in LATENCIES:
+        base = col[: -len("_s")]
+        values = done[col].to_numpy(dtype=float)
+        values = values[~np.isnan(values)]
+        if len(values):
+            out[f"{base}_mean_s{prefix_suffix}"] = float(values.mean())
+            qs = np.percentile(values, QUANTILES)
+            for q, v in zip(QUANTILES, qs, strict=True):
+                out[f"{base}_p{q}_s{prefix_suffix}"] = float(v)
+        else:
+            out[f"{base}_mean_s{prefix_suffix}"] = float("nan")
+            for q in QUANTILES:
+                out[f"{base}_p{q}_s{prefix_suffix}"] = float("nan")
+
+
+def slo_met(frame: pd.DataFrame, classes: Sequence[ClassSpec]) -> np.ndarray:
+    """Boolean per request: completed and within its class's TTFT and TPOT targets.
+
+    A request with one output token has no TPOT and is judged on TTFT alone; a class without
+    an SLO only needs the request to complete.
+    """
+    ok = (frame["status"] == "completed").to_numpy().copy()
+    names = frame["class_name"].astype(str).to_numpy()
+    ttft = frame["ttft_s"].to_numpy(dtype=float)
+    tpot = frame["tpot_s"].to_numpy(dtype=float)
+    for cls in classes:
+        if cls.slo is None:
+            continue
+        sel = names == cls.name
+        if cls.slo.ttft_s is not None:
+            ok[sel] &= ttft[sel] <= cls.slo.ttft_s
+        if cls.slo.tpot_s is not None:
+            ok[sel] &= ~(tpot[sel] > cls.slo.tpot_s)
+    return ok
+
+
+def request_metrics(
+    requests: pd.DataFrame,
+    classes: Sequence[ClassSpec],
+    *,
+    warmup_s: float,
+    duration_s: float,
+) -> dict[str, float]:
+    """Latency, throughput and SLO metrics over the measurement window."""
+    span = duration_s - warmup_s
+    arrived = requests[(requests["arrival_s"] >= warmup_s) & (requests["arrival_s"] < duration_s)]
+    out: dict[str, float] = {}
+    status = arrived["status"]
+    out["requests_offered"] = float(len(arrived))
+    out["requests_completed"] = float((status == "completed").sum())
+    out["requests_rejected"] = float((status == "rejected").sum())
+    out["requests_failed"] = float((status == "failed").sum())
+    out["offered_rps"] = len(arrived) / span
+    fin = requests["finish_s"].to_numpy(dtype=float)
+    in_window = (requests["status"] == "completed") & (fin >= warmup_s) & (fin < duration_s)
+    served = requests[in_window]
+    out["throughput_rps"] = len(served) / span
+    out["input_tokens_per_s"] = float(served["input_tokens"].sum()) / span
+    out["output_tokens_per_s"] = float(served["output_tokens"].sum()) / span
+    met = slo_met(arrived, classes)
+    out["slo_attainment"] = float(met.mean()) if len(met) else float("nan")
+    out["goodput_rps"] = float(met.sum()) / span
+    _latency_stats("", arrived, out)
+    if len(classes) > 1:
+        names = arrived["class_name"].astype(str)
+        for cls in classes:
+            part = arrived[names == cls.name]
+            suffix = f"[{cls.name}]"
+            _latency_stats(suffix, part, out)
+            m = met[(names == cls.name).to_numpy()]
+            out[f"slo_attainment{suffix}"] = float(m.mean()) if len(m) else float("nan")
+            out[f"offered_rps{suffix}"] = len(part) / span
+    return out
+
+
+def fleet_metrics(
+    window: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    warmup_s: float,
+    duration_s: float,
+    kv_blocks: int,
+) -> dict[str, float]:
+    """Utilisation metrics from the engine's cumulative counters at the window edges."""
+    span = duration_s - warmup_s
+    start, end = window["start"], window["end"]
+    busy = end["busy_s"] - start["busy_s"]
+    batch = end["batch_integral"] - start["batch_integral"]
+    kv = end["kv_integral"] - start["kv_integral"]
+    steps = end["steps"] - start["steps"]
+    total_busy = float(busy.sum())
+    return {
+        "gpu_busy_fraction": float(np.mean(busy) / span),
+        "kv_occupancy_mean": float(np.mean(kv) / (span * kv_blocks)),
+        "batch_size_mean": float(batch.sum() / total_busy) if total_busy > 0 else float("nan"),
+        "step_time_mean_s": float(total_busy / steps.sum()) if steps.sum() > 0 else float("nan"),
+        "preemptions": float((end["preemptions"] - start["preemptions"]).sum()),
+    }
