@@ -8,8 +8,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sim.io import ScenarioError, dump_scenario, load_scenario
+from sim.io import (
+    ScenarioError,
+    check_trace_files,
+    dump_scenario,
+    load_scenario,
+    validate_scenario,
+)
 from sim.montecarlo import RunResult, run
+from sim.scenario import Scenario, apply_overrides
 
 EXIT_USAGE = 2
 
@@ -39,11 +46,24 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run replications of a scenario and write the results")
     r.add_argument("scenario", type=Path)
-    r.add_argument("--replications", "-n", type=int, default=5)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument(
+        "--replications",
+        "-n",
+        type=lambda t: _count(t, minimum=1),
+        default=5,
+        help="independent replications (default 5)",
+    )
+    r.add_argument(
+        "--seed", type=lambda t: _count(t, minimum=0), default=0, help="root seed (default 0)"
+    )
     r.add_argument("--out", type=Path, default=None, help="output directory (default out/NAME)")
-    r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
-                   help="override a scenario value, e.g. --set fleet.replicas=4 (repeatable)")
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override a scenario value, e.g. --set fleet.replicas=4 (repeatable)",
+    )
     r.add_argument("--quiet", "-q", action="store_true")
     v = sub.add_parser("validate", help="check scenario files")
     v.add_argument("files", type=Path, nargs="+")
@@ -55,11 +75,25 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, object]:
 
     out: dict[str, object] = {}
     for item in items:
-        if "=" not in item:
-            raise ScenarioError(f"--set {item!r}: expected PATH=VALUE")
-        key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw)
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ScenarioError(f"--set {item!r}: expected PATH=VALUE, e.g. fleet.replicas=4")
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ScenarioError(f"--set {item!r}: the value is not valid YAML") from None
     return out
+
+
+def _count(text: str, *, minimum: int) -> int:
+    """An argparse type: an integer of at least ``minimum``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+    return value
 
 
 def _fmt(summary_row: object, fmt: str) -> str:
@@ -75,46 +109,58 @@ def print_summary(result: RunResult, out_dir: Path, elapsed_s: float) -> None:
     s = result.scenario
     table = result.summary().set_index("metric")
     rep = result.first.replica
-    print(f"{s.name}: {len(result.replications)} replications × {s.horizon.duration_s:g} s "
-          f"(warm-up {s.horizon.warmup_s:g} s excluded), seed {result.seed}")
-    print(f"fleet: {s.fleet.replicas} × {rep.model.name} on {s.fleet.tp} × {rep.gpu.name} "
-          f"({s.fleet.dtype}), KV cache {rep.kv_capacity_tokens:,} tokens/replica, "
-          f"router {s.fleet.router}")
+    print(
+        f"{s.name}: {len(result.replications)} replications × {s.horizon.duration_s:g} s "
+        f"(warm-up {s.horizon.warmup_s:g} s excluded), seed {result.seed}"
+    )
+    print(
+        f"fleet: {s.fleet.replicas} × {rep.model.name} on {s.fleet.tp} × {rep.gpu.name} "
+        f"({s.fleet.dtype}), KV cache {rep.kv_capacity_tokens:,} tokens/replica, "
+        f"router {s.fleet.router}"
+    )
     for key, label, fmt in _HEADLINE:
         if key in table.index:
             print(f"  {label:<15} {_fmt(table.loc[key], fmt)}")
-    rej = table.loc["requests_rejected", "mean"] + table.loc["requests_failed", "mean"]
+    means = table["mean"].astype(float)
+    rej = float(means.get("requests_rejected", 0.0)) + float(means.get("requests_failed", 0.0))
     if rej > 0:
         print(f"  not served      {rej:.0f} requests per replication (rejected or failed)")
     n_req = len(result.first.requests)
     print(f"wrote {out_dir}/ in {elapsed_s:.1f} s ({n_req:,} requests in replication 0)")
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> Scenario:
     scenario = load_scenario(args.scenario)
-    if args.set:
-        from pydantic import ValidationError
+    if not args.set:
+        return scenario
+    source = f"{args.scenario} (with --set)"
+    try:
+        data = apply_overrides(scenario, _parse_overrides(args.set))
+    except KeyError as exc:
+        raise ScenarioError(f"{source}: {exc.args[0]}") from None
+    scenario = validate_scenario(data, source=source)
+    check_trace_files(scenario, source=source)  # a --set may point at another trace
+    return scenario
 
-        from sim.io import format_validation_error
 
-        try:
-            scenario = scenario.with_overrides(_parse_overrides(args.set))
-        except KeyError as exc:
-            raise ScenarioError(f"--set: {exc.args[0]}") from None
-        except ValidationError as exc:
-            raise ScenarioError(format_validation_error(exc, source="--set")) from None
-    if args.replications < 1:
-        raise ScenarioError(f"--replications must be at least 1, got {args.replications}")
+def _cmd_run(args: argparse.Namespace) -> int:
+    scenario = _load(args)
     out_dir = args.out or Path("out") / scenario.name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "scenario.resolved.yaml").write_text(dump_scenario(scenario))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # written first: what was asked for is on disk even if the run fails
+        (out_dir / "scenario.resolved.yaml").write_text(dump_scenario(scenario))
+    except OSError as exc:
+        raise ScenarioError(f"--out {out_dir}: cannot write there ({exc.strerror})") from None
     t0 = time.perf_counter()
     progress = None
     if not args.quiet and sys.stderr.isatty():
+
         def progress(done: int, total: int) -> None:
             sys.stderr.write(f"\rreplication {done}/{total}")
             if done == total:
                 sys.stderr.write("\n")
+
     result = run(scenario, replications=args.replications, seed=args.seed, progress=progress)
     result.summary().to_csv(out_dir / "summary.csv", index=False)
     result.replications.to_csv(out_dir / "replications.csv", index=False)
@@ -148,8 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ValueError as exc:  # raised while building the fleet or reading a trace
-        print(f"error: {exc}", file=sys.stderr)
+    except ValueError as exc:
+        # Input errors are caught when the scenario loads; this is the safety net for an
+        # input the checks missed, still one line and exit 2 rather than a traceback.
+        where = f"{args.scenario}: " if args.command == "run" else ""
+        print(f"error: {where}{exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -109,8 +109,8 @@ class FleetSpec(Frozen):
     max_queue: int | None = Field(
         None, ge=0, description="Waiting requests allowed per replica (central: in total)."
     )
-    engine: EngineSpec = EngineSpec()
-    step_time: StepTimeSpec = RooflineStep()
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    step_time: StepTimeSpec = Field(default_factory=RooflineStep)
 
     @property
     def kv_dtype_resolved(self) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import difflib
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sim._base import Frozen
 from sim.fleet_spec import FleetSpec, Horizon
@@ -16,7 +19,9 @@ class Scenario(Frozen):
     """Workload + fleet + horizon, validated.
 
     Build one from a mapping with :meth:`model_validate` or from a YAML file with
-    :func:`sim.load_scenario`; derive variants with :meth:`with_overrides`.
+    :func:`sim.load_scenario`; derive variants with :meth:`with_overrides`. Validation also
+    resolves the fleet: an unknown model or GPU name, or a model whose weights leave no room
+    for a KV cache, is an error at ``fleet.model`` / ``fleet.gpu``.
 
     Examples
     --------
@@ -31,6 +36,9 @@ class Scenario(Frozen):
     ... })
     >>> s.with_overrides({"fleet.replicas": 3}).fleet.replicas
     3
+    >>> fast = s.with_overrides({"workload.classes.chat.arrivals.rate_rps": 5.0})
+    >>> fast.workload.classes[0].arrivals.rate_rps, s.workload.classes[0].arrivals.rate_rps
+    (5.0, 2.0)
     """
 
     name: str = Field(min_length=1)
@@ -42,60 +50,166 @@ class Scenario(Frozen):
     @model_validator(mode="after")
     def _fleet_resolves(self) -> Scenario:
         # Catalog look-ups and the memory fit are checked here so that a bad scenario fails
-        # at load time with the field named, not halfway through a sweep.
-        from sim.engine.replica import build_replica
+        # at load time with the field named, not halfway through a sweep. Imported lazily:
+        # the engine imports the spec modules this one is built from.
+        from sim.catalog import get_gpu, list_gpus, list_models
+        from sim.engine.replica import build_replica, resolve_model
 
-        try:
-            build_replica(self.fleet)
-        except KeyError as exc:
-            raise ValueError(str(exc.args[0]) if exc.args else str(exc)) from None
+        fleet = self.fleet
+        _check(
+            ("fleet", "model"),
+            fleet.model,
+            lambda: resolve_model(fleet.model),
+            kind="model",
+            known=list_models,
+        )
+        _check(("fleet", "gpu"), fleet.gpu, lambda: get_gpu(fleet.gpu), kind="GPU", known=list_gpus)
+        # Both names resolve, so what is left is the fit (or a dtype the GPU cannot run).
+        _check(("fleet", "model"), fleet.model, lambda: build_replica(fleet))
         return self
 
-    def with_overrides(self, overrides: dict[str, Any]) -> Scenario:
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Scenario:
         """A copy with values replaced at dotted paths, re-validated.
 
-        Path parts index into mappings by key and into lists by position or, for lists of
-        named items such as ``workload.classes``, by name:
-        ``{"workload.classes.chat.arrivals.rate_rps": 8.0, "fleet.replicas": 4}``.
+        Path parts index into sections by field name and into lists by position or, for
+        lists of named items such as ``workload.classes``, by name:
+        ``{"workload.classes.chat.arrivals.rate_rps": 8.0, "fleet.replicas": 4}``. A value
+        may be a whole section (``{"fleet.step_time": {"model": "constant", "step_s": 0.02}}``),
+        which is how a section switches kind. The original scenario is not changed.
 
         Raises
         ------
         KeyError
-            If a path does not exist in the scenario.
+            If a path names no field of the scenario; the message names the path.
         pydantic.ValidationError
             If the new values are invalid.
+
+        Examples
+        --------
+        >>> from sim import load_scenario
+        >>> s = load_scenario("scenarios/chat-startup.yaml")
+        >>> t = s.with_overrides({"fleet.replicas": 4, "workload.classes.0.private": True})
+        >>> t.fleet.replicas, t.workload.classes[0].private
+        (4, True)
         """
-        data = self.model_dump(mode="python", exclude_unset=False)
-        for path, value in overrides.items():
-            _set_path(data, path, copy.deepcopy(value))
-        return Scenario.model_validate(data)
+        return Scenario.model_validate(apply_overrides(self, overrides))
 
 
-def _set_path(data: Any, path: str, value: Any) -> None:
+def apply_overrides(scenario: Scenario, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The scenario as a plain mapping with ``overrides`` applied, not yet validated.
+
+    :meth:`Scenario.with_overrides` validates the result; the CLI validates it itself so
+    that its error messages can name fields precisely.
+
+    Raises
+    ------
+    KeyError
+        If a path names no field of the scenario.
+    """
+    data = _thaw(scenario.model_dump(mode="python", by_alias=True))
+    for path, value in overrides.items():
+        _set_path(data, scenario, str(path), copy.deepcopy(value))
+    return data
+
+
+def _check(
+    loc: tuple[str, ...],
+    value: Any,
+    resolve: Callable[[], object],
+    *,
+    kind: str = "",
+    known: Callable[[], list[str]] | None = None,
+) -> None:
+    """Run ``resolve`` and turn its failure into a validation error located at ``loc``."""
+    try:
+        resolve()
+    except KeyError as exc:
+        msg = str(exc.args[0]) if exc.args else str(exc)
+        if known is not None and isinstance(value, str):
+            names = known()
+            close = difflib.get_close_matches(value, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            msg = f"unknown {kind} {value!r}{hint}; known: {', '.join(names)}"
+        raise _located_error(loc, msg, value) from None
+    except (ValueError, TypeError) as exc:
+        msg = str(exc).removeprefix(f"{loc[0]}: ")
+        raise _located_error(loc, msg, value) from None
+
+
+def _located_error(loc: tuple[str, ...], msg: str, value: Any) -> ValidationError:
+    # A ValidationError raised inside a validator keeps its own locations (prefixed by the
+    # enclosing ones), which a plain ValueError from a model validator cannot do.
+    return ValidationError.from_exception_data(
+        "Scenario",
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("fleet", "{reason}", {"reason": msg}),
+                loc=loc,
+                input=value,
+            )
+        ],
+    )
+
+
+def _thaw(obj: Any) -> Any:
+    # model_dump keeps tuples; the path setter needs mutable lists and dicts.
+    if isinstance(obj, dict):
+        return {k: _thaw(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_thaw(v) for v in obj]
+    return obj
+
+
+def _field_names(model: BaseModel) -> dict[str, str]:
+    """Input key (alias or name) → attribute name of every field of ``model``."""
+    out: dict[str, str] = {}
+    for name, info in type(model).model_fields.items():
+        out[info.alias or name] = name
+        out[name] = name
+    return out
+
+
+def _child(obj: Any, key: str | int) -> Any:
+    """The object under ``key`` of a model, mapping or sequence (``None`` if unknown)."""
+    if isinstance(obj, BaseModel) and isinstance(key, str):
+        name = _field_names(obj).get(key)
+        return getattr(obj, name) if name is not None else None
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    if isinstance(obj, list | tuple) and isinstance(key, int):
+        return obj[key]
+    return None
+
+
+def _set_path(data: dict[str, Any], root: Scenario, path: str, value: Any) -> None:
+    # ``data`` is walked alongside the validated objects, which know their field names: a
+    # misspelt path is a KeyError here rather than an "unknown field" later. Free-form
+    # mappings (an inline model config) and sections that were unset accept any key.
     parts = path.split(".")
-    node = data
+    node: Any = data
+    obj: Any = root
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         where = ".".join(parts[: i + 1])
+        key: str | int
         if isinstance(node, list):
-            idx = _list_index(node, part, where)
-            if last:
-                node[idx] = value
-            else:
-                node = node[idx]
+            key = _list_index(node, part, where)
         elif isinstance(node, dict):
-            if last:
-                # a key the schema does not know is rejected by validation, with its path
-                node[part] = value
-            elif node.get(part) is None:
-                if part not in node:
-                    raise KeyError(f"no field {where!r} in the scenario")
+            key = part
+            if isinstance(obj, BaseModel) and part not in _field_names(obj):
+                fields = ", ".join(f.alias or n for n, f in type(obj).model_fields.items())
+                parent = ".".join(parts[:i]) or "the scenario"
+                raise KeyError(f"no field {where!r} ({parent} has: {fields})")
+            if not last and node.get(part) is None:
                 node[part] = {}  # an optional section that was unset
-                node = node[part]
-            else:
-                node = node[part]
         else:
-            raise KeyError(f"{'.'.join(parts[:i])!r} is a value, it has no field {part!r}")
+            parent = ".".join(parts[:i])
+            raise KeyError(f"no field {where!r} ({parent!r} is a value, not a section)")
+        if last:
+            node[key] = value
+        else:
+            node = node[key]
+            obj = _child(obj, key)
 
 
 def _list_index(node: list[Any], part: str, where: str) -> int:
@@ -103,9 +217,9 @@ def _list_index(node: list[Any], part: str, where: str) -> int:
         idx = int(part)
         if -len(node) <= idx < len(node):
             return idx
-        raise KeyError(f"{where!r}: index out of range (the list has {len(node)} items)")
+        raise KeyError(f"no item {where!r} (index out of range: the list has {len(node)})")
     for idx, item in enumerate(node):
         if isinstance(item, dict) and item.get("name") == part:
             return idx
-    names = [item.get("name") for item in node if isinstance(item, dict)]
-    raise KeyError(f"{where!r}: no item named {part!r} (known: {names})")
+    names = ", ".join(str(item.get("name")) for item in node if isinstance(item, dict))
+    raise KeyError(f"no item {where!r} (known names: {names})")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from sim.engine import kernel as K
-from sim.engine.fleet import FleetRun, run_fleet
+from sim.engine.fleet import SAMPLE_COLUMNS, FleetRun, run_fleet
 from sim.engine.replica import ReplicaConfig, build_replica
 from sim.metrics import fleet_metrics, request_metrics
 from sim.scenario import Scenario
@@ -27,6 +27,12 @@ STATUS_NAMES = {
     K.ST_REJECTED: "rejected",
     K.ST_FAILED: "failed",
 }
+
+
+# engine status code -> position in STATUS_NAMES
+_STATUS_CODE = np.zeros(K.ST_FAILED + 1, dtype=np.int8)
+_STATUS_CODE[K.ST_REJECTED] = 1
+_STATUS_CODE[K.ST_FAILED] = 2
 
 
 def substream(seed: SeedLike, index: int) -> np.random.SeedSequence:
@@ -70,13 +76,18 @@ class Outcome:
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<tr><td>{k}</td><td>{v:.4g}</td></tr>" for k, v in self.metrics.items()
+            f"<tr><td>{k}</td><td>{v:.4g}</td></tr>"
+            for k, v in self.metrics.items()
             if "[" not in k
         )
         return (
             f"<b>Outcome of {self.scenario.name!s}</b> ({len(self.requests)} requests)"
             f"<table>{rows}</table>"
         )
+
+
+def _categorical(codes: np.ndarray, names: tuple[str, ...]) -> pd.Categorical[str]:
+    return pd.Categorical.from_codes(codes.astype(np.int64), categories=pd.Index(list(names)))
 
 
 def requests_frame(run: FleetRun, class_names: tuple[str, ...]) -> pd.DataFrame:
@@ -99,15 +110,13 @@ def requests_frame(run: FleetRun, class_names: tuple[str, ...]) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "arrival_s": arrival,
-            "class_name": pd.Categorical.from_codes(ri[:, K.CLS], categories=list(class_names)),
+            "class_name": _categorical(ri[:, K.CLS], class_names),
             "input_tokens": ri[:, K.PROMPT],
             "output_tokens": out,
-            "route": pd.Categorical(np.full(n, "fleet"), categories=["fleet", "api"]),
+            "route": _categorical(np.zeros(n, dtype=np.int8), ("fleet", "api")),
             "replica": ri[:, K.REP],
-            "status": pd.Categorical(
-                [STATUS_NAMES[s] for s in status], categories=list(STATUS_NAMES.values())
-            ),
-            "reason": pd.Categorical([K.REASONS[r] for r in reason]),
+            "status": _categorical(_STATUS_CODE[status], tuple(STATUS_NAMES.values())),
+            "reason": _categorical(reason, K.REASONS),
             "queue_s": rf[:, K.ADMIT] - arrival,
             "ttft_s": np.where(status == K.ST_COMPLETED, first - arrival, np.nan),
             "tpot_s": tpot,
@@ -155,11 +164,12 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     )
     metrics.update(
         fleet_metrics(
-            run.window, warmup_s=hz.warmup_s, duration_s=hz.duration_s,
+            run.window,
+            warmup_s=hz.warmup_s,
+            duration_s=hz.duration_s,
             kv_blocks=replica.kv_blocks,
         )
     )
-    ts = pd.DataFrame(run.samples, columns=["t_s", "replica", "queued", "running", "kv_used_blocks"])
-    ts = ts.astype({"replica": "int64", "queued": "int64", "running": "int64",
-                    "kv_used_blocks": "int64"})
+    ts = pd.DataFrame(run.samples, columns=list(SAMPLE_COLUMNS))
+    ts = ts.astype({c: "int64" for c in SAMPLE_COLUMNS[1:]})
     return Outcome(scenario, requests, {k: float(v) for k, v in metrics.items()}, ts, replica)

@@ -19,7 +19,7 @@ from sim.engine.replica import ReplicaConfig
 from sim.fleet_spec import FleetSpec, Horizon
 from sim.workload import Workload
 
-_SAMPLE_COLUMNS = ("t_s", "replica", "queued", "running", "kv_used_blocks")
+SAMPLE_COLUMNS = ("t_s", "replica", "queued", "running", "kv_used_blocks")
 
 
 @dataclass
@@ -51,6 +51,9 @@ class FleetState:
         fleet = self.fleet
         n_open = len(wl.arrival_s)
         users = sum(src.users for src in wl.closed_loop)
+        # restart each closed-loop stream so every option simulated on this workload sees
+        # the same requests (common random numbers)
+        self._sources = tuple(src.fresh() for src in wl.closed_loop)
         cap = n_open + 8 * users
         self.rf = np.full((max(cap, 1), K.N_RF), np.nan)
         self.ri = np.zeros((max(cap, 1), K.N_RI), dtype=np.int64)
@@ -119,7 +122,7 @@ class FleetState:
         old = self.pool.shape[1]
         pool = np.zeros((n_cls, old + extra, 3))
         pool[:, :old] = self.pool
-        for src in wl.closed_loop:
+        for src in self._sources:
             inp, out, think = src.draw(extra)
             pool[src.class_id, old:, 0] = inp
             pool[src.class_id, old:, 1] = out
@@ -141,9 +144,23 @@ class FleetState:
         """Run the engine until every busy replica is at or past ``t``."""
         while True:
             code = K.run_until(
-                t, self.rf, self.ri, self.pf, self.pi, self.run, self.chunk, self.ep,
-                self.replica.coefficients.vector, self.g, self.gf, self.ut, self.ucls,
-                self.pool, self.pool_ptr, self.rnd, self.duration_s,
+                t,
+                self.rf,
+                self.ri,
+                self.pf,
+                self.pi,
+                self.run,
+                self.chunk,
+                self.ep,
+                self.replica.coefficients.vector,
+                self.g,
+                self.gf,
+                self.ut,
+                self.ucls,
+                self.pool,
+                self.pool_ptr,
+                self.rnd,
+                self.duration_s,
             )
             if code == K.OK:
                 return
@@ -183,7 +200,7 @@ class FleetRun:
 
     state: FleetState
     window: dict[str, dict[str, np.ndarray]]
-    samples: np.ndarray  # rows of _SAMPLE_COLUMNS
+    samples: np.ndarray  # rows of SAMPLE_COLUMNS
     end_s: float
 
 
@@ -232,6 +249,6 @@ def run_fleet(
     env.process(sampler(env))
     env.run()
     state.advance_to(horizon.drain_limit_s)
-    arr = np.asarray(samples, dtype=float).reshape(-1, len(_SAMPLE_COLUMNS))
+    arr = np.asarray(samples, dtype=float).reshape(-1, len(SAMPLE_COLUMNS))
     end = float(max(np.nanmax(state.pf[:, K.CLOCK]), horizon.duration_s))
     return FleetRun(state=state, window=window, samples=arr, end_s=end)

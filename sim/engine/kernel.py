@@ -34,7 +34,7 @@ N_RI = 14
 # request status
 ST_PENDING, ST_QUEUED, ST_RUNNING, ST_COMPLETED, ST_REJECTED, ST_FAILED = 0, 1, 2, 3, 4, 5
 # reasons
-R_NONE, R_KV, R_MAXLEN, R_QUEUE, R_DRAIN, R_BUDGET = 0, 1, 2, 3, 4, 5
+R_NONE, R_KV, R_MAXLEN, R_QUEUE, R_DRAIN, R_BUDGET, R_UNSCHEDULABLE = 0, 1, 2, 3, 4, 5, 6
 REASONS = (
     "",
     "exceeds_kv_capacity",
@@ -42,6 +42,7 @@ REASONS = (
     "queue_full",
     "drain_limit",
     "exceeds_max_num_batched_tokens",
+    "unschedulable",
 )
 # --- per-replica float columns (PF) ---
 CLOCK, BUSY, BATCH_INT, KV_INT = 0, 1, 2, 3
@@ -255,7 +256,9 @@ def step_replica(
             else:
                 break
             c = min(ri[q, PFT] - ri[q, COMP], budget)
-            if ep[E_CHUNKED] == 0 and c < ri[q, PFT]:
+            if ep[E_CHUNKED] == 0 and c < ri[q, PFT] and ri[q, GEN] == 0:
+                # without chunked prefill a prompt runs whole; a recompute after preemption
+                # (prompt + generated tokens) may exceed the budget and is then chunked
                 break
             need = _cdiv(c, bt)
             if need > pi_r[FREE]:
@@ -282,6 +285,13 @@ def step_replica(
             kv += c
             ap += c * (c + 1) / 2.0
     if tok == 0.0:
+        if pi_r[NRUN] == 0 and not preempted:
+            # an empty replica that cannot admit the head of its queue never will: fail it
+            # rather than stall (arrival checks make this unreachable; kept as a guard)
+            q = _q_pop_front(ri, pi_r, QHEAD) if pi_r[QLEN] > 0 else _q_pop_front(ri, g, G_CQHEAD)
+            ri[q, STATUS] = ST_FAILED
+            ri[q, REASON] = R_UNSCHEDULABLE
+            _user_next(rf, ri, q, clock, ut, gf, duration_s)
         return
     used_before = total_blocks - pi_r[FREE]
     nrun = pi_r[NRUN]
@@ -518,8 +528,9 @@ def run_until(
                 bound = c2 if c2 > cmin else cmin + 1e-12
             if (ep[E_ROUTER] == RT_P2 or ep[E_ROUTER] == RT_RANDOM) and g[G_RND] + 2 > rnd.shape[0]:
                 return NEED_RANDOM
-            step_replica(rmin, bound, rf, ri, pf, pi, run, chunk[rmin], ep, coeffs, g, gf, ut,
-                         duration_s)
+            step_replica(
+                rmin, bound, rf, ri, pf, pi, run, chunk[rmin], ep, coeffs, g, gf, ut, duration_s
+            )
             continue
         if t_arr < t_end:
             if (ep[E_ROUTER] == RT_P2 or ep[E_ROUTER] == RT_RANDOM) and g[G_RND] + 2 > rnd.shape[0]:

@@ -104,7 +104,11 @@ def build_replica(fleet: FleetSpec) -> ReplicaConfig:
         coeffs = linear_coefficients(spec)
     else:
         coeffs = roofline_coefficients(
-            spec, model=model, gpu=gpu, tp=fleet.tp, dtype=fleet.dtype,
+            spec,
+            model=model,
+            gpu=gpu,
+            tp=fleet.tp,
+            dtype=fleet.dtype,
             kv_dtype=fleet.kv_dtype_resolved,
         )
     return ReplicaConfig(

@@ -135,9 +135,7 @@ def _experts_touched(v: np.ndarray, tokens: float) -> float:
 
 
 @numba.njit(cache=True)
-def step_time(
-    v: np.ndarray, tokens: float, dec: float, pf: float, kv: float, ap: float
-) -> float:
+def step_time(v: np.ndarray, tokens: float, dec: float, pf: float, kv: float, ap: float) -> float:
     """One iteration's duration (see the module docstring for the formula)."""
     compute = v[C_TOK] * tokens + v[C_ATTN] * ap + v[C_DEC] * dec + v[C_PF] * pf + v[C_KV] * kv
     memory = v[M_CONST] + v[M_KV] * kv + v[M_EXPERT] * _experts_touched(v, tokens)

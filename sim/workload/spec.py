@@ -1,0 +1,126 @@
+"""The ``workload:`` section of a scenario: request classes and their traffic.
+
+Validation only; building a spec never touches the file system (a trace ``path`` stays a
+string until :func:`sim.workload.sample_workload` opens it).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from sim._base import Frozen
+from sim.workload.arrivals import (
+    ClosedLoopArrivals,
+    GammaArrivals,
+    MMPPArrivals,
+    PoissonArrivals,
+)
+from sim.workload.lengths import LengthSpec
+from sim.workload.profile import DiurnalProfile, HourlyProfile, ProfileSpec
+from sim.workload.trace import TraceArrivals
+
+__all__ = ["ArrivalSpec", "ClassSpec", "SLOSpec", "WorkloadSpec"]
+
+ArrivalSpec = Annotated[
+    PoissonArrivals | GammaArrivals | MMPPArrivals | ClosedLoopArrivals | TraceArrivals,
+    Field(discriminator="process"),
+]
+
+
+class SLOSpec(Frozen):
+    """Latency objectives of a class; either may be omitted.
+
+    Examples
+    --------
+    >>> SLOSpec(ttft_s=1.0).tpot_s is None
+    True
+    """
+
+    ttft_s: float | None = Field(default=None, gt=0.0, description="time to first token")
+    tpot_s: float | None = Field(default=None, gt=0.0, description="time per output token")
+
+
+class ClassSpec(Frozen):
+    """One request class (tenant): its arrivals, token lengths, SLO and routing flags.
+
+    ``prompt_tokens``/``output_tokens`` are required unless the arrivals come from a trace,
+    where they default to the trace's columns (and, if given, replace them). A ``profile``
+    (time-of-day multiplier, applied by thinning) is allowed for open-loop processes only.
+
+    Examples
+    --------
+    >>> c = ClassSpec.model_validate({
+    ...     "name": "chat",
+    ...     "arrivals": {"process": "poisson", "rate_rps": 5.0},
+    ...     "prompt_tokens": {"dist": "lognormal", "median": 1000, "p90": 3000},
+    ...     "output_tokens": {"dist": "geometric", "mean": 200},
+    ... })
+    >>> c.arrivals.mean_rate_rps(), c.output_tokens.mean()
+    (5.0, 200.0)
+    """
+
+    name: str = Field(min_length=1)
+    arrivals: ArrivalSpec
+    profile: ProfileSpec | None = None
+    prompt_tokens: LengthSpec | None = None
+    output_tokens: LengthSpec | None = None
+    slo: SLOSpec = SLOSpec()
+    private: bool = Field(default=False, description="may never leave the self-hosted fleet")
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_open_loop(
+        cls, v: DiurnalProfile | HourlyProfile | None, info: ValidationInfo
+    ) -> DiurnalProfile | HourlyProfile | None:
+        arrivals = info.data.get("arrivals")
+        if v is not None and isinstance(arrivals, ClosedLoopArrivals | TraceArrivals):
+            raise ValueError(f"profile is not allowed with process {arrivals.process!r}")
+        return v
+
+    @field_validator("prompt_tokens", "output_tokens")
+    @classmethod
+    def _lengths_required(cls, v: object, info: ValidationInfo) -> object:
+        arrivals = info.data.get("arrivals")
+        if v is None and arrivals is not None and not isinstance(arrivals, TraceArrivals):
+            raise ValueError(
+                f"{info.field_name} is required for process {arrivals.process!r} "
+                "(only a trace supplies its own token counts)"
+            )
+        return v
+
+
+class WorkloadSpec(Frozen):
+    """All request classes of a scenario (names unique, at least one).
+
+    Examples
+    --------
+    >>> w = WorkloadSpec.model_validate({"classes": [{
+    ...     "name": "batch",
+    ...     "arrivals": {"process": "gamma", "rate_rps": 1.0, "cv": 3.0},
+    ...     "prompt_tokens": {"dist": "fixed", "value": 512},
+    ...     "output_tokens": {"dist": "fixed", "value": 64},
+    ... }]})
+    >>> w.class_names()
+    ('batch',)
+    """
+
+    # Non-emptiness is checked in the validator, not with ``min_length``: pydantic would also
+    # report "too short" whenever one class is invalid, burying the real error.
+    classes: tuple[ClassSpec, ...]
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_names(cls, v: tuple[ClassSpec, ...]) -> tuple[ClassSpec, ...]:
+        if not v:
+            raise ValueError("at least one class is required")
+        dupes = sorted(name for name, n in Counter(c.name for c in v).items() if n > 1)
+        if dupes:
+            raise ValueError(f"class names must be unique; repeated: {', '.join(dupes)}")
+        return v
+
+    def class_names(self) -> tuple[str, ...]:
+        """Names in declaration order (the ``class_id`` order of a sampled workload)."""
+        return tuple(c.name for c in self.classes)

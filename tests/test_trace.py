@@ -1,0 +1,156 @@
+"""Trace replay: parsing Azure-format CSVs, time compression, repetition, errors, caching."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim.workload import TraceColumns, WorkloadSpec, load_trace, sample_workload
+
+DATA = Path(__file__).parent / "data"
+TINY = DATA / "tiny_trace.csv"
+TRACES = Path(__file__).parents[1] / "scenarios" / "traces"
+
+
+def _expected_offsets(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Offsets and tokens parsed by hand (exact decimal seconds), independent of pandas."""
+    rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
+    secs = []
+    for stamp, _, _ in rows:
+        hms = stamp.split(" ")[1]
+        h, m, s = hms.split(":")
+        secs.append(int(h) * 3600 + int(m) * 60 + Decimal(s))
+    t = np.array([float(x - secs[0]) for x in secs])
+    return t, np.array([int(r[1]) for r in rows]), np.array([int(r[2]) for r in rows])
+
+
+def test_parses_azure_columns_and_datetimes() -> None:
+    tr = load_trace(TINY)
+    t, inp, out = _expected_offsets(TINY)
+    assert tr.n_rows == 20
+    np.testing.assert_allclose(tr.offset_s, t, rtol=0, atol=1e-9)  # 100 ns resolution
+    assert tr.input_tokens is not None and tr.output_tokens is not None
+    assert tr.input_tokens.dtype == np.int64
+    assert np.array_equal(tr.input_tokens, inp) and np.array_equal(tr.output_tokens, out)
+    assert not tr.offset_s.flags.writeable
+
+
+def test_rate_scale_and_repetition() -> None:
+    tr = load_trace(TINY)
+    n, span = tr.n_rows, float(tr.offset_s[-1])
+    period = span * n / (n - 1)
+    assert tr.period_s() == pytest.approx(period)
+    assert tr.mean_rate_rps(2.0) == pytest.approx(2 * n / period)
+    # rate_scale=2: every arrival at half the time
+    t1, row1 = tr.replay(span, rate_scale=1.0)
+    t2, row2 = tr.replay(span / 2, rate_scale=2.0)
+    assert np.allclose(t2, t1 / 2) and np.array_equal(row1, row2)
+    # three passes back to back, each shifted by one period
+    t, row = tr.replay(3 * period)
+    assert t.size == 3 * n and np.all(np.diff(t) > 0)
+    assert np.array_equal(row, np.tile(np.arange(n), 3))
+    assert np.allclose(t[n : 2 * n], tr.offset_s + period)
+    # a partial pass stops at the horizon
+    t, row = tr.replay(period + 1.0)
+    assert t.max() < period + 1.0 and t.size == n + int((tr.offset_s < 1.0).sum())
+
+
+def test_numeric_timestamps_unsorted_rows_and_custom_columns(tmp_path: Path) -> None:
+    f = tmp_path / "log.csv"
+    f.write_text("t,prompt,completion,extra\n10.5,7,3,x\n10.0,5,2,y\n12.0,9,0,z\n")
+    cols = TraceColumns(timestamp="t", input_tokens="prompt", output_tokens="completion")
+    tr = load_trace(f, columns=cols)
+    assert tr.offset_s.tolist() == [0.0, 0.5, 2.0]
+    assert tr.input_tokens is not None and tr.input_tokens.tolist() == [5, 7, 9]
+    assert tr.output_tokens is not None and tr.output_tokens.tolist() == [2, 3, 1]  # 0 → 1
+
+
+def test_unneeded_token_columns_are_not_required(tmp_path: Path) -> None:
+    f = tmp_path / "times.csv"
+    f.write_text("TIMESTAMP\n0\n1\n3\n")
+    tr = load_trace(f, read_input_tokens=False, read_output_tokens=False)
+    assert tr.input_tokens is None and tr.n_rows == 3
+    with pytest.raises(ValueError, match="ContextTokens"):
+        load_trace(f)
+
+
+@pytest.mark.parametrize(
+    ("text", "column"),
+    [
+        ("TIMESTAMP,ContextTokens\n0,1\n1,2\n", "GeneratedTokens"),
+        ("TIMESTAMP,ContextTokens,GeneratedTokens\nnot-a-time,1,2\n1,2,3\n", "TIMESTAMP"),
+        ("TIMESTAMP,ContextTokens,GeneratedTokens\n0,1,2\n1,abc,3\n", "ContextTokens"),
+        ("TIMESTAMP,ContextTokens,GeneratedTokens\n0,1,2\n1,2,3.5\n", "GeneratedTokens"),
+        ("TIMESTAMP,ContextTokens,GeneratedTokens\n0,1,2\n1,-2,3\n", "ContextTokens"),
+        ("TIMESTAMP,ContextTokens,GeneratedTokens\n0,1,2\n,2,3\n", "TIMESTAMP"),
+        ("TIMESTAMP,ContextTokens,GeneratedTokens\n0,1,2\n", "TIMESTAMP"),
+        ("TIMESTAMP,ContextTokens,GeneratedTokens\n5,1,2\n5,2,3\n", "TIMESTAMP"),
+    ],
+)
+def test_bad_traces_name_the_file_and_column(tmp_path: Path, text: str, column: str) -> None:
+    f = tmp_path / "bad.csv"
+    f.write_text(text)
+    with pytest.raises(ValueError) as err:
+        load_trace(f)
+    assert str(f) in str(err.value) and repr(column) in str(err.value)
+
+
+def test_empty_file_names_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "empty.csv"
+    f.write_text("")
+    with pytest.raises(ValueError, match=r"empty\.csv"):
+        load_trace(f)
+
+
+def test_cache_returns_the_parsed_trace_until_the_file_changes(tmp_path: Path) -> None:
+    f = tmp_path / "c.csv"
+    f.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n0,1,2\n1,2,3\n")
+    first = load_trace(f)
+    assert load_trace(str(f)) is first
+    f.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n0,1,2\n4,2,3\n")
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # coarse clocks: force a change
+    assert load_trace(f).offset_s.tolist() == [0.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    ("name", "rows"),
+    [("AzureLLMInferenceTrace_code.csv", 8819), ("AzureLLMInferenceTrace_conv.csv", 19366)],
+)
+def test_shipped_azure_traces_load(name: str, rows: int) -> None:
+    tr = load_trace(TRACES / name)
+    assert tr.n_rows == rows
+    assert 3000 < tr.offset_s[-1] < 3600  # about an hour
+    assert tr.input_tokens is not None and tr.input_tokens.min() >= 1
+
+
+def _trace_class(**extra: object) -> WorkloadSpec:
+    arrivals = {"process": "trace", "path": str(TINY), "rate_scale": 4.0}
+    return WorkloadSpec.model_validate(
+        {"classes": [{"name": "log", "arrivals": arrivals, **extra}]}
+    )
+
+
+def test_trace_class_in_a_workload() -> None:
+    tr = load_trace(TINY)
+    duration = 10 * tr.period_s(4.0)
+    w = sample_workload(_trace_class(), duration_s=duration, seed=np.random.SeedSequence(0))
+    t, row = tr.replay(duration, rate_scale=4.0)
+    assert np.allclose(w.arrival_s, t)
+    assert tr.input_tokens is not None
+    assert np.array_equal(w.input_tokens, tr.input_tokens[row])
+    assert len(w) == 10 * tr.n_rows
+
+
+def test_trace_class_lengths_can_be_overridden() -> None:
+    spec = _trace_class(output_tokens={"dist": "fixed", "value": 77})
+    w = sample_workload(spec, duration_s=5.0, seed=np.random.SeedSequence(0))
+    assert np.all(w.output_tokens == 77)
+    tr = load_trace(TINY)
+    _, row = tr.replay(5.0, rate_scale=4.0)
+    assert tr.input_tokens is not None
+    assert np.array_equal(w.input_tokens, tr.input_tokens[row])
