@@ -29,6 +29,8 @@ _HEADLINE = (
     ("e2e_p99_s", "E2E p99", "{:.2f} s"),
     ("slo_attainment", "SLO attainment", "{:.1%}"),
     ("gpu_busy_fraction", "GPU busy", "{:.1%}"),
+    ("compute_utilisation", "GPU MFU", "{:.1%}"),
+    ("bandwidth_utilisation", "GPU MBU", "{:.1%}"),
     ("kv_occupancy_mean", "KV occupancy", "{:.1%}"),
     ("batch_size_mean", "mean batch", "{:.1f} seqs"),
 )
@@ -166,6 +168,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result.replications.to_csv(out_dir / "replications.csv", index=False)
     result.first.requests.to_parquet(out_dir / "requests.parquet", index=False)
     result.first.timeseries.to_csv(out_dir / "timeseries.csv", index=False)
+    result.first.replicas.to_csv(out_dir / "replicas.csv", index=False)
     if not args.quiet:
         print_summary(result, out_dir, time.perf_counter() - t0)
     return 0

@@ -95,25 +95,59 @@ def request_metrics(
     return out
 
 
-def fleet_metrics(
+def replica_table(
     window: Mapping[str, Mapping[str, np.ndarray]],
     *,
     warmup_s: float,
     duration_s: float,
     kv_blocks: int,
-) -> dict[str, float]:
-    """Utilisation metrics from the engine's cumulative counters at the window edges."""
+    efficiencies: tuple[float, float] | None = None,
+) -> pd.DataFrame:
+    """One row per replica: its utilisation inside the measurement window.
+
+    ``efficiencies`` (compute, bandwidth) of a roofline step model turn the engine's summed
+    compute and memory terms into model-FLOPs and memory-bandwidth utilisation (MFU, MBU);
+    without them those columns are NaN.
+    """
     span = duration_s - warmup_s
     start, end = window["start"], window["end"]
     busy = end["busy_s"] - start["busy_s"]
     batch = end["batch_integral"] - start["batch_integral"]
     kv = end["kv_integral"] - start["kv_integral"]
     steps = end["steps"] - start["steps"]
-    total_busy = float(busy.sum())
+    eff_c, eff_b = efficiencies if efficiencies is not None else (np.nan, np.nan)
+    mfu = (end["compute_s"] - start["compute_s"]) * eff_c / span
+    mbu = (end["memory_s"] - start["memory_s"]) * eff_b / span
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame(
+            {
+                "replica": np.arange(len(busy)),
+                "gpu_busy_fraction": busy / span,
+                "kv_occupancy_mean": kv / (span * kv_blocks),
+                "compute_utilisation": mfu,
+                "bandwidth_utilisation": mbu,
+                "batch_size_mean": np.where(busy > 0, batch / busy, np.nan),
+                "iterations": steps,
+                "step_time_mean_s": np.where(steps > 0, busy / np.maximum(steps, 1), np.nan),
+                "preemptions": end["preemptions"] - start["preemptions"],
+            }
+        )
+
+
+def fleet_metrics(replicas: pd.DataFrame) -> dict[str, float]:
+    """Fleet-level utilisation metrics from :func:`replica_table`."""
+    busy = replicas["gpu_busy_fraction"].to_numpy()
+    batch_int = (replicas["batch_size_mean"].fillna(0.0) * busy).sum()
+    steps = replicas["iterations"].to_numpy()
+    step_int = (replicas["step_time_mean_s"].fillna(0.0) * steps).sum()
     return {
-        "gpu_busy_fraction": float(np.mean(busy) / span),
-        "kv_occupancy_mean": float(np.mean(kv) / (span * kv_blocks)),
-        "batch_size_mean": float(batch.sum() / total_busy) if total_busy > 0 else float("nan"),
-        "step_time_mean_s": float(total_busy / steps.sum()) if steps.sum() > 0 else float("nan"),
-        "preemptions": float((end["preemptions"] - start["preemptions"]).sum()),
+        "gpu_busy_fraction": float(busy.mean()),
+        "gpu_busy_fraction_min": float(busy.min()),
+        "gpu_busy_fraction_max": float(busy.max()),
+        "kv_occupancy_mean": float(replicas["kv_occupancy_mean"].mean()),
+        "compute_utilisation": float(replicas["compute_utilisation"].mean()),
+        "bandwidth_utilisation": float(replicas["bandwidth_utilisation"].mean()),
+        "batch_size_mean": float(batch_int / busy.sum()) if busy.sum() > 0 else float("nan"),
+        "step_time_mean_s": float(step_int / steps.sum()) if steps.sum() > 0 else float("nan"),
+        "preemptions": float(replicas["preemptions"].sum()),
     }

@@ -11,7 +11,8 @@ import pandas as pd
 from sim.engine import kernel as K
 from sim.engine.fleet import SAMPLE_COLUMNS, FleetRun, run_fleet
 from sim.engine.replica import ReplicaConfig, build_replica
-from sim.metrics import fleet_metrics, request_metrics
+from sim.fleet_spec import RooflineStep
+from sim.metrics import fleet_metrics, replica_table, request_metrics
 from sim.scenario import Scenario
 from sim.workload import sample_workload
 
@@ -64,6 +65,10 @@ class Outcome:
     timeseries
         Fleet state sampled every ``horizon.sample_interval_s``: queued and running
         sequences and KV blocks in use, per replica.
+    replicas
+        One row per replica: busy fraction, KV occupancy, mean batch, iterations, mean
+        iteration time, preemptions and completed requests (all over the window; the
+        completed count over the whole run).
     replica
         The resolved replica (KV-cache size, step-time coefficients, ...).
     """
@@ -72,6 +77,7 @@ class Outcome:
     requests: pd.DataFrame
     metrics: dict[str, float]
     timeseries: pd.DataFrame
+    replicas: pd.DataFrame
     replica: ReplicaConfig
 
     def _repr_html_(self) -> str:
@@ -162,14 +168,23 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     metrics.update(
         request_metrics(requests, classes, warmup_s=hz.warmup_s, duration_s=hz.duration_s)
     )
-    metrics.update(
-        fleet_metrics(
-            run.window,
-            warmup_s=hz.warmup_s,
-            duration_s=hz.duration_s,
-            kv_blocks=replica.kv_blocks,
-        )
+    step = scenario.fleet.step_time
+    replicas = replica_table(
+        run.window,
+        warmup_s=hz.warmup_s,
+        duration_s=hz.duration_s,
+        kv_blocks=replica.kv_blocks,
+        efficiencies=(
+            (step.compute_efficiency, step.bandwidth_efficiency)
+            if isinstance(step, RooflineStep)
+            else None
+        ),
     )
+    served = requests[requests["status"] == "completed"].groupby("replica").size()
+    replicas["requests_completed"] = served.reindex(replicas["replica"], fill_value=0).to_numpy()
+    metrics.update(fleet_metrics(replicas))
     ts = pd.DataFrame(run.samples, columns=list(SAMPLE_COLUMNS))
     ts = ts.astype({c: "int64" for c in SAMPLE_COLUMNS[1:]})
-    return Outcome(scenario, requests, {k: float(v) for k, v in metrics.items()}, ts, replica)
+    return Outcome(
+        scenario, requests, {k: float(v) for k, v in metrics.items()}, ts, replicas, replica
+    )

@@ -189,6 +189,8 @@ class FleetState:
             "busy_s": self.pf[:, K.BUSY].copy(),
             "batch_integral": self.pf[:, K.BATCH_INT].copy(),
             "kv_integral": self.pf[:, K.KV_INT].copy(),
+            "compute_s": self.pf[:, K.COMPUTE_INT].copy(),
+            "memory_s": self.pf[:, K.MEMORY_INT].copy(),
             "steps": self.pi[:, K.STEPS].copy(),
             "preemptions": self.pi[:, K.NPREEMPT].copy(),
         }

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from sim.engine.steptime import decode_run_time, step_time
+from sim.engine.steptime import decode_run_parts, decode_run_time, step_parts, step_time
 
 # --- per-request float columns (RF) ---
 ARR, ADMIT, FIRST, FINISH, THINK = 0, 1, 2, 3, 4
@@ -45,8 +45,8 @@ REASONS = (
     "unschedulable",
 )
 # --- per-replica float columns (PF) ---
-CLOCK, BUSY, BATCH_INT, KV_INT = 0, 1, 2, 3
-N_PF = 4
+CLOCK, BUSY, BATCH_INT, KV_INT, COMPUTE_INT, MEMORY_INT = 0, 1, 2, 3, 4, 5
+N_PF = 6
 # --- per-replica int columns (PI) ---
 NRUN, FREE, QHEAD, QTAIL, QLEN, STEPS, OUTST, NPREEMPT = range(8)
 N_PI = 8
@@ -340,6 +340,9 @@ def step_replica(
         t_end = clock + dt
         pf[r, BUSY] += dt
         pf[r, BATCH_INT] += n * dt
+        c_s, m_s = decode_run_parts(coeffs, n, kv, k)
+        pf[r, COMPUTE_INT] += c_s
+        pf[r, MEMORY_INT] += m_s
         pf[r, KV_INT] += 0.5 * (used_before + used_after) * dt
         pf[r, CLOCK] = t_end
         any_done = False
@@ -359,6 +362,9 @@ def step_replica(
     pi_r[OUTST] -= int(tok)
     pf[r, BUSY] += dt
     pf[r, BATCH_INT] += n * dt
+    c_s, m_s = step_parts(coeffs, tok, dec, pfl, kv, ap)
+    pf[r, COMPUTE_INT] += c_s
+    pf[r, MEMORY_INT] += m_s
     pf[r, CLOCK] = t_end
     any_done = False
     for j in range(n):

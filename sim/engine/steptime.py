@@ -135,11 +135,30 @@ def _experts_touched(v: np.ndarray, tokens: float) -> float:
 
 
 @numba.njit(cache=True)
-def step_time(v: np.ndarray, tokens: float, dec: float, pf: float, kv: float, ap: float) -> float:
-    """One iteration's duration (see the module docstring for the formula)."""
+def step_parts(
+    v: np.ndarray, tokens: float, dec: float, pf: float, kv: float, ap: float
+) -> tuple[float, float]:
+    """The compute and memory terms of one iteration (seconds at achievable throughput)."""
     compute = v[C_TOK] * tokens + v[C_ATTN] * ap + v[C_DEC] * dec + v[C_PF] * pf + v[C_KV] * kv
     memory = v[M_CONST] + v[M_KV] * kv + v[M_EXPERT] * _experts_touched(v, tokens)
+    return compute, memory
+
+
+@numba.njit(cache=True)
+def step_time(v: np.ndarray, tokens: float, dec: float, pf: float, kv: float, ap: float) -> float:
+    """One iteration's duration (see the module docstring for the formula)."""
+    compute, memory = step_parts(v, tokens, dec, pf, kv, ap)
     return v[OVERHEAD] + max(compute, memory) + v[AR_STEP] + v[AR_TOK] * tokens
+
+
+@numba.njit(cache=True)
+def decode_run_parts(v: np.ndarray, n: int, kv0: float, k: int) -> tuple[float, float]:
+    """Summed compute and memory terms of ``k`` pure-decode iterations of a batch of ``n``."""
+    a1 = (v[C_TOK] + v[C_DEC]) * n + (v[C_ATTN] + v[C_KV]) * kv0
+    b1 = (v[C_ATTN] + v[C_KV]) * n
+    a2 = v[M_CONST] + v[M_EXPERT] * _experts_touched(v, float(n)) + v[M_KV] * kv0
+    b2 = v[M_KV] * n
+    return _line_sum(a1, b1, 0, k), _line_sum(a2, b2, 0, k)
 
 
 @numba.njit(cache=True)
@@ -174,12 +193,11 @@ def decode_run_time(v: np.ndarray, n: int, kv0: float, k: int) -> float:
             return total + _line_sum(a1, b1, 0, k)
         return total + _line_sum(a2, b2, 0, k)
     # d(j) = da + db*j ; line 1 dominates where d(j) >= 0
-    jc = -da / db
+    jc = -da / db  # may be huge or infinite when the slopes barely differ
     if db > 0.0:  # line 2 first, then line 1 from ceil(jc)
-        m = int(np.ceil(jc)) if jc > 0.0 else 0
-        m = min(max(m, 0), k)
+        m = 0 if jc <= 0.0 else (k if jc >= k else int(np.ceil(jc)))
         return total + _line_sum(a2, b2, 0, m) + _line_sum(a1, b1, m, k)
     # db < 0: line 1 first (while d >= 0, i.e. j <= jc), then line 2
-    m = int(np.floor(jc)) + 1 if jc >= 0.0 else 0
-    m = min(max(m, 0), k)
+    m = 0 if jc < 0.0 else (k if jc >= k else int(np.floor(jc)) + 1)
+    m = min(m, k)
     return total + _line_sum(a1, b1, 0, m) + _line_sum(a2, b2, m, k)

@@ -1,0 +1,110 @@
+"""Step-time models: closed forms against brute force, and the physics of the roofline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from engine_helpers import fleet, run_small, workload
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.engine import kernel as K
+from sim.engine import steptime as S
+from sim.engine.replica import build_replica
+from sim.fleet_spec import FleetSpec
+
+coef = st.floats(0.0, 1e-2, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    overhead=coef,
+    c_tok=st.floats(0.0, 1e-4),
+    c_attn=st.floats(0.0, 1e-7),
+    m_const=st.floats(0.0, 2e-2),
+    m_kv=st.floats(0.0, 1e-6),
+    n=st.integers(1, 300),
+    kv0=st.integers(1, 200_000),
+    k=st.integers(1, 400),
+)
+def test_decode_run_closed_form_equals_sum_of_steps(
+    overhead: float,
+    c_tok: float,
+    c_attn: float,
+    m_const: float,
+    m_kv: float,
+    n: int,
+    kv0: int,
+    k: int,
+) -> None:
+    # the compute and memory lines may cross anywhere inside the run
+    v = np.zeros(S.N_COEFFS)
+    v[S.OVERHEAD], v[S.C_TOK], v[S.C_ATTN] = overhead, c_tok, c_attn
+    v[S.M_CONST], v[S.M_KV] = m_const, m_kv
+    steps = [S.step_time(v, n, n, 0, kv0 + n * j, kv0 + n * j) for j in range(k)]
+    assert S.decode_run_time(v, n, float(kv0), k) == pytest.approx(sum(steps), rel=1e-9)
+    parts = [S.step_parts(v, n, n, 0, kv0 + n * j, kv0 + n * j) for j in range(k)]
+    c_sum, m_sum = S.decode_run_parts(v, n, float(kv0), k)
+    assert c_sum == pytest.approx(sum(p[0] for p in parts), rel=1e-9, abs=1e-15)
+    assert m_sum == pytest.approx(sum(p[1] for p in parts), rel=1e-9, abs=1e-15)
+
+
+def _coeffs(**fleet_fields: object) -> S.StepCoefficients:
+    data = {"model": "llama-3.1-8b", "gpu": "h100-sxm", **fleet_fields}
+    return build_replica(FleetSpec.model_validate(data)).coefficients
+
+
+def test_roofline_decode_is_bandwidth_bound_and_prefill_compute_bound() -> None:
+    c = _coeffs()
+    # batch-1 decode: reading ~15 GiB of weights at 80 % of 3.35 TB/s plus the overhead
+    weights = 8.03e9 * 2 - 128256 * 4096 * 2  # the input embedding table is not streamed
+    expected = 0.003 + weights / (3.35e12 * 0.8)
+    assert c.time_s(1, 1, 0, 1000, 1000) == pytest.approx(expected, rel=0.01)
+    compute, memory = S.step_parts(c.vector, 1, 1, 0, 1000, 1000)
+    assert memory > 20 * compute
+    # an 8k-token prefill is compute bound: 2 FLOPs per parameter per token at 55 % of peak
+    compute, memory = S.step_parts(c.vector, 8192, 0, 8192, 8192, 8192 * 8193 / 2)
+    assert compute > 5 * memory
+    assert compute > 2 * 7.5e9 * 8192 / (989.4e12 * 0.55)
+
+
+def test_tensor_parallel_divides_work_and_adds_allreduce() -> None:
+    one, two = _coeffs(tp=1).vector, _coeffs(tp=2).vector
+    assert two[S.C_TOK] == pytest.approx(one[S.C_TOK] / 2)
+    assert two[S.M_CONST] == pytest.approx(one[S.M_CONST] / 2)
+    assert one[S.AR_TOK] == 0.0 and two[S.AR_TOK] > 0.0 and two[S.AR_STEP] > 0.0
+
+
+def test_fp8_weights_halve_weight_traffic_and_double_peak() -> None:
+    bf16, fp8 = _coeffs(dtype="bf16").vector, _coeffs(dtype="fp8").vector
+    assert fp8[S.M_CONST] == pytest.approx(bf16[S.M_CONST] / 2)
+    assert fp8[S.C_TOK] == pytest.approx(bf16[S.C_TOK] / 2, rel=1e-3)  # 1978.9 vs 2 x 989.4
+    assert fp8[S.M_KV] == pytest.approx(bf16[S.M_KV] / 2)  # kv_dtype follows the weights
+
+
+def test_moe_reads_more_experts_as_the_batch_grows() -> None:
+    c = _coeffs(model="mixtral-8x7b", tp=2)
+    _, m1 = S.step_parts(c.vector, 1, 1, 0, 100, 100)
+    _, m64 = S.step_parts(c.vector, 64, 64, 0, 100, 100)
+    expert = c.vector[S.M_EXPERT]
+    # one token touches its 2 experts; 64 tokens touch nearly all 8
+    assert m1 - c.vector[S.M_CONST] - c.vector[S.M_KV] * 100 == pytest.approx(2 * expert)
+    assert m64 - c.vector[S.M_CONST] - c.vector[S.M_KV] * 100 == pytest.approx(
+        8 * expert * (1 - 0.75**64)
+    )
+
+
+def test_engine_busy_time_equals_sum_of_its_iterations_with_roofline() -> None:
+    # one request, roofline timing: a prefill iteration then 4 decode iterations (jumped)
+    spec = fleet(step_time={"model": "roofline"})
+    df, run = run_small(spec, workload([(0.0, 100, 5)]))
+    v = run.state.replica.coefficients.vector
+    steps = [S.step_time(v, 100, 0, 100, 100, 100 * 101 / 2)]
+    steps += [S.step_time(v, 1, 1, 0, 101 + j, 101 + j) for j in range(4)]
+    assert run.state.pf[0, K.BUSY] == pytest.approx(sum(steps), rel=1e-12)
+    assert df.iloc[0]["ttft_s"] == pytest.approx(steps[0], rel=1e-12)
+    assert df.iloc[0]["e2e_s"] == pytest.approx(sum(steps), rel=1e-12)
+    parts = [S.step_parts(v, 100, 0, 100, 100, 100 * 101 / 2)]
+    parts += [S.step_parts(v, 1, 1, 0, 101 + j, 101 + j) for j in range(4)]
+    assert run.state.pf[0, K.COMPUTE_INT] == pytest.approx(sum(p[0] for p in parts))
+    assert run.state.pf[0, K.MEMORY_INT] == pytest.approx(sum(p[1] for p in parts))
