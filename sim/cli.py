@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH=VALUE",
         help="override a scenario value, e.g. --set fleet.replicas=4 (repeatable)",
     )
+    r.add_argument(
+        "--workers",
+        "-j",
+        type=lambda t: _count(t, minimum=0),
+        default=1,
+        help="local worker processes for the replications (0: one per core; default 1)",
+    )
     r.add_argument("--quiet", "-q", action="store_true")
     v = sub.add_parser("validate", help="check scenario files")
     v.add_argument("files", type=Path, nargs="+")
@@ -163,7 +170,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if done == total:
                 sys.stderr.write("\n")
 
-    result = run(scenario, replications=args.replications, seed=args.seed, progress=progress)
+    result = run(
+        scenario,
+        replications=args.replications,
+        seed=args.seed,
+        progress=progress,
+        workers=args.workers,
+    )
     result.summary().to_csv(out_dir / "summary.csv", index=False)
     result.replications.to_csv(out_dir / "replications.csv", index=False)
     result.first.requests.to_parquet(out_dir / "requests.parquet", index=False)

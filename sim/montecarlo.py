@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,11 +98,25 @@ def run(
     replications: int = 10,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> RunResult:
     """Run ``replications`` independent replications of ``scenario``.
 
     Replication ``i`` uses the ``i``-th child of ``SeedSequence(seed)``, so results do not
-    depend on how many replications run or in which order.
+    depend on how many replications run, in which order, or in how many processes.
+
+    Parameters
+    ----------
+    scenario
+        The scenario to simulate.
+    replications
+        Number of independent replications.
+    seed
+        Root seed.
+    progress
+        Called as ``progress(done, total)`` after each replication.
+    workers
+        Local worker processes (``1``: in this process; ``0``: one per CPU core).
 
     Examples
     --------
@@ -112,15 +129,33 @@ def run(
     """
     if replications < 1:
         raise ValueError(f"replications must be at least 1, got {replications}")
+    if workers < 0:
+        raise ValueError(f"workers must be 0 (all cores) or more, got {workers}")
     children = np.random.SeedSequence(seed).spawn(replications)
-    rows = []
-    first: Outcome | None = None
-    for i, child in enumerate(children):
-        out = simulate(scenario, seed=child)
-        if first is None:
-            first = out
-        rows.append({"replication": i, **out.metrics})
-        if progress is not None:
-            progress(i + 1, replications)
-    assert first is not None
+    n_workers = min(workers or (os.cpu_count() or 1), replications)
+    first = simulate(scenario, seed=children[0])
+    metrics: list[dict[str, float]] = [first.metrics]
+    if progress is not None:
+        progress(1, replications)
+    if n_workers <= 1:
+        for i, child in enumerate(children[1:], start=2):
+            metrics.append(simulate(scenario, seed=child).metrics)
+            if progress is not None:
+                progress(i, replications)
+    else:
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads
+        with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
+            for i, m in enumerate(
+                pool.map(_replication_metrics, [scenario] * (replications - 1), children[1:]),
+                start=2,
+            ):
+                metrics.append(m)
+                if progress is not None:
+                    progress(i, replications)
+    rows = [{"replication": i, **m} for i, m in enumerate(metrics)]
     return RunResult(scenario, pd.DataFrame(rows), first, seed)
+
+
+def _replication_metrics(scenario: Scenario, seed: np.random.SeedSequence) -> dict[str, float]:
+    # top-level so worker processes can import it
+    return simulate(scenario, seed=seed).metrics

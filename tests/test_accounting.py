@@ -120,3 +120,19 @@ def test_no_request_is_lost_under_pressure(
         # with an unbounded queue and a long enough drain, everything that fits completes
         fits = ~too_big & (chunked | (df["input_tokens"] <= budget))
         assert (df.loc[fits, "status"] == "completed").all()
+
+
+def test_replications_are_identical_whatever_the_number_of_workers() -> None:
+    from pathlib import Path
+
+    from sim import load_scenario, run
+
+    flagship = Path(__file__).resolve().parents[1] / "scenarios" / "chat-startup.yaml"
+    s = load_scenario(flagship).with_overrides(
+        {"horizon.duration_s": 900, "horizon.warmup_s": 60}
+    )
+    serial = run(s, replications=3, seed=5, workers=1)
+    parallel = run(s, replications=3, seed=5, workers=2)
+    pd.testing.assert_frame_equal(serial.replications, parallel.replications)
+    # and each replication differs from the others (independent streams)
+    assert serial.replications["requests_offered"].nunique() == 3
