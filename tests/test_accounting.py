@@ -128,9 +128,7 @@ def test_replications_are_identical_whatever_the_number_of_workers() -> None:
     from sim import load_scenario, run
 
     flagship = Path(__file__).resolve().parents[1] / "scenarios" / "chat-startup.yaml"
-    s = load_scenario(flagship).with_overrides(
-        {"horizon.duration_s": 900, "horizon.warmup_s": 60}
-    )
+    s = load_scenario(flagship).with_overrides({"horizon.duration_s": 900, "horizon.warmup_s": 60})
     serial = run(s, replications=3, seed=5, workers=1)
     parallel = run(s, replications=3, seed=5, workers=2)
     pd.testing.assert_frame_equal(serial.replications, parallel.replications)
