@@ -26,7 +26,9 @@ from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "QueueMetrics",
+    "break_even_rate_rps",
     "erlang_c",
+    "fleet_cost_per_1m_tokens",
     "geometric_service_scv",
     "littles_law",
     "md1",
@@ -444,3 +446,82 @@ def geometric_service_scv(mean_steps: ArrayLike) -> FloatOrArray:
     if not np.all(np.isfinite(m)) or np.any(m < 1):
         raise ValueError(f"mean_steps must be finite and >= 1, got {mean_steps!r}")
     return _result(1.0 - 1.0 / m)
+
+
+# --- break-even of a fixed fleet against a pay-per-token API ------------------------------
+
+
+def break_even_rate_rps(*, fleet_usd_per_hour: float, api_usd_per_request: float) -> float:
+    """Request rate at which a fixed fleet costs the same as the API: λ* = C / (3600 · p).
+
+    A fleet of fixed size costs ``C = fleet_usd_per_hour`` whatever the load; the API costs
+    ``p = api_usd_per_request`` per request, i.e. ``3600 · λ · p`` per hour at λ requests
+    per second. Above λ* self-hosting is cheaper, below it the API is. This only holds if
+    the fleet can actually *serve* λ* within its SLOs: the capacity check (and the fleet
+    size that fixes ``C``) is the caller's; the simulator answers it. Hidden costs (ops,
+    monitoring) belong in ``C``; ``p`` is the mean API price of a request of the workload's
+    mix, e.g. ``(E[input]·p_in + E[output]·p_out) / 1e6``.
+
+    Parameters
+    ----------
+    fleet_usd_per_hour : float, keyword-only
+        C ≥ 0, USD per hour of the whole fleet (GPUs × price per GPU-hour + hidden costs).
+    api_usd_per_request : float, keyword-only
+        p > 0, mean API price of one request, USD.
+
+    Returns
+    -------
+    float
+        λ*, requests per second.
+
+    Raises
+    ------
+    ValueError
+        If an input is out of range or not finite.
+
+    Examples
+    --------
+    One H100 at $3.29/h against an API charging $0.001 per request:
+
+    >>> round(break_even_rate_rps(fleet_usd_per_hour=3.29, api_usd_per_request=0.001), 4)
+    0.9139
+    """
+    c = _check_positive(fleet_usd_per_hour, "fleet_usd_per_hour", allow_zero=True)
+    p = _check_positive(api_usd_per_request, "api_usd_per_request")
+    return c / (3600.0 * p)
+
+
+def fleet_cost_per_1m_tokens(*, fleet_usd_per_hour: float, tokens_per_s: float) -> float:
+    """Cost of a million tokens on a fixed fleet running at ``tokens_per_s``: C / (3600·r) · 1e6.
+
+    Compare with an API's per-1M-token price: the fleet is cheaper when this is lower. The
+    throughput ``r`` is what the fleet sustains *at the load it actually sees* (not its peak),
+    counted the same way as the API price it is compared with (e.g. input + output tokens
+    against a blended price); whether the fleet can sustain it within its SLOs is the
+    caller's check.
+
+    Parameters
+    ----------
+    fleet_usd_per_hour : float, keyword-only
+        C ≥ 0, USD per hour of the fleet.
+    tokens_per_s : float, keyword-only
+        r > 0, tokens per second served.
+
+    Returns
+    -------
+    float
+        USD per million tokens.
+
+    Raises
+    ------
+    ValueError
+        If an input is out of range or not finite.
+
+    Examples
+    --------
+    >>> round(fleet_cost_per_1m_tokens(fleet_usd_per_hour=3.6, tokens_per_s=2000.0), 6)
+    0.5
+    """
+    c = _check_positive(fleet_usd_per_hour, "fleet_usd_per_hour", allow_zero=True)
+    r = _check_positive(tokens_per_s, "tokens_per_s")
+    return c / (3600.0 * r) * 1e6

@@ -134,8 +134,53 @@ def print_summary(result: RunResult, out_dir: Path, elapsed_s: float) -> None:
     rej = float(means.get("requests_rejected", 0.0)) + float(means.get("requests_failed", 0.0))
     if rej > 0:
         print(f"  not served      {rej:.0f} requests per replication (rejected or failed)")
+    line = verdict(result)
+    if line:
+        print(line)
     n_req = len(result.first.requests)
     print(f"wrote {out_dir}/ in {elapsed_s:.1f} s ({n_req:,} requests in replication 0)")
+
+
+_COMPONENTS = (
+    ("fleet_gpu_busy_usd", "busy GPU time"),
+    ("fleet_gpu_idle_usd", "idle GPU time"),
+    ("fleet_ops_usd", "operations staff"),
+    ("fleet_other_usd", "monitoring, updates, storage"),
+    ("api_cost_usd", "API calls"),
+)
+
+
+def verdict(result: RunResult) -> str:
+    """One paragraph: which option is cheaper, by how much, how sure, at what latency, and
+    the largest cost component. Empty without an ``api`` section."""
+    table = result.summary().set_index("metric")
+    if "savings_vs_api_usd_per_month" not in table.index:
+        return ""
+    cols = table[["mean", "ci_low", "ci_high"]].astype(float)
+    sav = cols.loc["savings_vs_api_usd_per_month"].to_dict()
+    policy = result.scenario.routing.policy
+    option = "self-hosting" if policy == "self_host_only" else f"the {policy} hybrid"
+    mean, lo, hi = sav["mean"], sav["ci_low"], sav["ci_high"]
+    if mean < 0:
+        mean, lo, hi = -mean, -hi, -lo
+        head = f"verdict: the API is cheaper than {option} by ${mean:,.0f}/month"
+    else:
+        head = f"verdict: {option} is cheaper than the API by ${mean:,.0f}/month"
+    reps = result.replications["self_host_cheaper"]
+    wins = f"{option} cheaper in {int(reps.sum())} of {len(reps)} replications"
+    head += f" (95% CI ${lo:,.0f} – ${hi:,.0f}; {wins})" if lo == lo else f" ({wins})"
+    means = table["mean"].astype(float)
+    if "api_only_ttft_p99_s" in means:
+        head += (
+            f"; p99 TTFT {means['ttft_p99_s']:.2f} s with {option} vs "
+            f"{means['api_only_ttft_p99_s']:.2f} s on the API"
+        )
+    parts = {label: float(means.get(key, 0.0)) for key, label in _COMPONENTS}
+    total = sum(v for v in parts.values() if v == v)
+    if total > 0:
+        label, value = max(parts.items(), key=lambda kv: kv[1] if kv[1] == kv[1] else -1.0)
+        head += f"; largest cost: {label} ({value / total:.0%} of the total)"
+    return head
 
 
 def _load(args: argparse.Namespace) -> Scenario:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from sim._base import Frozen
+from sim.economics.spec import PricingSpec
 
 Dtype = Literal["bf16", "fp16", "fp8", "int8", "int4", "fp4"]
 RouterKind = Literal["round_robin", "least_loaded", "power_of_two", "central", "random"]
@@ -108,6 +109,9 @@ class FleetSpec(Frozen):
     router: RouterKind = "least_loaded"
     max_queue: int | None = Field(
         None, ge=0, description="Waiting requests allowed per replica (central: in total)."
+    )
+    pricing: PricingSpec | None = Field(
+        None, description="What a GPU costs; default: the price catalogue's on-demand quote."
     )
     engine: EngineSpec = Field(default_factory=EngineSpec)
     step_time: StepTimeSpec = Field(default_factory=RooflineStep)

@@ -18,21 +18,23 @@ LATENCIES = ("ttft_s", "tpot_s", "e2e_s", "queue_s")
 QUANTILES = (50, 90, 99)
 
 
-def _latency_stats(prefix_suffix: str, frame: pd.DataFrame, out: dict[str, float]) -> None:
+def _latency_stats(
+    suffix: str, frame: pd.DataFrame, out: dict[str, float], prefix: str = ""
+) -> None:
     done = frame[frame["status"] == "completed"]
     for col in LATENCIES:
-        base = col[: -len("_s")]
+        base = prefix + col[: -len("_s")]
         values = done[col].to_numpy(dtype=float)
         values = values[~np.isnan(values)]
         if len(values):
-            out[f"{base}_mean_s{prefix_suffix}"] = float(values.mean())
+            out[f"{base}_mean_s{suffix}"] = float(values.mean())
             qs = np.percentile(values, QUANTILES)
             for q, v in zip(QUANTILES, qs, strict=True):
-                out[f"{base}_p{q}_s{prefix_suffix}"] = float(v)
+                out[f"{base}_p{q}_s{suffix}"] = float(v)
         else:
-            out[f"{base}_mean_s{prefix_suffix}"] = float("nan")
+            out[f"{base}_mean_s{suffix}"] = float("nan")
             for q in QUANTILES:
-                out[f"{base}_p{q}_s{prefix_suffix}"] = float("nan")
+                out[f"{base}_p{q}_s{suffix}"] = float("nan")
 
 
 def slo_met(frame: pd.DataFrame, classes: Sequence[ClassSpec]) -> np.ndarray:
@@ -83,6 +85,12 @@ def request_metrics(
     out["slo_attainment"] = float(met.mean()) if len(met) else float("nan")
     out["goodput_rps"] = float(met.sum()) / span
     _latency_stats("", arrived, out)
+    to_api = (arrived["route"] == "api").to_numpy() if "route" in arrived else None
+    if to_api is not None and to_api.any():
+        out["api_share"] = float(to_api.mean())
+        for route, sel in (("fleet", ~to_api), ("api", to_api)):
+            _latency_stats(f"[route={route}]", arrived[sel], out)
+            out[f"slo_attainment[route={route}]"] = float(met[sel].mean()) if sel.any() else 0.0
     if len(classes) > 1:
         names = arrived["class_name"].astype(str)
         for cls in classes:
@@ -115,6 +123,8 @@ def replica_table(
     batch = end["batch_integral"] - start["batch_integral"]
     kv = end["kv_integral"] - start["kv_integral"]
     steps = end["steps"] - start["steps"]
+    asked = end["prefix_asked"] - start["prefix_asked"]
+    hit = end["prefix_hit"] - start["prefix_hit"]
     eff_c, eff_b = efficiencies if efficiencies is not None else (np.nan, np.nan)
     mfu = (end["compute_s"] - start["compute_s"]) * eff_c / span
     mbu = (end["memory_s"] - start["memory_s"]) * eff_b / span
@@ -130,8 +140,28 @@ def replica_table(
                 "iterations": steps,
                 "step_time_mean_s": np.where(steps > 0, busy / np.maximum(steps, 1), np.nan),
                 "preemptions": end["preemptions"] - start["preemptions"],
+                "prefix_hit_rate": np.where(asked > 0, hit / np.maximum(asked, 1), np.nan),
             }
         )
+
+
+def baseline_latency_metrics(
+    requests: pd.DataFrame,
+    classes: Sequence[ClassSpec],
+    *,
+    warmup_s: float,
+    duration_s: float,
+    prefix: str = "api_only_",
+) -> dict[str, float]:
+    """Latency and SLO metrics of an alternative outcome of the same requests (e.g. every
+    request sent to the API), named with ``prefix``."""
+    arrived = requests[(requests["arrival_s"] >= warmup_s) & (requests["arrival_s"] < duration_s)]
+    out: dict[str, float] = {}
+    _latency_stats("", arrived, out, prefix=prefix)
+    met = slo_met(arrived, classes)
+    out[f"{prefix}slo_attainment"] = float(met.mean()) if len(met) else float("nan")
+    out[f"{prefix}requests_failed"] = float((arrived["status"] == "failed").sum())
+    return out
 
 
 def fleet_metrics(replicas: pd.DataFrame) -> dict[str, float]:
@@ -150,4 +180,5 @@ def fleet_metrics(replicas: pd.DataFrame) -> dict[str, float]:
         "batch_size_mean": float(batch_int / busy.sum()) if busy.sum() > 0 else float("nan"),
         "step_time_mean_s": float(step_int / steps.sum()) if steps.sum() > 0 else float("nan"),
         "preemptions": float(replicas["preemptions"].sum()),
+        "prefix_hit_rate": float(replicas["prefix_hit_rate"].mean()),
     }

@@ -15,6 +15,18 @@ from scipy import stats
 from sim.scenario import Scenario
 from sim.simulate import Outcome, simulate
 
+# (label, metric of the simulated option, metric of the all-API baseline)
+COMPARISONS = (
+    ("cost per month (USD)", "total_cost_usd_per_month", "api_only_cost_usd_per_month"),
+    ("cost per 1M tokens (USD)", "cost_per_1m_tokens_usd", "api_only_cost_per_1m_tokens_usd"),
+    ("TTFT p50 (s)", "ttft_p50_s", "api_only_ttft_p50_s"),
+    ("TTFT p99 (s)", "ttft_p99_s", "api_only_ttft_p99_s"),
+    ("TPOT p50 (s)", "tpot_p50_s", "api_only_tpot_p50_s"),
+    ("E2E p99 (s)", "e2e_p99_s", "api_only_e2e_p99_s"),
+    ("SLO attainment", "slo_attainment", "api_only_slo_attainment"),
+    ("requests failed", "requests_failed", "api_only_requests_failed"),
+)
+
 SUMMARY_COLUMNS = ("metric", "mean", "ci_low", "ci_high", "std", "p5", "p50", "p95", "n")
 
 
@@ -82,6 +94,29 @@ class RunResult:
     def summary(self, *, confidence: float = 0.95) -> pd.DataFrame:
         """Mean, ``confidence`` t-interval, std and p5/p50/p95 of every metric."""
         return summarize(self.replications, confidence=confidence)
+
+    def compare(self, *, confidence: float = 0.95) -> pd.DataFrame:
+        """The scenario's option (fleet or hybrid) side by side with sending everything to the
+        API, for the same requests in every replication.
+
+        One row per quantity: ``option`` and ``api_only`` means, and their paired difference
+        (option − API) with its t-interval over replications; common random numbers make
+        that interval much tighter than the two means' intervals suggest. Empty when the
+        scenario has no ``api`` section.
+        """
+        rows = []
+        reps = self.replications
+        for label, mine, theirs in COMPARISONS:
+            if mine not in reps or theirs not in reps:
+                continue
+            a = reps[mine].to_numpy(dtype=float)
+            b = reps[theirs].to_numpy(dtype=float)
+            diff, lo, hi = t_interval(a - b, confidence)
+            rows.append((label, float(np.nanmean(a)), float(np.nanmean(b)), diff, lo, hi))
+        return pd.DataFrame(
+            rows,
+            columns=["quantity", "option", "api_only", "difference", "diff_ci_low", "diff_ci_high"],
+        )
 
     def _repr_html_(self) -> str:
         table = self.summary().set_index("metric")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sim._base import Frozen
+from sim.economics.spec import ApiSpec, HiddenCostsSpec, RoutingSpec
 from sim.fleet_spec import FleetSpec, Horizon
 from sim.workload.spec import WorkloadSpec
 
@@ -46,6 +47,32 @@ class Scenario(Frozen):
     horizon: Horizon
     workload: WorkloadSpec
     fleet: FleetSpec
+    api: ApiSpec | None = None
+    routing: RoutingSpec = Field(default_factory=RoutingSpec)
+    costs: HiddenCostsSpec = Field(default_factory=HiddenCostsSpec)
+
+    @model_validator(mode="after")
+    def _routing_consistent(self) -> Scenario:
+        routing = self.routing
+        if routing.policy != "self_host_only" and self.api is None:
+            raise _located_error(
+                ("routing", "policy"),
+                f"policy {routing.policy!r} sends requests to the API: add an 'api' section",
+                routing.policy,
+            )
+        classes = {c.name: c for c in self.workload.classes}
+        for i, name in enumerate(routing.api_classes):
+            cls = classes.get(name)
+            if cls is None:
+                msg = f"no class named {name!r} (classes: {', '.join(classes)})"
+            elif cls.private:
+                msg = f"class {name!r} is private: it may never leave the fleet"
+            elif cls.arrivals.process == "closed_loop":
+                msg = f"class {name!r} is a closed loop of users: it stays on the fleet"
+            else:
+                continue
+            raise _located_error(("routing", "api_classes", str(i)), msg, name)
+        return self
 
     @model_validator(mode="after")
     def _fleet_resolves(self) -> Scenario:

@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.api import ApiResult, simulate_api
+from sim.economics.cost import cost_metrics, fleet_bill, resolve_gpu_hourly
 from sim.engine import kernel as K
 from sim.engine.fleet import SAMPLE_COLUMNS, FleetRun, run_fleet
 from sim.engine.replica import ReplicaConfig, build_replica
 from sim.fleet_spec import RooflineStep
-from sim.metrics import fleet_metrics, replica_table, request_metrics
+from sim.metrics import baseline_latency_metrics, fleet_metrics, replica_table, request_metrics
 from sim.scenario import Scenario
 from sim.workload import sample_workload
 
@@ -22,6 +24,8 @@ SeedLike = int | np.random.SeedSequence
 # draws of another (common random numbers across fleet and routing options).
 STREAM_WORKLOAD = 0
 STREAM_ROUTER = 1
+STREAM_API = 2
+STREAM_API_BASELINE = 3
 
 STATUS_NAMES = {
     K.ST_COMPLETED: "completed",
@@ -96,22 +100,69 @@ def _categorical(codes: np.ndarray, names: tuple[str, ...]) -> pd.Categorical[st
     return pd.Categorical.from_codes(codes.astype(np.int64), categories=pd.Index(list(names)))
 
 
-def requests_frame(run: FleetRun, class_names: tuple[str, ...]) -> pd.DataFrame:
-    """Per-request records of a finished run as a tidy DataFrame."""
+def class_routes(scenario: Scenario) -> np.ndarray:
+    """Per class, whether its requests may leave the fleet (``kernel.CR_*`` codes).
+
+    Private classes and closed loops of users stay on the fleet; under ``class_based`` the
+    listed classes go to the API; every other class is eligible for ``api_only``,
+    ``spillover`` and what the fleet has to reject.
+    """
+    api_classes = set(scenario.routing.api_classes)
+    codes = []
+    for cls in scenario.workload.classes:
+        if cls.private or cls.arrivals.process == "closed_loop":
+            codes.append(K.CR_FLEET_ONLY)
+        elif cls.name in api_classes:
+            codes.append(K.CR_API)
+        else:
+            codes.append(K.CR_ELIGIBLE)
+    return np.asarray(codes, dtype=np.int64)
+
+
+def requests_frame(
+    run: FleetRun, class_names: tuple[str, ...], api: ApiResult | None = None
+) -> pd.DataFrame:
+    """Per-request records of a finished run as a tidy DataFrame.
+
+    ``api`` holds the hosted API's outcome of the requests the engine routed there, in
+    engine order.
+    """
     n = run.state.n_requests
     rf = run.state.rf[:n]
     ri = run.state.ri[:n]
     status = ri[:, K.STATUS].copy()
     reason = ri[:, K.REASON].copy()
-    unfinished = (status != K.ST_COMPLETED) & (status != K.ST_REJECTED)
+    to_api = status == K.ST_API
+    unfinished = (status != K.ST_COMPLETED) & (status != K.ST_REJECTED) & ~to_api
     status[unfinished] = K.ST_FAILED
     reason[unfinished] = K.R_DRAIN
     arrival = rf[:, K.ARR]
-    first = rf[:, K.FIRST]
-    finish = np.where(status == K.ST_COMPLETED, rf[:, K.FINISH], np.nan)
+    first = rf[:, K.FIRST] - arrival
+    e2e = rf[:, K.FINISH] - arrival
+    queue = rf[:, K.ADMIT] - arrival
+    attempts = np.zeros(n, dtype=np.int64)
+    provisioned = np.zeros(n, dtype=bool)
+    if to_api.any():
+        if api is None or len(api.status) != int(to_api.sum()):
+            raise ValueError("requests routed to the API need its simulated outcome")
+        ok = api.status == 0
+        status[to_api] = np.where(ok, K.ST_COMPLETED, K.ST_FAILED)
+        reason[to_api] = np.where(ok, K.R_NONE, K.R_RATE)
+        first[to_api] = api.ttft_s
+        e2e[to_api] = api.e2e_s
+        queue[to_api] = np.nan
+        attempts[to_api] = api.attempts
+        provisioned[to_api] = api.provisioned
+    done = status == K.ST_COMPLETED
     out = ri[:, K.OUT]
+    pfx_len = run.state.prefix_tokens
+    prefix = (
+        np.zeros(n, dtype=np.int64)
+        if pfx_len is None
+        else np.asarray(pfx_len, dtype=np.int64)[ri[:, K.CLS]] * ri[:, K.HASPFX]
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(out > 1, (finish - first) / (out - 1), np.nan)
+        tpot = np.where(done & (out > 1), (e2e - first) / (out - 1), np.nan)
     order = np.argsort(arrival, kind="stable")
     frame = pd.DataFrame(
         {
@@ -119,20 +170,97 @@ def requests_frame(run: FleetRun, class_names: tuple[str, ...]) -> pd.DataFrame:
             "class_name": _categorical(ri[:, K.CLS], class_names),
             "input_tokens": ri[:, K.PROMPT],
             "output_tokens": out,
-            "route": _categorical(np.zeros(n, dtype=np.int8), ("fleet", "api")),
+            "prefix_tokens": prefix,
+            "route": _categorical(to_api.astype(np.int8), ("fleet", "api")),
             "replica": ri[:, K.REP],
             "status": _categorical(_STATUS_CODE[status], tuple(STATUS_NAMES.values())),
             "reason": _categorical(reason, K.REASONS),
-            "queue_s": rf[:, K.ADMIT] - arrival,
-            "ttft_s": np.where(status == K.ST_COMPLETED, first - arrival, np.nan),
+            "queue_s": queue,
+            "ttft_s": np.where(done, first, np.nan),
             "tpot_s": tpot,
-            "e2e_s": finish - arrival,
-            "finish_s": finish,
+            "e2e_s": np.where(done, e2e, np.nan),
+            "finish_s": np.where(done, arrival + e2e, np.nan),
             "preemptions": ri[:, K.NPRE],
             "recomputed_tokens": ri[:, K.RECOMP],
+            "api_attempts": attempts,
+            "api_provisioned": provisioned,
         }
     )
     return frame.iloc[order].reset_index(drop=True)
+
+
+def _api_cached_tokens(requests: pd.DataFrame, scenario: Scenario) -> np.ndarray:
+    # prompt tokens the API would bill at its cached-input price: the shared prefix a request
+    # carries, plus the class's declared cached share of the rest of its prompt
+    frac = {c.name: c.api_cached_input_fraction for c in scenario.workload.classes}
+    share = requests["class_name"].astype(str).map(frac).to_numpy(dtype=float)
+    prefix = requests["prefix_tokens"].to_numpy()
+    rest = requests["input_tokens"].to_numpy() - prefix
+    return prefix + np.round(share * rest).astype(np.int64)
+
+
+def _costs(
+    scenario: Scenario,
+    replica: ReplicaConfig,
+    requests: pd.DataFrame,
+    replicas: pd.DataFrame,
+    run: FleetRun,
+) -> dict[str, float]:
+    hz = scenario.horizon
+    window = (hz.warmup_s, hz.duration_s)
+    try:
+        pricing = resolve_gpu_hourly(scenario.fleet.pricing, replica.gpu)
+    except KeyError:
+        bill = None  # no price for this GPU: fleet costs are NaN, latency still simulated
+    else:
+        n = scenario.fleet.replicas
+        # a fixed fleet is up from the start until the drain ends
+        lifetimes = np.tile([0.0, max(run.end_s, hz.duration_s)], (n, 1))
+        busy = replicas["gpu_busy_fraction"].to_numpy() * (hz.duration_s - hz.warmup_s)
+        bill = fleet_bill(
+            lifetimes, tp=scenario.fleet.tp, pricing=pricing, window=window, busy_s=busy
+        )
+    return cost_metrics(
+        requests,
+        window=window,
+        fleet=bill,
+        hidden=scenario.costs,
+        api=scenario.api,
+        api_batch={c.name: c.api_batch for c in scenario.workload.classes},
+    )
+
+
+def _api_baseline(
+    scenario: Scenario, run: FleetRun, requests: pd.DataFrame, seed: SeedLike
+) -> dict[str, float]:
+    # every request sent to the API instead: the latency side of the comparison (its bill
+    # is priced in cost_metrics). Drawn from its own substream.
+    assert scenario.api is not None
+    order = np.argsort(requests["arrival_s"].to_numpy(), kind="stable")
+    frame = requests.iloc[order]
+    res = simulate_api(
+        frame["arrival_s"].to_numpy(),
+        frame["input_tokens"].to_numpy(),
+        frame["output_tokens"].to_numpy(),
+        scenario.api,
+        rng=np.random.default_rng(substream(seed, STREAM_API_BASELINE)),
+    )
+    ok = res.status == 0
+    base = pd.DataFrame(
+        {
+            "arrival_s": frame["arrival_s"].to_numpy(),
+            "class_name": frame["class_name"].to_numpy(),
+            "status": np.where(ok, "completed", "failed"),
+            "ttft_s": res.ttft_s,
+            "tpot_s": res.tpot_s,
+            "e2e_s": res.e2e_s,
+            "queue_s": np.full(len(frame), np.nan),
+        }
+    )
+    hz = scenario.horizon
+    return baseline_latency_metrics(
+        base, scenario.workload.classes, warmup_s=hz.warmup_s, duration_s=hz.duration_s
+    )
 
 
 def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
@@ -161,8 +289,31 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
         scenario.workload, duration_s=hz.duration_s, seed=substream(seed, STREAM_WORKLOAD)
     )
     router_rng = np.random.default_rng(substream(seed, STREAM_ROUTER))
-    run = run_fleet(scenario.fleet, replica, workload, hz, router_rng=router_rng)
-    requests = requests_frame(run, workload.class_names)
+    run = run_fleet(
+        scenario.fleet,
+        replica,
+        workload,
+        hz,
+        router_rng=router_rng,
+        routing=scenario.routing,
+        class_route=class_routes(scenario),
+        prefix_tokens=np.array(
+            [0 if c.prefix is None else c.prefix.tokens for c in scenario.workload.classes]
+        ),
+    )
+    api_result = None
+    n = run.state.n_requests
+    to_api = run.state.ri[:n, K.STATUS] == K.ST_API
+    if to_api.any():
+        assert scenario.api is not None  # validation: API policies need an api section
+        api_result = simulate_api(
+            run.state.rf[:n, K.ARR][to_api],
+            run.state.ri[:n, K.PROMPT][to_api],
+            run.state.ri[:n, K.OUT][to_api],
+            scenario.api,
+            rng=np.random.default_rng(substream(seed, STREAM_API)),
+        )
+    requests = requests_frame(run, workload.class_names, api_result)
     classes = scenario.workload.classes
     metrics: dict[str, Any] = {}
     metrics.update(
@@ -183,6 +334,10 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     served = requests[requests["status"] == "completed"].groupby("replica").size()
     replicas["requests_completed"] = served.reindex(replicas["replica"], fill_value=0).to_numpy()
     metrics.update(fleet_metrics(replicas))
+    requests["cached_input_tokens"] = _api_cached_tokens(requests, scenario)
+    metrics.update(_costs(scenario, replica, requests, replicas, run))
+    if scenario.api is not None:
+        metrics.update(_api_baseline(scenario, run, requests, seed))
     ts = pd.DataFrame(run.samples, columns=list(SAMPLE_COLUMNS))
     ts = ts.astype({c: "int64" for c in SAMPLE_COLUMNS[1:]})
     return Outcome(

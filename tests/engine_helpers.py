@@ -7,6 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.api import simulate_api
+from sim.economics.spec import ApiSpec, RoutingSpec
+from sim.engine import kernel as K
 from sim.engine.fleet import FleetRun, run_fleet
 from sim.engine.replica import build_replica
 from sim.fleet_spec import FleetSpec, Horizon
@@ -29,25 +32,59 @@ def fleet(step_s: float = 0.1, **overrides: Any) -> FleetSpec:
     return FleetSpec.model_validate(data)
 
 
-def workload(requests: list[tuple[float, int, int]], classes: int = 1) -> Workload:
-    """Requests given as ``(arrival_s, input_tokens, output_tokens)``."""
+def workload(
+    requests: list[tuple[float, int, int]] | list[tuple[float, int, int, int, bool]],
+    classes: int = 1,
+) -> Workload:
+    """Requests given as ``(arrival_s, input_tokens, output_tokens)``, optionally followed by
+    ``(class_id, carries_prefix)``."""
     arr = np.array([r[0] for r in requests], dtype=float)
     order = np.argsort(arr, kind="stable")
+    cls = np.array([r[3] if len(r) > 3 else 0 for r in requests], dtype=np.int32)
+    pfx = np.array([bool(r[4]) if len(r) > 4 else False for r in requests])
     return Workload(
         arrival_s=arr[order],
         input_tokens=np.array([r[1] for r in requests], dtype=np.int64)[order],
         output_tokens=np.array([r[2] for r in requests], dtype=np.int64)[order],
-        class_id=np.zeros(len(requests), dtype=np.int32),
+        class_id=cls[order],
         class_names=tuple(f"c{i}" for i in range(classes)),
         closed_loop=(),
+        has_prefix=pfx[order],
     )
 
 
 def run_small(
-    spec: FleetSpec, wl: Workload, *, duration_s: float = 100.0, seed: int = 0
+    spec: FleetSpec,
+    wl: Workload,
+    *,
+    duration_s: float = 100.0,
+    seed: int = 0,
+    prefix_tokens: list[int] | None = None,
+    routing: dict[str, Any] | None = None,
+    class_route: list[int] | None = None,
 ) -> tuple[pd.DataFrame, FleetRun]:
     """Run a small case to completion and return its per-request records."""
     # drain until everything has finished, so that conservation can be checked exactly
     hz = Horizon(duration_s=duration_s, warmup_s=0.0, drain_s=1e6, sample_interval_s=duration_s)
-    run = run_fleet(spec, build_replica(spec), wl, hz, router_rng=np.random.default_rng(seed))
-    return requests_frame(run, wl.class_names), run
+    run = run_fleet(
+        spec,
+        build_replica(spec),
+        wl,
+        hz,
+        router_rng=np.random.default_rng(seed),
+        prefix_tokens=None if prefix_tokens is None else np.array(prefix_tokens),
+        routing=None if routing is None else RoutingSpec.model_validate(routing),
+        class_route=None if class_route is None else np.array(class_route),
+    )
+    n = run.state.n_requests
+    to_api = run.state.ri[:n, K.STATUS] == K.ST_API
+    api = None
+    if to_api.any():
+        api = simulate_api(
+            run.state.rf[:n, K.ARR][to_api],
+            run.state.ri[:n, K.PROMPT][to_api],
+            run.state.ri[:n, K.OUT][to_api],
+            ApiSpec(usd_per_1m_input=1.0, usd_per_1m_output=2.0),
+            rng=np.random.default_rng(seed),
+        )
+    return requests_frame(run, wl.class_names, api), run

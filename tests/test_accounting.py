@@ -27,17 +27,24 @@ def _check_conservation(df: pd.DataFrame, run: FleetRun) -> None:
     assert (done["e2e_s"] >= done["ttft_s"] - 1e-12).all()
     # outstanding work returns to zero: enqueued tokens = computed - recomputed
     assert (state.pi[:, K.OUTST] == 0).all()
-    # every KV block is back, nothing left running or queued
+    # every KV block is back (cached prefix blocks nobody uses count as free), nothing left
+    # running or queued, no prefix still referenced
     assert (state.pi[:, K.FREE] == state.replica.kv_blocks).all()
+    assert (state.pc[:, :, K.PC_REFS] == 0).all()
+    assert (state.pi[:, K.EVICT] == state.pc[:, :, K.PC_BLOCKS].sum(axis=1)).all()
     assert (state.pi[:, K.NRUN] == 0).all()
     assert (state.pi[:, K.QLEN] == 0).all()
     assert state.g[K.G_CQLEN] == 0
+    # queued prefill tokens (what spillover's predicted TTFT reads) balance too
+    assert (state.pi[:, K.QTOK] == 0).all()
+    assert state.g[K.G_CQTOK] == 0
     # completed requests generated exactly their output tokens
     n = state.n_requests
     ri = state.ri[:n]
     completed = ri[:, K.STATUS] == K.ST_COMPLETED
     assert (ri[completed, K.GEN] == ri[completed, K.OUT]).all()
     assert (ri[completed, K.COMP] == ri[completed, K.PROMPT] + ri[completed, K.OUT] - 1).all()
+    assert (ri[:, K.HOLD] == 0).all() and (ri[:, K.SHARED] == 0).all()
 
 
 def test_batch_integral_equals_time_in_batch() -> None:
@@ -62,7 +69,7 @@ def test_batch_integral_equals_time_in_batch() -> None:
     )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n=st.integers(1, 40),
     replicas=st.integers(1, 3),
@@ -73,6 +80,7 @@ def test_batch_integral_equals_time_in_batch() -> None:
     budget=st.integers(1, 64),
     chunked=st.booleans(),
     max_queue=st.one_of(st.none(), st.integers(0, 5)),
+    prefix=st.sampled_from([0, 3, 8, 20]),
     seed=st.integers(0, 2**16),
 )
 def test_no_request_is_lost_under_pressure(
@@ -85,15 +93,18 @@ def test_no_request_is_lost_under_pressure(
     budget: int,
     chunked: bool,
     max_queue: int | None,
+    prefix: int,
     seed: int,
 ) -> None:
     rng = np.random.default_rng(seed)
+    carries = rng.random(n) < 0.6 if prefix else np.zeros(n, dtype=bool)
     reqs = [
-        (float(t), int(p), int(o))
-        for t, p, o in zip(
+        (float(t), int(p) + (prefix if c else 0), int(o), 0, bool(c))
+        for t, p, o, c in zip(
             np.sort(rng.uniform(0, 5, n)),
             rng.integers(1, 60, n),
             rng.integers(1, 40, n),
+            carries,
             strict=True,
         )
     ]
@@ -110,7 +121,7 @@ def test_no_request_is_lost_under_pressure(
             "chunked_prefill": chunked,
         },
     )
-    df, run = run_small(spec, workload(reqs), duration_s=5.0, seed=seed)
+    df, run = run_small(spec, workload(reqs), duration_s=5.0, seed=seed, prefix_tokens=[prefix])
     assert len(df) == n
     _check_conservation(df, run)
     capacity = kv_blocks * block_tokens

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from sim.economics.spec import RoutingSpec
 from sim.engine import kernel as K
 from sim.engine.replica import ReplicaConfig
 from sim.fleet_spec import FleetSpec, Horizon
@@ -31,6 +32,9 @@ class FleetState:
     workload: Workload
     duration_s: float
     router_rng: np.random.Generator
+    routing: RoutingSpec = field(default_factory=RoutingSpec)
+    class_route: np.ndarray | None = None  # per class: K.CR_* (default: all fleet-only)
+    prefix_tokens: np.ndarray | None = None  # per class: shared prefix length (0: none)
     rf: np.ndarray = field(init=False)
     ri: np.ndarray = field(init=False)
     pf: np.ndarray = field(init=False)
@@ -38,6 +42,10 @@ class FleetState:
     run: np.ndarray = field(init=False)
     chunk: np.ndarray = field(init=False)
     ep: np.ndarray = field(init=False)
+    epf: np.ndarray = field(init=False)
+    cls: np.ndarray = field(init=False)
+    pc: np.ndarray = field(init=False)
+    plu: np.ndarray = field(init=False)
     g: np.ndarray = field(init=False)
     gf: np.ndarray = field(init=False)
     ut: np.ndarray = field(init=False)
@@ -62,6 +70,8 @@ class FleetState:
         self.ri[:n_open, K.OUT] = wl.output_tokens
         self.ri[:n_open, K.PFT] = wl.input_tokens
         self.ri[:n_open, K.CLS] = wl.class_id
+        if wl.has_prefix is not None:
+            self.ri[:n_open, K.HASPFX] = wl.has_prefix
         self.ri[:, K.REP] = -1
         self.ri[:, K.NEXT] = -1
         self.ri[:, K.USER] = -1
@@ -84,7 +94,34 @@ class FleetState:
         ep[K.E_ROUTER] = K.ROUTERS.index(fleet.router)
         ep[K.E_MAXQ] = -1 if fleet.max_queue is None else fleet.max_queue
         ep[K.E_NOPEN] = n_open
+        routing = self.routing
+        ep[K.E_POLICY] = K.POLICIES.index(routing.policy)
+        spill = routing.spillover
+        ep[K.E_SPILL_Q] = -1 if spill is None or spill.max_queue is None else spill.max_queue
+        ep[K.E_SPILL_TOK] = (
+            -1
+            if spill is None or spill.max_outstanding_tokens is None
+            else spill.max_outstanding_tokens
+        )
         self.ep = ep
+        self.epf = np.zeros(K.N_EPF)
+        if spill is not None and spill.max_predicted_ttft_s is not None:
+            self.epf[K.EF_SPILL_TTFT] = spill.max_predicted_ttft_s
+        # prefill throughput of one full-budget iteration, for the predicted TTFT
+        mbt = fleet.engine.max_num_batched_tokens
+        self.epf[K.EF_PREFILL_S_PER_TOKEN] = (
+            self.replica.coefficients.time_s(mbt, 0, mbt, mbt, mbt * (mbt + 1) / 2) / mbt
+        )
+        n_classes = len(wl.class_names)
+        self.cls = np.zeros((n_classes, 2), dtype=np.int64)
+        if self.class_route is not None:
+            self.cls[:, K.C_ROUTE] = self.class_route
+        if self.prefix_tokens is not None:
+            self.cls[:, K.C_PFX_BLOCKS] = (
+                np.asarray(self.prefix_tokens) // self.replica.block_tokens
+            )
+        self.pc = np.zeros((nrep, n_classes, 2), dtype=np.int64)
+        self.plu = np.zeros((nrep, n_classes))
         self.g = np.zeros(K.N_G, dtype=np.int64)
         self.g[K.G_NREQ] = n_open
         self.g[K.G_CQHEAD] = -1
@@ -152,6 +189,10 @@ class FleetState:
                 self.run,
                 self.chunk,
                 self.ep,
+                self.epf,
+                self.cls,
+                self.pc,
+                self.plu,
                 self.replica.coefficients.vector,
                 self.g,
                 self.gf,
@@ -183,16 +224,24 @@ class FleetState:
         idle = (self.pi[:, K.NRUN].sum() + self.pi[:, K.QLEN].sum() + self.g[K.G_CQLEN]) == 0
         return bool(no_open and no_users and idle)
 
-    def counters(self) -> dict[str, np.ndarray]:
-        """Per-replica cumulative counters (copies), for window differences."""
+    def counters(self, t: float) -> dict[str, np.ndarray]:
+        """Per-replica cumulative counters at time ``t`` (copies), for window differences.
+
+        The engine stops at the first iteration boundary at or after ``t``; the busy time of
+        an iteration that straddles ``t`` is cut at ``t`` exactly (the other integrals keep
+        that one iteration whole).
+        """
+        overshoot = np.maximum(self.pf[:, K.CLOCK] - t, 0.0)
         return {
-            "busy_s": self.pf[:, K.BUSY].copy(),
+            "busy_s": self.pf[:, K.BUSY] - overshoot,
             "batch_integral": self.pf[:, K.BATCH_INT].copy(),
             "kv_integral": self.pf[:, K.KV_INT].copy(),
             "compute_s": self.pf[:, K.COMPUTE_INT].copy(),
             "memory_s": self.pf[:, K.MEMORY_INT].copy(),
             "steps": self.pi[:, K.STEPS].copy(),
             "preemptions": self.pi[:, K.NPREEMPT].copy(),
+            "prefix_asked": self.pi[:, K.PFX_ASKED].copy(),
+            "prefix_hit": self.pi[:, K.PFX_HIT].copy(),
         }
 
 
@@ -213,9 +262,26 @@ def run_fleet(
     horizon: Horizon,
     *,
     router_rng: np.random.Generator,
+    routing: RoutingSpec | None = None,
+    class_route: np.ndarray | None = None,
+    prefix_tokens: np.ndarray | None = None,
 ) -> FleetRun:
-    """Simulate one replication of ``workload`` on ``fleet`` over ``horizon``."""
-    state = FleetState(fleet, replica, workload, horizon.duration_s, router_rng)
+    """Simulate one replication of ``workload`` on ``fleet`` over ``horizon``.
+
+    ``routing`` and ``class_route`` (per class, one of ``kernel.CR_FLEET_ONLY``,
+    ``CR_ELIGIBLE``, ``CR_API``) decide which requests leave for the API; those end with
+    engine status ``ST_API`` and are simulated by :mod:`sim.api` afterwards.
+    """
+    state = FleetState(
+        fleet,
+        replica,
+        workload,
+        horizon.duration_s,
+        router_rng,
+        routing=routing or RoutingSpec(),
+        class_route=class_route,
+        prefix_tokens=prefix_tokens,
+    )
     env = simpy.Environment()
     window: dict[str, dict[str, np.ndarray]] = {}
     samples: list[tuple[float, ...]] = []
@@ -225,10 +291,10 @@ def run_fleet(
         # metric window: counters at warm-up end and at the horizon
         yield env.timeout(horizon.warmup_s)
         state.advance_to(env.now)
-        window["start"] = state.counters()
+        window["start"] = state.counters(env.now)
         yield env.timeout(horizon.duration_s - horizon.warmup_s)
         state.advance_to(env.now)
-        window["end"] = state.counters()
+        window["end"] = state.counters(env.now)
 
     def sampler(env: simpy.Environment) -> Any:
         while env.now <= horizon.drain_limit_s:

@@ -30,11 +30,13 @@ ARR, ADMIT, FIRST, FINISH, THINK = 0, 1, 2, 3, 4
 N_RF = 5
 # --- per-request int columns (RI) ---
 PROMPT, OUT, CLS, REP, STATUS, REASON, COMP, GEN, PFT, BLK, NPRE, RECOMP, NEXT, USER = range(14)
-N_RI = 14
+# prefix caching: carries its class's prefix; shared (cached) blocks it uses; holds a ref
+HASPFX, SHARED, HOLD = 14, 15, 16
+N_RI = 17
 # request status
-ST_PENDING, ST_QUEUED, ST_RUNNING, ST_COMPLETED, ST_REJECTED, ST_FAILED = 0, 1, 2, 3, 4, 5
+ST_PENDING, ST_QUEUED, ST_RUNNING, ST_COMPLETED, ST_REJECTED, ST_FAILED, ST_API = range(7)
 # reasons
-R_NONE, R_KV, R_MAXLEN, R_QUEUE, R_DRAIN, R_BUDGET, R_UNSCHEDULABLE = 0, 1, 2, 3, 4, 5, 6
+R_NONE, R_KV, R_MAXLEN, R_QUEUE, R_DRAIN, R_BUDGET, R_UNSCHEDULABLE, R_RATE = range(8)
 REASONS = (
     "",
     "exceeds_kv_capacity",
@@ -43,20 +45,35 @@ REASONS = (
     "drain_limit",
     "exceeds_max_num_batched_tokens",
     "unschedulable",
+    "rate_limited",
 )
 # --- per-replica float columns (PF) ---
 CLOCK, BUSY, BATCH_INT, KV_INT, COMPUTE_INT, MEMORY_INT = 0, 1, 2, 3, 4, 5
 N_PF = 6
 # --- per-replica int columns (PI) ---
-NRUN, FREE, QHEAD, QTAIL, QLEN, STEPS, OUTST, NPREEMPT = range(8)
-N_PI = 8
+NRUN, FREE, QHEAD, QTAIL, QLEN, STEPS, OUTST, NPREEMPT, QTOK = range(9)
+# evictable cached prefix blocks (counted in FREE), prefix tokens looked up and found
+EVICT, PFX_ASKED, PFX_HIT = 9, 10, 11
+N_PI = 12
 # --- engine / router int params (EP) ---
 E_S, E_MBT, E_B, E_TOTAL, E_CHUNKED, E_MAXLEN, E_ROUTER, E_MAXQ, E_NOPEN = range(9)
-N_EP = 9
+E_POLICY, E_SPILL_Q, E_SPILL_TOK = 9, 10, 11
+N_EP = 12
+# --- float params (EPF) ---
+EF_SPILL_TTFT, EF_PREFILL_S_PER_TOKEN = 0, 1
+N_EPF = 2
+POLICIES = ("self_host_only", "api_only", "class_based", "spillover", "cold_start_spill")
+PO_SELF, PO_API, PO_CLASS, PO_SPILL, PO_COLD = range(5)
+# per-class routing flag: may the class leave the fleet, and does class_based send it away
+CR_FLEET_ONLY, CR_ELIGIBLE, CR_API = 0, 1, 2
+# per-class int params (CLS array columns): routing flag, prefix length in full blocks
+C_ROUTE, C_PFX_BLOCKS = 0, 1
+# per replica and class prefix cache (PC array last axis): cached blocks, references
+PC_BLOCKS, PC_REFS = 0, 1
 ROUTERS = ("round_robin", "least_loaded", "power_of_two", "central", "random")
 RT_RR, RT_LL, RT_P2, RT_CENTRAL, RT_RANDOM = 0, 1, 2, 3, 4
 # --- global int state (G) ---
-G_NEXT_OPEN, G_RR, G_NREQ, G_CQHEAD, G_CQTAIL, G_CQLEN, G_RND, G_CODE = range(8)
+G_NEXT_OPEN, G_RR, G_NREQ, G_CQHEAD, G_CQTAIL, G_CQLEN, G_RND, G_CQTOK = range(8)
 N_G = 8
 # --- global float state (GF) ---
 GF_NOW, GF_UMIN, GF_STOP = 0, 1, 2
@@ -106,10 +123,77 @@ def _q_pop_front(ri: np.ndarray, head_tail_len: np.ndarray, ih: int) -> int:
 
 
 @numba.njit(cache=True)
+def _release(
+    ri: np.ndarray, pi_r: np.ndarray, pc_r: np.ndarray, plu_r: np.ndarray, q: int, t: float
+) -> None:
+    # give back a sequence's own KV blocks and its reference on the cached prefix; a prefix
+    # nobody references stays cached but evictable (counted as free), LRU by last use
+    pi_r[FREE] += ri[q, BLK]
+    ri[q, BLK] = 0
+    if ri[q, HOLD] == 1:
+        c = ri[q, CLS]
+        pc_r[c, PC_REFS] -= 1
+        ri[q, HOLD] = 0
+        if pc_r[c, PC_REFS] == 0:
+            pi_r[FREE] += pc_r[c, PC_BLOCKS]
+            pi_r[EVICT] += pc_r[c, PC_BLOCKS]
+            plu_r[c] = t
+    ri[q, SHARED] = 0
+
+
+@numba.njit(cache=True)
+def _hold(ri: np.ndarray, pi_r: np.ndarray, pc_r: np.ndarray, q: int) -> None:
+    # take a reference on the class prefix; its blocks stop being evictable
+    c = ri[q, CLS]
+    if pc_r[c, PC_REFS] == 0:
+        pi_r[FREE] -= pc_r[c, PC_BLOCKS]
+        pi_r[EVICT] -= pc_r[c, PC_BLOCKS]
+    pc_r[c, PC_REFS] += 1
+    ri[q, HOLD] = 1
+
+
+@numba.njit(cache=True)
+def _allocate(pi_r: np.ndarray, pc_r: np.ndarray, plu_r: np.ndarray, need: int) -> None:
+    # take `need` free blocks (caller checked need <= FREE): never-cached blocks first, then
+    # evict unreferenced cached prefix blocks, least recently used prefix first
+    short = need - (pi_r[FREE] - pi_r[EVICT])
+    while short > 0:
+        best = -1
+        oldest = np.inf
+        for c in range(pc_r.shape[0]):
+            if pc_r[c, PC_REFS] == 0 and pc_r[c, PC_BLOCKS] > 0 and plu_r[c] < oldest:
+                best = c
+                oldest = plu_r[c]
+        take = min(short, pc_r[best, PC_BLOCKS])
+        pc_r[best, PC_BLOCKS] -= take
+        pi_r[EVICT] -= take
+        short -= take
+    pi_r[FREE] -= need
+
+
+@numba.njit(cache=True)
+def _publish_prefix(ri: np.ndarray, pi_r: np.ndarray, pc_r: np.ndarray, q: int, nbp: int) -> None:
+    # q has just computed its class prefix (nbp full blocks): the cache gets the blocks it
+    # lacks from q, q's copies of blocks the cache already had are freed, and q now shares
+    # all nbp blocks (block-level deduplication, as prefix hashing does)
+    c = ri[q, CLS]
+    if ri[q, HOLD] == 0:
+        _hold(ri, pi_r, pc_r, q)
+    cur = pc_r[c, PC_BLOCKS]
+    own = nbp - ri[q, SHARED]
+    pi_r[FREE] += cur - ri[q, SHARED]
+    ri[q, BLK] -= own
+    pc_r[c, PC_BLOCKS] = nbp
+    ri[q, SHARED] = nbp
+
+
+@numba.njit(cache=True)
 def _finish(
     rf: np.ndarray,
     ri: np.ndarray,
     pi_r: np.ndarray,
+    pc_r: np.ndarray,
+    plu_r: np.ndarray,
     q: int,
     t: float,
     ut: np.ndarray,
@@ -118,8 +202,7 @@ def _finish(
 ) -> None:
     rf[q, FINISH] = t
     ri[q, STATUS] = ST_COMPLETED
-    pi_r[FREE] += ri[q, BLK]
-    ri[q, BLK] = 0
+    _release(ri, pi_r, pc_r, plu_r, q, t)
     _user_next(rf, ri, q, t, ut, gf, duration_s)
 
 
@@ -161,7 +244,7 @@ def _kv_need(run: np.ndarray, ri: np.ndarray, n: int, k: int, bt: int) -> int:
     need = 0
     for i in range(n):
         q = run[i]
-        need += _cdiv(ri[q, COMP] + k, bt) - ri[q, BLK]
+        need += _cdiv(ri[q, COMP] + k, bt) - ri[q, SHARED] - ri[q, BLK]
     return need
 
 
@@ -176,6 +259,9 @@ def step_replica(
     run: np.ndarray,
     chunk: np.ndarray,
     ep: np.ndarray,
+    cls: np.ndarray,
+    pc: np.ndarray,
+    plu: np.ndarray,
     coeffs: np.ndarray,
     g: np.ndarray,
     gf: np.ndarray,
@@ -185,6 +271,8 @@ def step_replica(
     """Run replica ``r``'s next scheduler iteration (or a run of identical decode iterations
     that all start before ``bound``)."""
     pi_r = pi[r]
+    pc_r = pc[r]
+    plu_r = plu[r]
     run_r = run[r]
     bt = ep[E_B]
     total_blocks = ep[E_TOTAL]
@@ -206,13 +294,12 @@ def step_replica(
             continue
         rem = ri[q, PFT] - ri[q, COMP]
         c = min(rem, budget) if rem > 0 else 1
-        need = _cdiv(ri[q, COMP] + c, bt) - ri[q, BLK]
+        need = _cdiv(ri[q, COMP] + c, bt) - ri[q, SHARED] - ri[q, BLK]
         victim_is_self = False
         while need > pi_r[FREE]:
             v = run_r[pi_r[NRUN] - 1]
             # preempt the newest running sequence by recompute
-            pi_r[FREE] += ri[v, BLK]
-            ri[v, BLK] = 0
+            _release(ri, pi_r, pc_r, plu_r, v, clock)
             ri[v, RECOMP] += ri[v, COMP]
             pi_r[OUTST] += ri[v, COMP]
             ri[v, COMP] = 0
@@ -222,6 +309,7 @@ def step_replica(
             pi_r[NPREEMPT] += 1
             pi_r[NRUN] -= 1
             _q_push_front(ri, pi_r, QHEAD, v)
+            pi_r[QTOK] += ri[v, PFT]
             preempted = True
             if v == q:
                 victim_is_self = True
@@ -229,7 +317,7 @@ def step_replica(
         if victim_is_self:
             break
         ri[q, BLK] += need
-        pi_r[FREE] -= need
+        _allocate(pi_r, pc_r, plu_r, need)
         chunk[i] = c
         budget -= c
         tok += c
@@ -255,21 +343,37 @@ def step_replica(
                 from_central = True
             else:
                 break
-            c = min(ri[q, PFT] - ri[q, COMP], budget)
-            if ep[E_CHUNKED] == 0 and c < ri[q, PFT] and ri[q, GEN] == 0:
+            # automatic prefix caching: skip the prefix blocks this replica holds
+            cached = 0
+            if ri[q, HASPFX] == 1:
+                cached = pc_r[ri[q, CLS], PC_BLOCKS]
+            hit = cached * bt
+            c = min(ri[q, PFT] - hit, budget)
+            if ep[E_CHUNKED] == 0 and c < ri[q, PFT] - hit and ri[q, GEN] == 0:
                 # without chunked prefill a prompt runs whole; a recompute after preemption
                 # (prompt + generated tokens) may exceed the budget and is then chunked
                 break
-            need = _cdiv(c, bt)
-            if need > pi_r[FREE]:
+            need = _cdiv(hit + c, bt) - cached
+            pinned = cached if cached > 0 and pc_r[ri[q, CLS], PC_REFS] == 0 else 0
+            if need + pinned > pi_r[FREE]:
                 break
             if from_central:
                 _q_pop_front(ri, g, G_CQHEAD)
+                g[G_CQTOK] -= ri[q, PFT] - ri[q, COMP]
                 ri[q, REP] = r
                 pi_r[OUTST] += ri[q, PROMPT] + ri[q, OUT] - 1
             else:
                 _q_pop_front(ri, pi_r, QHEAD)
-            pi_r[FREE] -= need
+                pi_r[QTOK] -= ri[q, PFT] - ri[q, COMP]
+            if ri[q, HASPFX] == 1:
+                pi_r[PFX_ASKED] += cls[ri[q, CLS], C_PFX_BLOCKS] * bt
+                pi_r[PFX_HIT] += hit
+            if cached > 0:
+                _hold(ri, pi_r, pc_r, q)
+                ri[q, SHARED] = cached
+                ri[q, COMP] = hit
+                pi_r[OUTST] -= hit
+            _allocate(pi_r, pc_r, plu_r, need)
             ri[q, BLK] = need
             ri[q, STATUS] = ST_RUNNING
             if np.isnan(rf[q, ADMIT]):
@@ -282,13 +386,18 @@ def step_replica(
             budget -= c
             tok += c
             pfl += c
-            kv += c
-            ap += c * (c + 1) / 2.0
+            kv += hit + c
+            ap += c * hit + c * (c + 1) / 2.0
     if tok == 0.0:
         if pi_r[NRUN] == 0 and not preempted:
             # an empty replica that cannot admit the head of its queue never will: fail it
             # rather than stall (arrival checks make this unreachable; kept as a guard)
-            q = _q_pop_front(ri, pi_r, QHEAD) if pi_r[QLEN] > 0 else _q_pop_front(ri, g, G_CQHEAD)
+            if pi_r[QLEN] > 0:
+                q = _q_pop_front(ri, pi_r, QHEAD)
+                pi_r[QTOK] -= ri[q, PFT] - ri[q, COMP]
+            else:
+                q = _q_pop_front(ri, g, G_CQHEAD)
+                g[G_CQTOK] -= ri[q, PFT] - ri[q, COMP]
             ri[q, STATUS] = ST_FAILED
             ri[q, REASON] = R_UNSCHEDULABLE
             _user_next(rf, ri, q, clock, ut, gf, duration_s)
@@ -330,10 +439,10 @@ def step_replica(
             q = run_r[j]
             ri[q, COMP] += k
             ri[q, GEN] += k
-            nb = _cdiv(ri[q, COMP], bt)
+            nb = _cdiv(ri[q, COMP], bt) - ri[q, SHARED]
             grown += nb - ri[q, BLK]
             ri[q, BLK] = nb
-        pi_r[FREE] -= grown
+        _allocate(pi_r, pc_r, plu_r, grown)
         pi_r[OUTST] -= n * k
         used_after = total_blocks - pi_r[FREE]
         pi_r[STEPS] += k
@@ -349,7 +458,7 @@ def step_replica(
         for j in range(n):
             q = run_r[j]
             if ri[q, GEN] >= ri[q, OUT]:
-                _finish(rf, ri, pi_r, q, t_end, ut, gf, duration_s)
+                _finish(rf, ri, pi_r, pc_r, plu_r, q, t_end, ut, gf, duration_s)
                 any_done = True
         if any_done:
             _compact_running(run_r, ri, pi_r)
@@ -374,6 +483,9 @@ def step_replica(
             continue
         was_prefill = ri[q, COMP] < ri[q, PFT]
         ri[q, COMP] += c
+        nbp = cls[ri[q, CLS], C_PFX_BLOCKS]
+        if ri[q, HASPFX] == 1 and ri[q, SHARED] < nbp and ri[q, COMP] >= nbp * bt:
+            _publish_prefix(ri, pi_r, pc_r, q, nbp)
         if was_prefill:
             if ri[q, COMP] == ri[q, PFT]:
                 if ri[q, GEN] == 0:
@@ -382,7 +494,7 @@ def step_replica(
         else:
             ri[q, GEN] += 1
         if ri[q, GEN] >= ri[q, OUT]:
-            _finish(rf, ri, pi_r, q, t_end, ut, gf, duration_s)
+            _finish(rf, ri, pi_r, pc_r, plu_r, q, t_end, ut, gf, duration_s)
             any_done = True
     used_after = total_blocks - pi_r[FREE]
     pf[r, KV_INT] += 0.5 * (used_before + used_after) * dt
@@ -428,6 +540,31 @@ def _route(
 
 
 @numba.njit(cache=True)
+def _spill(
+    r: int, prompt: int, pi: np.ndarray, ep: np.ndarray, epf: np.ndarray, g: np.ndarray
+) -> bool:
+    # is the fleet (replica r, or the central queue) past a spillover threshold?
+    nrep = pi.shape[0]
+    if r >= 0:
+        queued = float(pi[r, QLEN])
+        outstanding = float(pi[r, OUTST])
+        qtok = float(pi[r, QTOK])
+    else:  # central queue: its length and work shared over the replicas
+        queued = g[G_CQLEN] / nrep
+        outstanding = 0.0
+        for i in range(nrep):
+            outstanding += pi[i, OUTST]
+        outstanding = (outstanding + g[G_CQTOK]) / nrep
+        qtok = g[G_CQTOK] / nrep
+    if ep[E_SPILL_Q] >= 0 and queued >= ep[E_SPILL_Q]:
+        return True
+    if ep[E_SPILL_TOK] >= 0 and outstanding >= ep[E_SPILL_TOK]:
+        return True
+    ttft = epf[EF_SPILL_TTFT]
+    return ttft > 0.0 and (qtok + prompt) * epf[EF_PREFILL_S_PER_TOKEN] > ttft
+
+
+@numba.njit(cache=True)
 def _arrive(
     q: int,
     t: float,
@@ -436,6 +573,8 @@ def _arrive(
     pf: np.ndarray,
     pi: np.ndarray,
     ep: np.ndarray,
+    epf: np.ndarray,
+    cls: np.ndarray,
     g: np.ndarray,
     gf: np.ndarray,
     ut: np.ndarray,
@@ -446,6 +585,12 @@ def _arrive(
     gf[GF_NOW] = t
     prompt = ri[q, PROMPT]
     out = ri[q, OUT]
+    policy = ep[E_POLICY]
+    flag = cls[ri[q, CLS], C_ROUTE]
+    may_leave = flag != CR_FLEET_ONLY and policy != PO_SELF
+    if may_leave and (policy == PO_API or (policy == PO_CLASS and flag == CR_API)):
+        ri[q, STATUS] = ST_API
+        return
     reason = R_NONE
     if prompt + out > ep[E_MAXLEN]:
         reason = R_MAXLEN
@@ -454,28 +599,37 @@ def _arrive(
     elif ep[E_CHUNKED] == 0 and prompt > ep[E_MBT]:
         reason = R_BUDGET
     if reason == R_NONE:
-        if ep[E_ROUTER] == RT_CENTRAL:
+        central = ep[E_ROUTER] == RT_CENTRAL
+        r = -1 if central else _route(q, pi, ep, g, rnd, nrep)
+        if may_leave and policy == PO_SPILL and _spill(r, prompt, pi, ep, epf, g):
+            ri[q, STATUS] = ST_API
+            return
+        if central:
             if ep[E_MAXQ] >= 0 and g[G_CQLEN] >= ep[E_MAXQ]:
                 reason = R_QUEUE
             else:
                 ri[q, STATUS] = ST_QUEUED
                 _q_push_back(ri, g, G_CQHEAD, q)
-                for r in range(nrep):
-                    if pi[r, NRUN] == 0 and pi[r, QLEN] == 0 and pf[r, CLOCK] < t:
-                        pf[r, CLOCK] = t
+                g[G_CQTOK] += prompt
+                for i in range(nrep):
+                    if pi[i, NRUN] == 0 and pi[i, QLEN] == 0 and pf[i, CLOCK] < t:
+                        pf[i, CLOCK] = t
                 return
+        elif ep[E_MAXQ] >= 0 and pi[r, QLEN] >= ep[E_MAXQ]:
+            reason = R_QUEUE
         else:
-            r = _route(q, pi, ep, g, rnd, nrep)
-            if ep[E_MAXQ] >= 0 and pi[r, QLEN] >= ep[E_MAXQ]:
-                reason = R_QUEUE
-            else:
-                ri[q, REP] = r
-                ri[q, STATUS] = ST_QUEUED
-                if pi[r, NRUN] == 0 and pi[r, QLEN] == 0 and pf[r, CLOCK] < t:
-                    pf[r, CLOCK] = t
-                _q_push_back(ri, pi[r], QHEAD, q)
-                pi[r, OUTST] += prompt + out - 1
-                return
+            ri[q, REP] = r
+            ri[q, STATUS] = ST_QUEUED
+            if pi[r, NRUN] == 0 and pi[r, QLEN] == 0 and pf[r, CLOCK] < t:
+                pf[r, CLOCK] = t
+            _q_push_back(ri, pi[r], QHEAD, q)
+            pi[r, QTOK] += prompt
+            pi[r, OUTST] += prompt + out - 1
+            return
+    if may_leave:
+        # what the fleet cannot take, the API can
+        ri[q, STATUS] = ST_API
+        return
     ri[q, STATUS] = ST_REJECTED
     ri[q, REASON] = reason
     _user_next(rf, ri, q, t, ut, gf, duration_s)
@@ -491,6 +645,10 @@ def run_until(
     run: np.ndarray,
     chunk: np.ndarray,
     ep: np.ndarray,
+    epf: np.ndarray,
+    cls: np.ndarray,
+    pc: np.ndarray,
+    plu: np.ndarray,
     coeffs: np.ndarray,
     g: np.ndarray,
     gf: np.ndarray,
@@ -535,7 +693,23 @@ def run_until(
             if (ep[E_ROUTER] == RT_P2 or ep[E_ROUTER] == RT_RANDOM) and g[G_RND] + 2 > rnd.shape[0]:
                 return NEED_RANDOM
             step_replica(
-                rmin, bound, rf, ri, pf, pi, run, chunk[rmin], ep, coeffs, g, gf, ut, duration_s
+                rmin,
+                bound,
+                rf,
+                ri,
+                pf,
+                pi,
+                run,
+                chunk[rmin],
+                ep,
+                cls,
+                pc,
+                plu,
+                coeffs,
+                g,
+                gf,
+                ut,
+                duration_s,
             )
             continue
         if t_arr < t_end:
@@ -573,6 +747,6 @@ def run_until(
                     if ut[j] < m:
                         m = ut[j]
                 gf[GF_UMIN] = m
-            _arrive(q, rf[q, ARR], rf, ri, pf, pi, ep, g, gf, ut, rnd, duration_s)
+            _arrive(q, rf[q, ARR], rf, ri, pf, pi, ep, epf, cls, g, gf, ut, rnd, duration_s)
             continue
         return OK

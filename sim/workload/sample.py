@@ -131,6 +131,9 @@ class Workload:
         Class names in declaration order.
     closed_loop
         One source per closed-loop class (their requests are not in the arrays).
+    has_prefix
+        bool, the request carries its class's shared prefix (already counted in
+        ``input_tokens``); ``None`` means no request does.
     """
 
     arrival_s: NDArray[np.float64]
@@ -139,6 +142,7 @@ class Workload:
     class_id: NDArray[np.int32]
     class_names: tuple[str, ...]
     closed_loop: tuple[ClosedLoopSource, ...]
+    has_prefix: NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return int(self.arrival_s.size)
@@ -146,7 +150,7 @@ class Workload:
 
 def _sample_class(
     spec: ClassSpec, duration_s: float, seed: np.random.SeedSequence
-) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
     arrivals = spec.arrivals
     if isinstance(arrivals, TraceArrivals):
         trace = load_trace(
@@ -172,7 +176,13 @@ def _sample_class(
     if spec.output_tokens is not None:
         out = spec.output_tokens.sample(_rng(seed, "output_tokens"), t.size)
     assert inp is not None and out is not None  # guaranteed by ClassSpec validation
-    return t, inp, out
+    prefix = spec.prefix
+    if prefix is None:
+        has = np.zeros(t.size, dtype=bool)
+    else:
+        has = _rng(seed, "prefix").random(t.size) < prefix.share
+        inp = inp + np.where(has, prefix.tokens, 0)
+    return t, inp, out, has
 
 
 def sample_workload(
@@ -216,6 +226,7 @@ def sample_workload(
     outputs: list[NDArray[np.int64]] = []
     ids: list[NDArray[np.int32]] = []
     closed: list[ClosedLoopSource] = []
+    prefixed: list[NDArray[np.bool_]] = []
     for class_id, cls in enumerate(spec.classes):
         class_seed = component_seed(seed, cls.name)
         if isinstance(cls.arrivals, ClosedLoopArrivals):
@@ -230,7 +241,8 @@ def sample_workload(
             )
             closed.append(source)
             continue
-        t, inp, out = _sample_class(cls, duration_s, class_seed)
+        t, inp, out, has = _sample_class(cls, duration_s, class_seed)
+        prefixed.append(has)
         times.append(t)
         inputs.append(inp)
         outputs.append(out)
@@ -238,6 +250,7 @@ def sample_workload(
     if not times:  # only closed-loop classes
         times, inputs, outputs = [np.empty(0)], [np.empty(0, np.int64)], [np.empty(0, np.int64)]
         ids = [np.empty(0, np.int32)]
+        prefixed = [np.empty(0, bool)]
     arrival = np.concatenate(times)
     order = np.argsort(arrival, kind="stable")
     return Workload(
@@ -247,4 +260,5 @@ def sample_workload(
         class_id=_readonly(np.concatenate(ids)[order]),
         class_names=spec.class_names(),
         closed_loop=tuple(closed),
+        has_prefix=_readonly(np.concatenate(prefixed)[order]),
     )

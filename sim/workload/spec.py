@@ -22,7 +22,7 @@ from sim.workload.lengths import LengthSpec
 from sim.workload.profile import DiurnalProfile, HourlyProfile, ProfileSpec
 from sim.workload.trace import TraceArrivals
 
-__all__ = ["ArrivalSpec", "ClassSpec", "SLOSpec", "WorkloadSpec"]
+__all__ = ["ArrivalSpec", "ClassSpec", "PrefixSpec", "SLOSpec", "WorkloadSpec"]
 
 ArrivalSpec = Annotated[
     PoissonArrivals | GammaArrivals | MMPPArrivals | ClosedLoopArrivals | TraceArrivals,
@@ -41,6 +41,18 @@ class SLOSpec(Frozen):
 
     ttft_s: float | None = Field(default=None, gt=0.0, description="time to first token")
     tpot_s: float | None = Field(default=None, gt=0.0, description="time per output token")
+
+
+class PrefixSpec(Frozen):
+    """A prefix shared by a class's requests (a system prompt or RAG template).
+
+    A share ``share`` of the class's requests carry it: their prompt is ``tokens`` of prefix
+    followed by the sampled ``prompt_tokens``. Replicas reuse the prefix's cached KV blocks
+    (automatic prefix caching) and the API bills those tokens at its cached-input price.
+    """
+
+    tokens: int = Field(ge=1, description="prefix length in tokens")
+    share: float = Field(1.0, ge=0.0, le=1.0, description="share of requests carrying it")
 
 
 class ClassSpec(Frozen):
@@ -69,6 +81,13 @@ class ClassSpec(Frozen):
     output_tokens: LengthSpec | None = None
     slo: SLOSpec = SLOSpec()
     private: bool = Field(default=False, description="may never leave the self-hosted fleet")
+    prefix: PrefixSpec | None = None
+    api_batch: bool = Field(
+        default=False, description="sent through the API's discounted batch endpoint"
+    )
+    api_cached_input_fraction: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="share of prompt tokens the API bills as cached"
+    )
 
     @field_validator("profile")
     @classmethod
@@ -78,6 +97,14 @@ class ClassSpec(Frozen):
         arrivals = info.data.get("arrivals")
         if v is not None and isinstance(arrivals, ClosedLoopArrivals | TraceArrivals):
             raise ValueError(f"profile is not allowed with process {arrivals.process!r}")
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_open_loop(cls, v: PrefixSpec | None, info: ValidationInfo) -> PrefixSpec | None:
+        arrivals = info.data.get("arrivals")
+        if v is not None and isinstance(arrivals, ClosedLoopArrivals):
+            raise ValueError("a shared prefix is not supported with process 'closed_loop' yet")
         return v
 
     @field_validator("prompt_tokens", "output_tokens")

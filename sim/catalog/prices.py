@@ -1,0 +1,335 @@
+"""Price catalogue: hourly GPU prices and per-token API prices shipped with the package.
+
+Two data files, read once per process with :mod:`importlib.resources` (so they work from a
+wheel and never depend on the working directory): ``prices_gpu.csv`` (one row per quote of
+one GPU model at one provider, normalised to a price per GPU-hour) and ``prices_api.csv``
+(per-1M-token input / output / cached-input prices keyed ``provider/model``). Every row
+carries its ``source``, ``quote_date`` and ``confidence``; ``SOURCES.md`` says where they
+come from. Prices change: a scenario should state the date of the prices it uses.
+
+Confidence levels, best first: ``high`` (the provider's own price list, or a catalogue
+scraped from it), ``medium`` (a mirror or a community-maintained price map), ``low-medium``
+(a third-party blog quote), ``low`` (an aggregator page or a superseded list price).
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
+
+from sim.catalog._load import _read_text, get_gpu, list_gpus
+
+__all__ = [
+    "CONFIDENCE_LEVELS",
+    "GPU_PRICE_KINDS",
+    "ApiPrice",
+    "GpuPrice",
+    "api_price",
+    "default_gpu_price",
+    "gpu_prices",
+    "list_api_models",
+]
+
+GPU_PRICE_KINDS = ("on_demand", "spot", "reserved")
+"""Pricing types a catalogue GPU quote can have (``owned`` is priced from capex, not here)."""
+
+CONFIDENCE_LEVELS = ("high", "medium", "low-medium", "low")
+"""Confidence levels of a quote, best first."""
+
+
+@dataclass(frozen=True)
+class GpuPrice:
+    """One quoted hourly price of one GPU.
+
+    Attributes
+    ----------
+    gpu : str
+        Catalog GPU name (see :func:`sim.catalog.list_gpus`).
+    kind : str
+        ``on_demand``, ``spot`` or ``reserved`` (AWS capacity blocks and 1-year commitments
+        are ``reserved``: paid whether used or not).
+    usd_per_gpu_hour : float
+        Instance price divided by the GPUs in the instance.
+    provider : str
+        Who sells it.
+    source : str
+        Where the quote was read (URL).
+    quote_date : str
+        When the price held, as precisely as the source says.
+    confidence : str
+        One of :data:`CONFIDENCE_LEVELS`.
+    sku : str
+        Provider's instance name.
+    gpu_count : int
+        GPUs in the instance the price is quoted for.
+    region : str
+        Region(s) the price applies to.
+    notes : str
+        Caveats, and the source's own wording where it was shortened.
+    """
+
+    gpu: str
+    kind: str
+    usd_per_gpu_hour: float
+    provider: str
+    source: str
+    quote_date: str
+    confidence: str
+    sku: str = ""
+    gpu_count: int = 1
+    region: str = ""
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class ApiPrice:
+    """Per-token prices of one hosted model at one provider, USD per million tokens.
+
+    Attributes
+    ----------
+    key : str
+        ``provider/model``, e.g. ``"openai/gpt-4o-mini"`` (``"custom"`` for user prices).
+    usd_per_1m_input : float
+        Uncached input (prompt) tokens.
+    usd_per_1m_output : float
+        Output (generated) tokens.
+    usd_per_1m_cached_input : float or None
+        Input tokens served from the provider's prompt cache; None where not listed.
+    source : str
+        Where the prices were read.
+    quote_date : str
+        When they held.
+    confidence : str
+        One of :data:`CONFIDENCE_LEVELS` (empty for user-given prices).
+    """
+
+    key: str
+    usd_per_1m_input: float
+    usd_per_1m_output: float
+    usd_per_1m_cached_input: float | None
+    source: str
+    quote_date: str
+    confidence: str = ""
+
+
+def _rows(filename: str) -> list[dict[str, str]]:
+    reader = csv.DictReader(io.StringIO(_read_text(filename)))
+    rows: list[dict[str, str]] = []
+    for line_no, row in enumerate(reader, start=2):
+        if None in row or any(value is None for value in row.values()):
+            raise ValueError(f"{filename} line {line_no}: cell count does not match the header")
+        rows.append({k: v.strip() for k, v in row.items()})
+    return rows
+
+
+def _check_level(filename: str, line_no: int, level: str) -> str:
+    if level not in CONFIDENCE_LEVELS:
+        raise ValueError(
+            f"{filename} line {line_no}: confidence {level!r} is not one of {CONFIDENCE_LEVELS}"
+        )
+    return level
+
+
+@lru_cache(maxsize=1)
+def _gpu_table() -> tuple[GpuPrice, ...]:
+    known = set(list_gpus())
+    prices: list[GpuPrice] = []
+    for line_no, row in enumerate(_rows("prices_gpu.csv"), start=2):
+        where = f"prices_gpu.csv line {line_no}"
+        if row["gpu"] not in known:
+            raise ValueError(f"{where}: gpu {row['gpu']!r} is not a catalog GPU")
+        if row["pricing_type"] not in GPU_PRICE_KINDS:
+            raise ValueError(
+                f"{where}: pricing_type {row['pricing_type']!r} not in {GPU_PRICE_KINDS}"
+            )
+        price = float(row["usd_per_gpu_hour"])
+        if not price > 0:
+            raise ValueError(f"{where}: usd_per_gpu_hour must be > 0")
+        prices.append(
+            GpuPrice(
+                gpu=row["gpu"],
+                kind=row["pricing_type"],
+                usd_per_gpu_hour=price,
+                provider=row["provider"],
+                source=row["source"],
+                quote_date=row["quote_date"],
+                confidence=_check_level("prices_gpu.csv", line_no, row["confidence"]),
+                sku=row["sku"],
+                gpu_count=int(row["gpu_count"]),
+                region=row["region"],
+                notes=row["notes"],
+            )
+        )
+    return tuple(prices)
+
+
+@lru_cache(maxsize=1)
+def _api_table() -> tuple[Mapping[str, ApiPrice], Mapping[str, tuple[str, ...]]]:
+    """Prices by canonical key, and lower-cased lookup names -> canonical keys."""
+    prices: dict[str, ApiPrice] = {}
+    names: dict[str, list[str]] = {}
+    for line_no, row in enumerate(_rows("prices_api.csv"), start=2):
+        key = row["key"]
+        if key != f"{row['provider']}/{row['model']}":
+            raise ValueError(f"prices_api.csv line {line_no}: key must be provider/model")
+        if key.lower() in {k.lower() for k in prices}:
+            raise ValueError(f"prices_api.csv line {line_no}: duplicate key {key!r}")
+        cached = row["usd_per_1m_cached_input"]
+        prices[key] = ApiPrice(
+            key=key,
+            usd_per_1m_input=float(row["usd_per_1m_input"]),
+            usd_per_1m_output=float(row["usd_per_1m_output"]),
+            usd_per_1m_cached_input=float(cached) if cached else None,
+            source=row["source"],
+            quote_date=row["quote_date"],
+            confidence=_check_level("prices_api.csv", line_no, row["confidence"]),
+        )
+        # the key, the bare model name and LiteLLM's model id all find the entry
+        for name in {key, row["model"], row["model_id"]}:
+            names.setdefault(name.lower(), [])
+            if key not in names[name.lower()]:
+                names[name.lower()].append(key)
+    return MappingProxyType(prices), MappingProxyType({k: tuple(v) for k, v in names.items()})
+
+
+def gpu_prices(gpu: str | None = None) -> list[GpuPrice]:
+    """All catalogue quotes, or those of one GPU, in file order.
+
+    Parameters
+    ----------
+    gpu : str, optional
+        Catalog GPU name or alias (anything :func:`sim.catalog.get_gpu` accepts).
+
+    Returns
+    -------
+    list of GpuPrice
+        Empty when the GPU is known but has no quote.
+
+    Raises
+    ------
+    KeyError
+        If ``gpu`` is not a catalog GPU.
+
+    Examples
+    --------
+    >>> sorted({p.kind for p in gpu_prices("H100 SXM5")})
+    ['on_demand', 'reserved']
+    """
+    table = _gpu_table()
+    if gpu is None:
+        return list(table)
+    name = get_gpu(gpu).name
+    return [p for p in table if p.gpu == name]
+
+
+def _rank(price: GpuPrice) -> tuple[int, int, float]:
+    return (CONFIDENCE_LEVELS.index(price.confidence), price.gpu_count, price.usd_per_gpu_hour)
+
+
+def default_gpu_price(gpu: str, kind: str = "on_demand") -> GpuPrice:
+    """The catalogue's default quote for a GPU and pricing kind.
+
+    The choice is deterministic: the highest-confidence quote; among equals, the one for the
+    smallest instance (fewest GPUs: the instance a single replica can rent, and at one
+    provider the dearest per GPU, so the default does not flatter self-hosting); then the
+    lowest price; then file order.
+
+    Parameters
+    ----------
+    gpu : str
+        Catalog GPU name or alias.
+    kind : str, default ``"on_demand"``
+        One of :data:`GPU_PRICE_KINDS`.
+
+    Returns
+    -------
+    GpuPrice
+
+    Raises
+    ------
+    KeyError
+        If the GPU is unknown (naming the catalog GPUs), the kind is unknown, or the GPU
+        has no quote of that kind (naming the kinds it has, and the GPUs that have one).
+
+    Examples
+    --------
+    >>> p = default_gpu_price("h100-sxm")
+    >>> p.usd_per_gpu_hour, p.provider
+    (3.29, 'Lambda')
+    """
+    if kind not in GPU_PRICE_KINDS:
+        raise KeyError(
+            f"unknown pricing kind {kind!r}; catalogue kinds: {', '.join(GPU_PRICE_KINDS)}"
+        )
+    name = get_gpu(gpu).name
+    quotes = [p for p in gpu_prices(name) if p.kind == kind]
+    if not quotes:
+        have = sorted({p.kind for p in gpu_prices(name)})
+        others = sorted({p.gpu for p in _gpu_table() if p.kind == kind})
+        raise KeyError(
+            f"no {kind} price for GPU {name!r} in the price catalogue; "
+            f"kinds priced for {name}: {', '.join(have) or 'none'}; "
+            f"GPUs with {kind} prices: {', '.join(others)}. "
+            "Give fleet.pricing.usd_per_gpu_hour explicitly."
+        )
+    return min(quotes, key=_rank)  # min() keeps the first of equal ranks: file order
+
+
+def api_price(key: str) -> ApiPrice:
+    """Look up the per-token prices of a hosted model.
+
+    Matching ignores case. The full key ``provider/model`` always works; the bare model
+    name and LiteLLM's model id work when they name one entry.
+
+    Parameters
+    ----------
+    key : str
+        ``"openai/gpt-4o-mini"``, ``"gpt-4o-mini"``,
+        ``"together_ai/meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo"``, ...
+
+    Returns
+    -------
+    ApiPrice
+
+    Raises
+    ------
+    KeyError
+        If nothing matches (listing close matches), or a bare name is served by several
+        providers (listing them).
+
+    Examples
+    --------
+    >>> p = api_price("OpenAI/GPT-4o-mini")
+    >>> p.key, p.usd_per_1m_input, p.usd_per_1m_output, p.usd_per_1m_cached_input
+    ('openai/gpt-4o-mini', 0.15, 0.6, 0.075)
+    """
+    prices, names = _api_table()
+    hits = names.get(key.strip().lower(), ())
+    if len(hits) == 1:
+        return prices[hits[0]]
+    if len(hits) > 1:
+        raise KeyError(f"API model {key!r} is ambiguous; use one of: {', '.join(hits)}")
+    close = difflib.get_close_matches(key.strip().lower(), list(names), n=8, cutoff=0.6)
+    suggestions = list(dict.fromkeys(k for name in close for k in names[name]))
+    hint = (
+        f"close matches: {', '.join(suggestions)}"
+        if suggestions
+        else "see sim.catalog.prices.list_api_models()"
+    )
+    raise KeyError(f"unknown API model {key!r}; {hint}")
+
+
+def list_api_models() -> list[str]:
+    """Keys of the API price catalogue (``provider/model``), in file order.
+
+    Examples
+    --------
+    >>> "openai/gpt-4o-mini" in list_api_models()
+    True
+    """
+    return list(_api_table()[0])

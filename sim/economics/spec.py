@@ -1,0 +1,192 @@
+"""Scenario sections for money and routing: GPU pricing, hidden costs, the hosted API, and the
+policy that decides, per request, fleet or API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from sim._base import Frozen
+
+CapacityKind = Literal["on_demand", "reserved", "spot", "owned"]
+RoutingPolicy = Literal[
+    "self_host_only", "api_only", "class_based", "spillover", "cold_start_spill"
+]
+
+HOURS_PER_MONTH = 730.0  # 8760 / 12: the month every "per month" figure uses
+
+
+class PricingSpec(Frozen):
+    """What one GPU of the fleet costs (``fleet.pricing``).
+
+    ``on_demand``, ``reserved`` and ``spot`` are billed per GPU-hour; ``reserved`` capacity is
+    paid around the clock whether busy or not; ``owned`` hardware costs its purchase price
+    spread over its life plus power (watts × PUE × price of energy) and hosting. When omitted,
+    the price catalogue's default on-demand price for the GPU is used.
+    """
+
+    kind: CapacityKind = "on_demand"
+    usd_per_gpu_hour: float | None = Field(
+        None, ge=0, description="Hourly price per GPU (on_demand, reserved, spot)."
+    )
+    billing_increment_s: float = Field(
+        1.0, gt=0, description="Billing granularity: 1 per second, 60 per minute, 3600 per hour."
+    )
+    min_billable_s: float = Field(0.0, ge=0, description="Minimum billed time per replica.")
+    capex_usd_per_gpu: float | None = Field(None, ge=0, description="Owned: purchase price.")
+    life_years: float = Field(4.0, gt=0, description="Owned: straight-line depreciation life.")
+    power_w_per_gpu: float | None = Field(
+        None, ge=0, description="Owned: average draw; default the GPU's TDP."
+    )
+    pue: float = Field(1.3, ge=1.0, description="Owned: data-centre power usage effectiveness.")
+    usd_per_kwh: float = Field(0.10, ge=0)
+    hosting_usd_per_gpu_month: float = Field(0.0, ge=0, description="Owned: rack space, network.")
+    price_source: str = ""
+    price_date: str = ""
+
+    @model_validator(mode="after")
+    def _needs_a_price(self) -> PricingSpec:
+        if self.kind == "owned" and self.capex_usd_per_gpu is None:
+            raise ValueError("capex_usd_per_gpu is required for owned capacity")
+        return self
+
+
+class HiddenCostsSpec(Frozen):
+    """Costs of running a fleet that are not GPU time (``costs:``), prorated to the horizon."""
+
+    ops_fte: float = Field(0.0, ge=0, description="Engineers on operations and on-call.")
+    fte_usd_per_year: float = Field(200_000.0, ge=0, description="Loaded cost of one FTE.")
+    monitoring_usd_per_month: float = Field(0.0, ge=0)
+    model_updates_per_year: float = Field(0.0, ge=0)
+    usd_per_model_update: float = Field(
+        0.0, ge=0, description="Re-deploy and re-evaluate one model version."
+    )
+    storage_egress_usd_per_month: float = Field(0.0, ge=0)
+
+
+class LatencyDist(Frozen):
+    """A positive quantity drawn from a lognormal given its median and 90th percentile."""
+
+    median: float = Field(gt=0)
+    p90: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LatencyDist:
+        if self.p90 < self.median:
+            raise ValueError("p90 must be at least the median")
+        return self
+
+
+class ApiLatencySpec(Frozen):
+    """Latency of the hosted API: time to first token and output token rate per request."""
+
+    ttft_s: LatencyDist = LatencyDist(median=0.5, p90=1.2)
+    output_tokens_per_s: LatencyDist = LatencyDist(median=80.0, p90=140.0)
+
+
+class RateLimitSpec(Frozen):
+    """Provider rate limits and the client's retry policy.
+
+    Limits are token buckets refilled continuously (the limit per minute is the bucket size).
+    A call over a limit gets HTTP 429; the client waits
+    ``min(backoff_max_s, backoff_initial_s · 2^attempt)`` (times a uniform draw in [0, 1) with
+    ``jitter``) and retries, giving up after ``max_retries`` retries (status ``failed``, reason
+    ``rate_limited``).
+    """
+
+    requests_per_min: float | None = Field(None, gt=0)
+    tokens_per_min: float | None = Field(None, gt=0)
+    max_retries: int = Field(5, ge=0)
+    backoff_initial_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+    jitter: bool = True
+
+
+class ProvisionedSpec(Frozen):
+    """Provisioned throughput: a fixed hourly fee for a token-rate cap.
+
+    Traffic above the cap is billed pay-as-you-go (``overflow: payg``) or waits for capacity
+    (``overflow: queue``).
+    """
+
+    usd_per_hour: float = Field(ge=0)
+    tokens_per_s: float = Field(gt=0)
+    overflow: Literal["payg", "queue"] = "payg"
+
+
+class ApiSpec(Frozen):
+    """The hosted pay-per-token API the fleet is compared with (``api:``)."""
+
+    model: str | None = Field(
+        None, description="Price catalogue key, e.g. 'openai/gpt-4o-mini'; prices below override."
+    )
+    usd_per_1m_input: float | None = Field(None, ge=0)
+    usd_per_1m_output: float | None = Field(None, ge=0)
+    usd_per_1m_cached_input: float | None = Field(None, ge=0)
+    batch_discount: float = Field(
+        0.0, ge=0, lt=1, description="Discount for classes sent through the batch API."
+    )
+    price_source: str = ""
+    price_date: str = ""
+    provisioned: ProvisionedSpec | None = None
+    rate_limits: RateLimitSpec = Field(default_factory=RateLimitSpec)
+    latency: ApiLatencySpec = Field(default_factory=ApiLatencySpec)
+
+    @model_validator(mode="after")
+    def _priced(self) -> ApiSpec:
+        if self.model is None and (self.usd_per_1m_input is None or self.usd_per_1m_output is None):
+            raise ValueError(
+                "give a price catalogue 'model' or both usd_per_1m_input and usd_per_1m_output"
+            )
+        return self
+
+
+class SpilloverSpec(Frozen):
+    """When the fleet looks overloaded, send non-private requests to the API.
+
+    A request spills when the replica the router picked has at least ``max_queue`` waiting
+    requests, or ``max_outstanding_tokens`` of work, or a predicted TTFT above
+    ``max_predicted_ttft_s`` (queued prefill tokens at the replica's prefill rate); any
+    threshold left unset is not checked.
+    """
+
+    max_queue: int | None = Field(None, ge=0)
+    max_outstanding_tokens: int | None = Field(None, ge=0)
+    max_predicted_ttft_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> SpilloverSpec:
+        if (
+            self.max_queue is None
+            and self.max_outstanding_tokens is None
+            and self.max_predicted_ttft_s is None
+        ):
+            raise ValueError(
+                "set at least one of max_queue, max_outstanding_tokens, max_predicted_ttft_s"
+            )
+        return self
+
+
+class RoutingSpec(Frozen):
+    """Per request: self-hosted fleet or API (``routing:``).
+
+    Classes flagged ``private: true`` never leave the fleet under any policy.
+    ``class_based`` sends the classes listed in ``api_classes`` to the API;
+    ``spillover`` sends to the API when the fleet crosses a threshold; ``cold_start_spill``
+    sends to the API while no replica is ready (with a fixed fleet, never).
+    """
+
+    policy: RoutingPolicy = "self_host_only"
+    api_classes: tuple[str, ...] = ()
+    spillover: SpilloverSpec | None = None
+
+    @model_validator(mode="after")
+    def _policy_fields(self) -> RoutingSpec:
+        if self.policy == "spillover" and self.spillover is None:
+            raise ValueError("policy 'spillover' needs a 'spillover' section with a threshold")
+        if self.policy == "class_based" and not self.api_classes:
+            raise ValueError(
+                "policy 'class_based' needs 'api_classes' (the classes sent to the API)"
+            )
+        return self
