@@ -28,6 +28,10 @@ _HEADLINE = (
     ("tpot_p50_s", "TPOT p50", "{:.4f} s"),
     ("e2e_p99_s", "E2E p99", "{:.2f} s"),
     ("slo_attainment", "SLO attainment", "{:.1%}"),
+    ("api_share", "API share", "{:.1%}"),
+    ("total_cost_usd_per_month", "cost per month", "${:,.0f}"),
+    ("cost_per_1m_tokens_usd", "cost per 1M tok", "${:.3f}"),
+    ("api_only_cost_usd_per_month", "all-API / month", "${:,.0f}"),
     ("gpu_busy_fraction", "GPU busy", "{:.1%}"),
     ("compute_utilisation", "GPU MFU", "{:.1%}"),
     ("bandwidth_utilisation", "GPU MBU", "{:.1%}"),
@@ -227,6 +231,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result.first.requests.to_parquet(out_dir / "requests.parquet", index=False)
     result.first.timeseries.to_csv(out_dir / "timeseries.csv", index=False)
     result.first.replicas.to_csv(out_dir / "replicas.csv", index=False)
+    if scenario.api is not None:
+        result.compare().to_csv(out_dir / "compare.csv", index=False)
     if not args.quiet:
         print_summary(result, out_dir, time.perf_counter() - t0)
     return 0

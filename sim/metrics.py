@@ -88,6 +88,12 @@ def request_metrics(
     to_api = (arrived["route"] == "api").to_numpy() if "route" in arrived else None
     if to_api is not None and to_api.any():
         out["api_share"] = float(to_api.mean())
+        on_api = arrived[to_api]
+        if "api_attempts" in on_api:
+            attempts = on_api["api_attempts"].to_numpy()
+            out["api_retries"] = float((attempts - 1).clip(min=0).sum())
+            out["api_rate_limited_requests"] = float((attempts > 1).sum())
+            out["api_requests_failed"] = float((on_api["status"] == "failed").sum())
         for route, sel in (("fleet", ~to_api), ("api", to_api)):
             _latency_stats(f"[route={route}]", arrived[sel], out)
             out[f"slo_attainment[route={route}]"] = float(met[sel].mean()) if sel.any() else 0.0

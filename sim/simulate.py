@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,7 +215,9 @@ def _costs(
         bill = None  # no price for this GPU: fleet costs are NaN, latency still simulated
     else:
         n = scenario.fleet.replicas
-        # a fixed fleet is up from the start until the drain ends
+        # A fixed fleet is always on: it is paid for exactly the window. Billing increments
+        # and minimum periods only matter for replicas that start or stop.
+        pricing = dataclasses.replace(pricing, billing_increment_s=1e-6, min_billable_s=0.0)
         lifetimes = np.tile([0.0, max(run.end_s, hz.duration_s)], (n, 1))
         busy = replicas["gpu_busy_fraction"].to_numpy() * (hz.duration_s - hz.warmup_s)
         bill = fleet_bill(
