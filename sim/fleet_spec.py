@@ -95,6 +95,72 @@ class ConstantStep(Frozen):
 StepTimeSpec = Annotated[RooflineStep | LinearStep | ConstantStep, Field(discriminator="model")]
 
 
+class ScheduledCapacity(Frozen):
+    """From ``hour`` (time of day, 0–24) on, keep at least ``replicas`` replicas."""
+
+    hour: float = Field(ge=0, lt=24)
+    replicas: int = Field(ge=0)
+
+
+class AutoscalerSpec(Frozen):
+    """Scale the number of replicas to keep a load metric near its target.
+
+    Every ``interval_s`` the autoscaler reads ``metric`` over the ready replicas (sequences
+    running or waiting per replica; requests waiting per replica; mean KV-cache occupancy; or
+    predicted time to first token of a new request) and asks for
+    ``ceil(ready · value / target)`` replicas (proportional control, as Kubernetes' horizontal
+    autoscaler does), bounded by ``[min_replicas, max_replicas]`` and never below the
+    ``schedule`` floor for the time of day. A new replica is paid from the request on and
+    serves after a cold start: ``provisioning_s`` plus loading the weights at
+    ``weight_load_gb_per_s`` (or ``cold_start_s`` when given). Scaling down drains the
+    least-loaded replica (no new work; it finishes what it holds and is released when empty),
+    at most once per ``scale_down_cooldown_s`` and never within that time of a scale-up.
+    """
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(ge=1, le=1024)
+    metric: Literal[
+        "concurrency_per_replica", "queue_per_replica", "kv_occupancy", "predicted_ttft_s"
+    ] = "concurrency_per_replica"
+    target: float = Field(gt=0)
+    interval_s: float = Field(30.0, gt=0)
+    provisioning_s: float = Field(90.0, ge=0)
+    weight_load_gb_per_s: float = Field(2.0, gt=0)
+    cold_start_s: float | None = Field(None, ge=0)
+    scale_down_cooldown_s: float = Field(300.0, ge=0)
+    schedule: tuple[ScheduledCapacity, ...] = ()
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalerSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class SpotSpec(Frozen):
+    """Spot capacity: replicas are reclaimed at ``interruptions_per_hour`` each (Poisson), or
+    at the listed ``interruption_times_s``, after a warning of ``notice_s``.
+
+    On the warning the replica stops taking work and a replacement is requested (cold start
+    again, when ``replace``); at the interruption whatever it still holds goes back to the
+    shared queue, its KV cache lost, to be recomputed elsewhere.
+    """
+
+    interruptions_per_hour: float = Field(0.0, ge=0)
+    interruption_times_s: tuple[float, ...] = ()
+    notice_s: float = Field(120.0, ge=0)
+    replace: bool = True
+
+
+class FailureSpec(Frozen):
+    """Replica failures: exponential time to failure with mean ``mtbf_hours`` per replica;
+    the replica's work is re-queued at once (no warning) and it serves again after
+    ``restart_s`` (still paid meanwhile)."""
+
+    mtbf_hours: float = Field(gt=0)
+    restart_s: float = Field(300.0, ge=0)
+
+
 class FleetSpec(Frozen):
     """A fixed fleet of identical replicas, each one copy of the model on ``tp`` GPUs."""
 
@@ -110,11 +176,27 @@ class FleetSpec(Frozen):
     max_queue: int | None = Field(
         None, ge=0, description="Waiting requests allowed per replica (central: in total)."
     )
+    autoscaler: AutoscalerSpec | None = None
+    spot: SpotSpec | None = None
+    failures: FailureSpec | None = None
     pricing: PricingSpec | None = Field(
         None, description="What a GPU costs; default: the price catalogue's on-demand quote."
     )
     engine: EngineSpec = Field(default_factory=EngineSpec)
     step_time: StepTimeSpec = Field(default_factory=RooflineStep)
+
+    @property
+    def dynamic(self) -> bool:
+        """Replicas start and stop during a run (autoscaling, spot, failures)."""
+        return self.autoscaler is not None or self.spot is not None or self.failures is not None
+
+    @property
+    def max_slots(self) -> int:
+        """Replica slots the engine allocates: the most replicas that can exist at once."""
+        most = self.replicas if self.autoscaler is None else self.autoscaler.max_replicas
+        most = max(most, self.replicas)
+        # a spot replacement starts while the warned replica still drains
+        return 2 * most if self.spot is not None else most
 
     @property
     def kv_dtype_resolved(self) -> str:

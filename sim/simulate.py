@@ -12,7 +12,7 @@ import pandas as pd
 from sim.api import ApiResult, simulate_api
 from sim.economics.cost import cost_metrics, fleet_bill, resolve_gpu_hourly
 from sim.engine import kernel as K
-from sim.engine.fleet import SAMPLE_COLUMNS, FleetRun, run_fleet
+from sim.engine.fleet import REPLICA_STATES, SAMPLE_COLUMNS, FleetRun, run_fleet
 from sim.engine.replica import ReplicaConfig, build_replica
 from sim.fleet_spec import RooflineStep
 from sim.metrics import baseline_latency_metrics, fleet_metrics, replica_table, request_metrics
@@ -27,6 +27,7 @@ STREAM_WORKLOAD = 0
 STREAM_ROUTER = 1
 STREAM_API = 2
 STREAM_API_BASELINE = 3
+STREAM_FAULTS = 4
 
 STATUS_NAMES = {
     K.ST_COMPLETED: "completed",
@@ -183,6 +184,8 @@ def requests_frame(
             "finish_s": np.where(done, arrival + e2e, np.nan),
             "preemptions": ri[:, K.NPRE],
             "recomputed_tokens": ri[:, K.RECOMP],
+            "interruptions": ri[:, K.NINT],
+            "cold_start": ri[:, K.COLD].astype(bool),
             "api_attempts": attempts,
             "api_provisioned": provisioned,
         }
@@ -214,12 +217,26 @@ def _costs(
     except KeyError:
         bill = None  # no price for this GPU: fleet costs are NaN, latency still simulated
     else:
-        n = scenario.fleet.replicas
-        # A fixed fleet is always on: it is paid for exactly the window. Billing increments
-        # and minimum periods only matter for replicas that start or stop.
-        pricing = dataclasses.replace(pricing, billing_increment_s=1e-6, min_billable_s=0.0)
-        lifetimes = np.tile([0.0, max(run.end_s, hz.duration_s)], (n, 1))
-        busy = replicas["gpu_busy_fraction"].to_numpy() * (hz.duration_s - hz.warmup_s)
+        if run.lifetimes is not None:
+            # replicas started and stopped: billed per lifetime, increments and minimums
+            lifetimes = run.lifetimes
+            busy = np.zeros(len(lifetimes))
+            # busy time is known per slot, not per lifetime: spread it over the lifetimes
+            # in the window in proportion to their overlap (the totals are exact)
+            w0, w1 = hz.warmup_s, hz.duration_s
+            overlap = np.clip(
+                np.minimum(lifetimes[:, 1], w1) - np.maximum(lifetimes[:, 0], w0), 0, None
+            )
+            total_busy = float(replicas["gpu_busy_fraction"].sum() * (w1 - w0))
+            if overlap.sum() > 0:
+                busy = np.minimum(overlap, total_busy * overlap / overlap.sum())
+        else:
+            n = scenario.fleet.replicas
+            # A fixed fleet is always on: it is paid for exactly the window. Billing
+            # increments and minimum periods only matter for replicas that start or stop.
+            pricing = dataclasses.replace(pricing, billing_increment_s=1e-6, min_billable_s=0.0)
+            lifetimes = np.tile([0.0, max(run.end_s, hz.duration_s)], (n, 1))
+            busy = replicas["gpu_busy_fraction"].to_numpy() * (hz.duration_s - hz.warmup_s)
         bill = fleet_bill(
             lifetimes, tp=scenario.fleet.tp, pricing=pricing, window=window, busy_s=busy
         )
@@ -266,6 +283,41 @@ def _api_baseline(
     )
 
 
+def _dynamics_metrics(
+    run: FleetRun,
+    requests: pd.DataFrame,
+    replicas: pd.DataFrame,
+    ts: pd.DataFrame,
+    w0: float,
+    w1: float,
+) -> dict[str, float]:
+    # replica counts over time, cold starts, interruptions and the work they cost
+    out: dict[str, float] = {}
+    life = run.lifetimes if run.lifetimes is not None else np.zeros((0, 2))
+    overlap = np.clip(np.minimum(life[:, 1], w1) - np.maximum(life[:, 0], w0), 0, None)
+    out["replicas_paid_mean"] = float(overlap.sum() / (w1 - w0))
+    # utilisation of what was paid for, not of every slot the engine could have used
+    paid_s = float(overlap.sum())
+    if paid_s > 0:
+        for key in ("gpu_busy_fraction", "compute_utilisation", "bandwidth_utilisation"):
+            per_slot = replicas[key].to_numpy(dtype=float)
+            out[key] = float(np.nansum(per_slot) * (w1 - w0) / paid_s)
+    inside = ts[(ts["t_s"] >= w0) & (ts["t_s"] < w1)]
+    if len(inside):
+        ready = (inside["state"] == "ready").groupby(inside["t_s"]).sum()
+        out["replicas_ready_mean"] = float(ready.mean())
+        out["replicas_ready_max"] = float(ready.max())
+    for key, value in run.events.items():
+        out[key] = float(value)
+    arrived = requests[(requests["arrival_s"] >= w0) & (requests["arrival_s"] < w1)]
+    cold = arrived[arrived["cold_start"] & (arrived["status"] == "completed")]
+    out["cold_start_requests"] = float(arrived["cold_start"].sum())
+    out["cold_start_ttft_mean_s"] = float(cold["ttft_s"].mean()) if len(cold) else float("nan")
+    out["interrupted_requests"] = float((arrived["interruptions"] > 0).sum())
+    out["tokens_recomputed"] = float(arrived["recomputed_tokens"].sum())
+    return out
+
+
 def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     """Run one replication of ``scenario``.
 
@@ -303,6 +355,7 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
         prefix_tokens=np.array(
             [0 if c.prefix is None else c.prefix.tokens for c in scenario.workload.classes]
         ),
+        fault_rng=np.random.default_rng(substream(seed, STREAM_FAULTS)),
     )
     api_result = None
     n = run.state.n_requests
@@ -343,6 +396,9 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
         metrics.update(_api_baseline(scenario, run, requests, seed))
     ts = pd.DataFrame(run.samples, columns=list(SAMPLE_COLUMNS))
     ts = ts.astype({c: "int64" for c in SAMPLE_COLUMNS[1:]})
+    ts["state"] = _categorical(ts["state"].to_numpy(), REPLICA_STATES)
+    if scenario.fleet.dynamic:
+        metrics.update(_dynamics_metrics(run, requests, replicas, ts, hz.warmup_s, hz.duration_s))
     return Outcome(
         scenario, requests, {k: float(v) for k, v in metrics.items()}, ts, replicas, replica
     )

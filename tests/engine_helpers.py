@@ -75,6 +75,7 @@ def run_small(
         prefix_tokens=None if prefix_tokens is None else np.array(prefix_tokens),
         routing=None if routing is None else RoutingSpec.model_validate(routing),
         class_route=None if class_route is None else np.array(class_route),
+        fault_rng=np.random.default_rng(seed + 1),
     )
     n = run.state.n_requests
     to_api = run.state.ri[:n, K.STATUS] == K.ST_API

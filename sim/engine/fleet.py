@@ -20,7 +20,8 @@ from sim.engine.replica import ReplicaConfig
 from sim.fleet_spec import FleetSpec, Horizon
 from sim.workload import Workload
 
-SAMPLE_COLUMNS = ("t_s", "replica", "queued", "running", "kv_used_blocks")
+SAMPLE_COLUMNS = ("t_s", "replica", "state", "queued", "running", "kv_used_blocks")
+REPLICA_STATES = ("off", "starting", "ready", "draining")
 
 
 @dataclass
@@ -75,13 +76,14 @@ class FleetState:
         self.ri[:, K.REP] = -1
         self.ri[:, K.NEXT] = -1
         self.ri[:, K.USER] = -1
-        nrep = fleet.replicas
+        nrep = fleet.max_slots
         s = fleet.engine.max_num_seqs
         self.pf = np.zeros((nrep, K.N_PF))
         self.pi = np.zeros((nrep, K.N_PI), dtype=np.int64)
         self.pi[:, K.FREE] = self.replica.kv_blocks
         self.pi[:, K.QHEAD] = -1
         self.pi[:, K.QTAIL] = -1
+        self.pi[: fleet.replicas, K.STATE] = K.RS_READY
         self.run = np.full((nrep, s), -1, dtype=np.int64)
         self.chunk = np.zeros((nrep, s), dtype=np.int64)
         ep = np.zeros(K.N_EP, dtype=np.int64)
@@ -247,12 +249,19 @@ class FleetState:
 
 @dataclass(frozen=True)
 class FleetRun:
-    """Raw result of one replication of the fleet."""
+    """Raw result of one replication of the fleet.
+
+    ``lifetimes`` holds one ``[start, end]`` row per paid replica lifetime, or is ``None``
+    for a fixed fleet (always on); ``events`` counts scale-ups, scale-downs, spot
+    interruptions and failures.
+    """
 
     state: FleetState
     window: dict[str, dict[str, np.ndarray]]
     samples: np.ndarray  # rows of SAMPLE_COLUMNS
     end_s: float
+    lifetimes: np.ndarray | None = None
+    events: dict[str, int] = field(default_factory=dict)
 
 
 def run_fleet(
@@ -265,6 +274,7 @@ def run_fleet(
     routing: RoutingSpec | None = None,
     class_route: np.ndarray | None = None,
     prefix_tokens: np.ndarray | None = None,
+    fault_rng: np.random.Generator | None = None,
 ) -> FleetRun:
     """Simulate one replication of ``workload`` on ``fleet`` over ``horizon``.
 
@@ -285,7 +295,19 @@ def run_fleet(
     env = simpy.Environment()
     window: dict[str, dict[str, np.ndarray]] = {}
     samples: list[tuple[float, ...]] = []
-    nrep = fleet.replicas
+    nrep = fleet.max_slots
+    dynamics = None
+    if fleet.dynamic:
+        from sim.engine.dynamics import Dynamics  # imports this module
+
+        dynamics = Dynamics(
+            env,
+            state,
+            fleet,
+            rng=fault_rng or np.random.default_rng(0),
+            duration_s=horizon.duration_s,
+            end_s=horizon.drain_limit_s,
+        )
 
     def boundaries(env: simpy.Environment) -> Any:
         # metric window: counters at warm-up end and at the horizon
@@ -299,11 +321,14 @@ def run_fleet(
     def sampler(env: simpy.Environment) -> Any:
         while env.now <= horizon.drain_limit_s:
             state.advance_to(env.now)
+            if dynamics is not None:
+                dynamics.release_idle()
             for r in range(nrep):
                 samples.append(
                     (
                         env.now,
                         r,
+                        state.pi[r, K.STATE],
                         state.pi[r, K.QLEN],
                         state.pi[r, K.NRUN],
                         replica.kv_blocks - state.pi[r, K.FREE],
@@ -315,8 +340,18 @@ def run_fleet(
 
     env.process(boundaries(env))
     env.process(sampler(env))
-    env.run()
+    env.run(until=horizon.drain_limit_s + 1e-9)
     state.advance_to(horizon.drain_limit_s)
     arr = np.asarray(samples, dtype=float).reshape(-1, len(SAMPLE_COLUMNS))
     end = float(max(np.nanmax(state.pf[:, K.CLOCK]), horizon.duration_s))
-    return FleetRun(state=state, window=window, samples=arr, end_s=end)
+    if dynamics is None:
+        return FleetRun(state=state, window=window, samples=arr, end_s=end)
+    dynamics.release_idle()
+    return FleetRun(
+        state=state,
+        window=window,
+        samples=arr,
+        end_s=end,
+        lifetimes=dynamics.ledger.lifetimes(min(end, horizon.drain_limit_s)),
+        events=dict(dynamics.events),
+    )

@@ -32,7 +32,9 @@ N_RF = 5
 PROMPT, OUT, CLS, REP, STATUS, REASON, COMP, GEN, PFT, BLK, NPRE, RECOMP, NEXT, USER = range(14)
 # prefix caching: carries its class's prefix; shared (cached) blocks it uses; holds a ref
 HASPFX, SHARED, HOLD = 14, 15, 16
-N_RI = 17
+# times its work was lost to an interruption or failure; arrived with no replica ready
+NINT, COLD = 17, 18
+N_RI = 19
 # request status
 ST_PENDING, ST_QUEUED, ST_RUNNING, ST_COMPLETED, ST_REJECTED, ST_FAILED, ST_API = range(7)
 # reasons
@@ -49,12 +51,17 @@ REASONS = (
 )
 # --- per-replica float columns (PF) ---
 CLOCK, BUSY, BATCH_INT, KV_INT, COMPUTE_INT, MEMORY_INT = 0, 1, 2, 3, 4, 5
-N_PF = 6
+# when a draining replica ran out of work (it can be released then)
+IDLE_AT = 6
+N_PF = 7
 # --- per-replica int columns (PI) ---
 NRUN, FREE, QHEAD, QTAIL, QLEN, STEPS, OUTST, NPREEMPT, QTOK = range(9)
 # evictable cached prefix blocks (counted in FREE), prefix tokens looked up and found
 EVICT, PFX_ASKED, PFX_HIT = 9, 10, 11
-N_PI = 12
+# lifecycle state of the replica (RS_*)
+STATE = 12
+N_PI = 13
+RS_OFF, RS_STARTING, RS_READY, RS_DRAINING = 0, 1, 2, 3
 # --- engine / router int params (EP) ---
 E_S, E_MBT, E_B, E_TOTAL, E_CHUNKED, E_MAXLEN, E_ROUTER, E_MAXQ, E_NOPEN = range(9)
 E_POLICY, E_SPILL_Q, E_SPILL_TOK = 9, 10, 11
@@ -333,12 +340,12 @@ def step_replica(
     # 2. admissions (none in an iteration that preempted)
     admitted = 0
     if not preempted:
-        central = ep[E_ROUTER] == RT_CENTRAL
+        pulls = pi_r[STATE] == RS_READY  # a draining replica takes no new work
         while pi_r[NRUN] < ep[E_S] and budget > 0:
             from_central = False
             if pi_r[QLEN] > 0:
                 q = pi_r[QHEAD]
-            elif central and g[G_CQLEN] > 0:
+            elif pulls and g[G_CQLEN] > 0:
                 q = g[G_CQHEAD]
                 from_central = True
             else:
@@ -462,6 +469,8 @@ def step_replica(
                 any_done = True
         if any_done:
             _compact_running(run_r, ri, pi_r)
+            if pi_r[STATE] == RS_DRAINING and pi_r[NRUN] == 0 and pi_r[QLEN] == 0:
+                pf[r, IDLE_AT] = t_end
         return
     # a general iteration
     dt = step_time(coeffs, tok, dec, pfl, kv, ap)
@@ -500,40 +509,58 @@ def step_replica(
     pf[r, KV_INT] += 0.5 * (used_before + used_after) * dt
     if any_done:
         _compact_running(run_r, ri, pi_r)
+    if pi_r[STATE] == RS_DRAINING and pi_r[NRUN] == 0 and pi_r[QLEN] == 0:
+        pf[r, IDLE_AT] = t_end
 
 
 @numba.njit(cache=True)
 def _has_work(r: int, pi: np.ndarray, ep: np.ndarray, g: np.ndarray) -> bool:
+    state = pi[r, STATE]
+    if state < RS_READY:  # off or starting
+        return False
     if pi[r, NRUN] > 0 or pi[r, QLEN] > 0:
         return True
-    return ep[E_ROUTER] == RT_CENTRAL and g[G_CQLEN] > 0
+    # the shared queue holds requests of the central router, and any request that arrived
+    # when no replica was ready; ready replicas pull from it
+    return state == RS_READY and g[G_CQLEN] > 0
 
 
 @numba.njit(cache=True)
 def _route(
     q: int, pi: np.ndarray, ep: np.ndarray, g: np.ndarray, rnd: np.ndarray, nrep: int
 ) -> int:
+    # among the ready replicas only; -1 when none is ready
+    ready = np.empty(nrep, dtype=np.int64)
+    m = 0
+    for r in range(nrep):
+        if pi[r, STATE] == RS_READY:
+            ready[m] = r
+            m += 1
+    if m == 0:
+        return -1
     kind = ep[E_ROUTER]
     if kind == RT_RR:
-        r = g[G_RR] % nrep
+        r = ready[g[G_RR] % m]
         g[G_RR] += 1
         return r
     if kind == RT_RANDOM:
-        r = min(int(rnd[g[G_RND]] * nrep), nrep - 1)
+        r = ready[min(int(rnd[g[G_RND]] * m), m - 1)]
         g[G_RND] += 1
         return r
     if kind == RT_P2:
-        if nrep == 1:
-            return 0
-        a = min(int(rnd[g[G_RND]] * nrep), nrep - 1)
-        b = min(int(rnd[g[G_RND] + 1] * (nrep - 1)), nrep - 2)
+        if m == 1:
+            return ready[0]
+        a = min(int(rnd[g[G_RND]] * m), m - 1)
+        b = min(int(rnd[g[G_RND] + 1] * (m - 1)), m - 2)
         g[G_RND] += 2
         if b >= a:
             b += 1
-        return a if pi[a, OUTST] <= pi[b, OUTST] else b
+        ra, rb = ready[a], ready[b]
+        return ra if pi[ra, OUTST] <= pi[rb, OUTST] else rb
     # least outstanding tokens (queued + running work), ties to the lowest index
-    best = 0
-    for r in range(1, nrep):
+    best = ready[0]
+    for i in range(1, m):
+        r = ready[i]
         if pi[r, OUTST] < pi[best, OUTST]:
             best = r
     return best
@@ -601,10 +628,21 @@ def _arrive(
     if reason == R_NONE:
         central = ep[E_ROUTER] == RT_CENTRAL
         r = -1 if central else _route(q, pi, ep, g, rnd, nrep)
+        any_ready = r >= 0
+        if central:
+            for i in range(nrep):
+                if pi[i, STATE] == RS_READY:
+                    any_ready = True
+                    break
+        if not any_ready:
+            ri[q, COLD] = 1
+            if may_leave and policy == PO_COLD:
+                ri[q, STATUS] = ST_API  # the fleet is starting: use the API meanwhile
+                return
         if may_leave and policy == PO_SPILL and _spill(r, prompt, pi, ep, epf, g):
             ri[q, STATUS] = ST_API
             return
-        if central:
+        if central or r < 0:
             if ep[E_MAXQ] >= 0 and g[G_CQLEN] >= ep[E_MAXQ]:
                 reason = R_QUEUE
             else:
@@ -612,7 +650,8 @@ def _arrive(
                 _q_push_back(ri, g, G_CQHEAD, q)
                 g[G_CQTOK] += prompt
                 for i in range(nrep):
-                    if pi[i, NRUN] == 0 and pi[i, QLEN] == 0 and pf[i, CLOCK] < t:
+                    idle = pi[i, NRUN] == 0 and pi[i, QLEN] == 0
+                    if idle and pi[i, STATE] == RS_READY and pf[i, CLOCK] < t:
                         pf[i, CLOCK] = t
                 return
         elif ep[E_MAXQ] >= 0 and pi[r, QLEN] >= ep[E_MAXQ]:
@@ -633,6 +672,61 @@ def _arrive(
     ri[q, STATUS] = ST_REJECTED
     ri[q, REASON] = reason
     _user_next(rf, ri, q, t, ut, gf, duration_s)
+
+
+@numba.njit(cache=True)
+def interrupt(
+    r: int,
+    t: float,
+    ri: np.ndarray,
+    pf: np.ndarray,
+    pi: np.ndarray,
+    run: np.ndarray,
+    pc: np.ndarray,
+    plu: np.ndarray,
+    g: np.ndarray,
+) -> int:
+    """Replica ``r`` disappears at ``t`` (spot reclaim, failure): its running and queued
+    requests lose their KV cache and go back to the front of the shared queue, oldest first,
+    to be recomputed by another replica. Returns how many requests it held."""
+    pi_r = pi[r]
+    pc_r = pc[r]
+    plu_r = plu[r]
+    moved = 0
+    # running requests (admission order) then queued ones (FCFS), pushed to the front of
+    # the shared queue newest first, so that the oldest ends at its head
+    held = np.empty(pi_r[NRUN] + pi_r[QLEN], dtype=np.int64)
+    n = 0
+    for i in range(pi_r[NRUN]):
+        held[n] = run[r, i]
+        n += 1
+    while pi_r[QLEN] > 0:
+        q = _q_pop_front(ri, pi_r, QHEAD)
+        pi_r[QTOK] -= ri[q, PFT] - ri[q, COMP]
+        held[n] = q
+        n += 1
+    for i in range(n - 1, -1, -1):
+        q = held[i]
+        if ri[q, STATUS] == ST_RUNNING:
+            _release(ri, pi_r, pc_r, plu_r, q, t)
+            ri[q, RECOMP] += ri[q, COMP]
+            ri[q, NINT] += 1
+        ri[q, COMP] = 0
+        ri[q, PFT] = ri[q, PROMPT] + ri[q, GEN]
+        ri[q, STATUS] = ST_QUEUED
+        ri[q, REP] = -1
+        _q_push_front(ri, g, G_CQHEAD, q)
+        g[G_CQTOK] += ri[q, PFT]
+        moved += 1
+    pi_r[NRUN] = 0
+    pi_r[OUTST] = 0
+    # the replica's memory is gone: cached prefixes too
+    for c in range(pc_r.shape[0]):
+        pc_r[c, PC_BLOCKS] = 0
+        pc_r[c, PC_REFS] = 0
+    pi_r[EVICT] = 0  # those blocks stay free, no longer holding anything
+    pi_r[STATE] = RS_OFF
+    return moved
 
 
 @numba.njit(cache=True)
