@@ -7,25 +7,33 @@ replicas. The public API is small and flat::
     scenario = sim.load_scenario("scenarios/chat-startup.yaml")
     result = sim.run(scenario, replications=10, seed=1)
     result.summary()
+    grid = sim.sweep(scenario, grid={"workload.classes.chat.arrivals.rates_rps.0": [2, 4, 8]})
+    sim.crossover(grid, x="workload.classes.chat.arrivals.rates_rps.0")
 """
 
 from sim import analytic
+from sim.decisions import CrossoverResult, crossover
 from sim.io import ScenarioError, dump_scenario, load_scenario
 from sim.montecarlo import RunResult, run, summarize, t_interval
 from sim.scenario import Scenario
 from sim.simulate import Outcome, simulate
+from sim.sweep import SweepResult, sweep
 
 __all__ = [
+    "CrossoverResult",
     "Outcome",
     "RunResult",
     "Scenario",
     "ScenarioError",
+    "SweepResult",
     "analytic",
+    "crossover",
     "dump_scenario",
     "load_scenario",
     "run",
     "simulate",
     "summarize",
+    "sweep",
     "t_interval",
 ]
 

@@ -29,6 +29,9 @@ _HEADLINE = (
     ("e2e_p99_s", "E2E p99", "{:.2f} s"),
     ("slo_attainment", "SLO attainment", "{:.1%}"),
     ("api_share", "API share", "{:.1%}"),
+    ("replicas_paid_mean", "replicas paid", "{:.2f}"),
+    ("cold_start_requests", "cold-start reqs", "{:.0f}"),
+    ("interrupted_requests", "interrupted", "{:.0f} requests"),
     ("total_cost_usd_per_month", "cost per month", "${:,.0f}"),
     ("cost_per_1m_tokens_usd", "cost per 1M tok", "${:.3f}"),
     ("api_only_cost_usd_per_month", "all-API / month", "${:,.0f}"),
@@ -48,7 +51,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="crossover", description=__doc__)
+    p = _Parser(
+        prog="crossover",
+        description="Simulate self-hosted LLM serving against a pay-per-token API.",
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run replications of a scenario and write the results")
     r.add_argument("scenario", type=Path)
@@ -78,9 +84,121 @@ def _parser() -> argparse.ArgumentParser:
         help="local worker processes for the replications (0: one per core; default 1)",
     )
     r.add_argument("--quiet", "-q", action="store_true")
+    _add_sweep_parser(sub)
+    c = sub.add_parser(
+        "calibrate",
+        help="fit the step-time model to your own benchmark (see crossover calibrate -h)",
+        add_help=False,
+    )
+    c.add_argument("rest", nargs=argparse.REMAINDER)
     v = sub.add_parser("validate", help="check scenario files")
     v.add_argument("files", type=Path, nargs="+")
     return p
+
+
+def _add_sweep_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    from sim.executors import EXECUTORS
+
+    w = sub.add_parser(
+        "sweep",
+        help="simulate a grid or Latin hypercube of scenario variants (resumable)",
+        description="Replications of every point; results in OUT/runs.parquet and "
+        "OUT/summary.csv; finished runs are kept in OUT/store/ and a rerun computes only "
+        "the missing ones.",
+    )
+    w.add_argument("scenario", type=Path)
+    w.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="PATH=V1,V2,...",
+        help="a swept path and its values (repeatable: the cartesian product)",
+    )
+    w.add_argument(
+        "--lhs",
+        type=lambda t: _count(t, minimum=1),
+        default=None,
+        metavar="N",
+        help="N points of a Latin hypercube over the --range paths",
+    )
+    w.add_argument(
+        "--range",
+        action="append",
+        default=[],
+        dest="ranges",
+        metavar="PATH=LO:HI",
+        help="a path's range for --lhs (repeatable)",
+    )
+    w.add_argument(
+        "--replications",
+        "-n",
+        type=lambda t: _count(t, minimum=1),
+        default=5,
+        help="replications per point, the same seeds at every point (default 5)",
+    )
+    w.add_argument(
+        "--seed", type=lambda t: _count(t, minimum=0), default=0, help="root seed (default 0)"
+    )
+    w.add_argument("--executor", choices=EXECUTORS, default="processes")
+    w.add_argument(
+        "--workers",
+        "-j",
+        type=lambda t: _count(t, minimum=0),
+        default=0,
+        help="worker processes (0: one per core; default 0)",
+    )
+    w.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:8786",
+        help="a running Dask scheduler (with --executor dask)",
+    )
+    w.add_argument("--out", type=Path, required=True, help="output directory")
+    w.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override a value of the base scenario (repeatable)",
+    )
+    w.add_argument("--quiet", "-q", action="store_true")
+
+
+def _parse_grid(items: Sequence[str]) -> dict[str, list[object]]:
+    import yaml
+
+    out: dict[str, list[object]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip() or not raw.strip():
+            raise ScenarioError(
+                f"--grid {item!r}: expected PATH=V1,V2,..., e.g. fleet.replicas=1,2,4"
+            )
+        try:
+            values = [yaml.safe_load(v) for v in raw.split(",")]
+        except yaml.YAMLError:
+            raise ScenarioError(f"--grid {item!r}: a value is not valid YAML") from None
+        if key.strip() in out:
+            raise ScenarioError(f"--grid {item!r}: {key.strip()} is given twice")
+        out[key.strip()] = values
+    return out
+
+
+def _parse_ranges(items: Sequence[str]) -> dict[str, tuple[float, float]]:
+    out: dict[str, tuple[float, float]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        lo, colon, hi = raw.partition(":")
+        try:
+            pair = (float(lo), float(hi))
+        except ValueError:
+            pair = None
+        if not sep or not key.strip() or not colon or pair is None:
+            raise ScenarioError(f"--range {item!r}: expected PATH=LO:HI, e.g. fleet.replicas=1:8")
+        if not pair[0] < pair[1]:
+            raise ScenarioError(f"--range {item!r}: LO must be below HI")
+        out[key.strip()] = pair
+    return out
 
 
 def _parse_overrides(items: Sequence[str]) -> dict[str, object]:
@@ -238,6 +356,89 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from sim.decisions import crossover
+    from sim.executors import make_executor
+    from sim.io import format_validation_error
+    from sim.store import StoreMismatch
+    from sim.sweep import sweep, sweep_points
+
+    if args.grid and (args.lhs is not None or args.ranges):
+        raise ScenarioError("--grid: use either --grid or --lhs with --range, not both")
+    if args.ranges and args.lhs is None:
+        raise ScenarioError("--lhs: --range goes with --lhs N")
+    if not args.grid and args.lhs is None:
+        raise ScenarioError("--grid: give --grid PATH=V1,V2,... or --lhs N with --range")
+    if args.lhs is not None and not args.ranges:
+        raise ScenarioError("--range: --lhs needs at least one --range PATH=LO:HI")
+    if args.scheduler is not None and args.executor != "dask":
+        raise ScenarioError("--scheduler: a scheduler address needs --executor dask")
+    opt = "--grid" if args.grid else "--range"
+    design = (
+        {"grid": _parse_grid(args.grid)}
+        if args.grid
+        else {"samples": args.lhs, "ranges": _parse_ranges(args.ranges)}
+    )
+    scenario = _load(args)
+    try:
+        points = sweep_points(scenario, seed=args.seed, **design)
+    except KeyError as exc:
+        raise ScenarioError(f"{opt}: {exc.args[0]}") from None
+    except ValidationError as exc:
+        source = f"{args.scenario} (with {opt})"
+        raise ScenarioError(format_validation_error(exc, source=source)) from None
+    except ValueError as exc:
+        raise ScenarioError(f"{opt}: {exc}") from None
+    out_dir: Path = args.out
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "scenario.resolved.yaml").write_text(dump_scenario(scenario))
+    except OSError as exc:
+        raise ScenarioError(f"--out {out_dir}: cannot write there ({exc.strerror})") from None
+    executor = make_executor(args.executor, workers=args.workers, scheduler=args.scheduler)
+    store = out_dir / "store"
+    try:
+        result = sweep(
+            scenario,
+            replications=args.replications,
+            seed=args.seed,
+            executor=executor,
+            store=store,
+            progress=None if not args.quiet else False,
+            **design,
+        )
+    except StoreMismatch as exc:
+        raise ScenarioError(f"--out {out_dir}: {exc}") from None
+    except OSError as exc:  # an unreachable scheduler, or a store that cannot be written
+        where = f"--scheduler {args.scheduler}" if args.scheduler else f"--out {out_dir}"
+        raise ScenarioError(f"{where}: {exc}") from None
+    result.runs.to_parquet(out_dir / "runs.parquet", index=False)
+    result.summary().to_csv(out_dir / "summary.csv", index=False)
+    if args.quiet:
+        return 0
+    rate = result.requests_simulated / result.elapsed_s if result.computed else 0.0
+    print(
+        f"{scenario.name}: {len(points)} points × {args.replications} replications, seed "
+        f"{args.seed}: {result.computed} simulated, {result.reused} reused from {store}/ "
+        f"in {result.elapsed_s:.1f} s ({rate:,.0f} simulated requests/s)"
+    )
+    if len(result.parameters) == 1 and "savings_vs_api_usd" in result.runs:
+        try:
+            c = crossover(result, x=result.parameters[0])
+        except ValueError:
+            pass
+        else:
+            if c.estimate == c.estimate:
+                ci = f" (95% CI {c.ci_low:.4g} – {c.ci_high:.4g})" if c.ci_low == c.ci_low else ""
+                print(f"crossover: savings vs the API cross zero at {c.x} = {c.estimate:.4g}{ci}")
+            else:
+                print(f"crossover: none in the swept range ({c.note})")
+    print(f"wrote {out_dir}/runs.parquet and summary.csv")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     bad = 0
     for f in args.files:
@@ -253,10 +454,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crossover`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["calibrate"]:
+        from sim.calibrate import main as calibrate_main
+
+        return calibrate_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "sweep":
+            return _cmd_sweep(args)
         return _cmd_validate(args)
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -264,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         # Input errors are caught when the scenario loads; this is the safety net for an
         # input the checks missed, still one line and exit 2 rather than a traceback.
-        where = f"{args.scenario}: " if args.command == "run" else ""
+        where = f"{args.scenario}: " if args.command in ("run", "sweep") else ""
         print(f"error: {where}{exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sim._base import Frozen
 from sim.economics.spec import PricingSpec
@@ -66,13 +66,41 @@ class EngineSpec(Frozen):
 
 
 class RooflineStep(Frozen):
-    """Step time = overhead + max(compute time, memory time) + tensor-parallel all-reduce."""
+    """Step time = overhead + max(compute time, memory time) + tensor-parallel all-reduce.
+
+    Each of the four constants may be given here; those left out come from the named
+    ``profile`` of ``sim/catalog/profiles.yaml`` (default ``vllm``: fitted to vLLM on H100 and
+    to the Splitwise A100 profile; ``trtllm``: fitted to TensorRT-LLM's published offline
+    throughput) for the GPU's family, else from the documented global defaults (compute
+    efficiency 0.55, bandwidth efficiency 0.81, overhead 1 ms, all-reduce latency 15 µs); see
+    :func:`sim.engine.steptime.resolve_roofline`.
+    """
 
     model: Literal["roofline"] = "roofline"
-    compute_efficiency: float = Field(0.55, gt=0, le=1)
-    bandwidth_efficiency: float = Field(0.80, gt=0, le=1)
-    overhead_s: float = Field(0.003, ge=0)
-    allreduce_latency_s: float = Field(8e-6, ge=0)
+    profile: str | None = Field(
+        None, description="Named coefficient profile (vllm, trtllm); default: vllm."
+    )
+    compute_efficiency: float | None = Field(
+        None, gt=0, le=1, description="Achieved share of the dense tensor-core peak."
+    )
+    bandwidth_efficiency: float | None = Field(
+        None, gt=0, le=1, description="Achieved share of the HBM bandwidth."
+    )
+    overhead_s: float | None = Field(None, ge=0, description="Fixed cost of every iteration.")
+    allreduce_latency_s: float | None = Field(
+        None, ge=0, description="Latency of one tensor-parallel all-reduce (2 per layer)."
+    )
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, v: str | None) -> str | None:
+        if v is not None:
+            from sim.engine.steptime import profile_names
+
+            names = profile_names()
+            if v not in names:
+                raise ValueError(f"unknown step-time profile {v!r}; known: {', '.join(names)}")
+        return v
 
 
 class LinearStep(Frozen):

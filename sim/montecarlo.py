@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from scipy import stats
 
 from sim.scenario import Scenario
 from sim.simulate import Outcome, simulate
+from sim.uncertainty import realise
 
 # (label, metric of the simulated option, metric of the all-API baseline)
 COMPARISONS = (
@@ -28,6 +30,8 @@ COMPARISONS = (
 )
 
 SUMMARY_COLUMNS = ("metric", "mean", "ci_low", "ci_high", "std", "p5", "p50", "p95", "n")
+#: Prefix of the columns that record a replication's drawn uncertain parameters.
+PARAM_PREFIX = "param:"
 
 
 def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -52,10 +56,13 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
 
 
 def summarize(replications: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
-    """One row per metric: mean with its t-interval, std, and p5/p50/p95 across replications."""
+    """One row per metric: mean with its t-interval, std, and p5/p50/p95 across replications.
+
+    Numeric columns only: a drawn parameter that is a name (``param:fleet.gpu``) is skipped.
+    """
     rows = []
     for col in replications.columns:
-        if col == "replication":
+        if col == "replication" or not pd.api.types.is_numeric_dtype(replications[col]):
             continue
         x = replications[col].to_numpy(dtype=float)
         finite = x[~np.isnan(x)]
@@ -78,7 +85,9 @@ class RunResult:
     scenario
         What was simulated.
     replications
-        One row per replication: ``replication`` (index) and every metric.
+        One row per replication: ``replication`` (index), the values drawn for the
+        scenario's uncertain parameters (``param:<path>``, when it has an ``uncertainty``
+        section) and every metric.
     first
         The full :class:`~sim.simulate.Outcome` of the first replication (per-request
         records, time series).
@@ -134,6 +143,7 @@ def run(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
+    uncertainty: bool = True,
 ) -> RunResult:
     """Run ``replications`` independent replications of ``scenario``.
 
@@ -152,6 +162,12 @@ def run(
         Called as ``progress(done, total)`` after each replication.
     workers
         Local worker processes (``1``: in this process; ``0``: one per CPU core).
+    uncertainty
+        Draw the scenario's uncertain parameters (its ``uncertainty`` section) afresh in
+        every replication, from the replication's own substream
+        (:data:`sim.uncertainty.STREAM_UNCERTAINTY`), and record them as ``param:<path>``
+        columns. ``False`` simulates the scenario's nominal values. No effect without
+        the section.
 
     Examples
     --------
@@ -168,29 +184,52 @@ def run(
         raise ValueError(f"workers must be 0 (all cores) or more, got {workers}")
     children = np.random.SeedSequence(seed).spawn(replications)
     n_workers = min(workers or (os.cpu_count() or 1), replications)
-    first = simulate(scenario, seed=children[0])
-    metrics: list[dict[str, float]] = [first.metrics]
+    draws = uncertainty and bool(scenario.uncertainty)
+    first, params = replicate(scenario, children[0], uncertainty=draws)
+    rows: list[dict[str, Any]] = [_row(params, first.metrics)]
     if progress is not None:
         progress(1, replications)
     if n_workers <= 1:
         for i, child in enumerate(children[1:], start=2):
-            metrics.append(simulate(scenario, seed=child).metrics)
+            rows.append(replication_row(scenario, child, uncertainty=draws))
             if progress is not None:
                 progress(i, replications)
     else:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads
+        n = replications - 1
         with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
-            for i, m in enumerate(
-                pool.map(_replication_metrics, [scenario] * (replications - 1), children[1:]),
-                start=2,
+            for i, row in enumerate(
+                pool.map(replication_row, [scenario] * n, children[1:], [draws] * n), start=2
             ):
-                metrics.append(m)
+                rows.append(row)
                 if progress is not None:
                     progress(i, replications)
-    rows = [{"replication": i, **m} for i, m in enumerate(metrics)]
-    return RunResult(scenario, pd.DataFrame(rows), first, seed)
+    frame = pd.DataFrame([{"replication": i, **row} for i, row in enumerate(rows)])
+    return RunResult(scenario, frame, first, seed)
 
 
-def _replication_metrics(scenario: Scenario, seed: np.random.SeedSequence) -> dict[str, float]:
-    # top-level so worker processes can import it
-    return simulate(scenario, seed=seed).metrics
+def replicate(
+    scenario: Scenario, seed: np.random.SeedSequence, *, uncertainty: bool = True
+) -> tuple[Outcome, dict[str, Any]]:
+    """One replication: the outcome, and the uncertain parameters' drawn values by path
+    (empty when ``uncertainty`` is off or the scenario has no such section)."""
+    params: dict[str, Any] = {}
+    if uncertainty and scenario.uncertainty:
+        scenario, params = realise(scenario, seed)
+    return simulate(scenario, seed=seed), params
+
+
+def replication_row(
+    scenario: Scenario, seed: np.random.SeedSequence, uncertainty: bool = True
+) -> dict[str, Any]:
+    """One replication as a row: ``param:<path>`` drawn values, then every metric.
+
+    Top-level (and given only picklable values) so that worker processes and Dask workers
+    can run it.
+    """
+    outcome, params = replicate(scenario, seed, uncertainty=uncertainty)
+    return _row(params, outcome.metrics)
+
+
+def _row(params: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
+    return {**{f"{PARAM_PREFIX}{k}": v for k, v in params.items()}, **metrics}

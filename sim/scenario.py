@@ -13,6 +13,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from sim._base import Frozen
 from sim.economics.spec import ApiSpec, HiddenCostsSpec, RoutingSpec
 from sim.fleet_spec import FleetSpec, Horizon
+from sim.uncertainty import ParamDistribution, check_uncertain_path
 from sim.workload.spec import WorkloadSpec
 
 
@@ -50,6 +51,11 @@ class Scenario(Frozen):
     api: ApiSpec | None = None
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
     costs: HiddenCostsSpec = Field(default_factory=HiddenCostsSpec)
+    uncertainty: dict[str, ParamDistribution] | None = Field(
+        default=None,
+        description="dotted scenario path -> distribution drawn once per replication "
+        "(see sim.uncertainty)",
+    )
 
     @model_validator(mode="after")
     def _routing_consistent(self) -> Scenario:
@@ -93,6 +99,19 @@ class Scenario(Frozen):
         _check(("fleet", "gpu"), fleet.gpu, lambda: get_gpu(fleet.gpu), kind="GPU", known=list_gpus)
         # Both names resolve, so what is left is the fit (or a dtype the GPU cannot run).
         _check(("fleet", "model"), fleet.model, lambda: build_replica(fleet))
+        return self
+
+    @model_validator(mode="after")
+    def _uncertain_paths_exist(self) -> Scenario:
+        # Each path must name a field that can take every value its distribution can draw
+        # (probed at the support's ends or far tails), so that a replication halfway through
+        # a sweep does not fail on a drawn value.
+        for path, dist in (self.uncertainty or {}).items():
+            if path == "uncertainty" or path.startswith("uncertainty."):
+                raise _located_error(("uncertainty", path), "cannot vary itself", None)
+            why = check_uncertain_path(self, path, dist)
+            if why is not None:
+                raise _located_error(("uncertainty", path), why, None)
         return self
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Scenario:

@@ -14,7 +14,6 @@ from sim.economics.cost import cost_metrics, fleet_bill, resolve_gpu_hourly
 from sim.engine import kernel as K
 from sim.engine.fleet import REPLICA_STATES, SAMPLE_COLUMNS, FleetRun, run_fleet
 from sim.engine.replica import ReplicaConfig, build_replica
-from sim.fleet_spec import RooflineStep
 from sim.metrics import baseline_latency_metrics, fleet_metrics, replica_table, request_metrics
 from sim.scenario import Scenario
 from sim.workload import sample_workload
@@ -375,17 +374,12 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     metrics.update(
         request_metrics(requests, classes, warmup_s=hz.warmup_s, duration_s=hz.duration_s)
     )
-    step = scenario.fleet.step_time
     replicas = replica_table(
         run.window,
         warmup_s=hz.warmup_s,
         duration_s=hz.duration_s,
         kv_blocks=replica.kv_blocks,
-        efficiencies=(
-            (step.compute_efficiency, step.bandwidth_efficiency)
-            if isinstance(step, RooflineStep)
-            else None
-        ),
+        efficiencies=replica.coefficients.efficiencies,
     )
     served = requests[requests["status"] == "completed"].groupby("replica").size()
     replicas["requests_completed"] = served.reindex(replicas["replica"], fill_value=0).to_numpy()

@@ -56,16 +56,21 @@ def _coeffs(**fleet_fields: object) -> S.StepCoefficients:
 
 def test_roofline_decode_is_bandwidth_bound_and_prefill_compute_bound() -> None:
     c = _coeffs()
-    # batch-1 decode: reading ~15 GiB of weights at 80 % of 3.35 TB/s plus the overhead
+    # batch-1 decode: reading ~15 GiB of weights at the default (vllm profile, hopper)
+    # bandwidth efficiency of 3.35 TB/s plus the profile's overhead
+    hop = S.profiles()["vllm"]["hopper"]
+    be, overhead = hop["bandwidth_efficiency"]["value"], hop["overhead_s"]["value"]
     weights = 8.03e9 * 2 - 128256 * 4096 * 2  # the input embedding table is not streamed
-    expected = 0.003 + weights / (3.35e12 * 0.8)
+    expected = overhead + weights / (3.35e12 * be)
     assert c.time_s(1, 1, 0, 1000, 1000) == pytest.approx(expected, rel=0.01)
     compute, memory = S.step_parts(c.vector, 1, 1, 0, 1000, 1000)
     assert memory > 20 * compute
-    # an 8k-token prefill is compute bound: 2 FLOPs per parameter per token at 55 % of peak
+    # an 8k-token prefill is compute bound: 2 FLOPs per parameter per token at the profile's
+    # compute efficiency
     compute, memory = S.step_parts(c.vector, 8192, 0, 8192, 8192, 8192 * 8193 / 2)
     assert compute > 5 * memory
-    assert compute > 2 * 7.5e9 * 8192 / (989.4e12 * 0.55)
+    ce = hop["compute_efficiency"]["value"]
+    assert compute > 2 * 7.5e9 * 8192 / (989.4e12 * ce)
 
 
 def test_tensor_parallel_divides_work_and_adds_allreduce() -> None:

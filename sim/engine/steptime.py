@@ -11,14 +11,27 @@ with, for the iteration: ``T`` tokens computed, ``D`` decoding sequences, ``P`` 
 ``KV`` KV-cache entries read or written and ``AP`` attention query-key pairs. The roofline fills
 the FLOP and byte terms from the model and GPU; ``linear`` uses ``overhead`` and the ``c_dec``,
 ``c_pf``, ``c_kv`` terms; ``constant`` only ``overhead``.
+
+The roofline's four constants (``compute_efficiency``, ``bandwidth_efficiency``,
+``overhead_s``, ``allreduce_latency_s``) come, field by field, from the ``step_time:`` block
+when it gives them, else from a named *profile* of ``sim/catalog/profiles.yaml`` (``vllm``
+unless ``profile`` says otherwise) for the GPU's family (hopper: H100/H200; ampere: A100;
+ada: L40S/L4; ``default`` for the rest), else from :data:`GLOBAL_DEFAULTS`. Each profile
+value records the data it was fitted on and its error (see :func:`resolve_roofline`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from types import MappingProxyType
+from typing import Any
 
 import numba
 import numpy as np
+import yaml
 
 from sim.catalog import DTYPE_BYTES, GpuSpec, ModelSpec
 from sim.fleet_spec import ConstantStep, LinearStep, RooflineStep
@@ -32,12 +45,129 @@ N_COEFFS = 13
 _ACT_BYTES = 2.0
 
 
+ROOFLINE_FIELDS = (
+    "compute_efficiency",
+    "bandwidth_efficiency",
+    "overhead_s",
+    "allreduce_latency_s",
+)
+DEFAULT_PROFILE = "vllm"
+
+
+@lru_cache(maxsize=1)
+def _profiles_file() -> dict[str, Any]:
+    text = resources.files("sim.catalog").joinpath("profiles.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or "profiles" not in data or "defaults" not in data:
+        raise ValueError("sim/catalog/profiles.yaml: needs 'defaults' and 'profiles' sections")
+    return data
+
+
+def profiles() -> Mapping[str, Any]:
+    """The named step-time profiles of ``sim/catalog/profiles.yaml`` (read-only)."""
+    return MappingProxyType(_profiles_file()["profiles"])
+
+
+def profile_names() -> list[str]:
+    """Names of the step-time profiles, sorted."""
+    return sorted(_profiles_file()["profiles"])
+
+
+def _global_defaults() -> dict[str, float]:
+    d = _profiles_file()["defaults"]
+    return {k: float(d[k]) for k in ROOFLINE_FIELDS}
+
+
+GLOBAL_DEFAULTS: Mapping[str, float] = MappingProxyType(_global_defaults())
+"""Roofline constants used where neither the scenario nor the profile gives a value."""
+
+
+def gpu_family(gpu_name: str) -> str:
+    """The profile family of a catalog GPU name (``hopper``, ``ampere``, ``ada`` or
+    ``default``).
+
+    Examples
+    --------
+    >>> gpu_family("h100-sxm"), gpu_family("a100-80gb-sxm"), gpu_family("mi300x")
+    ('hopper', 'ampere', 'default')
+    """
+    name = gpu_name.lower()
+    for family, prefixes in _profiles_file()["families"].items():
+        if any(name.startswith(str(p)) for p in prefixes):
+            return str(family)
+    return "default"
+
+
+@dataclass(frozen=True)
+class ResolvedRoofline:
+    """The four roofline constants in force, and where each came from."""
+
+    compute_efficiency: float
+    bandwidth_efficiency: float
+    overhead_s: float
+    allreduce_latency_s: float
+    profile: str
+    family: str
+    origin: Mapping[str, str]
+
+    def as_dict(self) -> dict[str, float]:
+        """The four constants by field name."""
+        return {k: float(getattr(self, k)) for k in ROOFLINE_FIELDS}
+
+
+def resolve_roofline(spec: RooflineStep, gpu_name: str) -> ResolvedRoofline:
+    """Fill the fields ``spec`` leaves unset from its profile for ``gpu_name``'s family.
+
+    Order, per field: the value in ``spec``; the profile's entry for the GPU family; the
+    profile's ``default`` entry; :data:`GLOBAL_DEFAULTS`. ``origin`` says which, per field.
+
+    Raises
+    ------
+    KeyError
+        If ``spec.profile`` names no profile.
+
+    Examples
+    --------
+    >>> from sim.fleet_spec import RooflineStep
+    >>> r = resolve_roofline(RooflineStep(overhead_s=0.002), "h100-sxm")
+    >>> r.profile, r.family, r.overhead_s, r.origin["overhead_s"]
+    ('vllm', 'hopper', 0.002, 'step_time')
+    """
+    name = spec.profile or DEFAULT_PROFILE
+    table = _profiles_file()["profiles"]
+    if name not in table:
+        raise KeyError(f"unknown step-time profile {name!r}; known: {', '.join(sorted(table))}")
+    prof = table[name]
+    family = gpu_family(gpu_name)
+    values: dict[str, float] = {}
+    origin: dict[str, str] = {}
+    for key in ROOFLINE_FIELDS:
+        given = getattr(spec, key)
+        if given is not None:
+            values[key], origin[key] = float(given), "step_time"
+            continue
+        for fam in (family, "default"):
+            entry = (prof.get(fam) or {}).get(key)
+            if entry is not None:
+                value = entry["value"] if isinstance(entry, dict) else entry
+                values[key], origin[key] = float(value), f"profile {name}/{fam}"
+                break
+        else:
+            values[key], origin[key] = GLOBAL_DEFAULTS[key], "global default"
+    return ResolvedRoofline(**values, profile=name, family=family, origin=MappingProxyType(origin))
+
+
 @dataclass(frozen=True)
 class StepCoefficients:
-    """The coefficient vector plus a readable record of where it came from."""
+    """The coefficient vector plus a readable record of where it came from.
+
+    ``efficiencies`` is (compute, bandwidth) efficiency of a roofline model (for MFU / MBU),
+    None for the other models.
+    """
 
     vector: np.ndarray
     kind: str
+    efficiencies: tuple[float, float] | None = None
 
     def time_s(
         self,
@@ -78,13 +208,15 @@ def roofline_coefficients(
     (for a mixture of experts, the dense part always and each expert only when at least one
     token in the batch routes to it), plus the KV cache entries read and written, at HBM
     bandwidth times ``bandwidth_efficiency``. Tensor parallelism divides both by ``tp`` and adds
-    two ring all-reduces of the activations per layer.
+    two ring all-reduces of the activations per layer. Fields ``spec`` leaves unset come from
+    its profile (:func:`resolve_roofline`).
     """
+    r = resolve_roofline(spec, gpu.name)
     v = np.zeros(N_COEFFS)
-    flops_s = gpu.peak_tflops(dtype) * 1e12 * spec.compute_efficiency * tp
-    bytes_s = gpu.mem_bandwidth_tb_s * 1e12 * spec.bandwidth_efficiency * tp
+    flops_s = gpu.peak_tflops(dtype) * 1e12 * r.compute_efficiency * tp
+    bytes_s = gpu.mem_bandwidth_tb_s * 1e12 * r.bandwidth_efficiency * tp
     wbytes = DTYPE_BYTES[dtype]
-    v[OVERHEAD] = spec.overhead_s
+    v[OVERHEAD] = r.overhead_s
     v[C_TOK] = 2.0 * model.matmul_params_per_token / flops_s
     v[C_ATTN] = 4.0 * model.num_layers * model.num_heads * model.head_dim / flops_s
     expert_params = model.expert_params_per_layer * model.num_layers
@@ -104,9 +236,9 @@ def roofline_coefficients(
     if tp > 1:
         ring = 2.0 * (tp - 1) / tp
         link_s = gpu.interconnect_gb_s * 1e9
-        v[AR_STEP] = 2 * model.num_layers * spec.allreduce_latency_s
+        v[AR_STEP] = 2 * model.num_layers * r.allreduce_latency_s
         v[AR_TOK] = 2 * model.num_layers * ring * model.hidden_size * _ACT_BYTES / link_s
-    return StepCoefficients(v, "roofline")
+    return StepCoefficients(v, "roofline", (r.compute_efficiency, r.bandwidth_efficiency))
 
 
 def linear_coefficients(spec: LinearStep) -> StepCoefficients:

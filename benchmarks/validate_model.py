@@ -1,0 +1,1443 @@
+"""How wrong is the DEFAULT roofline performance model? Measured against public data, end to end.
+
+Three checks, each run with the simulator's default step time (``step_time: {model:
+roofline}``, i.e. the ``vllm`` profile of ``sim/catalog/profiles.yaml``) and, for comparison,
+the constants shipped before the profiles (compute efficiency 0.55, bandwidth efficiency 0.80,
+overhead 3 ms, all-reduce latency 8 µs):
+
+1. **Per-iteration latency vs the Splitwise A100 profile** (Llama-2-70B TP 2/4/8 and BLOOM-176B
+   TP 8 on A100-80GB; MIT, Mutinifni/splitwise-sim ``data/perf_model.csv``): prefill of
+   ``batch_size`` prompts and the mean decode iteration (:func:`decode_run_time`).
+2. **End-to-end replay of nine measured vLLM H100 runs** (inference-sim/training; no licence:
+   only derived figures are written), on one replica with the run's engine settings and KV
+   size; every request generates the run's configured output length. The client cycles
+   through a fixed set of prompts, so each distinct prompt becomes a workload class whose
+   prefix is the prompt minus its last token, and the engine's automatic prefix cache serves
+   the repeats as vLLM's did.
+3. **Offline saturation throughput vs TensorRT-LLM's published figures** (Apache-2.0) for
+   Llama 3.1 8B / 3.3 70B / 3.1 405B in FP8 on H100 / H200.
+
+``--fit`` adds the ``scipy.optimize.least_squares`` fits behind the profiles, with
+leave-one-model-out errors. Reference data is read from optional paths (defaults:
+``../shared/data/calibration/…``); a section whose data is missing is skipped. The report goes
+to stdout and to ``--out`` (default ``benchmarks/validation.md``).
+
+Run ``.venv/bin/python benchmarks/validate_model.py [--fit]``; ``--help`` lists the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+from sim.engine import kernel as K
+from sim.engine.fleet import run_fleet
+from sim.engine.replica import build_replica
+from sim.engine.steptime import decode_run_time, resolve_roofline
+from sim.fleet_spec import FleetSpec, Horizon, RooflineStep
+from sim.simulate import requests_frame
+from sim.workload import Workload
+
+REPO = Path(__file__).resolve().parent.parent
+CALIBRATION = REPO.parent / "shared" / "data" / "calibration"
+DEFAULT_VLLM = CALIBRATION / "vllm_h100_runs"
+DEFAULT_SPLITWISE = CALIBRATION / "splitwise_a100_step_times.csv"
+DEFAULT_TRTLLM = CALIBRATION / "trtllm_offline_throughput.csv"
+DEFAULT_OUT = REPO / "benchmarks" / "validation.md"
+
+
+# BLOOM-176B (bigscience/bloom config.json: hidden_size 14336, n_layer 70, n_head 112,
+# vocab_size 250880, tied embeddings, MHA, ALiBi, seq_length 2048). Its MLP is two h×4h
+# matrices (GELU, not gated); the catalog counts a gated MLP as 3·h·f, so f = 8h/3 gives the
+# same parameters and FLOPs (8h² per layer; 176.2 B parameters in all).
+BLOOM_176B: dict[str, Any] = {
+    "name": "bloom-176b",
+    "hidden_size": 14336,
+    "num_hidden_layers": 70,
+    "num_attention_heads": 112,
+    "num_key_value_heads": 112,
+    "intermediate_size": round(8 * 14336 / 3),
+    "vocab_size": 250880,
+    "max_position_embeddings": 2048,
+    "tie_word_embeddings": True,
+}
+SPLITWISE_MODELS: dict[str, str | dict[str, Any]] = {
+    "llama2-70b": "llama-2-70b",
+    "bloom-176b": BLOOM_176B,
+}
+SPLITWISE_GPUS = {"a100-80gb": "a100-80gb-sxm"}
+
+VLLM_MODELS = {
+    "meta-llama/Llama-2-7b-hf": "llama-2-7b",
+    "meta-llama/Llama-2-70b-hf": "llama-2-70b",
+    "mistralai/Mixtral-8x7B-v0.1": "mixtral-8x7b",
+}
+VLLM_MAX_MODEL_LEN = 4096  # exp-config.yaml of every run
+
+TRT_MODELS = {
+    "Llama 3.1 8B": "llama-3.1-8b",
+    "Llama 3.3 70B": "llama-3.3-70b",
+    "Llama 3.1 405B": "llama-3.1-405b",
+}
+TRT_GPUS = {"H100": "h100-sxm", "H200": "h200-sxm"}
+TRT_DTYPES = {"FP8": "fp8", "BF16": "bf16", "FP16": "fp16"}
+OFFLINE_MAX_NUM_SEQS = 2048
+OFFLINE_MAX_BATCHED = 8192
+
+METRICS = ("ttft_mean", "ttft_p90", "ttft_p99", "e2e_mean", "e2e_p90", "e2e_p99", "itl_mean")
+FIT_METRICS = ("e2e_mean", "e2e_p90", "itl_mean")
+
+
+Params = Mapping[str, Any] | None
+"""Roofline fields to set (``profile`` and / or the four constants); None: the defaults."""
+
+# The coefficients the simulator shipped before profiles existed (the "before" figures).
+OLD_DEFAULTS: dict[str, Any] = {
+    "compute_efficiency": 0.55,
+    "bandwidth_efficiency": 0.80,
+    "overhead_s": 0.003,
+    "allreduce_latency_s": 8e-6,
+}
+DEFAULT_PARAMS: Params = None
+
+
+def step_spec(params: Params) -> dict[str, Any]:
+    """A ``step_time:`` mapping: the roofline with ``params`` over its profile."""
+    return {"model": "roofline", **(params or {})}
+
+
+def mape(err: pd.Series | np.ndarray) -> float:
+    """Mean absolute relative error, in percent, of an array of relative errors."""
+    a = np.abs(np.asarray(err, dtype=float))
+    return float(100.0 * a.mean()) if a.size else math.nan
+
+
+def pct(x: float) -> str:
+    """A relative error as a signed percentage."""
+    return "n/a" if not np.isfinite(x) else f"{100.0 * x:+.1f}%"
+
+
+def md_table(frame: pd.DataFrame) -> str:
+    """A pandas frame as a GitHub Markdown table (values already formatted as strings)."""
+    cols = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Splitwise A100 per-iteration profile
+
+
+def splitwise_rows(path: Path) -> pd.DataFrame:
+    """The profile averaged over its repeats: one row per (model, tp, prompt, batch, tokens)."""
+    raw = pd.read_csv(path)
+    keys = ["model", "hardware", "tensor_parallel", "prompt_size", "batch_size", "token_size"]
+    g = raw.groupby(keys, as_index=False).agg(
+        prompt_ms=("prompt_time", "mean"),
+        token_ms=("token_time", "mean"),
+        repeats=("prompt_time", "size"),
+    )
+    # A prefill that gets *faster* when the batch doubles at the same prompt size is not a
+    # measurement of the same work (Llama-2-70B TP2, 64 × 512 tokens: 796 ms after 6607 ms at
+    # batch 32; most likely an out-of-memory fallback). Flag such rows and keep them out of
+    # the prefill error figures.
+    g = g.sort_values(keys).reset_index(drop=True)
+    g["prefill_outlier"] = False
+    for _, sub in g.groupby(["model", "tensor_parallel", "prompt_size", "token_size"]):
+        sub = sub.sort_values("batch_size")
+        prev = sub["prompt_ms"].cummax().shift(1)
+        g.loc[sub.index[(sub["prompt_ms"] < 0.5 * prev).to_numpy()], "prefill_outlier"] = True
+    return g
+
+
+def splitwise_fleet(model: str, hardware: str, tp: int, params: Params) -> FleetSpec:
+    """A one-replica fleet of the Splitwise configuration (KV size irrelevant here)."""
+    return FleetSpec.model_validate(
+        {
+            "model": SPLITWISE_MODELS[model],
+            "gpu": SPLITWISE_GPUS[hardware],
+            "tp": tp,
+            "engine": {"kv_blocks": 1024},
+            "step_time": step_spec(params),
+        }
+    )
+
+
+def splitwise_predict(rows: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """Predicted prefill and mean decode iteration (ms) for every profile row."""
+    out = rows.copy()
+    pf = np.empty(len(rows))
+    dec = np.empty(len(rows))
+    for (model, hw, tp), sub in rows.groupby(["model", "hardware", "tensor_parallel"]):
+        coeffs = build_replica(splitwise_fleet(model, hw, int(tp), params)).coefficients
+        for i, r in zip(sub.index, sub.itertuples(), strict=True):
+            b, p, t = int(r.batch_size), int(r.prompt_size), int(r.token_size)
+            n_pf = float(b * p)
+            pf[i] = 1e3 * coeffs.time_s(n_pf, 0.0, n_pf, n_pf, b * p * (p + 1) / 2.0)
+            # decode iteration j (j = 0 … t−2) has every sequence at context p + 1 + j
+            k = t - 1
+            dec[i] = 1e3 * decode_run_time(coeffs.vector, b, float(b * (p + 1)), k) / k
+    out["prompt_pred_ms"] = pf
+    out["token_pred_ms"] = dec
+    out["prefill_err"] = out["prompt_pred_ms"] / out["prompt_ms"] - 1.0
+    out["decode_err"] = out["token_pred_ms"] / out["token_ms"] - 1.0
+    return out
+
+
+def splitwise_summary(pred: pd.DataFrame) -> pd.DataFrame:
+    """MAPE of prefill and decode per model / TP, plus the overall rows."""
+    rows = []
+    groups = [((m, tp), sub) for (m, tp), sub in pred.groupby(["model", "tensor_parallel"])]
+    groups.append((("all", "all"), pred))
+    for (model, tp), sub in groups:
+        pf = sub.loc[~sub["prefill_outlier"], "prefill_err"]
+        rows.append(
+            {
+                "model": model,
+                "tp": tp,
+                "rows": len(sub),
+                "prefill MAPE": f"{mape(pf):.1f}%",
+                "prefill bias (mean err)": pct(pf.mean()),
+                "prefill worst": pct(pf.iloc[np.argmax(np.abs(pf.to_numpy()))]),
+                "decode MAPE": f"{mape(sub['decode_err']):.1f}%",
+                "decode bias (mean err)": pct(sub["decode_err"].mean()),
+                "decode worst": pct(
+                    sub["decode_err"].iloc[np.argmax(np.abs(sub["decode_err"].to_numpy()))]
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def splitwise_detail(pred: pd.DataFrame) -> pd.DataFrame:
+    """Formatted per-configuration table (derived from the MIT-licensed profile)."""
+    t = pd.DataFrame(
+        {
+            "model": pred["model"],
+            "tp": pred["tensor_parallel"],
+            "prompt": pred["prompt_size"],
+            "batch": pred["batch_size"],
+            "tokens": pred["token_size"],
+            "prefill ms meas": pred["prompt_ms"].map("{:.1f}".format),
+            "prefill ms pred": pred["prompt_pred_ms"].map("{:.1f}".format),
+            "prefill err": [
+                pct(e) + (" (outlier)" if o else "")
+                for e, o in zip(pred["prefill_err"], pred["prefill_outlier"], strict=True)
+            ],
+            "decode ms meas": pred["token_ms"].map("{:.1f}".format),
+            "decode ms pred": pred["token_pred_ms"].map("{:.1f}".format),
+            "decode err": pred["decode_err"].map(pct),
+        }
+    )
+    return t
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. vLLM H100 runs, replayed
+
+
+@dataclass(frozen=True)
+class VllmRun:
+    """One measured run: its engine settings and per-request arrays (kept in memory only)."""
+
+    name: str
+    model: str
+    tp: int
+    max_num_seqs: int
+    max_batched: int
+    kv_blocks: int
+    block_size: int
+    stages: str
+    system_prompt_len: int
+    output_len_cfg: int
+    arrival_s: np.ndarray
+    input_tokens: np.ndarray
+    recorded_output: np.ndarray
+    ttft_s: np.ndarray
+    e2e_s: np.ndarray
+    prompt_period: int
+    uncached_fraction: float
+
+    @property
+    def short(self) -> str:
+        """The experiment name without its timestamp."""
+        return self.name.split("-", 2)[2] if self.name.count("-") >= 2 else self.name
+
+
+def prompt_period(tokens: np.ndarray, max_lag: int = 1000) -> tuple[int, float]:
+    """Smallest lag at which the prompt-length sequence repeats itself (≥ 90 % of positions).
+
+    The client cycles through a fixed set of prompts (``num_groups × num_prompts_per_group``),
+    so the request at index i + period carries the same prompt as the one at i. Returns
+    ``(0, best match)`` when no lag reaches 90 %.
+    """
+    best = 0.0
+    for lag in range(1, min(max_lag, tokens.size // 2)):
+        match = float(np.mean(tokens[lag:] == tokens[:-lag]))
+        best = max(best, match)
+        if match >= 0.9:
+            return lag, match
+    return 0, best
+
+
+def uncached_fraction(tokens: np.ndarray, period: int, block: int) -> float:
+    """Share of prompt tokens vLLM's automatic prefix cache would still compute.
+
+    The first ``period`` requests miss; every later one finds its whole prompt cached except
+    the last, partial block (vLLM always computes at least the final token, so a hit covers
+    ``block · floor((n − 1) / block)`` tokens).
+    """
+    if period <= 0:
+        return 1.0
+    computed = tokens.astype(float).copy()
+    later = np.arange(tokens.size) >= period
+    computed[later] = tokens[later] - block * ((tokens[later] - 1) // block)
+    return float(computed.sum() / tokens.sum())
+
+
+def load_vllm_runs(directory: Path) -> list[VllmRun]:
+    """Read ``experiments.csv`` and every run's per-request file."""
+    exps = pd.read_csv(directory / "experiments.csv")
+    runs = []
+    for e in exps.itertuples():
+        req = pd.read_csv(directory / f"{e.experiment}.csv")
+        if req["has_error"].astype(bool).any():
+            req = req[~req["has_error"].astype(bool)]
+        req = req.sort_values("index", kind="stable")  # = arrival order in these runs
+        if not np.all(np.diff(req["arrival_time_us"].to_numpy()) >= 0):
+            req = req.sort_values("arrival_time_us", kind="stable")
+        tokens = req["input_tokens"].to_numpy(dtype=np.int64)
+        period, _ = prompt_period(tokens)
+        runs.append(
+            VllmRun(
+                name=str(e.experiment),
+                model=VLLM_MODELS[str(e.model_id)],
+                tp=int(e.tensor_parallelism),
+                max_num_seqs=int(e.max_num_seqs),
+                max_batched=int(e.max_num_batched_tokens),
+                kv_blocks=int(e.kv_blocks_total_gpu),
+                block_size=int(e.block_size),
+                stages=str(e.load_stages),
+                system_prompt_len=int(e.system_prompt_len),
+                output_len_cfg=int(e.output_len_cfg),
+                arrival_s=req["arrival_time_us"].to_numpy(dtype=float) / 1e6,
+                input_tokens=req["input_tokens"].to_numpy(dtype=np.int64),
+                recorded_output=req["output_tokens"].to_numpy(dtype=np.int64),
+                ttft_s=req["ttft_s"].to_numpy(dtype=float),
+                e2e_s=req["e2e_s"].to_numpy(dtype=float),
+                prompt_period=period,
+                uncached_fraction=uncached_fraction(tokens, period, int(e.block_size)),
+            )
+        )
+    return runs
+
+
+def latency_stats(ttft: np.ndarray, e2e: np.ndarray, out: np.ndarray) -> dict[str, float]:
+    """Mean / p90 / p99 of TTFT and E2E, and the mean per-token latency (outputs ≥ 2)."""
+    ok = out >= 2
+    itl = (e2e[ok] - ttft[ok]) / (out[ok] - 1)
+    return {
+        "ttft_mean": float(np.mean(ttft)),
+        "ttft_p90": float(np.percentile(ttft, 90)),
+        "ttft_p99": float(np.percentile(ttft, 99)),
+        "e2e_mean": float(np.mean(e2e)),
+        "e2e_p90": float(np.percentile(e2e, 90)),
+        "e2e_p99": float(np.percentile(e2e, 99)),
+        "itl_mean": float(np.mean(itl)),
+    }
+
+
+def vllm_fleet(run: VllmRun, params: Params) -> FleetSpec:
+    """The run's engine as a one-replica fleet."""
+    return FleetSpec.model_validate(
+        {
+            "model": run.model,
+            "gpu": "h100-sxm",
+            "tp": run.tp,
+            "dtype": "bf16",
+            "replicas": 1,
+            "router": "round_robin",
+            "engine": {
+                "max_num_seqs": run.max_num_seqs,
+                "max_num_batched_tokens": run.max_batched,
+                "block_tokens": run.block_size,
+                "kv_blocks": run.kv_blocks,
+                "max_model_len": VLLM_MAX_MODEL_LEN,
+            },
+            "step_time": step_spec(params),
+        }
+    )
+
+
+def prompt_classes(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One class per distinct prompt, its prefix the prompt minus its last token.
+
+    The client cycles through a fixed set of prompts and the run records only their lengths;
+    a distinct length is taken as a distinct prompt. Every request carries its class's
+    prefix, so the replica's automatic prefix cache serves a repeated prompt except its last
+    partial block, as vLLM's does (a hit covers ``block · floor((n − 1) / block)`` tokens).
+    Returns ``(class_id per request, prefix tokens per class)``.
+    """
+    lengths, class_id = np.unique(tokens, return_inverse=True)
+    return class_id.astype(np.int32), np.maximum(lengths - 1, 0).astype(np.int64)
+
+
+def replay(
+    run: VllmRun,
+    params: Params,
+    *,
+    recorded_output: bool = False,
+    prefix_cache: bool = True,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Replay ``run``; return (predicted stats, sim facts).
+
+    ``recorded_output`` replays the output counts as recorded in the request file instead of
+    the configured output length; ``prefix_cache`` gives every distinct prompt its own class
+    whose prefix is the prompt minus its last token (:func:`prompt_classes`), so that the
+    engine's automatic prefix cache serves repeated prompts as vLLM's did.
+    """
+    out = (
+        run.recorded_output if recorded_output else np.full(run.arrival_s.size, run.output_len_cfg)
+    )
+    out = np.maximum(out, 1).astype(np.int64)
+    prompt = run.input_tokens
+    n = run.arrival_s.size
+    if prefix_cache:
+        cls, pfx = prompt_classes(prompt)
+    else:
+        cls, pfx = np.zeros(n, dtype=np.int32), np.zeros(1, dtype=np.int64)
+    wl = Workload(
+        arrival_s=run.arrival_s,
+        input_tokens=prompt,
+        output_tokens=out,
+        class_id=cls,
+        class_names=tuple(f"p{i}" for i in range(pfx.size)),
+        closed_loop=(),
+        has_prefix=np.full(n, prefix_cache),
+    )
+    fleet = vllm_fleet(run, params)
+    replica = build_replica(fleet)
+    last = float(run.arrival_s[-1])
+    hz = Horizon(duration_s=last + 1.0, warmup_s=0.0, drain_s=1e6, sample_interval_s=1e6)
+    sim = run_fleet(
+        fleet,
+        replica,
+        wl,
+        hz,
+        router_rng=np.random.default_rng(0),
+        prefix_tokens=pfx if prefix_cache else None,
+    )
+    fr = requests_frame(sim, wl.class_names)
+    done = fr["status"].astype(str) == "completed"
+    stats = latency_stats(
+        fr.loc[done, "ttft_s"].to_numpy(),
+        fr.loc[done, "e2e_s"].to_numpy(),
+        fr.loc[done, "output_tokens"].to_numpy(),
+    )
+    hit = float(sim.state.pi[:, K.PFX_HIT].sum())
+    facts = {
+        "completed": float(done.mean()),
+        "preemptions": float(fr["preemptions"].sum()),
+        "computed_share": 1.0 - hit / float(prompt.sum()),
+    }
+    return stats, facts
+
+
+def measured_stats(run: VllmRun, *, recorded_output: bool = False) -> dict[str, float]:
+    """The run's measured statistics (per-token latency over the configured output length)."""
+    out = (
+        run.recorded_output if recorded_output else np.full(run.arrival_s.size, run.output_len_cfg)
+    )
+    return latency_stats(run.ttft_s, run.e2e_s, out)
+
+
+def vllm_errors(
+    runs: list[VllmRun], params: Params, **kw: Any
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Measured and predicted statistics of every run (long and wide)."""
+    recs = []
+    for run in runs:
+        meas = measured_stats(run, recorded_output=kw.get("recorded_output", False))
+        pred, facts = replay(run, params, **kw)
+        rec: dict[str, Any] = {"run": run.short, "model": run.model, "tp": run.tp}
+        rec["stages"] = run.stages
+        rec["requests"] = run.arrival_s.size
+        for m in METRICS:
+            rec[f"{m}_meas"] = meas[m]
+            rec[f"{m}_pred"] = pred[m]
+            rec[f"{m}_err"] = pred[m] / meas[m] - 1.0
+        rec.update(facts)
+        recs.append(rec)
+    wide = pd.DataFrame(recs)
+    return wide, wide[["run", *[f"{m}_err" for m in METRICS]]]
+
+
+def label(metric: str) -> str:
+    """Display name of a metric key (``itl`` is the per-token latency)."""
+    return metric.replace("itl_", "per-token_").replace("_", " ")
+
+
+def vllm_error_table(wide: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """Formatted relative errors, one row per run."""
+    t = pd.DataFrame({"run": wide["run"], "load": wide["stages"]})
+    for m in metrics:
+        t[label(m)] = wide[f"{m}_err"].map(pct)
+    return t
+
+
+def vllm_value_table(wide: pd.DataFrame) -> pd.DataFrame:
+    """Measured vs predicted means (derived aggregates only)."""
+    return pd.DataFrame(
+        {
+            "run": wide["run"],
+            "TTFT mean ms meas / pred": [
+                f"{1e3 * a:.1f} / {1e3 * b:.1f}"
+                for a, b in zip(wide["ttft_mean_meas"], wide["ttft_mean_pred"], strict=True)
+            ],
+            "TTFT p99 ms meas / pred": [
+                f"{1e3 * a:.0f} / {1e3 * b:.0f}"
+                for a, b in zip(wide["ttft_p99_meas"], wide["ttft_p99_pred"], strict=True)
+            ],
+            "E2E mean s meas / pred": [
+                f"{a:.2f} / {b:.2f}"
+                for a, b in zip(wide["e2e_mean_meas"], wide["e2e_mean_pred"], strict=True)
+            ],
+            "per-token ms meas / pred": [
+                f"{1e3 * a:.1f} / {1e3 * b:.1f}"
+                for a, b in zip(wide["itl_mean_meas"], wide["itl_mean_pred"], strict=True)
+            ],
+            "sim preemptions": wide["preemptions"].map("{:.0f}".format),
+        }
+    )
+
+
+def vllm_summary(wide: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """MAPE per metric over the runs, with and without the overloaded-in-sim runs."""
+    rows = []
+    for m in metrics:
+        e = wide[f"{m}_err"]
+        worst = int(np.argmax(np.abs(e.to_numpy())))
+        rows.append(
+            {
+                "metric": label(m),
+                "MAPE (9 runs)": f"{mape(e):.1f}%",
+                "median |err|": f"{100 * float(np.median(np.abs(e))):.1f}%",
+                "bias (median err)": pct(float(np.median(e))),
+                "worst run": f"{wide['run'].iloc[worst]} ({pct(e.iloc[worst])})",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def output_length_evidence(runs: list[VllmRun]) -> pd.DataFrame:
+    """Why the recorded output counts are not the generated lengths.
+
+    For requests recorded with < 150 output tokens, the decode time (E2E − TTFT) is compared
+    with the median decode time of requests recorded with ≥ 240 tokens that arrived in the
+    same 30 s window: equal times mean equal generated lengths.
+    """
+    rows = []
+    for run in runs:
+        dec = run.e2e_s - run.ttft_s
+        win = (run.arrival_s // 30).astype(int)
+        full = pd.Series(dec[run.recorded_output >= 240]).groupby(win[run.recorded_output >= 240])
+        ref = full.median()
+        short = run.recorded_output < 150
+        ratio = dec[short] / pd.Series(win[short]).map(ref).to_numpy()
+        rows.append(
+            {
+                "run": run.short,
+                "recorded < 150 tokens": f"{int(short.sum())} of {run.arrival_s.size}",
+                "recorded = 0": int((run.recorded_output == 0).sum()),
+                "decode time ratio (short / full, median)": f"{np.nanmedian(ratio):.3f}",
+                "ratio if counts were true": (
+                    f"{np.median(run.recorded_output[short] / run.output_len_cfg):.2f}"
+                ),
+                "corr(recorded count, decode time)": (
+                    f"{np.corrcoef(run.recorded_output, dec)[0, 1]:+.3f}"
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def prefix_cache_evidence(runs: list[VllmRun]) -> pd.DataFrame:
+    """Signs that the served prompts repeat and hit vLLM's prefix cache.
+
+    The prompt-length sequence repeats with a fixed period (the client cycles through
+    ``num_groups × num_prompts_per_group`` prompts); the first period's requests (cold cache,
+    but also a cold server) are compared with the next period's: TTFT drops by much more
+    than per-token latency does, i.e. by more than the warm-up alone explains.
+    """
+    rows = []
+    for run in runs:
+        per = run.prompt_period
+        tok = run.input_tokens
+        match = float(np.mean(tok[per:] == tok[:-per])) if per else math.nan
+        base = float(np.mean(tok[1:] == tok[:-1]))
+        itl = (run.e2e_s - run.ttft_s) / (run.output_len_cfg - 1)
+        first, nxt = slice(0, per), slice(per, 2 * per)
+        rows.append(
+            {
+                "run": run.short,
+                "prompt period (requests)": per,
+                "same length at that lag": f"{100 * match:.1f}% (lag 1: {100 * base:.1f}%)",
+                "uncached prompt share": f"{100 * run.uncached_fraction:.1f}%",
+                "TTFT median, 1st / 2nd period (ms)": (
+                    f"{1e3 * np.median(run.ttft_s[first]):.1f} / "
+                    f"{1e3 * np.median(run.ttft_s[nxt]):.1f}"
+                ),
+                "per-token median, 1st / 2nd period (ms)": (
+                    f"{1e3 * np.median(itl[first]):.1f} / {1e3 * np.median(itl[nxt]):.1f}"
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Offline saturation throughput vs TensorRT-LLM
+
+
+def trt_rows(path: Path) -> pd.DataFrame:
+    """Rows of the published table for Hopper GPUs and catalog models."""
+    d = pd.read_csv(path)
+    d = d[d["model"].isin(TRT_MODELS) & d["gpu"].isin(TRT_GPUS) & d["precision"].isin(TRT_DTYPES)]
+    return d.sort_values(["model", "gpu", "isl", "osl"]).reset_index(drop=True)
+
+
+def offline_throughput(
+    model: str,
+    gpu: str,
+    tp: int,
+    dtype: str,
+    isl: int,
+    osl: int,
+    *,
+    no_evict: bool,
+    params: Params = DEFAULT_PARAMS,
+) -> dict[str, float]:
+    """Output tokens/s of an offline run: every request queued at t = 0.
+
+    ``no_evict`` caps ``max_num_seqs`` at the number of full sequences (ISL + OSL) the KV
+    cache holds, emulating TensorRT-LLM's default ``GUARANTEED_NO_EVICT`` scheduler; without
+    it the engine admits on prompt blocks as vLLM does and preempts by recompute when the
+    cache fills.
+    """
+    base = {
+        "model": model,
+        "gpu": gpu,
+        "tp": tp,
+        "dtype": dtype,
+        "replicas": 1,
+        "router": "round_robin",
+        "step_time": step_spec(params),
+    }
+    eng = {"max_num_seqs": OFFLINE_MAX_NUM_SEQS, "max_num_batched_tokens": OFFLINE_MAX_BATCHED}
+    probe = build_replica(FleetSpec.model_validate({**base, "engine": eng}))
+    blocks_per_seq = math.ceil((isl + osl) / probe.block_tokens)
+    fits = max(1, probe.kv_blocks // blocks_per_seq)
+    if no_evict:
+        eng["max_num_seqs"] = int(min(OFFLINE_MAX_NUM_SEQS, fits))
+    fleet = FleetSpec.model_validate({**base, "engine": eng})
+    conc = min(eng["max_num_seqs"], fits)
+    n = int(min(20_000, max(1_000, 4 * conc)))
+    wl = Workload(
+        arrival_s=np.zeros(n),
+        input_tokens=np.full(n, isl, dtype=np.int64),
+        output_tokens=np.full(n, osl, dtype=np.int64),
+        class_id=np.zeros(n, dtype=np.int32),
+        class_names=("offline",),
+        closed_loop=(),
+    )
+    hz = Horizon(duration_s=1.0, warmup_s=0.0, drain_s=1e7, sample_interval_s=1e7)
+    fr = requests_frame(
+        run_fleet(fleet, build_replica(fleet), wl, hz, router_rng=np.random.default_rng(0)),
+        wl.class_names,
+    )
+    span = float(fr["finish_s"].max())
+    return {
+        "tok_s": n * osl / span,
+        "requests": n,
+        "max_num_seqs": eng["max_num_seqs"],
+        "preemptions": float(fr["preemptions"].sum()),
+    }
+
+
+def offline_check(rows: pd.DataFrame, params: Params = DEFAULT_PARAMS) -> pd.DataFrame:
+    """Simulated vs published output tokens/s, both scheduler variants."""
+    recs = []
+    for r in rows.itertuples():
+        tp = int(str(r.parallelism).upper().removeprefix("TP"))
+        args = (TRT_MODELS[r.model], TRT_GPUS[r.gpu], tp, TRT_DTYPES[r.precision])
+        vllm_like = offline_throughput(*args, int(r.isl), int(r.osl), no_evict=False, params=params)
+        no_evict = offline_throughput(*args, int(r.isl), int(r.osl), no_evict=True, params=params)
+        recs.append(
+            {
+                "model": r.model,
+                "gpu": r.gpu,
+                "tp": tp,
+                "dtype": r.precision,
+                "isl": int(r.isl),
+                "osl": int(r.osl),
+                "published": float(r.output_tok_s),
+                "sim": vllm_like["tok_s"],
+                "sim_preempt": vllm_like["preemptions"],
+                "sim_ne": no_evict["tok_s"],
+                "ne_seqs": no_evict["max_num_seqs"],
+                "ratio": vllm_like["tok_s"] / float(r.output_tok_s),
+                "ratio_ne": no_evict["tok_s"] / float(r.output_tok_s),
+            }
+        )
+    return pd.DataFrame(recs)
+
+
+def offline_table(res: pd.DataFrame) -> pd.DataFrame:
+    """Formatted per-row table."""
+    return pd.DataFrame(
+        {
+            "model": res["model"],
+            "gpu": [f"{g}×{t}" for g, t in zip(res["gpu"], res["tp"], strict=True)],
+            "ISL/OSL": [f"{i}/{o}" for i, o in zip(res["isl"], res["osl"], strict=True)],
+            "published tok/s": res["published"].map("{:.0f}".format),
+            "sim tok/s": res["sim"].map("{:.0f}".format),
+            "sim preemptions": res["sim_preempt"].map("{:.0f}".format),
+            "sim/pub": res["ratio"].map("{:.2f}".format),
+            "no-evict seqs": res["ne_seqs"].map("{:.0f}".format),
+            "no-evict tok/s": res["sim_ne"].map("{:.0f}".format),
+            "no-evict sim/pub": res["ratio_ne"].map("{:.2f}".format),
+        }
+    )
+
+
+def ratio_stats(r: pd.Series) -> str:
+    """Geometric mean ratio and spread of a set of sim/published ratios."""
+    lr = np.log(r.to_numpy())
+    return (
+        f"geo-mean {math.exp(lr.mean()):.2f}, median {np.median(r):.2f}, "
+        f"range {r.min():.2f}–{r.max():.2f}, MAPE {mape(r - 1):.1f}%"
+    )
+
+
+def offline_summary(res: pd.DataFrame) -> pd.DataFrame:
+    """Ratio statistics per model × GPU and overall."""
+    rows = []
+    groups = [(k, s) for k, s in res.groupby(["model", "gpu"], sort=False)]
+    groups.append((("all", "all"), res))
+    long = res["isl"] >= 20000
+    groups.append((("all except ISL 20000", ""), res[~long]))
+    for (model, gpu), sub in groups:
+        rows.append(
+            {
+                "model": model,
+                "gpu": gpu,
+                "rows": len(sub),
+                "sim/pub (vLLM-like admission)": ratio_stats(sub["ratio"]),
+                "sim/pub (no-evict)": ratio_stats(sub["ratio_ne"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Least-squares fits of the profiles
+
+
+FIELDS = ("compute_efficiency", "bandwidth_efficiency", "overhead_s", "allreduce_latency_s")
+SHORT = {
+    "compute_efficiency": "ce",
+    "bandwidth_efficiency": "be",
+    "overhead_s": "overhead",
+    "allreduce_latency_s": "all-reduce",
+}
+# Fitted in these units (comparable scales for the optimiser and its finite differences).
+SCALE = {
+    "compute_efficiency": 1.0,
+    "bandwidth_efficiency": 1.0,
+    "overhead_s": 1e-3,
+    "allreduce_latency_s": 1e-6,
+}
+# Physically sensible ranges: a dense GEMM rarely sustains > 90 % of the tensor-core peak or
+# < 20 %; streaming reaches 40–95 % of HBM bandwidth; a fixed cost per iteration between 0
+# and 50 ms; one all-reduce between 0 and 100 µs (NCCL small-message latency is 5–30 µs).
+BOUNDS = {
+    "compute_efficiency": (0.2, 0.9),
+    "bandwidth_efficiency": (0.4, 0.95),
+    "overhead_s": (0.0, 0.05),
+    "allreduce_latency_s": (0.0, 1e-4),
+}
+Residuals = Callable[[dict[str, float]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A least-squares fit: the parameters (fixed and free) and its residual RMS."""
+
+    params: dict[str, float]
+    free: tuple[str, ...]
+    rms: float
+    nfev: int
+
+
+def lsq_fit(
+    residuals: Residuals,
+    free: Sequence[str],
+    fixed: Mapping[str, float],
+    starts: Sequence[Mapping[str, float]],
+) -> Fit:
+    """Bounded ``scipy.optimize.least_squares`` (trust-region reflective) over ``free``.
+
+    Each start is refined; the lowest cost wins. Finite-difference steps are 3 % of the
+    scaled parameter (the replays are discrete-event simulations: a tiny step sees noise).
+    """
+    scale = np.array([SCALE[k] for k in free])
+    lo = np.array([BOUNDS[k][0] for k in free]) / scale
+    hi = np.array([BOUNDS[k][1] for k in free]) / scale
+
+    def params_of(z: np.ndarray) -> dict[str, float]:
+        return {**fixed, **{k: float(v * c) for k, v, c in zip(free, z, scale, strict=True)}}
+
+    def f(z: np.ndarray) -> np.ndarray:
+        r = residuals(params_of(z))
+        return np.where(np.isfinite(r), r, 10.0)
+
+    best: Fit | None = None
+    for start in starts:
+        z0 = np.array([start[k] for k in free]) / scale
+        z0 = np.clip(z0, lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo))
+        res = optimize.least_squares(
+            f, z0, bounds=(lo, hi), diff_step=0.03, x_scale=1.0, max_nfev=60, method="trf"
+        )
+        rms = float(np.sqrt(np.mean(res.fun**2)))
+        if best is None or rms < best.rms:
+            best = Fit(params_of(res.x), tuple(free), rms, int(res.nfev))
+    assert best is not None
+    return best
+
+
+def fmt_params(p: Mapping[str, float], keys: Sequence[str] = FIELDS) -> str:
+    """Roofline constants as text."""
+    parts = []
+    for k in keys:
+        if k not in p:
+            continue
+        v = p[k]
+        if k == "overhead_s":
+            parts.append(f"overhead {1e3 * v:.2f} ms")
+        elif k == "allreduce_latency_s":
+            parts.append(f"all-reduce {1e6 * v:.1f} µs")
+        else:
+            parts.append(f"{SHORT[k]} {v:.3f}")
+    return ", ".join(parts)
+
+
+def splitwise_residuals(rows: pd.DataFrame) -> Residuals:
+    """log(pred / meas) of every prefill (outliers excluded) and decode figure."""
+
+    def res(p: dict[str, float]) -> np.ndarray:
+        pred = splitwise_predict(rows, p)
+        pf = pred.loc[~pred["prefill_outlier"]]
+        return np.concatenate(
+            [
+                np.log(pf["prompt_pred_ms"] / pf["prompt_ms"]),
+                np.log(pred["token_pred_ms"] / pred["token_ms"]),
+            ]
+        )
+
+    return res
+
+
+def vllm_residuals(runs: list[VllmRun]) -> Residuals:
+    """log(pred / meas) of E2E mean and p90 and mean per-token latency of every run.
+
+    TTFT is left out: the measured TTFT includes the API server's own latency (HTTP,
+    tokenisation, streaming), which no step-time coefficient represents.
+    """
+    meas = [measured_stats(r) for r in runs]
+
+    def res(p: dict[str, float]) -> np.ndarray:
+        out = []
+        for run, m in zip(runs, meas, strict=True):
+            pred, _ = replay(run, p)
+            out.extend(math.log(pred[k] / m[k]) for k in FIT_METRICS)
+        return np.asarray(out)
+
+    return res
+
+
+def trt_residuals(rows: pd.DataFrame) -> Residuals:
+    """log(sim / published) offline throughput, TensorRT-LLM's no-evict admission."""
+
+    def res(p: dict[str, float]) -> np.ndarray:
+        out = []
+        for r in rows.itertuples():
+            tp = int(str(r.parallelism).upper().removeprefix("TP"))
+            args = (TRT_MODELS[r.model], TRT_GPUS[r.gpu], tp, TRT_DTYPES[r.precision])
+            o = offline_throughput(*args, int(r.isl), int(r.osl), no_evict=True, params=p)
+            out.append(math.log(o["tok_s"] / float(r.output_tok_s)))
+        return np.asarray(out)
+
+    return res
+
+
+def _split_err_text(pred: pd.DataFrame) -> str:
+    pf = pred.loc[~pred["prefill_outlier"], "prefill_err"]
+    allerr = np.concatenate([pf.to_numpy(), pred["decode_err"].to_numpy()])
+    return (
+        f"prefill {mape(pf):.1f}%, decode {mape(pred['decode_err']):.1f}%, all {mape(allerr):.1f}%"
+    )
+
+
+def _vllm_err_text(frame: pd.DataFrame) -> str:
+    return ", ".join(
+        f"{label(m)} {mape(frame[f'{m}_err']):.1f}%"
+        for m in ("e2e_mean", "e2e_p90", "itl_mean", "ttft_mean")
+    )
+
+
+def _trt_err_text(rows: pd.DataFrame, p: Params) -> str:
+    r = np.exp(trt_residuals(rows)(dict(p or {})))
+    return f"{ratio_stats(pd.Series(r))}"
+
+
+def frontend_latency(frame: pd.DataFrame) -> str:
+    """Measured − predicted mean TTFT per model (ms): the latency no coefficient explains."""
+    gap = 1e3 * (frame["ttft_mean_meas"] - frame["ttft_mean_pred"])
+    parts = [
+        f"{model} {g.median():.0f}"
+        for model, g in gap.groupby(frame["model"].to_numpy(), sort=True)
+    ]
+    return ", ".join(parts) + " ms"
+
+
+PRIOR: dict[str, float] = {
+    "compute_efficiency": 0.55,
+    "bandwidth_efficiency": 0.80,
+    "overhead_s": 0.003,
+    "allreduce_latency_s": 1.5e-5,
+}
+
+
+def fit_section(
+    split_rows: pd.DataFrame | None, runs: list[VllmRun] | None, trt: pd.DataFrame | None
+) -> tuple[pd.DataFrame, list[str], dict[str, dict[str, float]]]:
+    """Least-squares fits per data set, in-sample and leave-one-model-out.
+
+    Returns the table, notes, and the in-sample fits by profile/family key
+    (``vllm/ampere``, ``vllm/hopper``, ``trtllm/hopper``).
+    """
+    recs: list[dict[str, str]] = []
+    notes: list[str] = []
+    fits: dict[str, dict[str, float]] = {}
+
+    def add(data: str, fit_on: str, f: Fit, evaluated: str, before: str, after: str) -> None:
+        recs.append(
+            {
+                "data": data,
+                "fit on": fit_on,
+                "free": ", ".join(SHORT[k] for k in f.free),
+                "fitted": fmt_params(f.params),
+                "rms log err": f"{f.rms:.3f}",
+                "evaluated on": evaluated,
+                "MAPE, old defaults": before,
+                "MAPE, fit": after,
+            }
+        )
+
+    if trt is not None:
+        data = "H100/H200 FP8, TensorRT-LLM offline (no-evict)"
+        free = ("compute_efficiency", "bandwidth_efficiency", "overhead_s")
+        fixed = {"allreduce_latency_s": PRIOR["allreduce_latency_s"]}
+        starts = [PRIOR, {**PRIOR, "compute_efficiency": 0.7, "bandwidth_efficiency": 0.9}]
+        f_all = lsq_fit(trt_residuals(trt), free, fixed, starts)
+        fits["trtllm/hopper"] = f_all.params
+        add(
+            data,
+            f"all {len(trt)} rows",
+            f_all,
+            "all rows (in-sample)",
+            _trt_err_text(trt, OLD_DEFAULTS),
+            _trt_err_text(trt, f_all.params),
+        )
+        for held in sorted(trt["model"].unique()):
+            train = trt[trt["model"] != held].reset_index(drop=True)
+            test = trt[trt["model"] == held].reset_index(drop=True)
+            f_lo = lsq_fit(trt_residuals(train), free, fixed, [f_all.params])
+            add(
+                data,
+                f"all but {held}",
+                f_lo,
+                f"{held} (held out)",
+                _trt_err_text(test, OLD_DEFAULTS),
+                _trt_err_text(test, f_lo.params),
+            )
+    ce_hopper = fits.get("trtllm/hopper", PRIOR)["compute_efficiency"]
+    if runs is not None:
+        data = "H100 BF16, vLLM replays (engine prefix cache)"
+        free = ("bandwidth_efficiency", "overhead_s", "allreduce_latency_s")
+        fixed = {"compute_efficiency": ce_hopper}
+        starts = [PRIOR, {**PRIOR, "overhead_s": 0.001, "allreduce_latency_s": 3e-5}]
+        f_all = lsq_fit(vllm_residuals(runs), free, fixed, starts)
+        fits["vllm/hopper"] = f_all.params
+        base, _ = vllm_errors(runs, OLD_DEFAULTS)
+        fitted, _ = vllm_errors(runs, f_all.params)
+        add(
+            data,
+            "all 9 runs",
+            f_all,
+            "all 9 runs (in-sample)",
+            _vllm_err_text(base),
+            _vllm_err_text(fitted),
+        )
+        for held in sorted({r.model for r in runs}):
+            train = [r for r in runs if r.model != held]
+            test = [r for r in runs if r.model == held]
+            f_lo = lsq_fit(vllm_residuals(train), free, fixed, [f_all.params])
+            b, _ = vllm_errors(test, OLD_DEFAULTS)
+            t, _ = vllm_errors(test, f_lo.params)
+            add(
+                data,
+                f"the {len(train)} runs of the other models",
+                f_lo,
+                f"{held}, {len(test)} runs (held out)",
+                _vllm_err_text(b),
+                _vllm_err_text(t),
+            )
+        profile = []
+        for ce in (0.3, 0.55, 0.8):
+            w, _ = vllm_errors(runs, {**f_all.params, "compute_efficiency": ce})
+            profile.append(f"ce {ce}: {_vllm_err_text(w)}")
+        notes.append(
+            "Sensitivity of the vLLM replays to compute efficiency at the fitted be, overhead "
+            "and all-reduce latency (prompts are served from the prefix cache, so these runs "
+            "hardly constrain it; the fit holds it at the TensorRT-LLM value "
+            f"{ce_hopper:.3f}): " + "; ".join(profile) + "."
+        )
+    if split_rows is not None:
+        data = "A100 BF16, Splitwise per-iteration"
+        starts = [
+            PRIOR,
+            {**PRIOR, "overhead_s": 0.03, "bandwidth_efficiency": 0.9},
+            {**PRIOR, "overhead_s": 0.01, "allreduce_latency_s": 6e-5},
+        ]
+        f_all = lsq_fit(splitwise_residuals(split_rows), FIELDS, {}, starts)
+        fits["vllm/ampere"] = f_all.params
+        add(
+            data,
+            "all rows",
+            f_all,
+            "all rows (in-sample)",
+            _split_err_text(splitwise_predict(split_rows, OLD_DEFAULTS)),
+            _split_err_text(splitwise_predict(split_rows, f_all.params)),
+        )
+        for held in sorted(split_rows["model"].unique()):
+            train = split_rows[split_rows["model"] != held].reset_index(drop=True)
+            test = split_rows[split_rows["model"] == held].reset_index(drop=True)
+            f_lo = lsq_fit(splitwise_residuals(train), FIELDS, {}, [f_all.params, *starts])
+            add(
+                data,
+                f"all but {held}",
+                f_lo,
+                f"{held} (held out)",
+                _split_err_text(splitwise_predict(test, OLD_DEFAULTS)),
+                _split_err_text(splitwise_predict(test, f_lo.params)),
+            )
+        pred = splitwise_predict(split_rows, f_all.params)
+        per_tp = ", ".join(
+            f"{m} TP {tp}: {_split_err_text(g)}"
+            for (m, tp), g in pred.groupby(["model", "tensor_parallel"])
+        )
+        notes.append(f"A100 in-sample fit by configuration: {per_tp}.")
+    return pd.DataFrame(recs), notes, fits
+
+
+def profile_yaml(fits: Mapping[str, Mapping[str, float]]) -> str:
+    """The fitted values, rounded, as the body of ``profiles.yaml`` entries (for review)."""
+    lines = []
+    for key, p in fits.items():
+        lines.append(f"{key}:")
+        for k in FIELDS:
+            lines.append(f"  {k}: {p[k]:.3g}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def section(title: str, body: list[str]) -> str:
+    """A Markdown section."""
+    return "\n\n".join([f"## {title}", *body])
+
+
+def targets_table(
+    split_pred: pd.DataFrame | None, wide: pd.DataFrame | None, trt: pd.DataFrame | None
+) -> pd.DataFrame:
+    """The accuracy targets against the defaults' errors."""
+    rows = []
+
+    def add(target: str, value: str, ok: bool, misses: str) -> None:
+        rows.append(
+            {"target": target, "with the defaults": value, "met": "yes" if ok else "no",
+             "misses": misses or "none"}
+        )  # fmt: skip
+
+    if split_pred is not None:
+        for (m, tp), g in split_pred.groupby(["model", "tensor_parallel"]):
+            pf = g.loc[~g["prefill_outlier"], "prefill_err"]
+            errs = np.concatenate([pf.to_numpy(), g["decode_err"].to_numpy()])
+            add(
+                f"A100 per-iteration MAPE ≤ 10% ({m} TP {tp})",
+                f"prefill {mape(pf):.1f}%, decode {mape(g['decode_err']):.1f}%",
+                mape(errs) <= 10.0 and mape(pf) <= 10.0 and mape(g["decode_err"]) <= 10.0,
+                "",
+            )
+    if wide is not None:
+        for m, lim in (("e2e_mean", 0.10), ("ttft_mean", 0.20), ("itl_mean", 0.10)):
+            e = wide[f"{m}_err"]
+            bad = wide.loc[np.abs(e) > lim]
+            add(
+                f"vLLM {label(m)} within {100 * lim:.0f}% (every run)",
+                f"{pct(e.min())} to {pct(e.max())}",
+                bad.empty,
+                ", ".join(
+                    f"{r} {pct(v)}" for r, v in zip(bad["run"], bad[f"{m}_err"], strict=True)
+                ),
+            )
+    if trt is not None:
+        for col, name in (("ratio", "vLLM-like admission"), ("ratio_ne", "no-evict")):
+            r = trt[col]
+            bad = trt.loc[np.abs(r - 1) > 0.15]
+            add(
+                f"offline throughput within ±15% ({name}, vllm profile)",
+                f"{r.min():.2f}–{r.max():.2f}",
+                bad.empty,
+                f"{len(bad)} of {len(trt)} rows",
+            )
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--vllm-runs",
+        type=Path,
+        default=DEFAULT_VLLM,
+        help="folder with experiments.csv and the per-request run files",
+    )
+    ap.add_argument("--splitwise", type=Path, default=DEFAULT_SPLITWISE, help="Splitwise CSV")
+    ap.add_argument("--trtllm", type=Path, default=DEFAULT_TRTLLM, help="TRT-LLM offline CSV")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown report path")
+    ap.add_argument(
+        "--fit",
+        action="store_true",
+        help="also fit the profiles by least squares, with leave-one-model-out errors",
+    )
+    args = ap.parse_args(argv)
+    t_start = time.perf_counter()
+    today = dt.date.today().isoformat()
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 30)
+    pd.set_option("display.max_colwidth", 90)
+
+    parts: list[str] = []
+    headline: list[str] = []
+
+    def show(title: str, frame: pd.DataFrame) -> None:
+        print(f"\n=== {title} ===")
+        print(frame.to_string(index=False))
+
+    # 1. Splitwise
+    split_rows = None
+    pred = None
+    if args.splitwise.is_file():
+        split_rows = splitwise_rows(args.splitwise)
+        old = splitwise_predict(split_rows, OLD_DEFAULTS)
+        pred = splitwise_predict(split_rows, DEFAULT_PARAMS)
+        summ_old = splitwise_summary(old)
+        summ = splitwise_summary(pred)
+        show("1. Splitwise A100: per-iteration MAPE (vllm profile, ampere)", summ)
+        allpf = pred.loc[~pred["prefill_outlier"], "prefill_err"]
+        oldpf = old.loc[~old["prefill_outlier"], "prefill_err"]
+        headline.append(
+            f"**A100 per iteration (Splitwise, {len(pred)} configurations, `vllm` profile "
+            f"ampere entry):** prefill MAPE {mape(allpf):.1f}% (old defaults "
+            f"{mape(oldpf):.1f}%), decode MAPE {mape(pred['decode_err']):.1f}% (old defaults "
+            f"{mape(old['decode_err']):.1f}%); per configuration: "
+            + "; ".join(
+                f"{m} TP {tp} {_split_err_text(g)}"
+                for (m, tp), g in pred.groupby(["model", "tensor_parallel"])
+            )
+            + "."
+        )
+        outl = pred[pred["prefill_outlier"]]
+        parts.append(
+            section(
+                "1. Per-iteration latency vs the Splitwise A100 profile",
+                [
+                    "Source: Splitwise (Patel et al., ISCA 2024) profile, "
+                    "Mutinifni/splitwise-sim `data/perf_model.csv` (MIT): Llama-2-70B at TP "
+                    "2/4/8 and BLOOM-176B at TP 8 on A100-80GB, the 5 repeats averaged. "
+                    "Simulated GPU `a100-80gb-sxm`, bf16, default `step_time` (profile `vllm`, "
+                    "family `ampere`).",
+                    "Prediction: prefill = `time_s(B·p, 0, B·p, B·p, B·p(p+1)/2)` (one "
+                    "iteration of B prompts of p tokens); decode = the exact mean of the "
+                    "t − 1 decode iterations of batch B with contexts p+1 … p+t−1 "
+                    "(`decode_run_time`). BLOOM-176B is built with `model_from_hf_config` "
+                    "(hidden 14336, 70 layers, 112 heads = KV heads, vocab 250880, tied "
+                    "embeddings; `intermediate_size` = 8h/3 so that the gated 3·h·f count "
+                    "gives BLOOM's 8h² per layer).",
+                    "Prefill rows faster than half of a smaller batch at the same prompt are "
+                    "excluded from the prefill figures (probably an out-of-memory fallback): "
+                    + (
+                        ", ".join(
+                            f"{r.model} TP{r.tensor_parallel} B={r.batch_size} p={r.prompt_size}"
+                            for r in outl.itertuples()
+                        )
+                        or "none"
+                    )
+                    + ".",
+                    "With the defaults (after):",
+                    md_table(summ),
+                    "With the old defaults (ce 0.55, be 0.80, overhead 3 ms, all-reduce "
+                    "8 µs; before):",
+                    md_table(summ_old),
+                    "Reading: the profiled 2023 stack pays a large fixed cost per iteration "
+                    "(tens of ms; measured Llama-2-70B batch-1 decode hardly shrinks from TP 2 "
+                    "to TP 8) that grows with TP. The profile's ampere entry takes it as "
+                    "overhead plus per-all-reduce latency; one set of four constants cannot "
+                    "make the cost grow from TP 2 to TP 8 (the all-reduce count per "
+                    "iteration does not depend on TP), so the residual error is TP-structured.",
+                    "<details><summary>Per configuration (defaults)</summary>\n\n"
+                    + md_table(splitwise_detail(pred))
+                    + "\n\n</details>",
+                ],
+            )
+        )
+    else:
+        print(f"[skip] Splitwise profile not found at {args.splitwise}")
+
+    # 2. vLLM replays
+    runs = None
+    wide = None
+    if (args.vllm_runs / "experiments.csv").is_file():
+        runs = load_vllm_runs(args.vllm_runs)
+        wide, _ = vllm_errors(runs, DEFAULT_PARAMS)
+        old_w, _ = vllm_errors(runs, OLD_DEFAULTS)
+        nopc, _ = vllm_errors(runs, DEFAULT_PARAMS, prefix_cache=False)
+        rec_wide, _ = vllm_errors(runs, DEFAULT_PARAMS, recorded_output=True)
+        out_evid = output_length_evidence(runs)
+        pc_evid = prefix_cache_evidence(runs)
+        pc_evid["prompt classes (distinct lengths)"] = [
+            int(np.unique(r.input_tokens).size) for r in runs
+        ]
+        pc_evid["engine: computed prompt share"] = wide["computed_share"].map(
+            lambda x: f"{100 * x:.1f}%"
+        )
+        show("2. vLLM replays (defaults): relative error", vllm_error_table(wide))
+        show("2. vLLM replays (defaults): measured vs predicted", vllm_value_table(wide))
+        show("2. vLLM replays (old defaults): relative error", vllm_error_table(old_w))
+        show("2. prefix-cache evidence", pc_evid)
+        worst = int(np.argmax(np.abs(wide["e2e_mean_err"].to_numpy())))
+        headline.append(
+            "**H100 end to end (9 vLLM runs, the engine's prefix cache serving the repeated "
+            "prompts), defaults:** mean E2E error "
+            f"{pct(wide['e2e_mean_err'].min())} to {pct(wide['e2e_mean_err'].max())} (MAPE "
+            f"{mape(wide['e2e_mean_err']):.1f}%; old defaults "
+            f"{mape(old_w['e2e_mean_err']):.1f}%), per-token "
+            f"{pct(wide['itl_mean_err'].min())} to {pct(wide['itl_mean_err'].max())} (MAPE "
+            f"{mape(wide['itl_mean_err']):.1f}%; old {mape(old_w['itl_mean_err']):.1f}%), "
+            f"mean TTFT {pct(wide['ttft_mean_err'].min())} to "
+            f"{pct(wide['ttft_mean_err'].max())} (MAPE {mape(wide['ttft_mean_err']):.0f}%; "
+            f"old {mape(old_w['ttft_mean_err']):.0f}%). Worst E2E: "
+            f"{wide['run'].iloc[worst]}. Without the prefix cache the same replays give "
+            f"mean E2E MAPE {mape(nopc['e2e_mean_err']):.0f}%."
+        )
+        parts.append(
+            section(
+                "2. End-to-end replay of nine vLLM H100 runs",
+                [
+                    "Source: inference-sim/training `replay_data` (commit c4f03409b448): nine "
+                    "vLLM runs on H100 driven by the inference-perf client (streaming "
+                    "completions, `ignore_eos`, constant-rate load stages). No licence is "
+                    "stated, so only aggregates derived here are shown, no per-request rows.",
+                    "Setup per run: one replica, `gpu: h100-sxm`, bf16, the run's model "
+                    "(catalog `llama-2-7b`, `llama-2-70b`, `mixtral-8x7b`) and TP, "
+                    "`max_num_seqs` 128, `max_num_batched_tokens` 2048, chunked prefill, "
+                    "`block_tokens` 16, `kv_blocks` = the run's `kv_blocks_total_gpu`, "
+                    "`max_model_len` 4096, default `step_time` (profile `vllm`, family "
+                    "`hopper`); arrivals and prompt lengths replayed exactly and drained to "
+                    "completion (completed share "
+                    f"≥ {wide['completed'].min():.3f}; preemptions: "
+                    f"{wide['preemptions'].sum():.0f}). Per-token latency = mean over requests "
+                    "of (E2E − TTFT)/(output − 1).",
+                    "**Output lengths.** Every request generates the run's configured "
+                    "`output_len` (247 / 248 / 251), not the recorded `output_tokens` (the "
+                    "client's re-tokenisation): a request recorded with few tokens takes as "
+                    "long to decode as its full-length neighbours.",
+                    md_table(out_evid),
+                    "**Prefix caching.** The client cycles through a fixed set of about 100 "
+                    "prompts (the prompt-length sequence repeats with that period), so vLLM's "
+                    "automatic prefix cache serves every repeated prompt except its last "
+                    "partial block. The replay models this with the engine's own prefix "
+                    "cache: each distinct prompt (taken as each distinct length) is its own "
+                    "workload class whose prefix is the prompt minus its last token, and every "
+                    "request carries it. The engine computes fewer prompt tokens than the "
+                    "'uncached share' estimate (which charged the whole first period) because "
+                    "a few distinct prompts share a length and are taken as one.",
+                    md_table(pc_evid),
+                    "### Defaults (after)",
+                    "Relative error, predicted / measured − 1:",
+                    md_table(vllm_error_table(wide)),
+                    md_table(vllm_value_table(wide)),
+                    md_table(vllm_summary(wide)),
+                    "Predicted TTFT is short of the measured one by "
+                    + frontend_latency(wide)
+                    + " (median per model): the API server's own latency (HTTP, "
+                    "tokenisation, detokenisation, first streamed chunk) and the cold first "
+                    "period, which no step-time coefficient represents.",
+                    "### Old defaults (before: ce 0.55, be 0.80, overhead 3 ms, all-reduce "
+                    "8 µs), same prefix-cache replay",
+                    md_table(vllm_error_table(old_w)),
+                    md_table(vllm_summary(old_w)),
+                    "### Defaults, replayed without the prefix cache",
+                    md_table(vllm_error_table(nopc)),
+                    "### Defaults, replayed with the recorded output counts",
+                    md_table(vllm_error_table(rec_wide)),
+                ],
+            )
+        )
+    else:
+        print(f"[skip] vLLM runs not found at {args.vllm_runs}")
+
+    # 3. TRT-LLM offline
+    trt = None
+    res = None
+    if args.trtllm.is_file():
+        trt = trt_rows(args.trtllm)
+        res = offline_check(trt)
+        res_trt = offline_check(trt, {"profile": "trtllm"})
+        res_old = offline_check(trt, OLD_DEFAULTS)
+        tab = offline_table(res)
+        summ = offline_summary(res)
+        summ_trt = offline_summary(res_trt)
+        show("3. Offline throughput (vllm profile): summary", summ)
+        show("3. Offline throughput (trtllm profile): summary", summ_trt)
+        headline.append(
+            f"**Offline saturation vs TensorRT-LLM ({len(res)} H100/H200 FP8 rows), sim / "
+            "published, no-evict admission:** old defaults "
+            f"{ratio_stats(res_old['ratio_ne'])}; `vllm` profile "
+            f"{ratio_stats(res['ratio_ne'])}; `trtllm` profile "
+            f"{ratio_stats(res_trt['ratio_ne'])}. With vLLM-like admission (recompute "
+            f"preemption; thrashes at ISL 20000), `vllm` profile {ratio_stats(res['ratio'])}."
+        )
+        parts.append(
+            section(
+                "3. Offline saturation throughput vs TensorRT-LLM",
+                [
+                    "Source: NVIDIA TensorRT-LLM `docs/source/performance/perf-overview.md` "
+                    "(Apache-2.0), offline max-throughput, total output tokens/s of the TP "
+                    "group; H100 / H200 rows of Llama 3.1 8B, 3.3 70B, 3.1 405B in FP8.",
+                    "Setup: every request at t = 0 with the row's ISL / OSL; `max_num_seqs` "
+                    f"{OFFLINE_MAX_NUM_SEQS}, `max_num_batched_tokens` {OFFLINE_MAX_BATCHED}, "
+                    "chunked prefill; requests = max(1000, 4 × the sequences that fit), at "
+                    "most 20 000. 'no-evict' caps `max_num_seqs` at the full (ISL + OSL) "
+                    "sequences the cache holds, as TensorRT-LLM's default GUARANTEED_NO_EVICT "
+                    "scheduler does; the plain run admits as vLLM does.",
+                    "Profile `vllm` (the default; a vLLM-calibrated model is expected to come "
+                    "out below TensorRT-LLM):",
+                    md_table(summ),
+                    "Profile `trtllm` (fitted to these rows, no-evict):",
+                    md_table(summ_trt),
+                    "Old defaults:",
+                    md_table(offline_summary(res_old)),
+                    "<details><summary>Per row (vllm profile)</summary>\n\n"
+                    + md_table(tab)
+                    + "\n\n</details>",
+                ],
+            )
+        )
+    else:
+        print(f"[skip] TRT-LLM table not found at {args.trtllm}")
+
+    targets = targets_table(pred, wide, res)
+    show("Targets", targets)
+    parts.append(section("Targets", [md_table(targets)]))
+
+    # 4. fits
+    if args.fit:
+        fits, notes, fitted = fit_section(split_rows, runs, trt)
+        show("4. Least-squares fits", fits)
+        for n in notes:
+            print(n)
+        print(profile_yaml(fitted))
+        parts.append(
+            section(
+                "4. Least-squares fits behind the profiles",
+                [
+                    "`scipy.optimize.least_squares` (trust-region reflective, bounded: ce "
+                    "0.2–0.9, be 0.4–0.95, overhead 0–50 ms, all-reduce 0–100 µs) on log "
+                    "errors. TensorRT-LLM (profile `trtllm`, hopper): offline throughput "
+                    "with no-evict admission, all-reduce latency held at 15 µs. vLLM (profile "
+                    "`vllm`, hopper): mean and p90 E2E and mean per-token latency of each "
+                    "replayed run (TTFT left out: it contains the API server's latency); "
+                    "compute efficiency is not identified by these runs (their prompts are "
+                    "cached) and is held at the TensorRT-LLM fit. Splitwise (profile `vllm`, "
+                    "ampere): every prefill (outliers excluded) and decode figure, all four "
+                    "constants free. Leave-one-model-out: fit on the other models, evaluate "
+                    "on the held-out one. The shipped `profiles.yaml` rounds the in-sample "
+                    "fits.",
+                    md_table(fits),
+                    *notes,
+                    "In-sample fits:\n\n```yaml\n" + profile_yaml(fitted) + "\n```",
+                ],
+            )
+        )
+
+    elapsed = time.perf_counter() - t_start
+    print("\n=== Headline ===")
+    for h in headline:
+        print("-", h)
+    print(f"(ran in {elapsed:.0f} s)")
+
+    hop = resolve_roofline(RooflineStep(), "h100-sxm")
+    amp = resolve_roofline(RooflineStep(), "a100-80gb-sxm")
+    header = [
+        "# Validation of the default performance model",
+        f"Generated {today} by `benchmarks/validate_model.py"
+        + (" --fit" if args.fit else "")
+        + f"` in {elapsed:.0f} s (Python {platform.python_version()}, numpy {np.__version__}, "
+        f"pandas {pd.__version__}). Every 'defaults' prediction uses `step_time: {{model: "
+        f"roofline}}`, i.e. the `vllm` profile of `sim/catalog/profiles.yaml`: hopper "
+        f"{fmt_params(hop.as_dict())}; ampere {fmt_params(amp.as_dict())}. 'Old defaults' "
+        "are the constants shipped before the profiles (ce 0.55, be 0.80, overhead 3 ms, "
+        "all-reduce 8 µs). Only derived figures are reproduced; the reference data are read "
+        "at run time from optional paths (`--vllm-runs`, `--splitwise`, `--trtllm`, "
+        "defaulting to `../shared/data/calibration/`) and are not part of the project.",
+        "Relative error = predicted / measured − 1; MAPE = mean |relative error|.",
+        "## Headline",
+        "\n".join(f"- {h}" for h in headline),
+    ]
+    text = "\n\n".join(header + parts) + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

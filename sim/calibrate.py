@@ -1,0 +1,564 @@
+"""Fit a step-time model to your own measurements: ``crossover calibrate``.
+
+Two kinds of input:
+
+* **per-iteration timings** (:func:`fit_step_model`): one row per engine iteration with
+  ``decode_seqs`` (sequences decoding one token), ``prefill_tokens`` (prompt tokens computed),
+  ``kv_tokens`` (KV-cache entries read: the context of every sequence in the batch) and
+  ``step_s`` (measured duration); an optional ``attn_pairs`` column (query-key pairs) is used
+  by the roofline, which otherwise takes ``kv_tokens``. The ``linear`` model is fitted by
+  non-negative least squares on relative errors; the ``roofline`` model (which needs the
+  fleet: model, GPU, tp, dtype) by bounded nonlinear least squares over compute and
+  bandwidth efficiency and the overhead (the all-reduce latency, a constant per iteration
+  exactly collinear with the overhead for one fleet, stays at the profile's value).
+* **per-request serving benchmarks** (:func:`fit_from_requests`): vLLM ``benchmark_serving``
+  style JSON (``input_lens``, ``output_lens``, ``ttfts``, ``itls`` or ``tpots``, ``e2els`` /
+  ``latencies``, ``request_rate`` or ``max_concurrency``) or a CSV with ``input_tokens``,
+  ``output_tokens``, ``ttft_s``, ``e2e_s`` (optional ``arrival_s``). The requests are replayed
+  through the simulator on one replica of the fleet and the model's constants fitted to the
+  per-request E2E and per-token latencies (TTFT is reported, not fitted: it contains the API
+  server's own latency).
+
+The result's :meth:`CalibrationResult.to_yaml` is a ``step_time:`` block for a scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import ValidationError
+from scipy import optimize
+
+from sim.fleet_spec import FleetSpec, Horizon, LinearStep, RooflineStep
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+__all__ = ["CalibrationResult", "fit_from_requests", "fit_step_model", "main"]
+
+STEP_COLUMNS = ("decode_seqs", "prefill_tokens", "kv_tokens", "step_s")
+ROOFLINE_KEYS = ("compute_efficiency", "bandwidth_efficiency", "overhead_s", "allreduce_latency_s")
+# fitted in these units; physically sensible bounds (see benchmarks/validation.md)
+_SCALE = {
+    "compute_efficiency": 1.0,
+    "bandwidth_efficiency": 1.0,
+    "overhead_s": 1e-3,
+    "allreduce_latency_s": 1e-6,
+}
+_BOUNDS = {
+    "compute_efficiency": (0.05, 1.0),
+    "bandwidth_efficiency": (0.05, 1.0),
+    "overhead_s": (0.0, 0.1),
+    "allreduce_latency_s": (0.0, 2e-4),
+}
+_LINEAR_KEYS = ("c0_s", "c_decode_s", "c_prefill_token_s", "c_kv_token_s")
+
+StepSpec = LinearStep | RooflineStep
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """A fitted step-time model and how well it fits.
+
+    Attributes
+    ----------
+    spec
+        The fitted ``step_time`` value (:class:`LinearStep` or :class:`RooflineStep`).
+    mape
+        Mean absolute percentage error of the fitted quantity (per-iteration time, or
+        per-request E2E latency), in percent.
+    residuals
+        One row per sample: ``measured``, ``predicted``, ``rel_err`` (predicted / measured
+        − 1), plus what identifies the sample.
+    what
+        What was fitted (``step_s`` or ``e2e_s``).
+    extra
+        Other error figures (e.g. per-token and TTFT MAPE of a request replay).
+    """
+
+    spec: StepSpec
+    mape: float
+    residuals: pd.DataFrame
+    what: str = "step_s"
+    extra: Mapping[str, float] = field(default_factory=dict)
+
+    def to_yaml(self) -> str:
+        """A ``step_time:`` block for a scenario's ``fleet:`` section.
+
+        Examples
+        --------
+        >>> r = CalibrationResult(LinearStep(model="linear", c0_s=0.01), 0.0, pd.DataFrame())
+        >>> print(r.to_yaml().strip())
+        step_time:
+          model: linear
+          c0_s: 0.01
+          c_decode_s: 0.0
+          c_prefill_token_s: 0.0
+          c_kv_token_s: 0.0
+        """
+        body = self.spec.model_dump(mode="json", exclude_none=True)
+        return yaml.safe_dump({"step_time": body}, sort_keys=False)
+
+    def plot_residuals(self, ax: Axes | None = None) -> Axes:
+        """Relative error against the measured value (matplotlib); returns the Axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 4))
+        r = self.residuals
+        ax.scatter(r["measured"], 100.0 * r["rel_err"], s=8, alpha=0.6)
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"measured {self.what}")
+        ax.set_ylabel("predicted / measured − 1 (%)")
+        ax.set_title(f"{self.spec.model} fit: MAPE {self.mape:.1f}%")
+        return ax
+
+
+def _mape(rel_err: np.ndarray) -> float:
+    a = np.abs(np.asarray(rel_err, dtype=float))
+    a = a[np.isfinite(a)]
+    return float(100.0 * a.mean()) if a.size else math.nan
+
+
+def _require(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
+    for c in columns:
+        if c not in frame.columns:
+            raise ValueError(f"{source}: missing column {c!r} (needs {', '.join(columns)})")
+        values = pd.to_numeric(frame[c], errors="coerce")
+        if values.isna().any() or (values < 0).any():
+            raise ValueError(f"{source}: column {c!r} must hold non-negative numbers")
+
+
+def _residual_frame(measured: np.ndarray, predicted: np.ndarray, **cols: Any) -> pd.DataFrame:
+    out = pd.DataFrame(cols)
+    out["measured"] = measured
+    out["predicted"] = predicted
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["rel_err"] = predicted / measured - 1.0
+    return out
+
+
+def _roofline_free(fleet: FleetSpec) -> tuple[str, ...]:
+    # The all-reduce latency adds a constant per iteration (2 per layer), exactly collinear
+    # with ``overhead_s`` for one fleet: it stays at the profile's value.
+    del fleet
+    return ROOFLINE_KEYS[:3]
+
+
+def _lsq(
+    residuals: Callable[[dict[str, float]], np.ndarray],
+    keys: Sequence[str],
+    start: Mapping[str, float],
+    scale: Mapping[str, float],
+    bounds: Mapping[str, tuple[float, float]],
+    *,
+    diff_step: float | None = None,
+) -> dict[str, float]:
+    sc = np.array([scale[k] for k in keys])
+    lo = np.array([bounds[k][0] for k in keys]) / sc
+    hi = np.array([bounds[k][1] for k in keys]) / sc
+    z0 = np.clip(
+        np.array([start[k] for k in keys]) / sc, lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo)
+    )
+
+    def f(z: np.ndarray) -> np.ndarray:
+        r = residuals({k: float(v * c) for k, v, c in zip(keys, z, sc, strict=True)})
+        return np.where(np.isfinite(r), r, 10.0)
+
+    res = optimize.least_squares(f, z0, bounds=(lo, hi), diff_step=diff_step, max_nfev=200)
+    return {k: float(v * c) for k, v, c in zip(keys, res.x, sc, strict=True)}
+
+
+# ---------------------------------------------------------------------------------------------
+# per-iteration timings
+
+
+def fit_step_model(
+    samples: pd.DataFrame,
+    *,
+    model: Literal["linear", "roofline"],
+    fleet: FleetSpec | None = None,
+) -> CalibrationResult:
+    """Fit a step-time model to per-iteration timings.
+
+    Parameters
+    ----------
+    samples
+        Columns ``decode_seqs``, ``prefill_tokens``, ``kv_tokens``, ``step_s`` (optional
+        ``attn_pairs``).
+    model
+        ``linear``: ``c0 + c_decode·decode_seqs + c_prefill·prefill_tokens +
+        c_kv·kv_tokens``, fitted by non-negative least squares on relative errors (exact on
+        data the model generated). ``roofline``: the four roofline constants for ``fleet``'s
+        model, GPU, tp and dtype, by bounded least squares on log errors.
+    fleet
+        Required for ``roofline`` (which model on which GPUs).
+
+    Raises
+    ------
+    ValueError
+        On a missing or non-numeric column, an empty table, or a roofline without a fleet.
+    """
+    _require(samples, STEP_COLUMNS, "samples")
+    if len(samples) == 0:
+        raise ValueError("samples: no rows")
+    d = samples["decode_seqs"].to_numpy(float)
+    p = samples["prefill_tokens"].to_numpy(float)
+    kv = samples["kv_tokens"].to_numpy(float)
+    t = samples["step_s"].to_numpy(float)
+    if (t <= 0).any():
+        raise ValueError("samples: column 'step_s' must be positive")
+    ap = samples["attn_pairs"].to_numpy(float) if "attn_pairs" in samples.columns else kv
+    ident = {"decode_seqs": d, "prefill_tokens": p, "kv_tokens": kv}
+    if model == "linear":
+        a = np.column_stack([np.ones_like(t), d, p, kv]) / t[:, None]
+        col = np.abs(a).max(axis=0)
+        col[col == 0] = 1.0
+        sol = optimize.lsq_linear(a / col, np.ones_like(t), bounds=(0.0, np.inf), tol=1e-12)
+        coef = np.maximum(sol.x / col, 0.0)
+        spec: StepSpec = LinearStep(model="linear", **dict(zip(_LINEAR_KEYS, coef, strict=True)))
+        pred = coef[0] + coef[1] * d + coef[2] * p + coef[3] * kv
+    elif model == "roofline":
+        if fleet is None:
+            raise ValueError("a roofline fit needs the fleet (model, GPU, tp): pass --scenario")
+        from sim.engine.replica import build_replica
+
+        profile = fleet.step_time.profile if isinstance(fleet.step_time, RooflineStep) else None
+
+        def predict(params: Mapping[str, float]) -> np.ndarray:
+            f = fleet.model_copy(update={"step_time": RooflineStep(profile=profile, **params)})
+            v = build_replica(f).coefficients
+            return np.array(
+                [v.time_s(a + b, a, b, c, e) for a, b, c, e in zip(d, p, kv, ap, strict=True)]
+            )
+
+        keys = _roofline_free(fleet)
+        start = {"compute_efficiency": 0.5, "bandwidth_efficiency": 0.8, "overhead_s": 0.002}
+        start["allreduce_latency_s"] = 1e-5
+        best = _lsq(lambda q: np.log(predict(q) / t), keys, start, _SCALE, _BOUNDS, diff_step=1e-4)
+        spec = RooflineStep(profile=profile, **best)
+        pred = predict(best)
+    else:
+        raise ValueError(f"unknown model {model!r}: expected 'linear' or 'roofline'")
+    res = _residual_frame(t, pred, **ident)
+    return CalibrationResult(spec, _mape(res["rel_err"].to_numpy()), res, "step_s")
+
+
+# ---------------------------------------------------------------------------------------------
+# per-request serving benchmarks
+
+
+@dataclass(frozen=True)
+class RequestBench:
+    """A serving benchmark's requests: lengths, measured latencies and the load."""
+
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    ttft_s: np.ndarray
+    e2e_s: np.ndarray
+    tpot_s: np.ndarray
+    arrival_s: np.ndarray | None = None
+    request_rate: float | None = None
+    concurrency: int | None = None
+
+
+def _first(data: Mapping[str, Any], names: Sequence[str]) -> Any:
+    for n in names:
+        if n in data and data[n] is not None:
+            return data[n]
+    return None
+
+
+def read_request_bench(path: str | Path) -> RequestBench:
+    """Read a vLLM ``benchmark_serving``-style JSON or a per-request CSV.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the missing or malformed key / column.
+    """
+    path = Path(path)
+    src = str(path)
+    if path.suffix.lower() == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"{src}: expected a JSON object")
+
+        def arr(names: Sequence[str], *, required: bool = True) -> np.ndarray | None:
+            v = _first(data, names)
+            if v is None:
+                if required:
+                    raise ValueError(f"{src}: missing key {names[0]!r}")
+                return None
+            try:
+                return np.asarray(v, dtype=float)
+            except (TypeError, ValueError):
+                raise ValueError(f"{src}: key {names[0]!r} must be a list of numbers") from None
+
+        inp = arr(("input_lens", "input_tokens", "prompt_lens"))
+        out = arr(("output_lens", "output_tokens"))
+        ttft = arr(("ttfts", "ttft", "ttft_s"))
+        e2e = arr(("e2els", "e2e", "latencies", "latency", "e2e_s"), required=False)
+        tpot = arr(("tpots", "tpot"), required=False)
+        itls = _first(data, ("itls", "itl"))
+        assert inp is not None and out is not None and ttft is not None
+        if tpot is None and itls is not None:
+            tpot = np.array([float(np.mean(x)) if len(x) else np.nan for x in itls])
+        if e2e is None:
+            if itls is not None:
+                e2e = ttft + np.array([float(np.sum(x)) for x in itls])
+            elif tpot is not None:
+                e2e = ttft + tpot * np.maximum(out - 1, 0)
+            else:
+                raise ValueError(f"{src}: missing key 'e2els' (or 'itls' / 'tpots')")
+        rate = _first(data, ("request_rate",))
+        conc = _first(data, ("max_concurrency", "concurrency"))
+        arrival = arr(("arrival_s", "arrival_times"), required=False)
+    else:
+        frame = pd.read_csv(path)
+        _require(frame, ("input_tokens", "output_tokens", "ttft_s", "e2e_s"), src)
+        inp = frame["input_tokens"].to_numpy(float)
+        out = frame["output_tokens"].to_numpy(float)
+        ttft = frame["ttft_s"].to_numpy(float)
+        e2e = frame["e2e_s"].to_numpy(float)
+        tpot = None
+        arrival = frame["arrival_s"].to_numpy(float) if "arrival_s" in frame.columns else None
+        rate = frame.attrs.get("request_rate")
+        conc = None
+    n = inp.size
+    for name, a in (("output_lens", out), ("ttfts", ttft), ("e2els", e2e)):
+        if a.size != n:
+            raise ValueError(f"{src}: {name!r} has {a.size} entries, input_lens {n}")
+    if n == 0:
+        raise ValueError(f"{src}: no requests")
+    if tpot is None or tpot.size != n:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tpot = np.where(out > 1, (e2e - ttft) / (out - 1), np.nan)
+    rate_f = None if rate is None else float(rate)
+    conc_i = None if conc is None else int(conc)
+    return RequestBench(
+        input_tokens=inp.astype(np.int64),
+        output_tokens=np.maximum(out, 1).astype(np.int64),
+        ttft_s=ttft,
+        e2e_s=e2e,
+        tpot_s=tpot,
+        arrival_s=arrival,
+        request_rate=rate_f,
+        concurrency=conc_i,
+    )
+
+
+def _replay(bench: RequestBench, fleet: FleetSpec, step: StepSpec, seed: int) -> pd.DataFrame:
+    from sim.engine.fleet import run_fleet
+    from sim.engine.replica import build_replica
+    from sim.simulate import requests_frame
+    from sim.workload import Workload
+
+    n = bench.input_tokens.size
+    engine = fleet.engine
+    if bench.arrival_s is not None:
+        arrival = np.asarray(bench.arrival_s, dtype=float)
+    elif bench.request_rate is not None and math.isfinite(bench.request_rate):
+        gaps = np.random.default_rng(seed).exponential(1.0 / bench.request_rate, n)
+        arrival = np.cumsum(gaps) - gaps[0]
+    else:
+        # all at once; a client concurrency limit acts as the engine's sequence limit, and
+        # the time a request waits for a free client slot is not part of its latency
+        arrival = np.zeros(n)
+        if bench.concurrency is not None:
+            engine = engine.model_copy(
+                update={"max_num_seqs": min(engine.max_num_seqs, bench.concurrency)}
+            )
+    order = np.argsort(arrival, kind="stable")
+    f = fleet.model_copy(update={"replicas": 1, "step_time": step, "engine": engine})
+    f = FleetSpec.model_validate(f.model_dump())
+    wl = Workload(
+        arrival_s=arrival[order],
+        input_tokens=bench.input_tokens[order],
+        output_tokens=bench.output_tokens[order],
+        class_id=np.zeros(n, dtype=np.int32),
+        class_names=("bench",),
+        closed_loop=(),
+    )
+    hz = Horizon(
+        duration_s=float(arrival.max()) + 1.0, warmup_s=0.0, drain_s=1e7, sample_interval_s=1e7
+    )
+    fr = requests_frame(
+        run_fleet(f, build_replica(f), wl, hz, router_rng=np.random.default_rng(seed)),
+        wl.class_names,
+    )
+    # back to the input order (requests_frame sorts by arrival, stably)
+    back = np.empty(n, dtype=np.int64)
+    back[order] = np.arange(n)
+    fr = fr.iloc[back].reset_index(drop=True)
+    if bench.arrival_s is None and bench.request_rate is None and bench.concurrency is not None:
+        fr["ttft_s"] = fr["ttft_s"] - fr["queue_s"]
+        fr["e2e_s"] = fr["e2e_s"] - fr["queue_s"]
+    return fr
+
+
+def fit_from_requests(
+    bench: RequestBench | str | Path,
+    *,
+    fleet: FleetSpec,
+    model: Literal["linear", "roofline"] = "roofline",
+    seed: int = 0,
+) -> CalibrationResult:
+    """Fit the step-time model by replaying a serving benchmark through the simulator.
+
+    Each request is replayed on one replica of ``fleet`` (arrivals as recorded, else Poisson
+    at ``request_rate``, else all at once under the client's ``max_concurrency``); the model's
+    constants minimise the squared log errors of every request's E2E latency and per-token
+    latency. ``mape`` is the per-request E2E MAPE; ``extra`` adds per-token and TTFT MAPE.
+    """
+    if not isinstance(bench, RequestBench):
+        bench = read_request_bench(bench)
+    ok = np.isfinite(bench.e2e_s) & (bench.e2e_s > 0)
+    tp_ok = np.isfinite(bench.tpot_s) & (bench.tpot_s > 0)
+
+    def spec_of(params: Mapping[str, float]) -> StepSpec:
+        if model == "linear":
+            return LinearStep(model="linear", **params)
+        prof = fleet.step_time.profile if isinstance(fleet.step_time, RooflineStep) else None
+        return RooflineStep(profile=prof, **params)
+
+    def residuals(params: Mapping[str, float]) -> np.ndarray:
+        fr = _replay(bench, fleet, spec_of(params), seed)
+        e2e = fr["e2e_s"].to_numpy(float)
+        tpot = fr["tpot_s"].to_numpy(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.concatenate(
+                [np.log(e2e[ok] / bench.e2e_s[ok]), np.log(tpot[tp_ok] / bench.tpot_s[tp_ok])]
+            )
+
+    if model == "roofline":
+        keys: Sequence[str] = _roofline_free(fleet)
+        start = {
+            "compute_efficiency": 0.5,
+            "bandwidth_efficiency": 0.8,
+            "overhead_s": 0.002,
+            "allreduce_latency_s": 1e-5,
+        }
+        best = _lsq(residuals, keys, start, _SCALE, _BOUNDS, diff_step=0.03)
+    elif model == "linear":
+        keys = _LINEAR_KEYS
+        med = float(np.nanmedian(bench.tpot_s))
+        start = {"c0_s": med, "c_decode_s": 1e-5, "c_prefill_token_s": 1e-5, "c_kv_token_s": 1e-8}
+        scale = {"c0_s": 1e-3, "c_decode_s": 1e-5, "c_prefill_token_s": 1e-5, "c_kv_token_s": 1e-8}
+        bounds = {k: (0.0, 1e3 * scale[k]) for k in keys}
+        best = _lsq(residuals, keys, start, scale, bounds, diff_step=0.03)
+    else:
+        raise ValueError(f"unknown model {model!r}: expected 'linear' or 'roofline'")
+    spec = spec_of(best)
+    fr = _replay(bench, fleet, spec, seed)
+    res = _residual_frame(
+        bench.e2e_s,
+        fr["e2e_s"].to_numpy(float),
+        input_tokens=bench.input_tokens,
+        output_tokens=bench.output_tokens,
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tpot_err = fr["tpot_s"].to_numpy(float)[tp_ok] / bench.tpot_s[tp_ok] - 1.0
+        ttft_err = fr["ttft_s"].to_numpy(float) / bench.ttft_s - 1.0
+    extra = {"tpot_mape": _mape(tpot_err), "ttft_mape": _mape(ttft_err)}
+    return CalibrationResult(spec, _mape(res["rel_err"].to_numpy()[ok]), res, "e2e_s", extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="crossover calibrate",
+        description="Fit a step-time model to per-iteration timings (CSV with decode_seqs, "
+        "prefill_tokens, kv_tokens, step_s) or to a serving benchmark (vLLM "
+        "benchmark_serving JSON, or a per-request CSV) and write a step_time: block.",
+    )
+    ap.add_argument("bench", help="BENCH.csv or BENCH.json")
+    ap.add_argument("-o", "--out", required=True, help="where to write the step_time YAML")
+    ap.add_argument("--model", choices=("linear", "roofline"), default="linear")
+    ap.add_argument("--scenario", help="scenario YAML whose fleet gives model / GPU / tp")
+    ap.add_argument("--plot", help="write a residual plot (PNG) here")
+    return ap
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sim.io import load_scenario
+
+    fleet = load_scenario(args.scenario).fleet if args.scenario else None
+    path = Path(args.bench)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    if path.suffix.lower() not in (".csv", ".json"):
+        raise ValueError(f"{path}: expected a .csv or .json file")
+    per_iteration = False
+    if path.suffix.lower() == ".csv":
+        frame = pd.read_csv(path)
+        per_iteration = "step_s" in frame.columns
+    if per_iteration:
+        try:
+            result = fit_step_model(frame, model=args.model, fleet=fleet)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("samples:", f"{path}:", 1)) from None
+    else:
+        if fleet is None:
+            raise ValueError(f"{path}: a request benchmark is replayed: pass --scenario")
+        result = fit_from_requests(path, fleet=fleet, model=args.model)
+    extra = "".join(f", {k.replace('_mape', '')} MAPE {v:.1f}%" for k, v in result.extra.items())
+    _say(
+        f"{result.spec.model} fit on {len(result.residuals)} samples of {path.name}: "
+        f"{result.what} MAPE {result.mape:.1f}%{extra}"
+    )
+    Path(args.out).write_text(result.to_yaml(), encoding="utf-8")
+    _say(f"wrote {args.out}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        ax = result.plot_residuals()
+        from matplotlib.figure import Figure
+
+        fig = ax.get_figure()
+        assert isinstance(fig, Figure)
+        fig.savefig(args.plot, dpi=120, bbox_inches="tight")
+        _say(f"wrote {args.plot}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``crossover calibrate BENCH -o profile.yaml [--model] [--scenario] [--plot]``.
+
+    Returns 0 on success, 2 on bad input (one line on stderr naming the file / column).
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:
+        return int(exc.code or 0) if exc.code != 0 else 0
+    try:
+        return _run(args)
+    except (ValueError, KeyError, OSError, ValidationError, pd.errors.ParserError) as exc:
+        msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        msg = " ".join(msg.split())
+        sys.stderr.write(f"crossover calibrate: {msg}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

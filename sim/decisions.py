@@ -1,0 +1,263 @@
+"""The crossover: where along a swept quantity self-hosting starts to beat the API.
+
+:func:`crossover` reads a one-dimensional sweep (traffic, a GPU price, an API price, ...)
+and estimates the value ``x*`` at which the mean of a paired metric — by default
+``savings_vs_api_usd``, the API bill minus the option's cost for the same requests — crosses
+zero, with a confidence interval, and per point the probability that self-hosting is
+cheaper.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from sim.montecarlo import t_interval
+from sim.sweep import SweepResult
+
+__all__ = ["CrossoverResult", "crossover", "wilson_interval"]
+
+Method = Literal["interpolate", "bootstrap"]
+POINT_COLUMNS = (
+    "x",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "n",
+    "p_cheaper",
+    "p_cheaper_low",
+    "p_cheaper_high",
+)
+
+
+@dataclass(frozen=True)
+class CrossoverResult:
+    """Where the mean of ``metric`` crosses zero along ``x``.
+
+    Attributes
+    ----------
+    x, metric
+        The swept path and the metric.
+    estimate
+        The crossing: linear interpolation between the two bracketing points of the
+        per-point means (the first sign change along increasing ``x``); NaN when the means
+        do not change sign within the swept range.
+    ci_low, ci_high
+        Its confidence interval (see ``method``); NaN where the interval runs past the
+        swept range (or, for ``bootstrap``, where resamples lose the crossing).
+    confidence
+        Confidence level of every interval.
+    method
+        ``interpolate``: the set of ``x`` where the pointwise Student-t interval of the
+        mean contains zero, the interval bounds interpolated linearly between points (an
+        inverted test: it holds ``x*`` with probability ``confidence`` when the means are
+        linear between points). ``bootstrap``: BCa interval of the estimate over
+        replications resampled jointly at every point (pairing kept),
+        :func:`scipy.stats.bootstrap`.
+    points
+        Per point, sorted by ``x``: ``x``, ``mean``, ``ci_low``, ``ci_high``, ``n`` of the
+        metric, and ``p_cheaper`` — the share of replications with
+        ``self_host_cheaper == 1`` — with its Wilson interval ``p_cheaper_low``,
+        ``p_cheaper_high``.
+    note
+        Why the estimate or a bound is missing, if one is.
+    """
+
+    x: str
+    metric: str
+    estimate: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    method: Method
+    points: pd.DataFrame
+    note: str = ""
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (NaN for no trials).
+
+    Examples
+    --------
+    >>> lo, hi = wilson_interval(0, 10)
+    >>> lo, round(hi, 4)
+    (0.0, 0.2775)
+    """
+    if trials == 0:
+        return float("nan"), float("nan")
+    ci = stats.binomtest(successes, trials).proportion_ci(confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def _first_root(xs: np.ndarray, ys: np.ndarray) -> float:
+    """First zero of the piecewise-linear curve through ``(xs, ys)``; NaN if none."""
+    for k in range(len(xs)):
+        if ys[k] == 0:
+            return float(xs[k])
+        if k + 1 < len(xs) and ys[k] * ys[k + 1] < 0:
+            return float(xs[k] + (xs[k + 1] - xs[k]) * ys[k] / (ys[k] - ys[k + 1]))
+    return float("nan")
+
+
+def _edge(xs: np.ndarray, lo: np.ndarray, hi: np.ndarray, x0: float, step: int) -> float:
+    """Walking from ``x0`` (where ``lo <= 0 <= hi``) left (``step=-1``) or right, the first
+    ``x`` where the interval stops containing zero; NaN past the last point."""
+    # segment k spans xs[k]..xs[k+1]; start in the one holding x0
+    k = int(np.clip(np.searchsorted(xs, x0, side="right") - 1, 0, len(xs) - 2))
+    if step < 0 and x0 == xs[k] and k > 0:
+        k -= 1
+    best = float("nan")
+    while 0 <= k < len(xs) - 1:
+        a, b = xs[k], xs[k + 1]
+        roots = []
+        for curve, bad in ((lo, 1.0), (hi, -1.0)):  # lo > 0 or hi < 0 leaves the set
+            ya, yb = curve[k], curve[k + 1]
+            if ya != yb:
+                r = a + (b - a) * ya / (ya - yb)
+                # where the curve enters the bad side, moving in the walking direction
+                slope_bad = bad * (yb - ya) * step > 0
+                if a <= r <= b and slope_bad and (r - x0) * step >= 0:
+                    roots.append(r)
+        if roots:
+            best = min(roots) if step > 0 else max(roots)
+            return float(best)
+        k += step
+    return best
+
+
+def crossover(
+    sweep_result: SweepResult,
+    x: str = "workload.classes.chat.arrivals.rate_rps",
+    *,
+    metric: str = "savings_vs_api_usd",
+    confidence: float = 0.95,
+    method: Method = "interpolate",
+    where: Mapping[str, Any] | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> CrossoverResult:
+    """Estimate the ``x`` at which the mean of ``metric`` crosses zero, with a CI.
+
+    Parameters
+    ----------
+    sweep_result
+        A sweep over ``x`` (other swept parameters fixed by ``where``).
+    x
+        The swept path.
+    metric
+        A paired metric whose sign is the decision: ``savings_vs_api_usd`` (default),
+        ``savings_vs_api_per_1m_tokens_usd``, ...
+    confidence
+        Level of every interval.
+    method
+        ``interpolate`` (default) or ``bootstrap``: see :class:`CrossoverResult`.
+    where
+        Values of the other swept parameters, selecting a one-dimensional slice of a
+        larger grid, e.g. ``{"fleet.replicas": 2}``.
+    n_resamples, seed
+        Bootstrap resamples and their seed (``bootstrap`` only).
+
+    Examples
+    --------
+    >>> from sim import load_scenario, sweep
+    >>> s = load_scenario("scenarios/chat-startup.yaml").with_overrides(
+    ...     {"horizon.duration_s": 300, "horizon.warmup_s": 0})
+    >>> path = "workload.classes.chat.arrivals.rates_rps.0"
+    >>> res = sweep(s, grid={path: [1.0, 3.0]}, replications=2, executor="serial")
+    >>> c = crossover(res, x=path)
+    >>> c.points[["x", "p_cheaper"]].values.tolist()
+    [[1.0, 0.0], [3.0, 0.0]]
+    """
+    runs = sweep_result.runs
+    if x not in sweep_result.parameters:
+        swept = ", ".join(sweep_result.parameters)
+        raise ValueError(f"{x!r} is not a swept parameter (swept: {swept})")
+    if metric not in runs.columns:
+        raise ValueError(
+            f"no metric {metric!r} in the sweep's runs (cost comparisons need an 'api' section)"
+        )
+    for path, value in (where or {}).items():
+        if path not in sweep_result.parameters or path == x:
+            raise ValueError(f"where: {path!r} is not another swept parameter")
+        runs = runs[runs[path] == value]
+    others = [p for p in sweep_result.parameters if p != x and p not in (where or {})]
+    varying = [p for p in others if runs[p].nunique(dropna=False) > 1]
+    if varying:
+        raise ValueError(
+            f"the sweep also varies {', '.join(varying)}: pick a slice with where={{...}}"
+        )
+    if runs.empty:
+        raise ValueError("no runs left after where=")
+    if runs.groupby(x)["point"].nunique().max() > 1:
+        raise ValueError(f"several points share one value of {x!r}")
+    wide = runs.pivot(index=x, columns="replication", values=metric).sort_index()
+    xs = wide.index.to_numpy(dtype=float)
+    ys = wide.to_numpy(dtype=float)  # points × replications
+    if len(xs) < 2:
+        raise ValueError(f"a crossover needs at least two values of {x!r}")
+
+    rows = []
+    for xi, (_, grp) in zip(xs, runs.sort_values(x).groupby(x, sort=True), strict=True):
+        mean, lo, hi = t_interval(grp[metric].to_numpy(dtype=float), confidence)
+        cheaper = grp["self_host_cheaper"] if "self_host_cheaper" in grp else grp[metric] > 0
+        flags = cheaper.to_numpy(dtype=float)
+        flags = flags[~np.isnan(flags)]
+        k, n = int((flags == 1).sum()), len(flags)
+        p_lo, p_hi = wilson_interval(k, n, confidence)
+        finite = int(np.isfinite(grp[metric]).sum())
+        rows.append((xi, mean, lo, hi, finite, k / n if n else np.nan, p_lo, p_hi))
+    points = pd.DataFrame(rows, columns=list(POINT_COLUMNS))
+    means = points["mean"].to_numpy(dtype=float)
+    estimate = _first_root(xs, means)
+    note = ""
+    if math.isnan(estimate):
+        side = "above" if np.nanmean(means) > 0 else "below"
+        note = f"the mean of {metric} stays {side} zero over the swept range"
+        return CrossoverResult(
+            x, metric, estimate, np.nan, np.nan, confidence, method, points, note
+        )
+    if method == "interpolate":
+        lo_curve = points["ci_low"].to_numpy(dtype=float)
+        hi_curve = points["ci_high"].to_numpy(dtype=float)
+        ci_low = _edge(xs, lo_curve, hi_curve, estimate, -1)
+        ci_high = _edge(xs, lo_curve, hi_curve, estimate, +1)
+    elif method == "bootstrap":
+        ci_low, ci_high = _bootstrap(xs, ys, confidence, n_resamples, seed)
+    else:
+        raise ValueError(f"unknown method {method!r} (interpolate or bootstrap)")
+    if math.isnan(ci_low) or math.isnan(ci_high):
+        note = "the confidence interval reaches past the swept range: widen it"
+    return CrossoverResult(x, metric, estimate, ci_low, ci_high, confidence, method, points, note)
+
+
+def _bootstrap(
+    xs: np.ndarray, ys: np.ndarray, confidence: float, n_resamples: int, seed: int
+) -> tuple[float, float]:
+    # Resample replication indices, the same ones at every point: replication i shares its
+    # seed across points (common random numbers), so the pairing must be kept.
+    reps = ys.shape[1]
+    if reps < 2:
+        return float("nan"), float("nan")
+
+    def statistic(idx: np.ndarray) -> float:
+        return _first_root(xs, np.nanmean(ys[:, idx.astype(np.int64)], axis=1))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate resamples give NaN, reported as such
+        res = stats.bootstrap(
+            (np.arange(reps),),
+            statistic,
+            vectorized=False,
+            confidence_level=confidence,
+            n_resamples=n_resamples,
+            method="BCa",
+            rng=np.random.default_rng(seed),
+        )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)

@@ -1,0 +1,157 @@
+"""The crossover: against the closed-form break-even, and exact cases built by hand."""
+
+from __future__ import annotations
+
+import doctest
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import sim.decisions
+from sim import Scenario, SweepResult, analytic, crossover, sweep
+from sim.decisions import wilson_interval
+
+RATE = "workload.classes.chat.arrivals.rate_rps"
+PRICE = "fleet.pricing.usd_per_gpu_hour"
+P_IN, P_OUT = 0.20, 0.60  # USD per 1M tokens
+IN, OUT = 500, 100
+GPU_USD_PER_HOUR = 3.29
+
+
+def _scenario(rate_rps: float = 5.0) -> Scenario:
+    # as tests/test_economics_sim.py: fixed lengths, one fixed replica, Poisson arrivals, so
+    # the API bill grows linearly with the rate and the fleet's does not
+    return Scenario.model_validate(
+        {
+            "name": "break-even",
+            "horizon": {"duration_s": 400, "warmup_s": 50},
+            "workload": {
+                "classes": [
+                    {
+                        "name": "chat",
+                        "arrivals": {"process": "poisson", "rate_rps": rate_rps},
+                        "prompt_tokens": {"dist": "fixed", "value": IN},
+                        "output_tokens": {"dist": "fixed", "value": OUT},
+                    }
+                ]
+            },
+            "fleet": {
+                "model": "llama-3.1-8b",
+                "gpu": "h100-sxm",
+                "replicas": 1,
+                "pricing": {"usd_per_gpu_hour": GPU_USD_PER_HOUR},
+            },
+            "api": {"usd_per_1m_input": P_IN, "usd_per_1m_output": P_OUT},
+        }
+    )
+
+
+def test_crossover_ci_covers_the_closed_form_break_even() -> None:
+    lam_star = analytic.break_even_rate_rps(
+        fleet_usd_per_hour=GPU_USD_PER_HOUR, api_usd_per_request=(IN * P_IN + OUT * P_OUT) / 1e6
+    )
+    rates = [4.5, 5.0, 5.5, 6.0, 6.5, 7.0]  # λ* ≈ 5.71 req/s lies between two points
+    res = sweep(_scenario(), grid={RATE: rates}, replications=8, seed=3, executor="serial")
+    c = crossover(res, x=RATE)
+    assert c.method == "interpolate" and c.note == ""
+    assert c.ci_low <= lam_star <= c.ci_high, (c.ci_low, lam_star, c.ci_high)
+    assert c.ci_low < c.estimate < c.ci_high and c.ci_high - c.ci_low < 0.5
+    # probability that self-hosting is cheaper: never well below λ*, always well above
+    pts = c.points
+    assert pts["x"].tolist() == rates and (pts["n"] == 8).all()
+    assert pts["p_cheaper"].iloc[0] == 0.0 and pts["p_cheaper"].iloc[-1] == 1.0
+    assert pts["p_cheaper_high"].iloc[0] == pytest.approx(wilson_interval(0, 8)[1])
+    # the bootstrap over replications gives a comparable interval around the same estimate
+    b = crossover(res, x=RATE, method="bootstrap", n_resamples=500)
+    assert b.estimate == c.estimate and b.ci_low < b.estimate < b.ci_high
+    assert abs(b.ci_low - c.ci_low) < 0.3 and abs(b.ci_high - c.ci_high) < 0.3
+
+
+def _synthetic(
+    xs: list[float], noise: list[float], slope: float = 2.0, root: float = 2.5
+) -> SweepResult:
+    """A sweep whose metric is ``slope·(x − root) + noise[replication]`` exactly."""
+    rows = []
+    for p, x in enumerate(xs):
+        for r, e in enumerate(noise):
+            y = slope * (x - root) + e
+            rows.append(
+                {
+                    "point": p,
+                    "x": x,
+                    "other": 1,
+                    "replication": r,
+                    "savings_vs_api_usd": y,
+                    "self_host_cheaper": float(y > 0),
+                }
+            )
+    runs = pd.DataFrame(rows)
+    points = runs[["point", "x", "other"]].drop_duplicates().reset_index(drop=True)
+    return SweepResult(_scenario(), ("x", "other"), points, runs, seed=0, replications=len(noise))
+
+
+NOISE = [-0.1, 0.1, -0.2, 0.2]
+
+
+def test_interpolated_interval_by_hand() -> None:
+    c = crossover(_synthetic([1.0, 2.0, 3.0, 4.0], NOISE), x="x")
+    assert c.estimate == pytest.approx(2.5)
+    # same spread at every point: ci = mean ± h, and mean has slope 2, so x* ± h/2
+    h = stats.t.ppf(0.975, 3) * np.std(NOISE, ddof=1) / 2
+    assert c.ci_low == pytest.approx(2.5 - h / 2) and c.ci_high == pytest.approx(2.5 + h / 2)
+    assert c.points["p_cheaper"].tolist() == [0.0, 0.0, 1.0, 1.0]
+    lo, hi = wilson_interval(4, 4)
+    assert (c.points["p_cheaper_low"].iloc[3], c.points["p_cheaper_high"].iloc[3]) == (lo, hi)
+
+
+def test_decreasing_metric_and_interval_spanning_points() -> None:
+    # savings fall as the GPU price rises; wide noise: the interval spans several segments
+    wide = [-1.5, 1.5, -1.0, 1.0]
+    c = crossover(_synthetic([1.0, 2.0, 3.0, 4.0, 5.0], wide, slope=-2.0, root=3.2), x="x")
+    assert c.estimate == pytest.approx(3.2)
+    h = stats.t.ppf(0.975, 3) * np.std(wide, ddof=1) / 2
+    assert c.ci_low == pytest.approx(3.2 - h / 2) and c.ci_high == pytest.approx(3.2 + h / 2)
+    assert c.ci_high - c.ci_low > 1.0
+
+
+def test_no_crossing_or_interval_past_the_range_is_nan_with_a_note() -> None:
+    c = crossover(_synthetic([3.0, 4.0], NOISE), x="x")
+    assert np.isnan(c.estimate) and np.isnan(c.ci_low) and "stays above zero" in c.note
+    wide = [-3.0, 3.0, -2.0, 2.0]
+    c = crossover(_synthetic([2.0, 3.0, 4.0, 5.0, 6.0], wide), x="x")
+    assert c.estimate == pytest.approx(2.5)
+    assert np.isnan(c.ci_low) and c.ci_high > 2.5 and "past the swept range" in c.note
+
+
+def test_where_selects_a_slice_of_a_larger_grid() -> None:
+    one = _synthetic([1.0, 2.0, 3.0], NOISE)
+    two = _synthetic([1.0, 2.0, 3.0], NOISE, root=1.5)
+    runs = pd.concat([one.runs, two.runs.assign(other=2, point=two.runs["point"] + 3)])
+    points = runs[["point", "x", "other"]].drop_duplicates().reset_index(drop=True)
+    both = SweepResult(one.scenario, ("x", "other"), points, runs, seed=0, replications=4)
+    with pytest.raises(ValueError, match="also varies other"):
+        crossover(both, x="x")
+    assert crossover(both, x="x", where={"other": 2}).estimate == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="not a swept parameter"):
+        crossover(both, x="nope")
+    with pytest.raises(ValueError, match="no metric"):
+        crossover(both, x="x", metric="savings_per_unicorn")
+
+
+def test_wilson_interval_formula() -> None:
+    k, n, z = 3, 10, stats.norm.ppf(0.975)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert wilson_interval(k, n) == pytest.approx((centre - half, centre + half))
+    assert all(np.isnan(wilson_interval(0, 0)))
+
+
+def test_doctests(monkeypatch: Any) -> None:
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert doctest.testmod(sim.decisions, raise_on_error=True).attempted > 0
