@@ -142,7 +142,8 @@ class AutoscalerSpec(Frozen):
     serves after a cold start: ``provisioning_s`` plus loading the weights at
     ``weight_load_gb_per_s`` (or ``cold_start_s`` when given). Scaling down drains the
     least-loaded replica (no new work; it finishes what it holds and is released when empty),
-    at most once per ``scale_down_cooldown_s`` and never within that time of a scale-up.
+    one replica at most once per ``scale_down_cooldown_s``, and never within that time of a
+    scale-up.
     """
 
     min_replicas: int = Field(1, ge=0)

@@ -277,10 +277,10 @@ class Dynamics:
             elif desired < len(ready) and self.env.now - self._last_scale >= (
                 spec.scale_down_cooldown_s
             ):
-                # drain the least-loaded ready replicas
+                # drain the least-loaded ready replica: one per cooldown, so that a lull does
+                # not take away capacity the next burst needs (scale-down stabilisation)
                 order = ready[np.argsort(self.state.pi[ready, K.OUTST], kind="stable")]
-                for slot in order[: len(ready) - desired]:
-                    self.drain(int(slot))
-                    self.events["scale_downs"] += 1
+                self.drain(int(order[0]))
+                self.events["scale_downs"] += 1
                 self._last_scale = self.env.now
             yield self.env.timeout(spec.interval_s)
