@@ -63,6 +63,12 @@ class EngineSpec(Frozen):
     kv_blocks: int | None = Field(
         None, ge=1, description="Override the computed KV-cache size (blocks per replica)."
     )
+    frontend_latency_s: float = Field(
+        0.02,
+        ge=0,
+        description="Server front end (HTTP, tokenisation, first streamed chunk), added to TTFT "
+        "and E2E of every request the fleet serves.",
+    )
 
 
 class RooflineStep(Frozen):

@@ -138,8 +138,10 @@ def requests_frame(
     status[unfinished] = K.ST_FAILED
     reason[unfinished] = K.R_DRAIN
     arrival = rf[:, K.ARR]
-    first = rf[:, K.FIRST] - arrival
-    e2e = rf[:, K.FINISH] - arrival
+    # the server's front end adds a constant to what the client sees (not to queueing)
+    front = run.state.fleet.engine.frontend_latency_s
+    first = rf[:, K.FIRST] - arrival + front
+    e2e = rf[:, K.FINISH] - arrival + front
     queue = rf[:, K.ADMIT] - arrival
     attempts = np.zeros(n, dtype=np.int64)
     provisioned = np.zeros(n, dtype=bool)

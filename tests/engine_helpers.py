@@ -19,7 +19,8 @@ from sim.workload import Workload
 
 def fleet(step_s: float = 0.1, **overrides: Any) -> FleetSpec:
     """A fleet with a constant step time (exact arithmetic), overridable."""
-    engine = overrides.pop("engine", {})
+    # no front-end latency: event logs compare engine timestamps exactly
+    engine = {"frontend_latency_s": 0.0, **overrides.pop("engine", {})}
     data: dict[str, Any] = {
         "model": "llama-3.1-8b",
         "gpu": "h100-sxm",

@@ -61,7 +61,7 @@ def _scenario(
                 "gpu": "h100-sxm",
                 "replicas": replicas,
                 "router": router,
-                "engine": {"max_num_seqs": max_num_seqs},
+                "engine": {"max_num_seqs": max_num_seqs, "frontend_latency_s": 0.0},
                 "step_time": {"model": "constant", "step_s": step_s},
             },
         }
