@@ -235,6 +235,13 @@ def _fmt(summary_row: object, fmt: str) -> str:
     return text
 
 
+def _fleet_size(s: Scenario) -> str:
+    auto = s.fleet.autoscaler
+    if auto is None:
+        return str(s.fleet.replicas)
+    return f"{auto.min_replicas}–{auto.max_replicas} (autoscaled)"
+
+
 def print_summary(result: RunResult, out_dir: Path, elapsed_s: float) -> None:
     """A short human summary of a run."""
     s = result.scenario
@@ -245,7 +252,7 @@ def print_summary(result: RunResult, out_dir: Path, elapsed_s: float) -> None:
         f"(warm-up {s.horizon.warmup_s:g} s excluded), seed {result.seed}"
     )
     print(
-        f"fleet: {s.fleet.replicas} × {rep.model.name} on {s.fleet.tp} × {rep.gpu.name} "
+        f"fleet: {_fleet_size(s)} × {rep.model.name} on {s.fleet.tp} × {rep.gpu.name} "
         f"({s.fleet.dtype}), KV cache {rep.kv_capacity_tokens:,} tokens/replica, "
         f"router {s.fleet.router}"
     )

@@ -206,7 +206,9 @@ class FleetSpec(Frozen):
     tp: int = Field(1, ge=1, le=64)
     dtype: Dtype = "bf16"
     kv_dtype: Dtype | None = None
-    replicas: int = Field(1, ge=1, le=4096)
+    replicas: int = Field(
+        1, ge=0, le=4096, description="Fixed fleet size; with an autoscaler, the starting size."
+    )
     router: RouterKind = "least_loaded"
     max_queue: int | None = Field(
         None, ge=0, description="Waiting requests allowed per replica (central: in total)."
@@ -219,6 +221,12 @@ class FleetSpec(Frozen):
     )
     engine: EngineSpec = Field(default_factory=EngineSpec)
     step_time: StepTimeSpec = Field(default_factory=RooflineStep)
+
+    @model_validator(mode="after")
+    def _some_capacity(self) -> FleetSpec:
+        if self.replicas == 0 and (self.autoscaler is None or self.autoscaler.max_replicas < 1):
+            raise ValueError("replicas: a fleet without an autoscaler needs at least 1 replica")
+        return self
 
     @property
     def dynamic(self) -> bool:
