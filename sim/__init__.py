@@ -11,17 +11,24 @@ replicas. The public API is small and flat::
     sim.crossover(grid, x="workload.classes.chat.arrivals.rates_rps.0")
 """
 
-from sim import analytic
+from sim import analytic, plots
 from sim.decisions import CrossoverResult, crossover
 from sim.io import ScenarioError, dump_scenario, load_scenario
-from sim.montecarlo import RunResult, run, summarize, t_interval
+from sim.montecarlo import Interval, Precision, Probability, RunResult, run, summarize, t_interval
+from sim.planning import CapacityPlan, plan_capacity
+from sim.report import report
 from sim.scenario import Scenario
+from sim.sensitivity import tornado, variance_indices
 from sim.simulate import Outcome, simulate
 from sim.sweep import SweepResult, sweep
 
 __all__ = [
+    "CapacityPlan",
     "CrossoverResult",
+    "Interval",
     "Outcome",
+    "Precision",
+    "Probability",
     "RunResult",
     "Scenario",
     "ScenarioError",
@@ -30,11 +37,16 @@ __all__ = [
     "crossover",
     "dump_scenario",
     "load_scenario",
+    "plan_capacity",
+    "plots",
+    "report",
     "run",
     "simulate",
     "summarize",
     "sweep",
     "t_interval",
+    "tornado",
+    "variance_indices",
 ]
 
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from collections.abc import Sequence
@@ -41,6 +42,21 @@ _HEADLINE = (
     ("kv_occupancy_mean", "KV occupancy", "{:.1%}"),
     ("batch_size_mean", "mean batch", "{:.1f} seqs"),
 )
+
+
+# subcommands implemented (with their own parsers) in the modules that do the work
+_DELEGATED = {
+    "plan": "find the cheapest fleet that meets an SLO attainment target",
+    "report": "write a self-contained HTML report of a run directory",
+    "fit": "fit a workload model (rates, burstiness, lengths) to a request trace",
+    "calibrate": "fit the step-time model to your own benchmark",
+}
+_DELEGATED_MODULES = {
+    "plan": "sim.planning",
+    "report": "sim.report",
+    "fit": "sim.fit",
+    "calibrate": "sim.calibrate",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,12 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--quiet", "-q", action="store_true")
     _add_sweep_parser(sub)
-    c = sub.add_parser(
-        "calibrate",
-        help="fit the step-time model to your own benchmark (see crossover calibrate -h)",
-        add_help=False,
-    )
-    c.add_argument("rest", nargs=argparse.REMAINDER)
+    for name, text in _DELEGATED.items():
+        c = sub.add_parser(name, help=f"{text} (see crossover {name} -h)", add_help=False)
+        c.add_argument("rest", nargs=argparse.REMAINDER)
     v = sub.add_parser("validate", help="check scenario files")
     v.add_argument("files", type=Path, nargs="+")
     return p
@@ -462,10 +475,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crossover`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["calibrate"]:
-        from sim.calibrate import main as calibrate_main
-
-        return calibrate_main(argv[1:])
+    if argv[:1] and argv[0] in _DELEGATED:
+        # commands with their own parser, in the module that implements them
+        module = importlib.import_module(_DELEGATED_MODULES[argv[0]])
+        code: int = module.main(argv[1:])
+        return code
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":

@@ -222,12 +222,6 @@ class FleetSpec(Frozen):
     engine: EngineSpec = Field(default_factory=EngineSpec)
     step_time: StepTimeSpec = Field(default_factory=RooflineStep)
 
-    @model_validator(mode="after")
-    def _some_capacity(self) -> FleetSpec:
-        if self.replicas == 0 and (self.autoscaler is None or self.autoscaler.max_replicas < 1):
-            raise ValueError("replicas: a fleet without an autoscaler needs at least 1 replica")
-        return self
-
     @property
     def dynamic(self) -> bool:
         """Replicas start and stop during a run (autoscaling, spot, failures)."""

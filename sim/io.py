@@ -20,7 +20,7 @@ from pydantic import PydanticUserError, ValidationError
 from pydantic_core import ErrorDetails
 
 from sim.scenario import Scenario
-from sim.workload.trace import TraceArrivals, load_trace
+from sim.workload.trace import TraceArrivals
 
 __all__ = [
     "ScenarioError",
@@ -278,9 +278,7 @@ def check_trace_files(scenario: Scenario, *, source: str = "scenario") -> None:
             continue
         where = f"{source}: workload.classes.{i}.arrivals.path"
         try:
-            load_trace(
-                arrivals.path,
-                columns=arrivals.columns,
+            arrivals.load(
                 read_input_tokens=cls.prompt_tokens is None,
                 read_output_tokens=cls.output_tokens is None,
             )

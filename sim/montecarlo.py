@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing
+import operator
 import os
-from collections.abc import Callable
+import re
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +34,8 @@ COMPARISONS = (
     ("requests failed", "requests_failed", "api_only_requests_failed"),
 )
 
+#: Metrics whose precision ``run(target_rel_ci=...)`` controls by default.
+PRECISION_METRICS = ("total_cost_usd", "ttft_p99_s")
 SUMMARY_COLUMNS = ("metric", "mean", "ci_low", "ci_high", "std", "p5", "p50", "p95", "n")
 #: Prefix of the columns that record a replication's drawn uncertain parameters.
 PARAM_PREFIX = "param:"
@@ -55,6 +62,26 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
     return mean, mean - half, mean + half
 
 
+def relative_half_width(values: np.ndarray, confidence: float = 0.95) -> float:
+    """Half-width of the Student-t interval of the mean divided by ``|mean|``.
+
+    0 when every value is the same (including all zeros); infinite when the mean is 0 but
+    the values vary; NaN with fewer than two finite values.
+
+    Examples
+    --------
+    >>> round(relative_half_width(np.array([9.0, 10.0, 11.0])), 4)
+    0.2484
+    """
+    mean, lo, hi = t_interval(values, confidence)
+    if math.isnan(lo):
+        return float("nan")
+    half = (hi - lo) / 2
+    if half == 0:
+        return 0.0
+    return half / abs(mean) if mean != 0 else float("inf")
+
+
 def summarize(replications: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
     """One row per metric: mean with its t-interval, std, and p5/p50/p95 across replications.
 
@@ -77,6 +104,62 @@ def summarize(replications: pd.DataFrame, *, confidence: float = 0.95) -> pd.Dat
 
 
 @dataclass(frozen=True)
+class Precision:
+    """Outcome of a run with a precision target (``run(target_rel_ci=...)``).
+
+    Attributes
+    ----------
+    target_rel_ci
+        Target: the ``confidence`` t-interval's half-width divided by ``|mean|``.
+    confidence
+        Level of those intervals.
+    metrics
+        The metrics held to the target.
+    rel_ci
+        The relative half-width each metric reached (metric → value).
+    reached
+        Whether every metric met the target; ``False`` means ``max_replications`` stopped
+        the run first.
+    max_replications
+        The cap.
+    """
+
+    target_rel_ci: float
+    confidence: float
+    metrics: tuple[str, ...]
+    rel_ci: Mapping[str, float]
+    reached: bool
+    max_replications: int
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its confidence interval (:meth:`RunResult.interval`)."""
+
+    metric: str
+    stat: str
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+    method: str
+    n: int
+
+
+@dataclass(frozen=True)
+class Probability:
+    """A share of replications with its Wilson interval (:meth:`RunResult.probability`)."""
+
+    event: str
+    estimate: float
+    low: float
+    high: float
+    successes: int
+    trials: int
+    confidence: float
+
+
+@dataclass(frozen=True)
 class RunResult:
     """Independent replications of one scenario.
 
@@ -93,12 +176,18 @@ class RunResult:
         records, time series).
     seed
         Root seed of the run.
+    precision
+        With a precision target, whether it was reached (:class:`Precision`); else None.
+    uncertainty
+        Whether the scenario's uncertain parameters were drawn in every replication.
     """
 
     scenario: Scenario
     replications: pd.DataFrame
     first: Outcome
     seed: int
+    precision: Precision | None = None
+    uncertainty: bool = True
 
     def summary(self, *, confidence: float = 0.95) -> pd.DataFrame:
         """Mean, ``confidence`` t-interval, std and p5/p50/p95 of every metric."""
@@ -127,6 +216,139 @@ class RunResult:
             columns=["quantity", "option", "api_only", "difference", "diff_ci_low", "diff_ci_high"],
         )
 
+    def interval(
+        self,
+        metric: str,
+        stat: str | Callable[[np.ndarray], float] = "median",
+        *,
+        over: str | None = None,
+        confidence: float = 0.95,
+        method: str = "BCa",
+        n_resamples: int = 9999,
+        seed: int = 0,
+    ) -> Interval:
+        """Bootstrap confidence interval of a statistic of ``metric`` across replications.
+
+        For what a t-interval does not cover: quantiles across replications (is the
+        monthly cost below X in 90 % of worlds?) and ratios of means.
+
+        Parameters
+        ----------
+        metric
+            A column of :attr:`replications`.
+        stat
+            ``"mean"``, ``"median"``, ``"pNN"`` (the NN-th percentile, e.g. ``"p90"``), or a
+            function of a 1-D array.
+        over
+            Another metric: the statistic is then ``stat(metric) / stat(over)`` with the
+            replications resampled in pairs (common random numbers kept), e.g.
+            ``interval("total_cost_usd", "mean", over="api_only_cost_usd")``.
+        confidence, method, n_resamples, seed
+            Passed to :func:`scipy.stats.bootstrap` (``method``: ``BCa``, ``percentile``,
+            ``basic``); ``seed`` seeds its resampling.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from sim import load_scenario
+        >>> reps = pd.DataFrame({"replication": range(5), "x": [1.0, 2.0, 3.0, 4.0, 50.0]})
+        >>> res = RunResult(load_scenario("scenarios/chat-startup.yaml"), reps, None, 0)
+        >>> iv = res.interval("x", "median")
+        >>> iv.estimate, iv.low <= 3.0 <= iv.high
+        (3.0, True)
+        """
+        fn, name = _statistic(stat)
+        cols = [metric] if over is None else [metric, over]
+        for c in cols:
+            if c not in self.replications:
+                raise KeyError(f"no metric {c!r} in the replications")
+        data = self.replications[cols].to_numpy(dtype=float)
+        data = data[~np.isnan(data).any(axis=1)]
+        n = len(data)
+
+        def statistic(*columns: np.ndarray) -> float:
+            value = fn(columns[0])
+            return value if over is None else value / fn(columns[1])
+
+        estimate = statistic(*data.T) if n else float("nan")
+        low = high = float("nan")
+        if n >= 2 and np.ptp(data, axis=0).any():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a degenerate resample gives NaN, kept as such
+                res = stats.bootstrap(
+                    tuple(data.T),
+                    statistic,
+                    paired=True,
+                    vectorized=False,
+                    confidence_level=confidence,
+                    n_resamples=n_resamples,
+                    method=method,
+                    rng=np.random.default_rng(seed),
+                )
+            low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+            boot = res.bootstrap_distribution
+            if np.allclose(boot, estimate, rtol=1e-12, atol=0):  # every resample agrees
+                low = high = estimate
+        elif n >= 1:
+            low = high = estimate  # every replication agrees
+        label = name if over is None else f"{name} ratio over {over}"
+        return Interval(metric, label, float(estimate), low, high, confidence, method, n)
+
+    def probability(
+        self, event: str | Callable[[pd.DataFrame], pd.Series], *, confidence: float = 0.95
+    ) -> Probability:
+        """Share of replications in which ``event`` holds, with its Wilson interval.
+
+        Parameters
+        ----------
+        event
+            A 0/1 metric (``"self_host_cheaper"``: P(self-hosting is cheaper than the
+            API)), a comparison ``"METRIC OP NUMBER"`` with ``OP`` one of ``>= > <= < ==``
+            (``"slo_attainment >= 0.99"``: P(the SLO target is met)), or a function of
+            :attr:`replications` returning a boolean Series. Replications where the metric
+            is NaN are left out of the trials.
+        confidence
+            Level of the Wilson interval.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from sim import load_scenario
+        >>> reps = pd.DataFrame({"replication": range(4), "slo_attainment": [1, 0.98, 0.995, 1]})
+        >>> res = RunResult(load_scenario("scenarios/chat-startup.yaml"), reps, None, 0)
+        >>> p = res.probability("slo_attainment >= 0.99")
+        >>> p.successes, p.trials
+        (3, 4)
+        """
+        reps = self.replications
+        if callable(event):
+            label = getattr(event, "__name__", "event")
+            mask = pd.Series(event(reps), index=reps.index)
+            valid = mask.notna()
+            hits = mask[valid].astype(bool)
+        else:
+            label = event
+            m = _COMPARISON.match(event.strip())
+            if m:
+                metric, op, number = m.group(1).strip(), m.group(2), float(m.group(3))
+            elif event.strip() in reps:
+                metric, op, number = event.strip(), "==", 1.0
+            else:
+                raise KeyError(
+                    f"event {event!r}: expected a 0/1 metric or 'METRIC OP NUMBER', "
+                    "e.g. 'slo_attainment >= 0.99'"
+                )
+            if metric not in reps:
+                raise KeyError(f"event {event!r}: no metric {metric!r} in the replications")
+            values = reps[metric].to_numpy(dtype=float)
+            valid = pd.Series(~np.isnan(values), index=reps.index)
+            hits = pd.Series(_OPS[op](values[valid.to_numpy()], number))
+        k, n = int(hits.sum()), int(valid.sum())
+        if n == 0:
+            return Probability(label, float("nan"), float("nan"), float("nan"), 0, 0, confidence)
+        ci = stats.binomtest(k, n).proportion_ci(confidence, method="wilson")
+        return Probability(label, k / n, float(ci.low), float(ci.high), k, n, confidence)
+
     def _repr_html_(self) -> str:
         table = self.summary().set_index("metric")
         keep = [m for m in table.index if "[" not in m]
@@ -144,8 +366,13 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
     uncertainty: bool = True,
+    target_rel_ci: float | None = None,
+    max_replications: int = 200,
+    metrics: Sequence[str] = PRECISION_METRICS,
+    confidence: float = 0.95,
+    extend: RunResult | None = None,
 ) -> RunResult:
-    """Run ``replications`` independent replications of ``scenario``.
+    """Run ``replications`` independent replications of ``scenario`` (or more, to a precision).
 
     Replication ``i`` uses the ``i``-th child of ``SeedSequence(seed)``, so results do not
     depend on how many replications run, in which order, or in how many processes.
@@ -155,11 +382,12 @@ def run(
     scenario
         The scenario to simulate.
     replications
-        Number of independent replications.
+        Number of independent replications (with ``target_rel_ci``: the first batch).
     seed
         Root seed.
     progress
-        Called as ``progress(done, total)`` after each replication.
+        Called as ``progress(done, total)`` after each replication (``total`` grows as a
+        precision target asks for more).
     workers
         Local worker processes (``1``: in this process; ``0``: one per CPU core).
     uncertainty
@@ -168,6 +396,30 @@ def run(
         (:data:`sim.uncertainty.STREAM_UNCERTAINTY`), and record them as ``param:<path>``
         columns. ``False`` simulates the scenario's nominal values. No effect without
         the section.
+    target_rel_ci
+        Keep adding replications until, for every metric in ``metrics``, the
+        ``confidence`` t-interval's half-width is at most ``target_rel_ci × |mean|`` (e.g.
+        ``0.02``: ±2 %), or ``max_replications`` is reached; :attr:`RunResult.precision`
+        says which. Each batch is sized from the current relative half-width (half-widths
+        shrink as 1/√n), at least 2 and at most doubling the count — the same whatever
+        ``workers``, so the result does not depend on it.
+    max_replications
+        Cap on the replications a precision target may ask for.
+    metrics
+        The metrics held to ``target_rel_ci``.
+    confidence
+        Level of the intervals ``target_rel_ci`` refers to.
+    extend
+        An earlier result of this scenario, seed and ``uncertainty``: its replications are
+        kept and the new ones continue its indices, so ``run(s, replications=5)`` extended
+        to 10 equals ``run(s, replications=10)`` exactly.
+
+    Raises
+    ------
+    ValueError
+        For inconsistent arguments, or an ``extend`` of another scenario, seed or setting.
+    KeyError
+        If a metric of ``metrics`` is not produced (with ``target_rel_ci``).
 
     Examples
     --------
@@ -177,35 +429,131 @@ def run(
     >>> res = run(s, replications=2, seed=3)
     >>> list(res.summary().columns)[:4]
     ['metric', 'mean', 'ci_low', 'ci_high']
+    >>> more = run(s, replications=3, seed=3, extend=res)
+    >>> more.replications["replication"].tolist()
+    [0, 1, 2]
     """
     if replications < 1:
         raise ValueError(f"replications must be at least 1, got {replications}")
     if workers < 0:
         raise ValueError(f"workers must be 0 (all cores) or more, got {workers}")
-    children = np.random.SeedSequence(seed).spawn(replications)
-    n_workers = min(workers or (os.cpu_count() or 1), replications)
+    if target_rel_ci is not None:
+        if not target_rel_ci > 0:
+            raise ValueError(f"target_rel_ci must be above 0, got {target_rel_ci}")
+        if max_replications < 2:
+            raise ValueError(f"max_replications must be at least 2, got {max_replications}")
+        if not metrics:
+            raise ValueError("target_rel_ci needs at least one metric")
     draws = uncertainty and bool(scenario.uncertainty)
-    first, params = replicate(scenario, children[0], uncertainty=draws)
-    rows: list[dict[str, Any]] = [_row(params, first.metrics)]
-    if progress is not None:
-        progress(1, replications)
-    if n_workers <= 1:
-        for i, child in enumerate(children[1:], start=2):
-            rows.append(replication_row(scenario, child, uncertainty=draws))
-            if progress is not None:
-                progress(i, replications)
-    else:
-        ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads
-        n = replications - 1
-        with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
-            for i, row in enumerate(
-                pool.map(replication_row, [scenario] * n, children[1:], [draws] * n), start=2
-            ):
+    rows: list[dict[str, Any]] = []
+    first: Outcome | None = None
+    if extend is not None:
+        _check_extend(extend, scenario, seed, draws)
+        rows = [
+            {str(k): v for k, v in r.items() if k != "replication"}
+            for r in extend.replications.to_dict("records")
+        ]
+        first = extend.first
+    n_workers = workers or (os.cpu_count() or 1)
+    goal = max(replications, len(rows))
+    precision = None
+    with _replicator(scenario, draws, n_workers) as simulate_rows:
+
+        def grow(total: int) -> None:
+            nonlocal first
+            start = len(rows)
+            new_first, new = simulate_rows(_children(seed, start, total))
+            if start == 0:
+                first = new_first
+            for i, row in enumerate(new, start=start + 1):
                 rows.append(row)
                 if progress is not None:
-                    progress(i, replications)
+                    progress(i, total)
+
+        grow(goal)
+        if target_rel_ci is not None:
+            while True:
+                frame = pd.DataFrame(rows)
+                rel = _relative(frame, metrics, confidence)
+                worst = max(rel.values())
+                reached = all(v <= target_rel_ci for v in rel.values())
+                n = len(rows)
+                if reached or n >= max_replications:
+                    break
+                # half-widths shrink as 1/sqrt(n): ask for what the worst metric needs
+                need = n * (worst / target_rel_ci) ** 2 if math.isfinite(worst) else 2 * n
+                grow(int(min(max_replications, max(n + 2, min(2 * n, math.ceil(need))))))
+            precision = Precision(
+                target_rel_ci, confidence, tuple(metrics), rel, reached, max_replications
+            )
+    assert first is not None
     frame = pd.DataFrame([{"replication": i, **row} for i, row in enumerate(rows)])
-    return RunResult(scenario, frame, first, seed)
+    return RunResult(scenario, frame, first, seed, precision, draws)
+
+
+def _children(seed: int, start: int, stop: int) -> list[np.random.SeedSequence]:
+    # Child i of SeedSequence(seed), whatever was spawned before: spawn() numbers its
+    # children from 0, so spawning `stop` and keeping the tail is child start..stop-1.
+    return np.random.SeedSequence(seed).spawn(stop)[start:]
+
+
+def _check_extend(extend: RunResult, scenario: Scenario, seed: int, draws: bool) -> None:
+    if extend.seed != seed:
+        raise ValueError(f"extend: the earlier run used seed {extend.seed}, not {seed}")
+    if extend.scenario != scenario:
+        raise ValueError("extend: the earlier run simulated a different scenario")
+    if extend.uncertainty != draws:
+        raise ValueError("extend: the earlier run drew uncertain parameters differently")
+
+
+def _relative(frame: pd.DataFrame, metrics: Sequence[str], confidence: float) -> dict[str, float]:
+    out = {}
+    for m in metrics:
+        if m not in frame:
+            raise KeyError(f"no metric {m!r} to hold to target_rel_ci")
+        out[m] = relative_half_width(frame[m].to_numpy(dtype=float), confidence)
+    # NaN (too few finite values) never meets a target
+    return {k: (float("inf") if math.isnan(v) else v) for k, v in out.items()}
+
+
+Rows = tuple[Outcome | None, list[dict[str, Any]]]
+
+
+@contextmanager
+def _replicator(
+    scenario: Scenario, draws: bool, n_workers: int
+) -> Iterator[Callable[[list[np.random.SeedSequence]], Rows]]:
+    """A function simulating a batch of replications in order: (outcome of the batch's
+    first when it is replication 0, else None; rows). Worker processes, when asked for, are
+    started at the first batch of two or more and kept for the following batches."""
+    pool: ProcessPoolExecutor | None = None
+
+    def simulate_rows(children: list[np.random.SeedSequence]) -> Rows:
+        nonlocal pool
+        if not children:
+            return None, []
+        first = None
+        rows: list[dict[str, Any]] = []
+        todo = children
+        if children[0].spawn_key == (0,):
+            first, params = replicate(scenario, children[0], uncertainty=draws)
+            rows.append(_row(params, first.metrics))
+            todo = children[1:]
+        if n_workers <= 1 or len(todo) <= 1:
+            rows.extend(replication_row(scenario, c, draws) for c in todo)
+            return first, rows
+        if pool is None:
+            ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads
+            pool = ProcessPoolExecutor(n_workers, mp_context=ctx)
+        n = len(todo)
+        rows.extend(pool.map(replication_row, [scenario] * n, todo, [draws] * n))
+        return first, rows
+
+    try:
+        yield simulate_rows
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def replicate(
@@ -233,3 +581,28 @@ def replication_row(
 
 def _row(params: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
     return {**{f"{PARAM_PREFIX}{k}": v for k, v in params.items()}, **metrics}
+
+
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+}
+_COMPARISON = re.compile(r"^(.+?)\s*(>=|<=|==|>|<)\s*([-+0-9.eE]+)$")
+_PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
+
+
+def _statistic(stat: str | Callable[[np.ndarray], float]) -> tuple[Callable[..., float], str]:
+    if callable(stat):
+        return stat, getattr(stat, "__name__", "statistic")
+    if stat == "mean":
+        return lambda x: float(np.mean(x)), stat
+    if stat == "median":
+        return lambda x: float(np.median(x)), stat
+    m = _PERCENTILE.match(stat)
+    if m and 0 <= float(m.group(1)) <= 100:
+        q = float(m.group(1))
+        return lambda x: float(np.percentile(x, q)), stat
+    raise ValueError(f"unknown statistic {stat!r} (mean, median, pNN such as p90, or a function)")

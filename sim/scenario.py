@@ -58,6 +58,16 @@ class Scenario(Frozen):
     )
 
     @model_validator(mode="after")
+    def _some_capacity(self) -> Scenario:
+        if self.fleet.replicas == 0 and self.fleet.autoscaler is None:
+            raise _located_error(
+                ("fleet", "replicas"),
+                "Input should be greater than or equal to 1",
+                0,
+            )
+        return self
+
+    @model_validator(mode="after")
     def _routing_consistent(self) -> Scenario:
         routing = self.routing
         if routing.policy != "self_host_only" and self.api is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.workload import TraceColumns, WorkloadSpec, load_trace, sample_workload
+from sim.workload import TraceArrivals, TraceColumns, WorkloadSpec, load_trace, sample_workload
 
 DATA = Path(__file__).parent / "data"
 TINY = DATA / "tiny_trace.csv"
@@ -154,3 +154,111 @@ def test_trace_class_lengths_can_be_overridden() -> None:
     _, row = tr.replay(5.0, rate_scale=4.0)
     assert tr.input_tokens is not None
     assert np.array_equal(w.input_tokens, tr.input_tokens[row])
+
+
+MOONCAKE = DATA / "tiny_mooncake.jsonl"
+
+
+def test_mooncake_jsonl_is_detected_and_read_in_milliseconds() -> None:
+    tr = load_trace(MOONCAKE)
+    assert tr.offset_s.tolist() == [0.0, 0.0, 3.052, 3.052, 6.104, 7.5, 9.0, 12.25]
+    assert tr.input_tokens is not None and tr.output_tokens is not None
+    assert tr.input_tokens.tolist() == [6955, 6472, 8375, 1302, 2811, 980, 512, 4096]
+    assert tr.output_tokens.tolist()[6] == 1  # 0 → 1; hash_ids and blank lines ignored
+    spec = TraceArrivals(path=str(MOONCAKE))
+    assert spec.resolved_format() == "mooncake_jsonl" and spec.load() is tr
+
+
+def test_explicit_format_and_time_unit(tmp_path: Path) -> None:
+    f = tmp_path / "log.txt"  # no telling extension: the format must be given
+    f.write_text(
+        '{"timestamp": 5, "input_length": 3, "output_length": 4}\n'
+        '{"timestamp": 7, "input_length": 5, "output_length": 6}\n'
+    )
+    tr = TraceArrivals(path=str(f), format="mooncake_jsonl", time_unit="s").load()
+    assert tr.offset_s.tolist() == [0.0, 2.0]
+    g = tmp_path / "us.csv"
+    g.write_text("ts,p,o\n1000000,1,1\n3500000,2,2\n")
+    cols = {"timestamp": "ts", "input_tokens": "p", "output_tokens": "o"}
+    spec = TraceArrivals.model_validate(
+        {"path": str(g), "format": "csv", "columns": cols, "time_unit": "us"}
+    )
+    assert spec.load().offset_s.tolist() == [0.0, 2.5]
+    assert load_trace(g, columns=TraceColumns(**cols), time_unit="ms").offset_s[-1] == 2500.0
+
+
+def test_columns_only_with_generic_csv() -> None:
+    cols = {"timestamp": "t"}
+    with pytest.raises(ValueError, match="columns only apply to format 'csv'"):
+        TraceArrivals.model_validate({"path": "a.csv", "format": "azure_csv", "columns": cols})
+    with pytest.raises(ValueError, match="mooncake_jsonl"):
+        TraceArrivals.model_validate({"path": "a.jsonl", "columns": cols})
+    with pytest.raises(ValueError, match="bootstrap_block_s"):
+        TraceArrivals.model_validate({"path": "a.csv", "bootstrap_block_s": 0})
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ('{"timestamp": 0, "input_length": 1}\n', "'output_length' missing on line 1"),
+        ('{"timestamp": 0, "input_length": 1, "output_length": 1}\nnot json\n', "line 2"),
+        ("[1, 2]\n", "line 1 is not a JSON object"),
+        ('{"timestamp": 0, "input_length": 1, "output_length": 1}\n', "at least two rows"),
+        (
+            '{"timestamp": 0, "input_length": 1, "output_length": 1}\n'
+            '{"timestamp": 1, "input_length": -1, "output_length": 1}\n',
+            "'input_length'",
+        ),
+    ],
+)
+def test_bad_jsonl_names_the_file_and_the_problem(tmp_path: Path, text: str, what: str) -> None:
+    f = tmp_path / "bad.jsonl"
+    f.write_text(text)
+    with pytest.raises(ValueError) as err:
+        load_trace(f)
+    assert str(f) in str(err.value) and what in str(err.value)
+
+
+def _bootstrap_class(block_s: float, path: Path = MOONCAKE) -> WorkloadSpec:
+    arrivals = {"process": "trace", "path": str(path), "bootstrap_block_s": block_s}
+    return WorkloadSpec.model_validate({"classes": [{"name": "log", "arrivals": arrivals}]})
+
+
+def test_bootstrap_replications_differ_and_repeat_per_seed() -> None:
+    spec = _bootstrap_class(4.0)
+    draw = [
+        sample_workload(spec, duration_s=200.0, seed=np.random.SeedSequence(s)) for s in (1, 1, 2)
+    ]
+    assert np.array_equal(draw[0].arrival_s, draw[1].arrival_s)
+    assert not np.array_equal(draw[0].arrival_s, draw[2].arrival_s)
+    assert np.all(np.diff(draw[0].arrival_s) >= 0) and draw[0].arrival_s.max() < 200.0
+    # each request keeps its own row's token pair
+    tr = load_trace(MOONCAKE)
+    assert tr.input_tokens is not None and tr.output_tokens is not None
+    pairs = set(zip(tr.input_tokens.tolist(), tr.output_tokens.tolist(), strict=True))
+    w = draw[2]
+    assert set(zip(w.input_tokens.tolist(), w.output_tokens.tolist(), strict=True)) <= pairs
+
+
+def test_bootstrap_keeps_timing_inside_blocks() -> None:
+    tr = load_trace(TRACES / "AzureLLMInferenceTrace_conv.csv")
+    block, scale = 30.0, 2.0
+    t, row = tr.bootstrap(600.0, np.random.default_rng(4), block_s=block, rate_scale=scale)
+    same = (t[1:] * scale // block) == (t[:-1] * scale // block)
+    period = tr.period_s()
+    trace_gap = np.mod(tr.offset_s[row[1:]] - tr.offset_s[row[:-1]], period)
+    np.testing.assert_allclose(np.diff(t)[same] * scale, trace_gap[same], atol=1e-6)
+    # consecutive arrivals inside a block are consecutive rows of the (circular) trace
+    assert np.all(((row[1:] - row[:-1]) % tr.n_rows)[same] == 1)
+
+
+def test_bootstrap_mean_rate_matches_the_trace_within_se() -> None:
+    tr = load_trace(TRACES / "AzureLLMInferenceTrace_code.csv")
+    duration, reps = 900.0, 400
+    rng = np.random.default_rng(8)
+    n = np.array([tr.bootstrap(duration, rng, block_s=60.0)[0].size for _ in range(reps)])
+    # circular blocks cover every instant equally: E N = n_rows · duration / period exactly
+    expected = tr.mean_rate_rps() * duration
+    assert abs(n.mean() - expected) <= 4 * n.std(ddof=1) / np.sqrt(reps)
+    # and replications really differ (a code-trace hour is very bursty)
+    assert n.std() > 0.05 * expected

@@ -21,7 +21,7 @@ from sim.workload.arrivals import ClosedLoopArrivals
 from sim.workload.lengths import EmpiricalLength, FixedLength, GeometricLength, LognormalLength
 from sim.workload.profile import thin
 from sim.workload.spec import ClassSpec, WorkloadSpec
-from sim.workload.trace import TraceArrivals, load_trace
+from sim.workload.trace import TraceArrivals
 
 __all__ = ["ClosedLoopSource", "Workload", "component_seed", "sample_workload"]
 
@@ -153,13 +153,19 @@ def _sample_class(
 ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
     arrivals = spec.arrivals
     if isinstance(arrivals, TraceArrivals):
-        trace = load_trace(
-            arrivals.path,
-            columns=arrivals.columns,
+        trace = arrivals.load(
             read_input_tokens=spec.prompt_tokens is None,
             read_output_tokens=spec.output_tokens is None,
         )
-        t, row = trace.replay(duration_s, rate_scale=arrivals.rate_scale)
+        if arrivals.bootstrap_block_s is None:
+            t, row = trace.replay(duration_s, rate_scale=arrivals.rate_scale)
+        else:
+            t, row = trace.bootstrap(
+                duration_s,
+                _rng(seed, "bootstrap"),
+                block_s=arrivals.bootstrap_block_s,
+                rate_scale=arrivals.rate_scale,
+            )
         inp = trace.input_tokens[row] if trace.input_tokens is not None else None
         out = trace.output_tokens[row] if trace.output_tokens is not None else None
     elif isinstance(arrivals, ClosedLoopArrivals):  # pragma: no cover - filtered by caller
@@ -192,7 +198,7 @@ def sample_workload(
 
     Classes are sampled independently from their own named streams (see the module doc) and
     merged by a stable sort on arrival time (ties keep declaration order). Trace classes are
-    deterministic unless they draw their own lengths.
+    deterministic unless they draw their own lengths or set ``bootstrap_block_s``.
 
     Parameters
     ----------

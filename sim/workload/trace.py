@@ -1,27 +1,61 @@
-"""Replaying request traces (CSV with a timestamp and token counts per request).
+"""Replaying request traces (a timestamp and token counts per request).
 
-The public Azure LLM inference trace (``TIMESTAMP,ContextTokens,GeneratedTokens``) is the
-reference format; other logs are read through a column mapping. Parsed traces are cached per
-process, keyed by absolute path, modification time and size, so Monte Carlo replications do
-not re-read the file. The cache holds read-only arrays only, never anything a run can change.
+Three formats: the public Azure LLM inference trace (``azure_csv``:
+``TIMESTAMP,ContextTokens,GeneratedTokens``), Mooncake-style JSON lines (``mooncake_jsonl``:
+one object per line with ``timestamp`` in milliseconds, ``input_length``, ``output_length``;
+other keys such as ``hash_ids`` are ignored) and any other CSV through a column mapping
+(``csv``). Parsed traces are cached per process, keyed by absolute path, modification time,
+size and format, so Monte Carlo replications do not re-read the file. The cache holds
+read-only arrays only, never anything a run can change.
+
+A trace replays deterministically, back to back (:meth:`Trace.replay`), or, with
+``bootstrap_block_s``, as a circular block bootstrap (:meth:`Trace.bootstrap`) so that
+replications differ.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Self
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sim._base import Frozen
 
-__all__ = ["Trace", "TraceArrivals", "TraceColumns", "load_trace"]
+__all__ = [
+    "Trace",
+    "TraceArrivals",
+    "TraceColumns",
+    "TraceFormat",
+    "detect_format",
+    "load_trace",
+]
+
+TraceFormat = Literal["azure_csv", "mooncake_jsonl", "csv"]
+TimeUnit = Literal["s", "ms", "us"]
+_UNIT_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+_JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+#: Keys of a Mooncake-style JSONL trace: arrival (ms), prompt and output token counts.
+MOONCAKE_KEYS = ("timestamp", "input_length", "output_length")
+
+
+def detect_format(path: str | os.PathLike[str]) -> TraceFormat:
+    """The format implied by a file name: ``.jsonl``/``.ndjson``/``.json`` are Mooncake JSON
+    lines, anything else a CSV (read through ``columns``, Azure's names by default).
+
+    Examples
+    --------
+    >>> detect_format("mooncake_trace.jsonl"), detect_format("AzureLLMInferenceTrace_conv.csv")
+    ('mooncake_jsonl', 'csv')
+    """
+    return "mooncake_jsonl" if os.fspath(path).lower().endswith(_JSONL_SUFFIXES) else "csv"
 
 
 class TraceColumns(Frozen):
@@ -33,23 +67,63 @@ class TraceColumns(Frozen):
 
 
 class TraceArrivals(Frozen):
-    """Arrivals (and, unless the class overrides them, token counts) replayed from a CSV.
+    """Arrivals (and, unless the class overrides them, token counts) replayed from a trace.
 
     ``path`` is kept as given; a relative path is resolved by whoever loads the scenario file.
+    ``format`` is ``azure_csv``, ``mooncake_jsonl`` or ``csv`` (with ``columns``); omitted, it
+    follows the file name (:func:`detect_format`). ``time_unit`` is the unit of *numeric*
+    timestamps (default ``s`` for CSV, ``ms`` for Mooncake; datetime strings need none).
+
     ``rate_scale`` compresses time: a row ``t`` seconds after the first arrives at
     ``t / rate_scale``, so ``rate_scale = 2`` doubles the rate. A horizon longer than the
-    (scaled) trace replays it back to back (see :meth:`Trace.replay`).
+    (scaled) trace replays it back to back (see :meth:`Trace.replay`), the same in every
+    replication. With ``bootstrap_block_s`` each replication instead concatenates blocks of
+    that many trace seconds starting at random points of the trace (:meth:`Trace.bootstrap`).
 
     Examples
     --------
     >>> TraceArrivals(path="traces/AzureLLMInferenceTrace_conv.csv", rate_scale=2.0).rate_scale
     2.0
+    >>> TraceArrivals(path="mooncake.jsonl").resolved_format()
+    'mooncake_jsonl'
     """
 
     process: Literal["trace"] = "trace"
     path: str = Field(min_length=1)
+    format: TraceFormat | None = Field(
+        default=None, description="azure_csv | mooncake_jsonl | csv; omitted: by file name"
+    )
     rate_scale: float = Field(default=1.0, gt=0.0, description="time compression factor")
     columns: TraceColumns = TraceColumns()
+    time_unit: TimeUnit | None = Field(
+        default=None, description="unit of numeric timestamps (s for CSV, ms for Mooncake)"
+    )
+    bootstrap_block_s: float | None = Field(
+        default=None, gt=0.0, description="block bootstrap block length, trace seconds"
+    )
+
+    @model_validator(mode="after")
+    def _columns_need_csv(self) -> Self:
+        if self.columns != TraceColumns() and self.resolved_format() != "csv":
+            raise ValueError(f"columns only apply to format 'csv', not {self.resolved_format()!r}")
+        if self.bootstrap_block_s is not None and not math.isfinite(self.bootstrap_block_s):
+            raise ValueError("bootstrap_block_s must be finite")
+        return self
+
+    def resolved_format(self) -> TraceFormat:
+        """``format``, or the one the file name implies when it is omitted."""
+        return detect_format(self.path) if self.format is None else self.format
+
+    def load(self, *, read_input_tokens: bool = True, read_output_tokens: bool = True) -> Trace:
+        """Parse (or fetch from the cache) the trace this spec names; see :func:`load_trace`."""
+        return load_trace(
+            self.path,
+            columns=self.columns,
+            format=self.resolved_format(),
+            time_unit=self.time_unit,
+            read_input_tokens=read_input_tokens,
+            read_output_tokens=read_output_tokens,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,26 +181,82 @@ class Trace:
         keep = t < duration_s
         return t[keep], row[keep]
 
+    def bootstrap(
+        self,
+        duration_s: float,
+        rng: np.random.Generator,
+        *,
+        block_s: float,
+        rate_scale: float = 1.0,
+    ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+        """A circular block bootstrap of the trace: arrival times in ``[0, duration_s)``.
+
+        The trace is wrapped into a circle of length :meth:`period_s` (one pass, as in
+        :meth:`replay`). Block ``j`` starts at a uniform point ``u_j`` of the circle and
+        holds every row in ``[u_j, u_j + block_s)`` (wrapping around, several passes if the
+        block is longer than the trace) at its offset from ``u_j``; blocks are laid end to
+        end, ``block_s`` apart, and the times divided by ``rate_scale``. Each row keeps its
+        own token counts and each block the trace's timing inside it. Because every point
+        of the circle is equally likely to be covered (Politis & Romano, 1992), a block
+        holds ``n · block_s / period`` rows on average and the long-run rate is exactly
+        :meth:`mean_rate_rps`; correlations longer than a block are lost.
+
+        Examples
+        --------
+        >>> tr = Trace("x", np.array([0.0, 1.0, 3.0]), None, None)
+        >>> t, row = tr.bootstrap(20.0, np.random.default_rng(0), block_s=2.0)
+        >>> bool(np.all(np.diff(t) >= 0) and t.max() < 20.0), set(row.tolist()) <= {0, 1, 2}
+        (True, True)
+        """
+        if not (math.isfinite(block_s) and block_s > 0):
+            raise ValueError(f"block_s must be finite and > 0, got {block_s}")
+        period = self.period_s()
+        span_trace_s = duration_s * rate_scale  # the horizon on the trace's own clock
+        n_blocks = max(math.ceil(span_trace_s / block_s), 1)
+        start = rng.random(n_blocks) * period
+        # Enough passes back to back that [u, u + block_s) fits for every u < period.
+        passes = math.ceil((period + block_s) / period) + 1
+        ext = (self.offset_s[None, :] + period * np.arange(passes)[:, None]).ravel()
+        lo = np.searchsorted(ext, start, side="left")
+        hi = np.searchsorted(ext, start + block_s, side="left")
+        size = hi - lo
+        block = np.repeat(np.arange(n_blocks), size)
+        # index of each kept row in ``ext``: lo of its block plus its rank inside the block
+        first = np.cumsum(size) - size
+        idx = np.repeat(lo, size) + (np.arange(int(size.sum())) - np.repeat(first, size))
+        t = (ext[idx] - start[block] + block * block_s) / rate_scale
+        row = (idx % self.n_rows).astype(np.intp)
+        keep = t < duration_s
+        return t[keep], row[keep]
+
 
 def load_trace(
     path: str | os.PathLike[str],
     *,
     columns: TraceColumns | None = None,
+    format: TraceFormat | None = None,
+    time_unit: TimeUnit | None = None,
     read_input_tokens: bool = True,
     read_output_tokens: bool = True,
 ) -> Trace:
-    """Parse a CSV trace (cached per process by absolute path, mtime and size).
+    """Parse a trace file (cached per process by absolute path, mtime, size and format).
 
-    Timestamps may be numeric seconds or datetime strings (ISO 8601, e.g. Azure's
-    ``2023-11-16 18:17:03.9799600``). Token columns not needed (because the class draws its
-    own lengths) are not read and need not exist.
+    CSV timestamps may be numbers (in ``time_unit``, seconds by default) or datetime strings
+    (ISO 8601, e.g. Azure's ``2023-11-16 18:17:03.9799600``). Mooncake JSON lines carry
+    ``timestamp`` (milliseconds unless ``time_unit`` says otherwise), ``input_length`` and
+    ``output_length``. Token columns not needed (because the class draws its own lengths)
+    are not read and need not exist.
 
     Parameters
     ----------
     path
-        The CSV file.
+        The trace file.
     columns
-        Column mapping; Azure's names by default.
+        CSV column mapping; Azure's names by default (``csv`` format only).
+    format
+        ``azure_csv``, ``mooncake_jsonl`` or ``csv``; omitted: :func:`detect_format`.
+    time_unit
+        Unit of numeric timestamps: ``s``, ``ms`` or ``us``.
     read_input_tokens, read_output_tokens
         Whether to read (and require) the token columns.
 
@@ -149,17 +279,47 @@ def load_trace(
     >>> load_trace(f).offset_s.tolist()
     [0.0, 2.5]
     """
-    columns = TraceColumns() if columns is None else columns
+    fmt = detect_format(path) if format is None else format
+    if fmt == "mooncake_jsonl":
+        columns = TraceColumns(
+            timestamp="timestamp", input_tokens="input_length", output_tokens="output_length"
+        )
+        unit = time_unit or "ms"
+    else:
+        if fmt == "azure_csv" or columns is None:
+            columns = TraceColumns()
+        unit = time_unit or "s"
     abspath = os.path.abspath(os.fspath(path))
     st = os.stat(abspath)
     return _load_cached(
         abspath,
         st.st_mtime_ns,
         st.st_size,
+        fmt == "mooncake_jsonl",
+        _UNIT_S[unit],
         columns.timestamp,
         columns.input_tokens if read_input_tokens else None,
         columns.output_tokens if read_output_tokens else None,
     )
+
+
+def _read_jsonl(abspath: str, wanted: list[str]) -> pd.DataFrame:
+    rows: dict[str, list[object]] = {k: [] for k in wanted}
+    with open(abspath, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"trace {abspath}: line {lineno} is not JSON ({exc})") from exc
+            if not isinstance(obj, dict):
+                raise ValueError(f"trace {abspath}: line {lineno} is not a JSON object")
+            for k in wanted:
+                if k not in obj:
+                    raise ValueError(f"trace {abspath}: key {k!r} missing on line {lineno}")
+                rows[k].append(obj[k])
+    return pd.DataFrame(rows)
 
 
 @functools.lru_cache(maxsize=16)
@@ -167,27 +327,24 @@ def _load_cached(
     abspath: str,
     mtime_ns: int,
     size: int,
+    jsonl: bool,
+    unit_s: float,
     timestamp: str,
     input_tokens: str | None,
     output_tokens: str | None,
 ) -> Trace:
     del mtime_ns, size  # part of the cache key only
     wanted = [c for c in (timestamp, input_tokens, output_tokens) if c is not None]
-    try:
-        header = pd.read_csv(abspath, nrows=0).columns
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ValueError(f"trace {abspath}: cannot read CSV header ({exc})") from exc
-    for col in wanted:
-        if col not in header:
-            found = ", ".join(map(str, header))
-            raise ValueError(f"trace {abspath}: column {col!r} not found (columns: {found})")
-    try:
-        df = pd.read_csv(abspath, usecols=wanted)
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise ValueError(f"trace {abspath}: cannot parse CSV ({exc})") from exc
+    if jsonl:
+        try:
+            df = _read_jsonl(abspath, wanted)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"trace {abspath}: not UTF-8 JSON lines ({exc})") from exc
+    else:
+        df = _read_csv(abspath, wanted)
     if len(df) < 2:
         raise ValueError(f"trace {abspath}: column {timestamp!r} needs at least two rows")
-    seconds = _parse_timestamps(df[timestamp], abspath, timestamp)
+    seconds = _parse_timestamps(df[timestamp], abspath, timestamp, unit_s)
     order = np.argsort(seconds, kind="stable")
     offset = seconds[order] - seconds[order[0]]
     if offset[-1] <= 0.0:
@@ -202,10 +359,27 @@ def _load_cached(
     return Trace(abspath, offset, tokens[0], tokens[1])
 
 
-def _parse_timestamps(col: pd.Series, path: str, name: str) -> NDArray[np.float64]:
+def _read_csv(abspath: str, wanted: list[str]) -> pd.DataFrame:
+    try:
+        header = pd.read_csv(abspath, nrows=0).columns
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"trace {abspath}: cannot read CSV header ({exc})") from exc
+    for col in wanted:
+        if col not in header:
+            found = ", ".join(map(str, header))
+            raise ValueError(f"trace {abspath}: column {col!r} not found (columns: {found})")
+    try:
+        return pd.read_csv(abspath, usecols=wanted)
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise ValueError(f"trace {abspath}: cannot parse CSV ({exc})") from exc
+
+
+def _parse_timestamps(
+    col: pd.Series, path: str, name: str, unit_s: float = 1.0
+) -> NDArray[np.float64]:
     numeric = pd.to_numeric(col, errors="coerce")
     if numeric.notna().all():
-        out = numeric.to_numpy(dtype=np.float64)
+        out = numeric.to_numpy(dtype=np.float64) * unit_s
         if not np.all(np.isfinite(out)):
             raise ValueError(f"trace {path}: column {name!r} has non-finite timestamps")
         return out

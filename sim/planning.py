@@ -1,0 +1,429 @@
+"""Capacity planning: the cheapest fleet that meets an SLO-attainment target.
+
+:func:`plan_capacity` searches fleets — GPU type × tensor parallelism × replicas × capacity
+kind — simulating every candidate with the same replication seeds (common random numbers),
+and returns the cheapest whose SLO attainment meets the target, with the evidence: one row
+per configuration simulated.
+
+The search is level by level in the replica count: at ``r`` replicas it simulates every
+(GPU, tp, kind) not yet meeting the target, so each stops growing at the smallest count that
+meets it. For a fixed fleet (no autoscaler, spot or failures) a configuration cannot cost
+less than its GPUs around the clock plus the hidden costs, so candidates whose floor is
+already dearer than the best feasible plan are not simulated (branch and bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from sim.catalog.prices import default_gpu_price
+from sim.executors import Executor, make_executor
+from sim.montecarlo import t_interval
+from sim.scenario import Scenario
+from sim.sweep import Unit, run_unit
+
+__all__ = ["DEFAULT_GPUS", "PLAN_COLUMNS", "CapacityPlan", "main", "plan_capacity"]
+
+#: GPUs searched by default (with the scenario's own), where the model fits.
+DEFAULT_GPUS = ("h100-sxm", "h200-sxm", "a100-80gb-sxm", "l40s")
+DEFAULT_TP = (1, 2, 4, 8)
+HOURS_PER_MONTH = 730.0
+Criterion = Literal["mean", "ci_low"]
+PLAN_COLUMNS = (
+    "gpu",
+    "tp",
+    "replicas",
+    "pricing",
+    "usd_per_gpu_hour",
+    "gpus",
+    "cost_per_month",
+    "cost_ci_low",
+    "cost_ci_high",
+    "slo_attainment",
+    "slo_ci_low",
+    "slo_ci_high",
+    "ttft_p99_s",
+    "api_only_cost_per_month",
+    "feasible",
+    "n",
+)
+
+
+@dataclass(frozen=True)
+class CapacityPlan:
+    """The cheapest fleet meeting the SLO-attainment target, and the evidence.
+
+    Attributes
+    ----------
+    choice
+        The chosen row of :attr:`table` (gpu, tp, replicas, pricing, cost and SLO with CIs),
+        or None when no configuration searched meets the target.
+    scenario
+        The input scenario with the chosen fleet (None without a choice).
+    table
+        One row per configuration simulated, cheapest first (:data:`PLAN_COLUMNS`):
+        ``cost_per_month`` is the mean of ``total_cost_usd_per_month`` with its t-interval,
+        ``slo_attainment`` likewise, ``ttft_p99_s`` a mean, ``feasible`` whether it meets the
+        target by ``criterion``.
+    slo_target, criterion
+        The target and how it is judged: ``mean`` (mean SLO attainment over replications
+        ≥ target) or ``ci_low`` (the lower bound of its 95 % t-interval ≥ target).
+    skipped
+        Configurations never simulated, with why: the model does not fit, no catalogue
+        price, or dearer than the best feasible plan before simulating.
+    replications, seed
+        Replications per configuration and their root seed (the same seeds everywhere).
+    """
+
+    choice: dict[str, Any] | None
+    scenario: Scenario | None
+    table: pd.DataFrame
+    slo_target: float
+    criterion: Criterion
+    skipped: tuple[str, ...]
+    replications: int
+    seed: int
+
+
+def _pricing(scenario: Scenario, gpu: str, kind: str) -> dict[str, Any]:
+    quote = default_gpu_price(gpu, kind)  # KeyError without a quote
+    base: dict[str, Any] = {}
+    current = scenario.fleet.pricing
+    if current is not None and current.kind in ("on_demand", "reserved", "spot"):
+        base = {"billing_increment_s": current.billing_increment_s,
+                "min_billable_s": current.min_billable_s}  # fmt: skip
+    return {
+        **base,
+        "kind": kind,
+        "usd_per_gpu_hour": quote.usd_per_gpu_hour,
+        "price_source": f"{quote.provider} {quote.sku} (price catalogue)".strip(),
+        "price_date": quote.quote_date,
+    }
+
+
+def _hidden_usd_per_month(scenario: Scenario) -> float:
+    c = scenario.costs
+    if c is None:
+        return 0.0
+    return float(
+        c.ops_fte * c.fte_usd_per_year / 12
+        + c.monitoring_usd_per_month
+        + c.storage_egress_usd_per_month
+        + c.model_updates_per_year * c.usd_per_model_update / 12
+    )
+
+
+def plan_capacity(
+    scenario: Scenario,
+    *,
+    slo_target: float = 0.99,
+    options: Mapping[str, Sequence[Any]] | None = None,
+    replications: int = 5,
+    seed: int = 0,
+    criterion: Criterion = "mean",
+    executor: str | Executor = "serial",
+    workers: int = 0,
+    uncertainty: bool = True,
+) -> CapacityPlan:
+    """The cheapest fleet whose SLO attainment meets ``slo_target``.
+
+    Parameters
+    ----------
+    scenario
+        The workload, costs and API to plan for; its fleet is the starting point (engine,
+        router, dtype and other settings are kept).
+    slo_target
+        Required share of requests meeting their SLO (``slo_attainment``), in (0, 1].
+    options
+        What to search: ``gpu`` (catalogue names; default :data:`DEFAULT_GPUS` and the
+        scenario's GPU), ``tp`` (default 1, 2, 4, 8 where the model fits), ``replicas``
+        (counts tried in increasing order, default 1–8) and ``pricing`` (capacity kinds,
+        default ``on_demand`` and ``reserved``, plus ``spot`` when the scenario models spot
+        interruptions with ``fleet.spot``; each priced at the catalogue's default quote,
+        :func:`sim.catalog.prices.default_gpu_price`, skipped where there is none).
+    replications, seed
+        Replications per configuration; replication ``i`` uses child ``i`` of
+        ``SeedSequence(seed)`` for every configuration (common random numbers).
+    criterion
+        ``mean``: the mean SLO attainment meets the target; ``ci_low``: the lower bound of
+        its 95 % t-interval does (stricter).
+    executor, workers
+        Where simulations run (as :func:`sim.sweep`); results do not depend on it.
+    uncertainty
+        Draw the scenario's uncertain parameters in every replication.
+
+    Raises
+    ------
+    ValueError
+        For bad arguments, or when no configuration of the search is valid.
+
+    Examples
+    --------
+    >>> from sim import load_scenario
+    >>> s = load_scenario("scenarios/chat-startup.yaml").with_overrides(
+    ...     {"horizon.duration_s": 300, "horizon.warmup_s": 0})
+    >>> plan = plan_capacity(s, options={"gpu": ["h100-sxm"], "tp": [1],
+    ...                                  "pricing": ["on_demand"]}, replications=2)
+    >>> plan.choice["gpu"], plan.choice["replicas"]
+    ('h100-sxm', 1)
+    """
+    if not 0 < slo_target <= 1:
+        raise ValueError(f"slo_target must be in (0, 1], got {slo_target}")
+    if replications < 1:
+        raise ValueError(f"replications must be at least 1, got {replications}")
+    if criterion not in ("mean", "ci_low"):
+        raise ValueError(f"criterion must be 'mean' or 'ci_low', got {criterion!r}")
+    if criterion == "ci_low" and replications < 2:
+        raise ValueError("criterion 'ci_low' needs at least 2 replications")
+    opts = dict(options or {})
+    unknown = set(opts) - {"gpu", "tp", "replicas", "pricing"}
+    if unknown:
+        raise ValueError(f"options: unknown key(s) {', '.join(sorted(unknown))} "
+                         "(gpu, tp, replicas, pricing)")  # fmt: skip
+    fleet = scenario.fleet
+    gpus = list(opts.get("gpu") or dict.fromkeys((fleet.gpu, *DEFAULT_GPUS)))
+    tps = sorted({int(t) for t in opts.get("tp") or DEFAULT_TP})
+    counts = sorted({int(r) for r in opts.get("replicas") or range(1, 9)})
+    kinds = list(opts.get("pricing") or ["on_demand", "reserved"] + (["spot"] * bool(fleet.spot)))
+    if not gpus or not tps or not counts or not kinds or min(counts) < 1 or min(tps) < 1:
+        raise ValueError("options: every list must hold at least one value (counts ≥ 1)")
+    runner = make_executor(executor, workers=workers)
+    draws = uncertainty and bool(scenario.uncertainty)
+    bound_ok = not fleet.dynamic
+    hidden = _hidden_usd_per_month(scenario)
+    skipped: list[str] = []
+
+    # candidates: (gpu, tp, kind) whose fleet is valid at the first count and has a price
+    candidates: list[tuple[str, int, str, dict[str, Any]]] = []
+    for gpu in gpus:
+        for tp in tps:
+            for kind in kinds:
+                try:
+                    pricing = _pricing(scenario, gpu, kind)
+                except KeyError:
+                    skipped.append(f"{gpu} tp{tp} {kind}: no catalogue price")
+                    continue
+                try:
+                    _configure(scenario, gpu, tp, counts[0], pricing)
+                except (ValidationError, ValueError, KeyError) as exc:
+                    reason = " ".join(str(exc).split())[:160]
+                    skipped.append(f"{gpu} tp{tp} {kind}: invalid ({reason})")
+                    continue
+                candidates.append((gpu, tp, kind, pricing))
+    if not candidates:
+        raise ValueError("no configuration of the search is valid: " + "; ".join(skipped[:3]))
+
+    children = np.random.SeedSequence(seed).spawn(replications)
+    rows: list[dict[str, Any]] = []
+    best = float("inf")
+    open_ = list(candidates)
+    for count in counts:
+        level: list[tuple[str, int, str, dict[str, Any]]] = []
+        for gpu, tp, kind, pricing in open_:
+            floor = count * tp * pricing["usd_per_gpu_hour"] * HOURS_PER_MONTH + hidden
+            if bound_ok and floor > best:
+                skipped.append(f"{gpu} tp{tp} {kind} ×{count}+: dearer than the best plan")
+                continue
+            level.append((gpu, tp, kind, pricing))
+        if not level:
+            break
+        scenarios = [_configure(scenario, g, t, count, p) for g, t, _, p in level]
+        work = [Unit(s, c, draws) for s in scenarios for c in children]
+        results: dict[int, dict[str, Any]] = dict(runner.imap_unordered(run_unit, work))
+        open_ = []
+        for k, (gpu, tp, kind, pricing) in enumerate(level):
+            reps = pd.DataFrame([results[k * replications + i] for i in range(replications)])
+            row = _evidence(reps, gpu, tp, count, kind, pricing, slo_target, criterion)
+            rows.append(row)
+            if row["feasible"]:
+                best = min(best, row["cost_per_month"])
+            else:
+                open_.append((gpu, tp, kind, pricing))
+        if not open_:
+            break
+
+    table = pd.DataFrame(rows, columns=list(PLAN_COLUMNS))
+    table = table.sort_values(["cost_per_month", "gpus"], kind="stable").reset_index(drop=True)
+    feasible = table[table["feasible"]]
+    if feasible.empty:
+        return CapacityPlan(
+            None, None, table, slo_target, criterion, tuple(skipped), replications, seed
+        )
+    choice = {str(k): v for k, v in feasible.iloc[0].to_dict().items()}
+    chosen = _configure(
+        scenario,
+        choice["gpu"],
+        int(choice["tp"]),
+        int(choice["replicas"]),
+        _pricing(scenario, choice["gpu"], choice["pricing"]),
+    )
+    return CapacityPlan(
+        choice, chosen, table, slo_target, criterion, tuple(skipped), replications, seed
+    )
+
+
+def _configure(
+    scenario: Scenario, gpu: str, tp: int, replicas: int, pricing: dict[str, Any]
+) -> Scenario:
+    overrides: dict[str, Any] = {
+        "fleet.gpu": gpu,
+        "fleet.tp": tp,
+        "fleet.replicas": replicas,
+        "fleet.pricing": pricing,
+    }
+    return scenario.with_overrides(overrides)
+
+
+def _evidence(
+    reps: pd.DataFrame,
+    gpu: str,
+    tp: int,
+    replicas: int,
+    kind: str,
+    pricing: Mapping[str, Any],
+    slo_target: float,
+    criterion: Criterion,
+) -> dict[str, Any]:
+    cost, cost_lo, cost_hi = t_interval(reps["total_cost_usd_per_month"].to_numpy(dtype=float))
+    slo, slo_lo, slo_hi = t_interval(reps["slo_attainment"].to_numpy(dtype=float))
+    if len(reps) > 1 and reps["slo_attainment"].nunique() == 1:
+        slo_lo = slo_hi = slo  # every replication agrees: no spread to bound
+    judged = slo if criterion == "mean" else slo_lo
+    api = reps.get("api_only_cost_usd_per_month")
+    return {
+        "gpu": gpu,
+        "tp": tp,
+        "replicas": replicas,
+        "pricing": kind,
+        "usd_per_gpu_hour": float(pricing["usd_per_gpu_hour"]),
+        "gpus": tp * replicas,
+        "cost_per_month": cost,
+        "cost_ci_low": cost_lo,
+        "cost_ci_high": cost_hi,
+        "slo_attainment": slo,
+        "slo_ci_low": slo_lo,
+        "slo_ci_high": slo_hi,
+        "ttft_p99_s": float(np.nanmean(reps["ttft_p99_s"].to_numpy(dtype=float))),
+        "api_only_cost_per_month": float(api.mean()) if api is not None else float("nan"),
+        "feasible": bool(judged >= slo_target),
+        "n": len(reps),
+    }
+
+
+def describe(plan: CapacityPlan) -> str:
+    """The answer in a few lines, for the command line."""
+    c = plan.choice
+    if c is None:
+        best = plan.table.sort_values("slo_attainment", ascending=False).head(1)
+        top = f"; best SLO attainment {best['slo_attainment'].iloc[0]:.2%}" if len(best) else ""
+        return (
+            f"no configuration searched meets SLO attainment ≥ {plan.slo_target:.2%} "
+            f"(by {plan.criterion}){top}: widen the search (--gpus, --tp, --max-replicas)"
+        )
+    lines = [
+        f"cheapest fleet meeting SLO attainment ≥ {plan.slo_target:.2%} (by {plan.criterion}): "
+        f"{c['replicas']} × {c['tp']} × {c['gpu']} ({c['pricing']}, "
+        f"${c['usd_per_gpu_hour']:.2f}/GPU-h)",
+        f"  cost per month  ${c['cost_per_month']:,.0f}  "
+        f"(95% CI ${c['cost_ci_low']:,.0f} – ${c['cost_ci_high']:,.0f})",
+        f"  SLO attainment  {c['slo_attainment']:.2%}  "
+        f"(95% CI {c['slo_ci_low']:.2%} – {c['slo_ci_high']:.2%})",
+        f"  TTFT p99        {c['ttft_p99_s']:.3g} s",
+    ]
+    if np.isfinite(c["api_only_cost_per_month"]):
+        lines.append(f"  all-API / month ${c['api_only_cost_per_month']:,.0f}")
+    lines.append(
+        f"{len(plan.table)} configurations simulated × {plan.replications} replications "
+        f"(seed {plan.seed}), {len(plan.skipped)} skipped"
+    )
+    return "\n".join(lines)
+
+
+def _csv(text: str, cast: type, flag: str) -> list[Any]:
+    try:
+        values = [cast(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: expected a comma-separated list") from None
+    if not values:
+        raise ValueError(f"{flag}: give at least one value")
+    return values
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="crossover plan",
+        description="Find the cheapest fleet meeting an SLO-attainment target.",
+    )
+    p.add_argument("scenario", help="scenario YAML file")
+    p.add_argument("--slo", type=float, default=0.99, help="SLO attainment target (0.99)")
+    p.add_argument("--gpus", help="comma-separated catalogue GPUs")
+    p.add_argument("--tp", help="comma-separated tensor-parallel degrees")
+    p.add_argument("--pricing", help="capacity kinds: on_demand,reserved,spot")
+    p.add_argument("--max-replicas", type=int, default=8, help="largest replica count (8)")
+    p.add_argument("-n", "--replications", type=int, default=5, help="per configuration (5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--criterion", choices=["mean", "ci_low"], default="mean")
+    p.add_argument("--executor", choices=["serial", "processes", "dask"], default="serial")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--out", required=True, help="directory for plan.csv")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``crossover plan SCENARIO [--slo] [--gpus] [--tp] [--pricing] [--max-replicas] [-n]
+    [--seed] --out DIR``: writes ``DIR/plan.csv`` and prints the answer.
+
+    Returns 0 on success (a plan was found or not), 2 on bad input (one line on stderr).
+    """
+    from sim.io import ScenarioError, load_scenario
+
+    try:
+        args = _parser().parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:
+        return int(exc.code or 0) if exc.code != 0 else 0
+    try:
+        if args.max_replicas < 1:
+            raise ValueError(f"--max-replicas must be at least 1, got {args.max_replicas}")
+        options: dict[str, Sequence[Any]] = {"replicas": range(1, args.max_replicas + 1)}
+        if args.gpus:
+            options["gpu"] = _csv(args.gpus, str, "--gpus")
+        if args.tp:
+            options["tp"] = _csv(args.tp, int, "--tp")
+        if args.pricing:
+            options["pricing"] = _csv(args.pricing, str, "--pricing")
+        scenario = load_scenario(args.scenario)
+        out = Path(args.out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"--out {out}: cannot write there ({exc.strerror})") from None
+        plan = plan_capacity(
+            scenario,
+            slo_target=args.slo,
+            options=options,
+            replications=args.replications,
+            seed=args.seed,
+            criterion=args.criterion,
+            executor=args.executor,
+            workers=args.workers,
+        )
+        plan.table.to_csv(out / "plan.csv", index=False)
+    except (ScenarioError, ValueError, KeyError, ValidationError, OSError) as exc:
+        msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        sys.stderr.write(f"crossover plan: {' '.join(msg.split())}\n")
+        return 2
+    sys.stdout.write(describe(plan) + f"\nevidence: {out / 'plan.csv'}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,460 @@
+"""Build the one-file HTML report of a run: tables, figures, assumptions.
+
+The report is rendered from a :class:`~sim.montecarlo.RunResult`, whether it comes from
+memory or is read back from a ``crossover run`` directory (:func:`load_run`), so both give
+the same document.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from sim import plots
+from sim.catalog import get_gpu
+from sim.decisions import CrossoverResult
+from sim.economics.cost import resolve_api_prices, resolve_gpu_hourly
+from sim.engine.replica import build_replica, resolve_model
+from sim.engine.steptime import resolve_roofline
+from sim.fleet_spec import ConstantStep, LinearStep
+from sim.io import ScenarioError, dump_scenario, validate_scenario
+from sim.montecarlo import RunResult
+from sim.report.figures import decision_figures, run_figures
+from sim.scenario import Scenario
+from sim.simulate import Outcome
+from sim.sweep import SweepResult
+
+__all__ = ["assumptions", "latency_table", "load_run", "report", "scenario_inputs"]
+
+#: (label, option metric, API-only metric, format), the side-by-side table.
+SIDE_BY_SIDE = (
+    ("cost per month", "total_cost_usd_per_month", "api_only_cost_usd_per_month", "${:,.0f}"),
+    ("cost per 1M tokens", "cost_per_1m_tokens_usd", "api_only_cost_per_1m_tokens_usd", "${:.3f}"),
+    ("TTFT p50", "ttft_p50_s", "api_only_ttft_p50_s", "{:.3f} s"),
+    ("TTFT p99", "ttft_p99_s", "api_only_ttft_p99_s", "{:.3f} s"),
+    ("TPOT p50", "tpot_p50_s", "api_only_tpot_p50_s", "{:.4f} s"),
+    ("TPOT p99", "tpot_p99_s", "api_only_tpot_p99_s", "{:.4f} s"),
+    ("E2E p50", "e2e_p50_s", "api_only_e2e_p50_s", "{:.2f} s"),
+    ("E2E p99", "e2e_p99_s", "api_only_e2e_p99_s", "{:.2f} s"),
+    ("SLO attainment", "slo_attainment", "api_only_slo_attainment", "{:.1%}"),
+    ("requests failed", "requests_failed", "api_only_requests_failed", "{:,.0f}"),
+)
+#: Per class / route metrics shown in the breakdown table.
+GROUPED = (
+    ("ttft_p50_s", "{:.3f} s"),
+    ("ttft_p99_s", "{:.3f} s"),
+    ("tpot_p50_s", "{:.4f} s"),
+    ("tpot_p99_s", "{:.4f} s"),
+    ("e2e_p99_s", "{:.2f} s"),
+    ("slo_attainment", "{:.1%}"),
+)
+RUN_FILES = ("replications.csv", "requests.parquet", "scenario.resolved.yaml")
+
+
+def _fmt(fmt: str, value: float) -> str:
+    return fmt.format(value) if math.isfinite(value) else "–"
+
+
+def _with_ci(fmt: str, mean: float, lo: float, hi: float) -> str:
+    text = _fmt(fmt, mean)
+    if math.isfinite(lo) and math.isfinite(hi):
+        text += f" ({_fmt(fmt, lo)} – {_fmt(fmt, hi)})"
+    return text
+
+
+def load_run(directory: str | Path) -> RunResult:
+    """Read a ``crossover run`` output directory back into a :class:`RunResult`.
+
+    ``replications.csv``, ``requests.parquet`` and ``scenario.resolved.yaml`` are required;
+    ``timeseries.csv`` and ``replicas.csv`` are read when present. The root seed is not
+    recorded in the directory and is returned as ``-1``.
+
+    Raises
+    ------
+    ScenarioError
+        With one line naming the directory or the file at fault.
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        raise ScenarioError(f"{d}: not a directory (give what `crossover run` wrote)")
+    missing = [name for name in RUN_FILES if not (d / name).is_file()]
+    if missing:
+        raise ScenarioError(f"{d}: missing {', '.join(missing)} (is it a `crossover run` output?)")
+    source = d / "scenario.resolved.yaml"
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"{source}: cannot read it ({' '.join(str(exc).split())})") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: expected a scenario mapping")
+    scenario = validate_scenario(data, source=str(source))
+    try:
+        reps = pd.read_csv(d / "replications.csv")
+        requests = pd.read_parquet(d / "requests.parquet")
+        ts = _optional_csv(d / "timeseries.csv")
+        replicas = _optional_csv(d / "replicas.csv")
+    except (OSError, ValueError) as exc:
+        raise ScenarioError(
+            f"{d}: cannot read the results ({' '.join(str(exc).split())})"
+        ) from None
+    if reps.empty:
+        raise ScenarioError(f"{d / 'replications.csv'}: no replications")
+    metrics = {
+        str(k): float(v)
+        for k, v in reps.iloc[0].items()
+        if k != "replication" and isinstance(v, int | float | np.number)
+    }
+    try:
+        replica = build_replica(scenario.fleet)
+    except (ValueError, KeyError) as exc:
+        raise ScenarioError(f"{source}: fleet: {exc}") from None
+    first = Outcome(scenario, requests, metrics, ts, replicas, replica)
+    return RunResult(scenario, reps, first, -1)
+
+
+def _optional_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+def verdict(result: RunResult) -> dict[str, Any]:
+    """Which option is cheaper, by how much per month (95 % CI), and how often.
+
+    Empty without an ``api`` section.
+    """
+    from sim.cli import verdict as verdict_line
+
+    table = result.summary().set_index("metric")
+    if "savings_vs_api_usd_per_month" not in table.index:
+        return {}
+    mean, lo, hi = plots.ci_row(table, "savings_vs_api_usd_per_month")
+    policy = result.scenario.routing.policy
+    option = "self-hosting" if policy == "self_host_only" else f"the {policy} hybrid"
+    flags = result.replications["self_host_cheaper"].dropna()
+    wins, n = int(flags.sum()), len(flags)
+    cheaper, other = (option, "the API") if mean >= 0 else ("the API", option)
+    if mean < 0:
+        mean, lo, hi = -mean, -hi, -lo
+    return {
+        "option": option,
+        "cheaper": cheaper,
+        "other": other,
+        "amount": _fmt("${:,.0f}", float(mean)),
+        "ci": (
+            f"{_fmt('${:,.0f}', float(lo))} – {_fmt('${:,.0f}', float(hi))}"
+            if math.isfinite(lo) and math.isfinite(hi)
+            else "n/a (one replication)"
+        ),
+        "probability": f"{wins / n:.0%}" if n else "–",
+        "wins": wins,
+        "n": n,
+        "line": verdict_line(result).removeprefix("verdict: "),
+    }
+
+
+def latency_table(result: RunResult) -> pd.DataFrame:
+    """The option and the API-only baseline side by side: mean (95 % CI) per quantity."""
+    table = result.summary().set_index("metric")
+    rows = []
+    for label, mine, theirs, fmt in SIDE_BY_SIDE:
+        if mine not in table.index:
+            continue
+        cells = [label]
+        for metric in (mine, theirs):
+            if metric in table.index:
+                m, lo, hi = plots.ci_row(table, metric)
+                cells.append(_with_ci(fmt, m, lo, hi))
+            else:
+                cells.append("–")
+        rows.append(cells)
+    return pd.DataFrame(rows, columns=["quantity", "option", "api_only"])
+
+
+def grouped_table(result: RunResult) -> pd.DataFrame:
+    """Latency and SLO attainment per class and per route (means over replications)."""
+    table = result.summary().set_index("metric")
+    groups: dict[str, dict[str, str]] = {}
+    for metric in table.index:
+        base, sep, rest = str(metric).partition("[")
+        if not sep:
+            continue
+        for name, fmt in GROUPED:
+            if base == name:
+                group = rest.removesuffix("]")
+                groups.setdefault(group, {})[name] = _fmt(fmt, float(table.loc[metric, "mean"]))
+    rows = [
+        {"group": g, **{name: cells.get(name, "–") for name, _ in GROUPED}}
+        for g, cells in groups.items()
+    ]
+    return pd.DataFrame(rows, columns=["group", *[name for name, _ in GROUPED]])
+
+
+def assumptions(scenario: Scenario) -> pd.DataFrame:
+    """Every priced or catalogued input with its source and date: ``group``, ``input``,
+    ``value``, ``source``, ``date``."""
+    fleet = scenario.fleet
+    gpu = get_gpu(fleet.gpu)
+    model = resolve_model(fleet.model)
+    rows: list[tuple[str, str, str, str, str]] = []
+    price = resolve_gpu_hourly(fleet.pricing, gpu)
+    rows.append(
+        (
+            "GPU price",
+            f"{gpu.name}, {price.kind}",
+            f"${price.usd_per_gpu_hour:.4g} per GPU-hour",
+            price.source,
+            price.date,
+        )
+    )
+    for key, value in price.breakdown.items():
+        rows.append(("GPU price", key, f"${value:.4g}", price.source, price.date))
+    rows.append(
+        (
+            "GPU price",
+            "billing increment / minimum",
+            f"{price.billing_increment_s:g} s / {price.min_billable_s:g} s",
+            "scenario",
+            "",
+        )
+    )
+    if scenario.api is not None:
+        api = resolve_api_prices(scenario.api)
+        prices: tuple[tuple[str, float | None], ...] = (
+            ("input", api.usd_per_1m_input),
+            ("output", api.usd_per_1m_output),
+            ("cached input", api.usd_per_1m_cached_input),
+        )
+        for label, usd in prices:
+            if usd is None:
+                continue
+            rows.append(
+                (
+                    "API price",
+                    f"{api.key}: {label}",
+                    f"${usd:.4g} per 1M tokens",
+                    api.source,
+                    api.quote_date,
+                )
+            )
+        rows.append(
+            ("API price", "batch discount", f"{scenario.api.batch_discount:.0%}", "scenario", "")
+        )
+        if scenario.api.provisioned is not None:
+            p = scenario.api.provisioned
+            rows.append(
+                (
+                    "API price",
+                    "provisioned throughput",
+                    f"${p.usd_per_hour:g}/h for {p.tokens_per_s:g} tok/s ({p.overflow})",
+                    "scenario",
+                    "",
+                )
+            )
+    for key in (
+        "memory_gib",
+        "mem_bandwidth_tb_s",
+        "bf16_tflops",
+        "fp8_tflops",
+        "fp4_tflops",
+        "interconnect_gb_s",
+        "tdp_w",
+    ):
+        value = getattr(gpu, key)
+        if value is not None:
+            rows.append(("GPU spec", f"{gpu.name}: {key}", f"{value:g}", gpu.source, "catalog"))
+    for key in (
+        "num_layers",
+        "hidden_size",
+        "num_heads",
+        "num_kv_heads",
+        "head_dim",
+        "intermediate_size",
+        "vocab_size",
+        "num_experts",
+        "experts_per_token",
+    ):
+        rows.append(
+            ("model", f"{model.name}: {key}", f"{getattr(model, key):,}", model.source, "catalog")
+        )
+    rows.append(
+        ("model", f"{model.name}: parameters", f"{model.total_params:,}", model.source, "computed")
+    )
+    spec = fleet.step_time
+    if isinstance(spec, LinearStep | ConstantStep):
+        for key, value in spec.model_dump().items():
+            if key != "model":
+                rows.append(("step time", f"{spec.model}: {key}", f"{value:g}", "scenario", ""))
+    else:
+        roof = resolve_roofline(spec, gpu.name)
+        for key, value in roof.as_dict().items():
+            rows.append(
+                (
+                    "step time",
+                    f"roofline: {key}",
+                    f"{value:g}",
+                    f"{roof.origin[key]} (family {roof.family})",
+                    "profiles.yaml",
+                )
+            )
+    for key, value in scenario.costs.model_dump().items():
+        rows.append(("hidden costs", key, f"{value:,.4g}", "scenario", ""))
+    return pd.DataFrame(rows, columns=["group", "input", "value", "source", "date"])
+
+
+def scenario_inputs(scenario: Scenario) -> pd.DataFrame:
+    """Every value of the resolved scenario, one row per dotted path (``path``, ``value``)."""
+    rows: list[tuple[str, str]] = []
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(node, list) and node and any(isinstance(v, dict | list) for v in node):
+            for i, v in enumerate(node):
+                name = v.get("name") if isinstance(v, dict) else None
+                walk(f"{prefix}.{name if name is not None else i}", v)
+        else:
+            rows.append((prefix, "" if node is None else str(node)))
+
+    walk("", yaml.safe_load(dump_scenario(scenario)))
+    return pd.DataFrame(rows, columns=["path", "value"])
+
+
+def _records(frame: pd.DataFrame) -> list[list[str]]:
+    return [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else "–"
+    return str(value)
+
+
+def _environment() -> Environment:
+    # autoescape on for every template: scenario and class names are user strings
+    return Environment(
+        loader=PackageLoader("sim.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def report(
+    result: RunResult,
+    path: str | Path,
+    *,
+    sweep: SweepResult | None = None,
+    crossover: CrossoverResult | None = None,
+    sensitivity: pd.DataFrame | None = None,
+) -> Path:
+    """Write a self-contained HTML report of ``result`` to ``path``; return the path.
+
+    The page has no external resources (figures are inline SVG, CSS inline, no scripts).
+    Beside it, ``<stem>_files/`` holds every figure as PNG and every table as CSV.
+
+    Parameters
+    ----------
+    result
+        The run (:func:`sim.run`, or :func:`load_run` on a ``crossover run`` directory).
+    path
+        The HTML file to write; its directory is created.
+    sweep, crossover
+        A sweep and/or its :func:`sim.crossover`: adds the crossover chart and table.
+    sensitivity
+        A one-at-a-time sensitivity table (``parameter``, ``low``, ``high``, ``base``):
+        adds a tornado chart.
+
+    Examples
+    --------
+    >>> import sim, tempfile, pathlib
+    >>> s = sim.load_scenario("scenarios/chat-startup.yaml").with_overrides(
+    ...     {"horizon.duration_s": 120, "horizon.warmup_s": 0})
+    >>> out = sim.report(sim.run(s, replications=2), pathlib.Path(tempfile.mkdtemp()) / "r.html")
+    >>> out.name, (out.parent / "r_files" / "cost_breakdown.png").is_file()
+    ('r.html', True)
+    """
+    out = Path(path)
+    files = out.with_name(f"{out.stem}_files")
+    figures = run_figures(result) + decision_figures(
+        sweep=sweep, crossover=crossover, sensitivity=sensitivity
+    )
+    tables: dict[str, pd.DataFrame] = {
+        "summary": result.summary(),
+        "compare": result.compare(),
+        "side_by_side": latency_table(result),
+        "by_class_and_route": grouped_table(result),
+        "cost_breakdown": plots.cost_components(result),
+        "assumptions": assumptions(result.scenario),
+        "scenario_inputs": scenario_inputs(result.scenario),
+    }
+    cross: dict[str, str] = {}
+    if crossover is not None:
+        tables["crossover_points"] = crossover.points
+        cross = {
+            "x": crossover.x,
+            "metric": crossover.metric,
+            "estimate": _with_ci("{:.4g}", crossover.estimate, crossover.ci_low, crossover.ci_high),
+            "method": crossover.method,
+            "note": crossover.note,
+        }
+    if sensitivity is not None:
+        tables["sensitivity"] = sensitivity
+    s = result.scenario
+    rep = result.first.replica
+    context = {
+        "title": f"crossover report: {s.name}",
+        "scenario": s,
+        "fleet_line": (
+            f"{s.fleet.replicas} × {rep.model.name} on {s.fleet.tp} × {rep.gpu.name} "
+            f"({s.fleet.dtype}), KV cache {rep.kv_capacity_tokens:,} tokens/replica, "
+            f"router {s.fleet.router}, routing {s.routing.policy}"
+        ),
+        "run_line": (
+            f"{len(result.replications)} replications × {s.horizon.duration_s:g} s "
+            f"(warm-up {s.horizon.warmup_s:g} s excluded)"
+            + (f", seed {result.seed}" if result.seed >= 0 else "")
+        ),
+        "verdict": verdict(result),
+        "side_by_side": _records(tables["side_by_side"]),
+        "grouped": tables["by_class_and_route"],
+        "costs": _records(tables["cost_breakdown"][["component", "mean", "ci_low", "ci_high"]]),
+        "figures": {f.name: {"title": f.title, "svg": Markup(f.svg)} for f in figures},
+        "crossover": cross,
+        "crossover_points": _records(crossover.points) if crossover is not None else [],
+        "sensitivity": (
+            _records(sensitivity[["parameter", "low", "high", "base"]])
+            if sensitivity is not None
+            else []
+        ),
+        "assumptions": _records(tables["assumptions"]),
+        "inputs": _records(tables["scenario_inputs"]),
+        "files": files.name,
+        "table_names": sorted(tables),
+    }
+    html = _environment().get_template("report.html.j2").render(**context)
+    try:
+        files.mkdir(parents=True, exist_ok=True)
+        out.write_text(html, encoding="utf-8")
+        for fig in figures:
+            (files / f"{fig.name}.png").write_bytes(fig.png)
+        for name, frame in tables.items():
+            frame.to_csv(files / f"{name}.csv", index=False)
+    except OSError as exc:
+        raise ScenarioError(f"{out}: cannot write the report ({exc.strerror})") from None
+    return out
+
+
+def figure_names(html: str) -> Iterable[str]:
+    """The ids of the figures in a rendered report (for tests and tooling)."""
+    import re
+
+    return re.findall(r'<figure id="fig-([A-Za-z0-9_]+)"', html)
