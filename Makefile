@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/crossover run $(SCENARIO) --replications $(REPLICATIONS) --seed 1
+	$(BIN)/crossover run $(SCENARIO) --replications $(REPLICATIONS) --seed 1 --out out/$(notdir $(basename $(SCENARIO)))
+	$(BIN)/crossover report out/$(notdir $(basename $(SCENARIO))) -o out/$(notdir $(basename $(SCENARIO)))/report.html
 
 lint: $(STAMP)
 	$(BIN)/ruff check sim tests benchmarks
