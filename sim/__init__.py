@@ -12,7 +12,7 @@ replicas. The public API is small and flat::
 """
 
 from sim import analytic, plots
-from sim.decisions import CrossoverResult, crossover
+from sim.decisions import CrossoverResult, crossover, find_crossover
 from sim.io import ScenarioError, dump_scenario, load_scenario
 from sim.montecarlo import Interval, Precision, Probability, RunResult, run, summarize, t_interval
 from sim.planning import CapacityPlan, plan_capacity
@@ -36,6 +36,7 @@ __all__ = [
     "analytic",
     "crossover",
     "dump_scenario",
+    "find_crossover",
     "load_scenario",
     "plan_capacity",
     "plots",

@@ -4,7 +4,8 @@
 and estimates the value ``x*`` at which the mean of a paired metric — by default
 ``savings_vs_api_usd``, the API bill minus the option's cost for the same requests — crosses
 zero, with a confidence interval, and per point the probability that self-hosting is
-cheaper.
+cheaper. :func:`find_crossover` finds the same crossing by bisection, simulating only the
+points it needs.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from sim.executors import Executor
 from sim.montecarlo import t_interval
-from sim.sweep import SweepResult
+from sim.scenario import Scenario
+from sim.sweep import SweepResult, sweep
 
-__all__ = ["CrossoverResult", "crossover", "wilson_interval"]
+__all__ = ["CrossoverResult", "crossover", "find_crossover", "wilson_interval"]
 
 Method = Literal["interpolate", "bootstrap"]
 POINT_COLUMNS = (
@@ -261,3 +264,148 @@ def _bootstrap(
             rng=np.random.default_rng(seed),
         )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def find_crossover(
+    scenario: Scenario,
+    *,
+    x: str,
+    low: float,
+    high: float,
+    metric: str = "savings_vs_api_usd",
+    replications: int = 5,
+    seed: int = 0,
+    rel_tol: float = 0.02,
+    max_points: int = 12,
+    confidence: float = 0.95,
+    executor: str | Executor = "serial",
+    workers: int = 0,
+) -> CrossoverResult:
+    """Find where the mean of ``metric`` crosses zero along ``x`` by bisection.
+
+    The two ends are simulated first (``sweep`` with ``grid={x: [low, high]}``); the mean of
+    ``metric`` must change sign between them. Then the midpoint of the bracketing pair is
+    simulated and the half where the mean changes sign is kept, until the bracket's width
+    divided by its midpoint is below ``rel_tol``, or the midpoint's t-interval of the metric
+    contains zero (the crossing cannot be resolved further with this many replications —
+    said in ``note``), or ``max_points`` points have been simulated. Every point uses the
+    same replication seeds (children of ``SeedSequence(seed)``, common random numbers), and
+    the points are combined into one :class:`~sim.sweep.SweepResult` read by
+    :func:`crossover` (``method="interpolate"``), so the estimate and its interval are
+    computed as for a grid.
+
+    Parameters
+    ----------
+    scenario
+        The base scenario (it needs an ``api`` section for the savings metrics).
+    x
+        A dotted path holding a continuous quantity (midpoints are floats).
+    low, high
+        The range searched, ``low < high``.
+    metric
+        A paired metric whose sign is the decision.
+    replications, seed
+        Replications per point (at least 2) and the root seed.
+    rel_tol
+        Stop when ``(b - a) / |(a + b) / 2|`` of the bracket ``[a, b]`` falls below it.
+    max_points
+        Most points simulated, the two ends included (at least 2).
+    confidence
+        Level of the stopping test and of every interval.
+    executor, workers
+        As for :func:`~sim.sweep.sweep`.
+
+    Returns
+    -------
+    CrossoverResult
+        As :func:`crossover` on the simulated points (``points`` has one row per point);
+        the estimate is NaN, with a note, when the mean does not change sign between
+        ``low`` and ``high``. ``note`` also says why the bisection stopped when it stopped
+        before ``rel_tol`` was met.
+    """
+    low, high = float(low), float(high)
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"need finite low < high, got {low:g}, {high:g}")
+    if replications < 2:
+        raise ValueError(f"replications must be at least 2 (a t-interval), got {replications}")
+    if max_points < 2:
+        raise ValueError(f"max_points must be at least 2 (the two ends), got {max_points}")
+    if not rel_tol > 0:
+        raise ValueError(f"rel_tol must be positive, got {rel_tol}")
+
+    parts: list[pd.DataFrame] = []
+    computed = 0
+    reused = 0
+    requests = 0.0
+    elapsed = 0.0
+
+    def evaluate(values: list[float]) -> dict[float, tuple[float, float, float]]:
+        nonlocal computed, reused, requests, elapsed
+        res = sweep(
+            scenario,
+            grid={x: values},
+            replications=replications,
+            seed=seed,  # the same replication seeds at every point
+            executor=executor,
+            workers=workers,
+            progress=False,
+        )
+        if metric not in res.runs.columns:
+            raise ValueError(
+                f"no metric {metric!r} in the sweep's runs (cost comparisons need an 'api' section)"
+            )
+        computed += res.computed
+        reused += res.reused
+        requests += res.requests_simulated
+        elapsed += res.elapsed_s
+        parts.append(res.runs)
+        at = res.runs[x].to_numpy(dtype=float)
+        ys = res.runs[metric].to_numpy(dtype=float)
+        return {v: t_interval(ys[at == v], confidence) for v in values}
+
+    ends = evaluate([low, high])
+    m_low, m_high = ends[low][0], ends[high][0]
+    a, b = low, high
+    note = ""
+    if m_low * m_high < 0:  # False for NaN too
+        while True:
+            mid = (a + b) / 2
+            if (b - a) / max(abs(mid), np.finfo(float).tiny) < rel_tol:
+                break
+            if len(parts) + 1 >= max_points:  # the ends, then one point per part
+                note = f"stopped at max_points={max_points} before rel_tol={rel_tol:g}"
+                break
+            m_mid, lo_mid, hi_mid = evaluate([mid])[mid]
+            if lo_mid <= 0 <= hi_mid or not math.isfinite(m_mid):
+                note = (
+                    f"stopped at {x}={mid:g}: its {confidence:.0%} interval of the mean "
+                    f"{metric} contains zero, so the crossing cannot be resolved further "
+                    "with this many replications"
+                )
+                break
+            if (m_mid < 0) == (m_low < 0):
+                a, m_low = mid, m_mid
+            else:
+                b = mid
+
+    runs = pd.concat(parts, ignore_index=True).sort_values([x, "replication"], kind="stable")
+    values = sorted(runs[x].unique())
+    runs["point"] = runs[x].map({v: k for k, v in enumerate(values)})
+    runs = runs.reset_index(drop=True)
+    combined = SweepResult(
+        scenario=scenario,
+        parameters=(x,),
+        points=pd.DataFrame({"point": range(len(values)), x: values}),
+        runs=runs,
+        seed=seed,
+        replications=replications,
+        computed=computed,
+        reused=reused,
+        requests_simulated=requests,
+        elapsed_s=elapsed,
+    )
+    result = crossover(combined, x=x, metric=metric, confidence=confidence)
+    if math.isnan(result.estimate):
+        note = f"no sign change of the mean between {x}={low:g} and {high:g}: {result.note}"
+        return replace(result, note=note)
+    return replace(result, note="; ".join(n for n in (note, result.note) if n))

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 import sim.decisions
-from sim import Scenario, SweepResult, analytic, crossover, sweep
+from sim import Scenario, SweepResult, analytic, crossover, find_crossover, sweep
 from sim.decisions import wilson_interval
 
 RATE = "workload.classes.chat.arrivals.rate_rps"
@@ -155,3 +155,42 @@ def test_doctests(monkeypatch: Any) -> None:
 
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     assert doctest.testmod(sim.decisions, raise_on_error=True).attempted > 0
+
+
+def test_find_crossover_bisects_to_the_closed_form_break_even() -> None:
+    lam_star = analytic.break_even_rate_rps(
+        fleet_usd_per_hour=GPU_USD_PER_HOUR, api_usd_per_request=(IN * P_IN + OUT * P_OUT) / 1e6
+    )
+    low, high = 2.0, 10.0
+    c = find_crossover(_scenario(), x=RATE, low=low, high=high, replications=8, seed=3)
+    assert c.x == RATE and c.method == "interpolate"
+    assert c.ci_low <= lam_star <= c.ci_high, (c.ci_low, lam_star, c.ci_high)
+    assert c.ci_low < c.estimate < c.ci_high and c.ci_high - c.ci_low < 0.5
+    assert "cannot be resolved further" in c.note
+    xs = c.points["x"].to_numpy()
+    assert xs[0] == low and xs[-1] == high and (c.points["n"] == 8).all()
+    # a grid as fine as the finest step taken needs many more points
+    grid_points = (high - low) / np.diff(xs).min() + 1
+    assert len(xs) <= 12 and len(xs) < grid_points / 3, (len(xs), grid_points)
+    # common random numbers: every point is what a grid sweep with the same seed gives
+    x_mid = float(xs[2])
+    grid = crossover(
+        sweep(_scenario(), grid={RATE: [low, x_mid]}, replications=8, seed=3, executor="serial"),
+        x=RATE,
+    )
+    assert c.points.iloc[[0, 2]]["mean"].tolist() == grid.points["mean"].tolist()
+
+
+def test_find_crossover_stops_and_reports_no_sign_change() -> None:
+    s = _scenario()
+    c = find_crossover(s, x=RATE, low=1.0, high=3.0, replications=3)
+    assert np.isnan(c.estimate) and np.isnan(c.ci_low) and len(c.points) == 2
+    assert "no sign change" in c.note and "stays below zero" in c.note
+    # a loose tolerance: 2, 10, then 6, 4, 5 and the bracket [5, 6] is within 30 %
+    c = find_crossover(s, x=RATE, low=2.0, high=10.0, replications=8, seed=3, rel_tol=0.3)
+    assert c.points["x"].tolist() == [2.0, 4.0, 5.0, 6.0, 10.0] and 5.0 < c.estimate < 6.0
+    assert "max_points" not in c.note
+    c = find_crossover(s, x=RATE, low=2.0, high=10.0, replications=8, seed=3, max_points=3)
+    assert c.points["x"].tolist() == [2.0, 6.0, 10.0] and "max_points=3" in c.note
+    with pytest.raises(ValueError, match="low < high"):
+        find_crossover(s, x=RATE, low=3.0, high=1.0)
