@@ -22,8 +22,8 @@ run: $(STAMP)
 	$(BIN)/crossover report out/$(notdir $(basename $(SCENARIO))) -o out/$(notdir $(basename $(SCENARIO)))/report.html
 
 lint: $(STAMP)
-	$(BIN)/ruff check sim tests benchmarks
-	$(BIN)/ruff format --check sim tests benchmarks
+	$(BIN)/ruff check sim tests benchmarks notebooks
+	$(BIN)/ruff format --check sim tests benchmarks notebooks
 	$(BIN)/mypy
 
 test: lint
