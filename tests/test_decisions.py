@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from scenario_helpers import priced_scenario_data
 from scipy import stats
 
 import sim.decisions
@@ -22,30 +23,20 @@ GPU_USD_PER_HOUR = 3.29
 
 
 def _scenario(rate_rps: float = 5.0) -> Scenario:
-    # as tests/test_economics_sim.py: fixed lengths, one fixed replica, Poisson arrivals, so
-    # the API bill grows linearly with the rate and the fleet's does not
+    # fixed lengths, one fixed replica, Poisson arrivals: the API bill grows linearly with
+    # the rate and the fleet's does not
     return Scenario.model_validate(
-        {
-            "name": "break-even",
-            "horizon": {"duration_s": 400, "warmup_s": 50},
-            "workload": {
-                "classes": [
-                    {
-                        "name": "chat",
-                        "arrivals": {"process": "poisson", "rate_rps": rate_rps},
-                        "prompt_tokens": {"dist": "fixed", "value": IN},
-                        "output_tokens": {"dist": "fixed", "value": OUT},
-                    }
-                ]
-            },
-            "fleet": {
-                "model": "llama-3.1-8b",
-                "gpu": "h100-sxm",
-                "replicas": 1,
-                "pricing": {"usd_per_gpu_hour": GPU_USD_PER_HOUR},
-            },
-            "api": {"usd_per_1m_input": P_IN, "usd_per_1m_output": P_OUT},
-        }
+        priced_scenario_data(
+            name="break-even",
+            rate_rps=rate_rps,
+            duration_s=400,
+            warmup_s=50,
+            prompt={"dist": "fixed", "value": IN},
+            output={"dist": "fixed", "value": OUT},
+            usd_per_gpu_hour=GPU_USD_PER_HOUR,
+            usd_per_1m_input=P_IN,
+            usd_per_1m_output=P_OUT,
+        )
     )
 
 

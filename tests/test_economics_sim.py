@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scenario_helpers import priced_scenario_data
 
 from sim import Scenario, analytic, run, simulate
 from sim.economics import api_bill, resolve_api_prices
@@ -16,29 +17,19 @@ IN, OUT = 500, 100
 
 
 def _scenario(rate_rps: float = 2.0, **extra: Any) -> Scenario:
-    data: dict[str, Any] = {
-        "name": "econ",
-        "horizon": {"duration_s": 4000, "warmup_s": 400},
-        "workload": {
-            "classes": [
-                {
-                    "name": "chat",
-                    "arrivals": {"process": "poisson", "rate_rps": rate_rps},
-                    "prompt_tokens": {"dist": "fixed", "value": IN},
-                    "output_tokens": {"dist": "fixed", "value": OUT},
-                }
-            ]
-        },
-        "fleet": {
-            "model": "llama-3.1-8b",
-            "gpu": "h100-sxm",
-            "replicas": 1,
-            "pricing": {"usd_per_gpu_hour": 3.29},
-        },
-        "api": {"usd_per_1m_input": P_IN, "usd_per_1m_output": P_OUT},
-    }
-    data.update(extra)
-    return Scenario.model_validate(data)
+    return Scenario.model_validate(
+        priced_scenario_data(
+            name="econ",
+            rate_rps=rate_rps,
+            duration_s=4000,
+            warmup_s=400,
+            prompt={"dist": "fixed", "value": IN},
+            output={"dist": "fixed", "value": OUT},
+            usd_per_1m_input=P_IN,
+            usd_per_1m_output=P_OUT,
+            **extra,
+        )
+    )
 
 
 def _mean_se(x: np.ndarray) -> tuple[float, float]:

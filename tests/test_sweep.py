@@ -18,6 +18,7 @@ import pytest
 import yaml
 from pandas.testing import assert_frame_equal
 from pydantic import ValidationError
+from scenario_helpers import priced_scenario_data
 
 from sim import Scenario, run, sweep, t_interval
 from sim.cli import main
@@ -30,29 +31,9 @@ REPLICAS = "fleet.replicas"
 
 
 def _data(rate: float = 3.0, duration_s: float = 200, **extra: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": "sweepy",
-        "horizon": {"duration_s": duration_s, "warmup_s": 20},
-        "workload": {
-            "classes": [
-                {
-                    "name": "chat",
-                    "arrivals": {"process": "poisson", "rate_rps": rate},
-                    "prompt_tokens": {"dist": "fixed", "value": 500},
-                    "output_tokens": {"dist": "geometric", "mean": 100},
-                }
-            ]
-        },
-        "fleet": {
-            "model": "llama-3.1-8b",
-            "gpu": "h100-sxm",
-            "replicas": 1,
-            "pricing": {"usd_per_gpu_hour": 3.29},
-        },
-        "api": {"usd_per_1m_input": 0.2, "usd_per_1m_output": 0.6},
-    }
-    data.update(extra)
-    return data
+    return priced_scenario_data(
+        name="sweepy", rate_rps=rate, duration_s=duration_s, warmup_s=20, **extra
+    )
 
 
 def _scenario(**kw: Any) -> Scenario:

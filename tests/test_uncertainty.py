@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 from pandas.testing import assert_frame_equal
+from scenario_helpers import priced_scenario_data
 from theory import assert_mean, assert_std, assert_within_se
 
 import sim.uncertainty
@@ -31,29 +32,7 @@ RATE = "workload.classes.chat.arrivals.rate_rps"
 
 
 def _data(**extra: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": "uncertain",
-        "horizon": {"duration_s": 300, "warmup_s": 30},
-        "workload": {
-            "classes": [
-                {
-                    "name": "chat",
-                    "arrivals": {"process": "poisson", "rate_rps": 3.0},
-                    "prompt_tokens": {"dist": "fixed", "value": 500},
-                    "output_tokens": {"dist": "geometric", "mean": 100},
-                }
-            ]
-        },
-        "fleet": {
-            "model": "llama-3.1-8b",
-            "gpu": "h100-sxm",
-            "replicas": 1,
-            "pricing": {"usd_per_gpu_hour": 3.29},
-        },
-        "api": {"usd_per_1m_input": 0.2, "usd_per_1m_output": 0.6},
-    }
-    data.update(extra)
-    return data
+    return priced_scenario_data(name="uncertain", duration_s=300, warmup_s=30, **extra)
 
 
 def _scenario(**extra: Any) -> Scenario:
