@@ -1,6 +1,6 @@
 """Speed of the simulator on a reference workload, next to a bare simpy M/M/1 in the same run.
 
-Reference workload (the product spec's): one H100 SXM replica of Llama-3.1-8B (tp 1, default
+Reference workload: one H100 SXM replica of Llama-3.1-8B (tp 1, default
 engine, roofline step time), one Poisson class at 80 % of the replica's measured saturation
 throughput, lengths shaped like the Azure LLM-inference conversation trace (prompt lognormal
 with median 1020 and mean ≈ 1155 tokens, output geometric with mean 211 tokens) and a horizon
@@ -19,7 +19,7 @@ What is timed:
   simulation had requests.
 
 The headline is the ratio of simulated requests per wall-second to simpy customers per
-wall-second; the spec's target is ≥ 2. Memory is measured in separate, untimed runs under
+wall-second; the target is ≥ 2. Memory is measured in separate, untimed runs under
 :mod:`tracemalloc` (every numpy buffer is tracked; the engine allocates nothing inside
 compiled code).
 
