@@ -448,6 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     except (ValueError, KeyError, OSError, ValidationError, pd.errors.ParserError) as exc:
         msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        if isinstance(exc, OSError) and exc.filename is not None:
+            msg = f"{exc.filename}: cannot read ({exc.strerror})"
         sys.stderr.write(f"crossover fit: {' '.join(msg.split())}\n")
         return 2
 
