@@ -297,12 +297,21 @@ def _dynamics_metrics(
     life = run.lifetimes if run.lifetimes is not None else np.zeros((0, 2))
     overlap = np.clip(np.minimum(life[:, 1], w1) - np.maximum(life[:, 0], w0), 0, None)
     out["replicas_paid_mean"] = float(overlap.sum() / (w1 - w0))
-    # utilisation of what was paid for, not of every slot the engine could have used
+    # utilisation of what was paid for, not of every slot the engine could have used: the
+    # fleet's over all paid replica-time, each slot's over its own paid time
+    keys = ("gpu_busy_fraction", "compute_utilisation", "bandwidth_utilisation")
+    used_s = {k: replicas[k].to_numpy(dtype=float) * (w1 - w0) for k in keys}
     paid_s = float(overlap.sum())
     if paid_s > 0:
-        for key in ("gpu_busy_fraction", "compute_utilisation", "bandwidth_utilisation"):
-            per_slot = replicas[key].to_numpy(dtype=float)
-            out[key] = float(np.nansum(per_slot) * (w1 - w0) / paid_s)
+        for key in keys:
+            out[key] = float(np.nansum(used_s[key]) / paid_s)
+    if run.lifetime_slots is not None and len(run.lifetime_slots):
+        paid = np.bincount(run.lifetime_slots, weights=overlap, minlength=len(replicas))
+        paid = paid[: len(replicas)]
+        replicas["paid_fraction"] = paid / (w1 - w0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for key in keys:
+                replicas[key] = np.where(paid > 0, used_s[key] / paid, np.nan)
     inside = ts[(ts["t_s"] >= w0) & (ts["t_s"] < w1)]
     if len(inside):
         ready = (inside["state"] == "ready").groupby(inside["t_s"]).sum()

@@ -181,3 +181,25 @@ def test_no_request_lost_under_random_faults(
     assert (ri[:, K.COMP] == ri[:, K.PROMPT] + ri[:, K.OUT] - 1).all()
     life = run.lifetimes
     assert life is not None and (life[:, 1] >= life[:, 0]).all()
+
+
+def test_replica_table_reports_paid_time_and_utilisation_of_it() -> None:
+    from pathlib import Path
+
+    from sim import load_scenario, simulate
+
+    flagship = Path(__file__).resolve().parents[1] / "scenarios" / "diurnal-autoscaled-spot.yaml"
+    s = load_scenario(flagship).with_overrides(
+        {"horizon.duration_s": 7200, "horizon.warmup_s": 600, "fleet.spot": None}
+    )
+    out = simulate(s, seed=2)
+    table, m = out.replicas, out.metrics
+    # the slots' paid shares add up to the replicas paid on average
+    assert table["paid_fraction"].sum() == pytest.approx(m["replicas_paid_mean"])
+    # each slot's busy fraction is of its own paid time; never-started slots have none
+    paid = table["paid_fraction"] > 0
+    assert (table.loc[paid, "gpu_busy_fraction"] <= 1 + 1e-9).all()
+    assert table.loc[~paid, "gpu_busy_fraction"].isna().all()
+    # and the fleet's is the paid-time weighted mean of the slots'
+    weighted = (table.loc[paid, "gpu_busy_fraction"] * table.loc[paid, "paid_fraction"]).sum()
+    assert m["gpu_busy_fraction"] == pytest.approx(weighted / table["paid_fraction"].sum())

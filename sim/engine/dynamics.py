@@ -29,12 +29,14 @@ class Ledger:
 
     def __init__(self) -> None:
         self.rows: list[list[float]] = []
+        self.row_slots: list[int] = []
         self._open: dict[int, int] = {}
 
     def open(self, slot: int, t: float) -> None:
         """Start paying for ``slot`` at ``t``."""
         self._open[slot] = len(self.rows)
         self.rows.append([t, math.nan])
+        self.row_slots.append(slot)
 
     def close(self, slot: int, t: float) -> None:
         """Stop paying for ``slot`` at ``t``."""
@@ -50,6 +52,10 @@ class Ledger:
         out = np.array(self.rows, dtype=float).reshape(-1, 2)
         out[np.isnan(out[:, 1]), 1] = end_s
         return out
+
+    def slots(self) -> np.ndarray:
+        """The slot of each row of :meth:`lifetimes`."""
+        return np.asarray(self.row_slots, dtype=np.int64)
 
 
 def cold_start_s(spec: AutoscalerSpec | None, weight_gib_per_gpu: float) -> float:

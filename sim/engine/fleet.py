@@ -261,6 +261,7 @@ class FleetRun:
     samples: np.ndarray  # rows of SAMPLE_COLUMNS
     end_s: float
     lifetimes: np.ndarray | None = None
+    lifetime_slots: np.ndarray | None = None
     events: dict[str, int] = field(default_factory=dict)
 
 
@@ -353,5 +354,6 @@ def run_fleet(
         samples=arr,
         end_s=end,
         lifetimes=dynamics.ledger.lifetimes(min(end, horizon.drain_limit_s)),
+        lifetime_slots=dynamics.ledger.slots(),
         events=dict(dynamics.events),
     )
