@@ -13,8 +13,9 @@ replicas. The public API is small and flat::
 
 from sim import analytic, plots
 from sim.decisions import CrossoverResult, crossover, find_crossover
+from sim.intervals import Interval, Probability, summarize, t_interval
 from sim.io import ScenarioError, dump_scenario, load_scenario
-from sim.montecarlo import Interval, Precision, Probability, RunResult, run, summarize, t_interval
+from sim.montecarlo import Precision, RunResult, run
 from sim.planning import CapacityPlan, plan_capacity
 from sim.report import report
 from sim.scenario import Scenario

@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from sim.executors import Executor
-from sim.montecarlo import t_interval
+from sim.intervals import t_interval
 from sim.scenario import Scenario
 from sim.sweep import SweepResult, sweep
 

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from sim.catalog.prices import default_gpu_price
 from sim.executors import Executor, make_executor
-from sim.montecarlo import t_interval
+from sim.intervals import t_interval
 from sim.scenario import Scenario
 from sim.sweep import Unit, run_unit
 

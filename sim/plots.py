@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from sim.decisions import CrossoverResult, crossover
-from sim.montecarlo import RunResult, t_interval
+from sim.intervals import t_interval
+from sim.montecarlo import RunResult
 from sim.simulate import Outcome
 from sim.sweep import SweepResult
 

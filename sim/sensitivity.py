@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from sim.executors import Executor, make_executor
-from sim.montecarlo import PARAM_PREFIX, RunResult, t_interval
+from sim.intervals import t_interval
+from sim.montecarlo import PARAM_PREFIX, RunResult
 from sim.scenario import Scenario
 from sim.sweep import Unit, run_unit
 from sim.uncertainty import value_at

@@ -20,7 +20,7 @@ import pytest
 
 import sim
 from sim.cli import main
-from sim.montecarlo import SUMMARY_COLUMNS
+from sim.intervals import SUMMARY_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path("tests/data")  # relative to ROOT, as a user would type it
