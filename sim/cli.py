@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from sim import __version__
 from sim.io import (
     ScenarioError,
     check_trace_files,
@@ -369,6 +371,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result.first.requests.to_parquet(out_dir / "requests.parquet", index=False)
     result.first.timeseries.to_csv(out_dir / "timeseries.csv", index=False)
     result.first.replicas.to_csv(out_dir / "replicas.csv", index=False)
+    run_info = {"seed": result.seed, "replications": len(result.replications)}
+    (out_dir / "run.json").write_text(json.dumps(run_info | {"version": __version__}) + "\n")
     if scenario.api is not None:
         result.compare().to_csv(out_dir / "compare.csv", index=False)
     if not args.quiet:

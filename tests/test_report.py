@@ -193,3 +193,17 @@ def test_report_renders_in_headless_chromium(full_report: Path, tmp_path: Path) 
         check=True,
     )
     assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 10_000
+
+
+def test_run_directory_records_the_seed_for_the_report(tmp_path: Path) -> None:
+    from sim.cli import main as cli_main
+    from sim.report import load_run
+
+    out = tmp_path / "run"
+    flagship = Path(__file__).resolve().parents[1] / "scenarios" / "chat-startup.yaml"
+    args = [
+        "run", str(flagship), "-n", "2", "--seed", "11", "-q", "--out", str(out),
+        "--set", "horizon.duration_s=300", "--set", "horizon.warmup_s=0",
+    ]  # fmt: skip
+    assert cli_main(args) == 0
+    assert load_run(out).seed == 11

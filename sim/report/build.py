@@ -7,6 +7,8 @@ the same document.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -74,8 +76,8 @@ def load_run(directory: str | Path) -> RunResult:
     """Read a ``crossover run`` output directory back into a :class:`RunResult`.
 
     ``replications.csv``, ``requests.parquet`` and ``scenario.resolved.yaml`` are required;
-    ``timeseries.csv`` and ``replicas.csv`` are read when present. The root seed is not
-    recorded in the directory and is returned as ``-1``.
+    ``timeseries.csv`` and ``replicas.csv`` are read when present, and the root seed from
+    ``run.json`` (``-1`` when the directory has none).
 
     Raises
     ------
@@ -117,7 +119,10 @@ def load_run(directory: str | Path) -> RunResult:
     except (ValueError, KeyError) as exc:
         raise ScenarioError(f"{source}: fleet: {exc}") from None
     first = Outcome(scenario, requests, metrics, ts, replicas, replica)
-    return RunResult(scenario, reps, first, -1)
+    seed = -1  # older directories, or written by hand: the report omits the seed
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        seed = int(json.loads((d / "run.json").read_text(encoding="utf-8"))["seed"])
+    return RunResult(scenario, reps, first, seed)
 
 
 def _optional_csv(path: Path) -> pd.DataFrame:
