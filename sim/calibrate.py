@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import ValidationError
 from scipy import optimize
 
+from sim.command import CommandParser, run_command
 from sim.fleet_spec import FleetSpec, Horizon, LinearStep, RooflineStep
 
 if TYPE_CHECKING:
@@ -480,7 +480,7 @@ def fit_from_requests(
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = CommandParser(
         prog="crossover calibrate",
         description="Fit a step-time model to per-iteration timings (CSV with decode_seqs, "
         "prefill_tokens, kv_tokens, step_s) or to a serving benchmark (vLLM "
@@ -546,18 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns 0 on success, 2 on bad input (one line on stderr naming the file / column).
     """
-    parser = _parser()
-    try:
-        args = parser.parse_args(None if argv is None else list(argv))
-    except SystemExit as exc:
-        return int(exc.code or 0) if exc.code != 0 else 0
-    try:
-        return _run(args)
-    except (ValueError, KeyError, OSError, ValidationError, pd.errors.ParserError) as exc:
-        msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        msg = " ".join(msg.split())
-        sys.stderr.write(f"crossover calibrate: {msg}\n")
-        return 2
+    return run_command(_parser(), _run, argv)
 
 
 if __name__ == "__main__":

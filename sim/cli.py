@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sim import __version__
+from sim.command import EXIT_USAGE
 from sim.io import (
     ScenarioError,
     check_trace_files,
@@ -20,8 +21,6 @@ from sim.io import (
 )
 from sim.montecarlo import RunResult, run
 from sim.scenario import Scenario, apply_overrides
-
-EXIT_USAGE = 2
 
 _HEADLINE = (
     ("throughput_rps", "throughput", "{:.2f} req/s"),
@@ -62,8 +61,8 @@ _DELEGATED_MODULES = {
 
 
 class _Parser(argparse.ArgumentParser):
+    # every usage error points to the top-level help: one line, exit 2, no usage dump
     def error(self, message: str) -> None:  # type: ignore[override]
-        # one line, exit 2, no usage dump
         sys.stderr.write(f"crossover: {message} (see crossover --help)\n")
         raise SystemExit(EXIT_USAGE)
 

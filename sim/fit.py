@@ -46,9 +46,9 @@ import numpy as np
 import pandas as pd
 import yaml
 from numpy.typing import NDArray
-from pydantic import ValidationError
 from scipy import stats
 
+from sim.command import CommandParser, run_command
 from sim.workload.lengths import LognormalLength
 from sim.workload.sample import sample_workload
 from sim.workload.spec import ClassSpec, WorkloadSpec
@@ -405,7 +405,7 @@ def _report(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="crossover fit",
         description="Fit a workload class (arrivals, profile, lengths) to a request trace.",
     )
@@ -440,18 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Prints the choice and the report table, writes the ``workload:`` YAML. Returns 0 on
     success, 2 on bad input (one line on stderr).
     """
-    try:
-        args = _parser().parse_args(None if argv is None else list(argv))
-    except SystemExit as exc:
-        return int(exc.code or 0) if exc.code != 0 else 0
-    try:
-        return _run(args)
-    except (ValueError, KeyError, OSError, ValidationError, pd.errors.ParserError) as exc:
-        msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        if isinstance(exc, OSError) and exc.filename is not None:
-            msg = f"{exc.filename}: cannot read ({exc.strerror})"
-        sys.stderr.write(f"crossover fit: {' '.join(msg.split())}\n")
-        return 2
+    return run_command(_parser(), _run, argv)
 
 
 if __name__ == "__main__":

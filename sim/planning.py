@@ -26,6 +26,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from sim.catalog.prices import default_gpu_price
+from sim.command import CommandParser, run_command
 from sim.executors import Executor, make_executor
 from sim.intervals import t_interval
 from sim.scenario import Scenario
@@ -359,7 +360,7 @@ def _csv(text: str, cast: type, flag: str) -> list[Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="crossover plan",
         description="Find the cheapest fleet meeting an SLO-attainment target.",
     )
@@ -384,43 +385,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns 0 on success (a plan was found or not), 2 on bad input (one line on stderr).
     """
-    from sim.io import ScenarioError, load_scenario
+    return run_command(_parser(), _run, argv)
 
+
+def _run(args: argparse.Namespace) -> int:
+    from sim.io import load_scenario
+
+    if args.max_replicas < 1:
+        raise ValueError(f"--max-replicas must be at least 1, got {args.max_replicas}")
+    options: dict[str, Sequence[Any]] = {"replicas": range(1, args.max_replicas + 1)}
+    if args.gpus:
+        options["gpu"] = _csv(args.gpus, str, "--gpus")
+    if args.tp:
+        options["tp"] = _csv(args.tp, int, "--tp")
+    if args.pricing:
+        options["pricing"] = _csv(args.pricing, str, "--pricing")
+    scenario = load_scenario(args.scenario)
+    out = Path(args.out)
     try:
-        args = _parser().parse_args(None if argv is None else list(argv))
-    except SystemExit as exc:
-        return int(exc.code or 0) if exc.code != 0 else 0
-    try:
-        if args.max_replicas < 1:
-            raise ValueError(f"--max-replicas must be at least 1, got {args.max_replicas}")
-        options: dict[str, Sequence[Any]] = {"replicas": range(1, args.max_replicas + 1)}
-        if args.gpus:
-            options["gpu"] = _csv(args.gpus, str, "--gpus")
-        if args.tp:
-            options["tp"] = _csv(args.tp, int, "--tp")
-        if args.pricing:
-            options["pricing"] = _csv(args.pricing, str, "--pricing")
-        scenario = load_scenario(args.scenario)
-        out = Path(args.out)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ValueError(f"--out {out}: cannot write there ({exc.strerror})") from None
-        plan = plan_capacity(
-            scenario,
-            slo_target=args.slo,
-            options=options,
-            replications=args.replications,
-            seed=args.seed,
-            criterion=args.criterion,
-            executor=args.executor,
-            workers=args.workers,
-        )
-        plan.table.to_csv(out / "plan.csv", index=False)
-    except (ScenarioError, ValueError, KeyError, ValidationError, OSError) as exc:
-        msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        sys.stderr.write(f"crossover plan: {' '.join(msg.split())}\n")
-        return 2
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot write there ({exc.strerror})") from None
+    plan = plan_capacity(
+        scenario,
+        slo_target=args.slo,
+        options=options,
+        replications=args.replications,
+        seed=args.seed,
+        criterion=args.criterion,
+        executor=args.executor,
+        workers=args.workers,
+    )
+    plan.table.to_csv(out / "plan.csv", index=False)
     sys.stdout.write(describe(plan) + f"\nevidence: {out / 'plan.csv'}\n")
     return 0
 

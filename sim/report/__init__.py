@@ -8,21 +8,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sim.command import CommandParser, run_command
 from sim.report.build import assumptions, load_run, report
 
 __all__ = ["assumptions", "load_run", "main", "report"]
 
-EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"crossover report: {message} (see crossover report --help)\n")
-        raise SystemExit(EXIT_USAGE)
-
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = CommandParser(
         prog="crossover report",
         description="Build a self-contained HTML report from a `crossover run` directory "
         "(figures as PNG and tables as CSV go to <stem>_files/ beside it).",
@@ -39,19 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns 0 on success, 2 on bad input (one line on stderr naming the directory or file).
     """
-    try:
-        args = _parser().parse_args(None if argv is None else list(argv))
-    except SystemExit as exc:
-        return int(exc.code or 0) if exc.code != 0 else 0
-    from sim.io import ScenarioError
+    return run_command(_parser(), _run, argv)
 
-    try:
-        result = load_run(args.directory)
-        out = report(result, args.output or args.directory / "report.html")
-    except (ScenarioError, OSError) as exc:
-        msg = " ".join(str(exc).split())
-        sys.stderr.write(f"crossover report: {msg}\n")
-        return EXIT_USAGE
+
+def _run(args: argparse.Namespace) -> int:
+    out = report(load_run(args.directory), args.output or args.directory / "report.html")
     sys.stdout.write(f"wrote {out}\n")
     return 0
 
