@@ -5,14 +5,15 @@ from __future__ import annotations
 import copy
 import difflib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sim._base import Frozen
-from sim.economics.spec import ApiSpec, HiddenCostsSpec, RoutingSpec
+from sim.economics.spec import ApiSpec, CalendarSpec, HiddenCostsSpec, RoutingSpec
 from sim.fleet_spec import FleetSpec, Horizon
+from sim.options import ConstraintsSpec, OptionSpec
 from sim.uncertainty import ParamDistribution, check_uncertain_path
 from sim.workload.spec import WorkloadSpec
 
@@ -49,8 +50,21 @@ class Scenario(Frozen):
     workload: WorkloadSpec
     fleet: FleetSpec
     api: ApiSpec | None = None
+    apis: dict[str, ApiSpec] = Field(
+        default_factory=dict,
+        description="further named API providers, chosen per class by its api_model",
+    )
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
     costs: HiddenCostsSpec = Field(default_factory=HiddenCostsSpec)
+    calendar: CalendarSpec = Field(default_factory=CalendarSpec)
+    constraints: ConstraintsSpec = Field(default_factory=ConstraintsSpec)
+    options: tuple[Literal["api_only", "self_host_only", "hybrid"] | OptionSpec, ...] | None = (
+        Field(
+            default=None,
+            description="the alternatives compared by the decision; default: api_only, "
+            "self_host_only and hybrid (see sim.options)",
+        )
+    )
     uncertainty: dict[str, ParamDistribution] | None = Field(
         default=None,
         description="dotted scenario path -> distribution drawn once per replication "
@@ -68,9 +82,30 @@ class Scenario(Frozen):
         return self
 
     @model_validator(mode="after")
+    def _apis_resolve(self) -> Scenario:
+        # Price catalogue keys are checked at load time, with the field named.
+        from sim.catalog.prices import api_price
+
+        specs: list[tuple[tuple[str, ...], ApiSpec]] = []
+        if self.api is not None:
+            specs.append((("api", "model"), self.api))
+        specs += [(("apis", name, "model"), spec) for name, spec in self.apis.items()]
+        for loc, spec in specs:
+            if spec.model is not None:
+                _check(loc, spec.model, lambda m=spec.model: api_price(m))
+        for i, cls in enumerate(self.workload.classes):
+            if cls.api_model is not None and cls.api_model not in self.apis:
+                loc = ("workload", "classes", str(i), "api_model")
+                _check(loc, cls.api_model, lambda m=cls.api_model: api_price(m))
+        return self
+
+    @model_validator(mode="after")
     def _routing_consistent(self) -> Scenario:
         routing = self.routing
-        if routing.policy != "self_host_only" and self.api is None:
+        has_api = {
+            c.name: c.api_model is not None or self.api is not None for c in self.workload.classes
+        }
+        if routing.policy != "self_host_only" and not any(has_api.values()):
             raise _located_error(
                 ("routing", "policy"),
                 f"policy {routing.policy!r} sends requests to the API: add an 'api' section",
@@ -85,9 +120,50 @@ class Scenario(Frozen):
                 msg = f"class {name!r} is private: it may never leave the fleet"
             elif cls.arrivals.process == "closed_loop":
                 msg = f"class {name!r} is a closed loop of users: it stays on the fleet"
+            elif not has_api[name]:
+                msg = f"class {name!r} has no API: give it an api_model or add an 'api' section"
             else:
                 continue
             raise _located_error(("routing", "api_classes", str(i)), msg, name)
+        return self
+
+    @model_validator(mode="after")
+    def _options_valid(self) -> Scenario:
+        # Every option must give a valid scenario, checked now rather than halfway through
+        # a run; an error names the option and the path.
+        if self.options is None:
+            return self
+        seen: set[str] = set()
+        for i, item in enumerate(self.options):
+            name = item if isinstance(item, str) else item.name
+            if name in seen:
+                raise _located_error(("options", str(i)), f"option {name!r} is listed twice", name)
+            seen.add(name)
+            if isinstance(item, str):
+                continue
+            base = self.model_copy(update={"options": None})
+            for path, value in item.overrides.items():
+                loc = ("options", str(i), "set", path)
+                if path == "options" or path.startswith(("options.", "uncertainty")):
+                    raise _located_error(loc, "an option cannot change this section", value)
+                try:
+                    data = apply_overrides(base, {path: value})
+                except KeyError as exc:
+                    raise _located_error(loc, str(exc.args[0]), value) from None
+                try:
+                    Scenario.model_validate(data)
+                except ValidationError as exc:
+                    err = exc.errors(include_url=False)[0]
+                    where = ".".join(str(p) for p in err["loc"])
+                    raise _located_error(loc, f"{where}: {err['msg']}", value) from None
+            try:
+                option_scenario(base, item.overrides)
+            except ValidationError as exc:
+                err = exc.errors(include_url=False)[0]
+                where = ".".join(str(p) for p in err["loc"])
+                raise _located_error(
+                    ("options", str(i), "set"), f"{where}: {err['msg']}", None
+                ) from None
         return self
 
     @model_validator(mode="after")
@@ -149,6 +225,21 @@ class Scenario(Frozen):
         (4, True)
         """
         return Scenario.model_validate(apply_overrides(self, overrides))
+
+
+def option_scenario(scenario: Scenario, overrides: Mapping[str, Any]) -> Scenario:
+    """``scenario`` as one of its options sees it: ``overrides`` applied, no options of its own.
+
+    Examples
+    --------
+    >>> from sim import load_scenario
+    >>> s = load_scenario("scenarios/chat-startup.yaml")
+    >>> option_scenario(s, {"routing": {"policy": "api_only"}}).routing.policy
+    'api_only'
+    """
+    data = apply_overrides(scenario, overrides)
+    data["options"] = None
+    return Scenario.model_validate(data)
 
 
 def apply_overrides(scenario: Scenario, overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ RoutingPolicy = Literal[
 ]
 
 HOURS_PER_MONTH = 730.0  # 8760 / 12: the month every "per month" figure uses
+DAYS_PER_MONTH = HOURS_PER_MONTH / 24.0  # 30.42 days
 
 
 class PricingSpec(Frozen):
@@ -42,6 +43,18 @@ class PricingSpec(Frozen):
     pue: float = Field(1.3, ge=1.0, description="Owned: data-centre power usage effectiveness.")
     usd_per_kwh: float = Field(0.10, ge=0)
     hosting_usd_per_gpu_month: float = Field(0.0, ge=0, description="Owned: rack space, network.")
+    reserved_replicas: int | None = Field(
+        None,
+        ge=0,
+        description="Reserved, on a fleet that changes size: replicas covered by the "
+        "reservation (paid for the whole window); default: the most replicas alive at once.",
+    )
+    overflow_kind: Literal["on_demand", "spot"] = Field(
+        "on_demand", description="Reserved: how replicas above the reservation are billed."
+    )
+    overflow_usd_per_gpu_hour: float | None = Field(
+        None, ge=0, description="Reserved: price of replicas above the reservation."
+    )
     price_source: str = ""
     price_date: str = ""
 
@@ -52,8 +65,28 @@ class PricingSpec(Frozen):
         return self
 
 
+class SetupSpec(Frozen):
+    """One-off costs of standing up a self-hosted fleet, and the time until it serves
+    (``costs.setup``). The API is paid meanwhile; the payback period of a self-hosted option
+    counts from the decision, so ``months_to_live`` delays it."""
+
+    engineering_weeks: float = Field(0.0, ge=0, description="Engineer-weeks to build it.")
+    usd_per_engineering_week: float | None = Field(
+        None, ge=0, description="Loaded cost of an engineer-week; default fte_usd_per_year / 52."
+    )
+    evaluation_usd: float = Field(
+        0.0, ge=0, description="Evaluating the open model against the task's bar."
+    )
+    migration_usd: float = Field(0.0, ge=0, description="Moving traffic, integration, testing.")
+    other_usd: float = Field(0.0, ge=0)
+    months_to_live: float = Field(
+        0.0, ge=0, description="Months from the decision until the fleet serves traffic."
+    )
+
+
 class HiddenCostsSpec(Frozen):
-    """Costs of running a fleet that are not GPU time (``costs:``), prorated to the horizon."""
+    """Costs of running a fleet that are not GPU time (``costs:``), prorated to the horizon;
+    ``setup`` holds the one-off costs of building it."""
 
     ops_fte: float = Field(0.0, ge=0, description="Engineers on operations and on-call.")
     fte_usd_per_year: float = Field(200_000.0, ge=0, description="Loaded cost of one FTE.")
@@ -63,6 +96,60 @@ class HiddenCostsSpec(Frozen):
         0.0, ge=0, description="Re-deploy and re-evaluate one model version."
     )
     storage_egress_usd_per_month: float = Field(0.0, ge=0)
+    setup: SetupSpec = Field(default_factory=SetupSpec)
+
+    def setup_usd(self) -> float:
+        """The one-off cost: engineering weeks at their price, evaluation, migration, other.
+
+        Examples
+        --------
+        >>> HiddenCostsSpec(fte_usd_per_year=208000,
+        ...                 setup={"engineering_weeks": 6, "evaluation_usd": 5000}).setup_usd()
+        29000.0
+        """
+        s = self.setup
+        week = (
+            self.fte_usd_per_year / 52
+            if s.usd_per_engineering_week is None
+            else (s.usd_per_engineering_week)
+        )
+        return s.engineering_weeks * week + s.evaluation_usd + s.migration_usd + s.other_usd
+
+
+class CalendarSpec(Frozen):
+    """What the simulated window stands for (``calendar:``), so monthly figures are honest.
+
+    The window is the traffic of ``active_hours_per_day`` hours on each of
+    ``active_days_per_month`` days; the rest of the month carries no traffic. Per-token
+    and per-busy-hour costs scale with the active time only; capacity paid around the
+    clock (reservations, owned GPUs, a fixed fleet left running, the replicas an autoscaler
+    keeps at its minimum, provisioned API throughput) and monthly staff costs are billed for
+    the whole month (730 hours). The default — 24 hours on every day — is a window that
+    stands for all time, as a 24-hour day of traffic does.
+    """
+
+    active_hours_per_day: float = Field(
+        24.0, gt=0, le=24, description="Hours of each active day the window stands for."
+    )
+    active_days_per_month: float = Field(
+        DAYS_PER_MONTH, gt=0, le=DAYS_PER_MONTH, description="Active days in a month."
+    )
+    idle_replicas: int | None = Field(
+        None,
+        ge=0,
+        description="Replicas kept running outside the active time; default: a fixed fleet "
+        "keeps all its replicas, an autoscaled one its min_replicas.",
+    )
+
+    @property
+    def active_hours_per_month(self) -> float:
+        """Hours a month the window's traffic stands for (730 with the defaults)."""
+        return self.active_hours_per_day * self.active_days_per_month
+
+    @property
+    def continuous(self) -> bool:
+        """The window stands for all time: no idle part of the month."""
+        return self.active_hours_per_month >= HOURS_PER_MONTH * (1 - 1e-12)
 
 
 class LatencyDist(Frozen):

@@ -308,8 +308,11 @@ def assumptions(scenario: Scenario) -> pd.DataFrame:
                     "profiles.yaml",
                 )
             )
-    for key, value in scenario.costs.model_dump().items():
+    for key, value in scenario.costs.model_dump(exclude={"setup"}).items():
         rows.append(("hidden costs", key, f"{value:,.4g}", "scenario", ""))
+    for key, value in scenario.costs.setup.model_dump().items():
+        if value is not None:
+            rows.append(("setup costs", key, f"{value:,.4g}", "scenario", ""))
     return pd.DataFrame(rows, columns=["group", "input", "value", "source", "date"])
 
 

@@ -41,6 +41,13 @@ class SLOSpec(Frozen):
 
     ttft_s: float | None = Field(default=None, gt=0.0, description="time to first token")
     tpot_s: float | None = Field(default=None, gt=0.0, description="time per output token")
+    attainment: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="required share of requests meeting the targets: an option below it "
+        "(the upper end of its 95% CI) is not feasible",
+    )
 
 
 class PrefixSpec(Frozen):
@@ -81,6 +88,16 @@ class ClassSpec(Frozen):
     output_tokens: LengthSpec | None = None
     slo: SLOSpec = SLOSpec()
     private: bool = Field(default=False, description="may never leave the self-hosted fleet")
+    open_model_ok: bool = Field(
+        default=True,
+        description="the self-hosted model clears this task's evaluation bar; false: only the "
+        "API may serve the class",
+    )
+    api_model: str | None = Field(
+        default=None,
+        description="the API this class would use: a name in the scenario's 'apis' or a price "
+        "catalogue key; default: the 'api' section",
+    )
     prefix: PrefixSpec | None = None
     api_batch: bool = Field(
         default=False, description="sent through the API's discounted batch endpoint"
@@ -97,6 +114,16 @@ class ClassSpec(Frozen):
         arrivals = info.data.get("arrivals")
         if v is not None and isinstance(arrivals, ClosedLoopArrivals | TraceArrivals):
             raise ValueError(f"profile is not allowed with process {arrivals.process!r}")
+        return v
+
+    @field_validator("open_model_ok")
+    @classmethod
+    def _someone_serves(cls, v: bool, info: ValidationInfo) -> bool:
+        if not v and info.data.get("private"):
+            raise ValueError(
+                "a private class whose task the open model fails has nothing to serve it: "
+                "private keeps it off the API, open_model_ok: false keeps it off the fleet"
+            )
         return v
 
     @field_validator("prefix")
