@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import difflib
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -90,13 +91,12 @@ class Scenario(Frozen):
         if self.api is not None:
             specs.append((("api", "model"), self.api))
         specs += [(("apis", name, "model"), spec) for name, spec in self.apis.items()]
-        for loc, spec in specs:
-            if spec.model is not None:
-                _check(loc, spec.model, lambda m=spec.model: api_price(m))
+        keys = [(loc, spec.model) for loc, spec in specs if spec.model is not None]
         for i, cls in enumerate(self.workload.classes):
             if cls.api_model is not None and cls.api_model not in self.apis:
-                loc = ("workload", "classes", str(i), "api_model")
-                _check(loc, cls.api_model, lambda m=cls.api_model: api_price(m))
+                keys.append((("workload", "classes", str(i), "api_model"), cls.api_model))
+        for loc, key in keys:
+            _check(loc, key, functools.partial(api_price, key))
         return self
 
     @model_validator(mode="after")
