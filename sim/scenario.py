@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-import functools
 import difflib
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
