@@ -6,12 +6,14 @@ import argparse
 import importlib
 import json
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from sim import __version__
 from sim.command import EXIT_USAGE
+from sim.decide import Decision
 from sim.io import (
     ScenarioError,
     check_trace_files,
@@ -256,8 +258,8 @@ def _fleet_size(s: Scenario) -> str:
     return f"{auto.min_replicas}–{auto.max_replicas} (autoscaled)"
 
 
-def print_summary(result: RunResult, out_dir: Path, elapsed_s: float) -> None:
-    """A short human summary of a run."""
+def print_summary(result: RunResult, decision: Decision, out_dir: Path, elapsed_s: float) -> None:
+    """A short human summary of a run, ending with the verdict."""
     s = result.scenario
     table = result.summary().set_index("metric")
     rep = result.first.replica
@@ -277,53 +279,9 @@ def print_summary(result: RunResult, out_dir: Path, elapsed_s: float) -> None:
     rej = float(means.get("requests_rejected", 0.0)) + float(means.get("requests_failed", 0.0))
     if rej > 0:
         print(f"  not served      {rej:.0f} requests per replication (rejected or failed)")
-    line = verdict(result)
-    if line:
-        print(line)
+    print(textwrap.fill(decision.verdict, width=100, break_on_hyphens=False))
     n_req = len(result.first.requests)
     print(f"wrote {out_dir}/ in {elapsed_s:.1f} s ({n_req:,} requests in replication 0)")
-
-
-_COMPONENTS = (
-    ("fleet_gpu_busy_usd", "busy GPU time"),
-    ("fleet_gpu_idle_usd", "idle GPU time"),
-    ("fleet_ops_usd", "operations staff"),
-    ("fleet_other_usd", "monitoring, updates, storage"),
-    ("api_cost_usd", "API calls"),
-)
-
-
-def verdict(result: RunResult) -> str:
-    """One paragraph: which option is cheaper, by how much, how sure, at what latency, and
-    the largest cost component. Empty without an ``api`` section."""
-    table = result.summary().set_index("metric")
-    if "savings_vs_api_usd_per_month" not in table.index:
-        return ""
-    cols = table[["mean", "ci_low", "ci_high"]].astype(float)
-    sav = cols.loc["savings_vs_api_usd_per_month"].to_dict()
-    policy = result.scenario.routing.policy
-    option = "self-hosting" if policy == "self_host_only" else f"the {policy} hybrid"
-    mean, lo, hi = sav["mean"], sav["ci_low"], sav["ci_high"]
-    if mean < 0:
-        mean, lo, hi = -mean, -hi, -lo
-        head = f"verdict: the API is cheaper than {option} by ${mean:,.0f}/month"
-    else:
-        head = f"verdict: {option} is cheaper than the API by ${mean:,.0f}/month"
-    reps = result.replications["self_host_cheaper"]
-    wins = f"{option} cheaper in {int(reps.sum())} of {len(reps)} replications"
-    head += f" (95% CI ${lo:,.0f} – ${hi:,.0f}; {wins})" if lo == lo else f" ({wins})"
-    means = table["mean"].astype(float)
-    if "api_only_ttft_p99_s" in means:
-        head += (
-            f"; p99 TTFT {means['ttft_p99_s']:.2f} s with {option} vs "
-            f"{means['api_only_ttft_p99_s']:.2f} s on the API"
-        )
-    parts = {label: float(means.get(key, 0.0)) for key, label in _COMPONENTS}
-    total = sum(v for v in parts.values() if v == v)
-    if total > 0:
-        label, value = max(parts.items(), key=lambda kv: kv[1] if kv[1] == kv[1] else -1.0)
-        head += f"; largest cost: {label} ({value / total:.0%} of the total)"
-    return head
 
 
 def _load(args: argparse.Namespace) -> Scenario:
@@ -372,10 +330,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result.first.replicas.to_csv(out_dir / "replicas.csv", index=False)
     run_info = {"seed": result.seed, "replications": len(result.replications)}
     (out_dir / "run.json").write_text(json.dumps(run_info | {"version": __version__}) + "\n")
-    if scenario.api is not None:
+    if result.compare().shape[0]:
         result.compare().to_csv(out_dir / "compare.csv", index=False)
+    if progress is not None:
+        sys.stderr.write("simulating the other options on the same requests\n")
+    decision = result.decision()
+    result.option_runs().to_csv(out_dir / "options.csv", index=False)
+    decision.table.to_csv(out_dir / "decision.csv", index=False)
+    (out_dir / "verdict.txt").write_text(decision.verdict + "\n", encoding="utf-8")
     if not args.quiet:
-        print_summary(result, out_dir, time.perf_counter() - t0)
+        print_summary(result, decision, out_dir, time.perf_counter() - t0)
     return 0
 
 

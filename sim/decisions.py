@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from sim.executors import Executor
-from sim.intervals import t_interval
+from sim.intervals import t_interval, wilson_interval
 from sim.scenario import Scenario
 from sim.sweep import SweepResult, sweep
 
@@ -82,21 +82,6 @@ class CrossoverResult:
     method: Method
     points: pd.DataFrame
     note: str = ""
-
-
-def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion (NaN for no trials).
-
-    Examples
-    --------
-    >>> lo, hi = wilson_interval(0, 10)
-    >>> lo, round(hi, 4)
-    (0.0, 0.2775)
-    """
-    if trials == 0:
-        return float("nan"), float("nan")
-    ci = stats.binomtest(successes, trials).proportion_ci(confidence, method="wilson")
-    return float(ci.low), float(ci.high)
 
 
 def _first_root(xs: np.ndarray, ys: np.ndarray) -> float:

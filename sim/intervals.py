@@ -43,6 +43,21 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
     return mean, mean - half, mean + half
 
 
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (NaN for no trials).
+
+    Examples
+    --------
+    >>> lo, hi = wilson_interval(0, 10)
+    >>> lo, round(hi, 4)
+    (0.0, 0.2775)
+    """
+    if trials == 0:
+        return float("nan"), float("nan")
+    ci = stats.binomtest(successes, trials).proportion_ci(confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
 def relative_half_width(values: np.ndarray, confidence: float = 0.95) -> float:
     """Half-width of the Student-t interval of the mean divided by ``|mean|``.
 
@@ -239,8 +254,8 @@ def event_probability(
     k, n = int(hits.sum()), int(valid.sum())
     if n == 0:
         return Probability(label, float("nan"), float("nan"), float("nan"), 0, 0, confidence)
-    ci = stats.binomtest(k, n).proportion_ci(confidence, method="wilson")
-    return Probability(label, k / n, float(ci.low), float(ci.high), k, n, confidence)
+    low, high = wilson_interval(k, n, confidence)
+    return Probability(label, k / n, low, high, k, n, confidence)
 
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {

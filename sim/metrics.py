@@ -58,6 +58,37 @@ def slo_met(frame: pd.DataFrame, classes: Sequence[ClassSpec]) -> np.ndarray:
     return ok
 
 
+def backlog(requests: pd.DataFrame, *, since_s: float, at_s: float) -> int:
+    """Requests that arrived in ``[since_s, at_s)`` and were still on the fleet at ``at_s``:
+    waiting or running, neither rejected nor finished by then (the API's requests are not
+    the fleet's backlog).
+
+    A fleet that keeps up has a backlog that does not grow with time; one that cannot keep
+    up has a backlog growing in proportion to the window (arrivals minus service).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> reqs = pd.DataFrame({"arrival_s": [0.0, 1.0, 2.0, 3.0],
+    ...     "status": ["completed", "completed", "rejected", "failed"],
+    ...     "finish_s": [0.5, 9.0, float("nan"), float("nan")],
+    ...     "route": ["fleet"] * 4})
+    >>> backlog(reqs, since_s=0.0, at_s=5.0)
+    2
+    """
+    arrival = requests["arrival_s"].to_numpy(dtype=float)
+    finish = requests["finish_s"].to_numpy(dtype=float)
+    status = requests["status"].to_numpy()
+    on_fleet = (
+        (requests["route"] == "fleet").to_numpy()
+        if "route" in requests
+        else np.ones(len(arrival), bool)
+    )
+    arrived = (arrival >= since_s) & (arrival < at_s) & on_fleet & (status != "rejected")
+    done = (status == "completed") & (finish < at_s)
+    return int((arrived & ~done).sum())
+
+
 def request_metrics(
     requests: pd.DataFrame,
     classes: Sequence[ClassSpec],
@@ -84,6 +115,10 @@ def request_metrics(
     met = slo_met(arrived, classes)
     out["slo_attainment"] = float(met.mean()) if len(met) else float("nan")
     out["goodput_rps"] = float(met.sum()) / span
+    # does the fleet keep up? its backlog halfway through the window and at its end
+    mid = (warmup_s + duration_s) / 2
+    out["backlog_mid_requests"] = float(backlog(requests, since_s=warmup_s, at_s=mid))
+    out["backlog_end_requests"] = float(backlog(requests, since_s=warmup_s, at_s=duration_s))
     _latency_stats("", arrived, out)
     to_api = (arrived["route"] == "api").to_numpy() if "route" in arrived else None
     if to_api is not None and to_api.any():
@@ -106,6 +141,9 @@ def request_metrics(
             m = met[(names == cls.name).to_numpy()]
             out[f"slo_attainment{suffix}"] = float(m.mean()) if len(m) else float("nan")
             out[f"offered_rps{suffix}"] = len(part) / span
+            if "route" in part:
+                share = (part["route"] == "api").mean() if len(part) else float("nan")
+                out[f"api_share{suffix}"] = float(share)
     return out
 
 

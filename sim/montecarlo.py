@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from sim.decide import Decision, decide
 from sim.intervals import (
     Interval,
     Probability,
@@ -23,7 +25,8 @@ from sim.intervals import (
     summarize,
     t_interval,
 )
-from sim.scenario import Scenario
+from sim.options import Option, resolve_options
+from sim.scenario import Scenario, option_scenario
 from sim.simulate import Outcome, simulate
 from sim.uncertainty import realise
 
@@ -103,6 +106,42 @@ class RunResult:
     seed: int
     precision: Precision | None = None
     uncertainty: bool = True
+    workers: int = 1
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def options(self) -> list[Option]:
+        """The options the scenario is answered by (:func:`sim.options.resolve_options`)."""
+        return resolve_options(self.scenario)
+
+    def option_runs(self) -> pd.DataFrame:
+        """Every option simulated on the same requests as this run's replications.
+
+        One row per replication and option: ``replication``, ``option``, the drawn
+        uncertain parameters and every metric. Replication ``i`` of every option uses the
+        seed of replication ``i`` (common random numbers), so differences between options
+        are paired. An option that is the scenario as run reuses its replications; the
+        others are simulated on first use (with this run's ``workers``) and kept.
+        """
+        if "option_runs" not in self._cache:
+            self._cache["option_runs"] = _option_runs(self)
+        frame: pd.DataFrame = self._cache["option_runs"]
+        return frame
+
+    def with_option_runs(self, runs: pd.DataFrame) -> RunResult:
+        """A copy whose :meth:`option_runs` are ``runs`` (as read back from ``options.csv``)."""
+        copy = dataclasses.replace(self, _cache={})
+        copy._cache["option_runs"] = runs
+        return copy
+
+    @property
+    def options_simulated(self) -> bool:
+        """Whether :meth:`option_runs` is at hand without simulating."""
+        return "option_runs" in self._cache
+
+    def decision(self, *, confidence: float = 0.95) -> Decision:
+        """Constraints first, then the cheapest feasible option with its CI, P(cheapest)
+        and payback; see :func:`sim.decide.decide`."""
+        return decide(self.scenario, self.options(), self.option_runs(), confidence=confidence)
 
     def summary(self, *, confidence: float = 0.95) -> pd.DataFrame:
         """Mean, ``confidence`` t-interval, std and p5/p50/p95 of every metric."""
@@ -307,7 +346,43 @@ def run(
             )
     assert first is not None
     frame = pd.DataFrame([{"replication": i, **row} for i, row in enumerate(rows)])
-    return RunResult(scenario, frame, first, seed, precision, draws)
+    return RunResult(scenario, frame, first, seed, precision, draws, n_workers)
+
+
+def _option_runs(result: RunResult) -> pd.DataFrame:
+    options = result.options()
+    base = result.scenario.model_copy(update={"options": None})
+    children = _children(result.seed, 0, len(result.replications))
+    parts = []
+    jobs: list[tuple[Option, np.random.SeedSequence]] = []
+    for option in options:
+        if option_scenario(result.scenario, option.overrides) == base:
+            parts.append(result.replications.assign(option=option.name))
+        else:
+            jobs += [(option, child) for child in children]
+    if jobs:
+        n = len(jobs)
+        args = (
+            [result.scenario] * n,
+            [child for _, child in jobs],
+            [result.uncertainty] * n,
+            [dict(option.overrides) for option, _ in jobs],
+        )
+        if result.workers > 1 and n > 1:
+            ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads
+            with ProcessPoolExecutor(result.workers, mp_context=ctx) as pool:
+                rows = list(pool.map(replication_row, *args))
+        else:
+            rows = [replication_row(*row) for row in zip(*args, strict=True)]
+        frame = pd.DataFrame(rows)
+        frame.insert(0, "replication", [child.spawn_key[-1] for _, child in jobs])
+        frame["option"] = [option.name for option, _ in jobs]
+        parts.append(frame)
+    runs = pd.concat(parts, ignore_index=True)
+    order = runs["option"].map({o.name: k for k, o in enumerate(options)})
+    runs = runs.iloc[np.lexsort((runs["replication"].to_numpy(), order.to_numpy()))]
+    rest = [c for c in runs.columns if c not in ("replication", "option")]
+    return runs[["replication", "option", *rest]].reset_index(drop=True)
 
 
 def _children(seed: int, start: int, stop: int) -> list[np.random.SeedSequence]:
@@ -376,25 +451,38 @@ def _replicator(
 
 
 def replicate(
-    scenario: Scenario, seed: np.random.SeedSequence, *, uncertainty: bool = True
+    scenario: Scenario,
+    seed: np.random.SeedSequence,
+    *,
+    uncertainty: bool = True,
+    overrides: Mapping[str, Any] | None = None,
 ) -> tuple[Outcome, dict[str, Any]]:
     """One replication: the outcome, and the uncertain parameters' drawn values by path
-    (empty when ``uncertainty`` is off or the scenario has no such section)."""
+    (empty when ``uncertainty`` is off or the scenario has no such section).
+
+    ``overrides`` (an option's) are applied after the uncertain parameters are drawn, so
+    every option of a replication sees the same draws and the option's own values win.
+    """
     params: dict[str, Any] = {}
     if uncertainty and scenario.uncertainty:
         scenario, params = realise(scenario, seed)
+    if overrides is not None:
+        scenario = option_scenario(scenario, overrides)
     return simulate(scenario, seed=seed), params
 
 
 def replication_row(
-    scenario: Scenario, seed: np.random.SeedSequence, uncertainty: bool = True
+    scenario: Scenario,
+    seed: np.random.SeedSequence,
+    uncertainty: bool = True,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One replication as a row: ``param:<path>`` drawn values, then every metric.
 
     Top-level (and given only picklable values) so that worker processes and Dask workers
     can run it.
     """
-    outcome, params = replicate(scenario, seed, uncertainty=uncertainty)
+    outcome, params = replicate(scenario, seed, uncertainty=uncertainty, overrides=overrides)
     return _row(params, outcome.metrics)
 
 

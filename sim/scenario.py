@@ -137,13 +137,13 @@ class Scenario(Frozen):
         for i, item in enumerate(self.options):
             name = item if isinstance(item, str) else item.name
             if name in seen:
-                raise _located_error(("options", str(i)), f"option {name!r} is listed twice", name)
+                raise _located_error(("options", i), f"option {name!r} is listed twice", name)
             seen.add(name)
             if isinstance(item, str):
                 continue
             base = self.model_copy(update={"options": None})
             for path, value in item.overrides.items():
-                loc = ("options", str(i), "set", path)
+                loc = ("options", i, "set", path)
                 if path == "options" or path.startswith(("options.", "uncertainty")):
                     raise _located_error(loc, "an option cannot change this section", value)
                 try:
@@ -162,7 +162,7 @@ class Scenario(Frozen):
                 err = exc.errors(include_url=False)[0]
                 where = ".".join(str(p) for p in err["loc"])
                 raise _located_error(
-                    ("options", str(i), "set"), f"{where}: {err['msg']}", None
+                    ("options", i, "set"), f"{where}: {err['msg']}", None
                 ) from None
         return self
 
@@ -283,7 +283,7 @@ def _check(
         raise _located_error(loc, msg, value) from None
 
 
-def _located_error(loc: tuple[str, ...], msg: str, value: Any) -> ValidationError:
+def _located_error(loc: tuple[str | int, ...], msg: str, value: Any) -> ValidationError:
     # A ValidationError raised inside a validator keeps its own locations (prefixed by the
     # enclosing ones), which a plain ValueError from a model validator cannot do.
     return ValidationError.from_exception_data(

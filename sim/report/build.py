@@ -8,6 +8,7 @@ the same document.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import math
 from collections.abc import Iterable
@@ -22,6 +23,9 @@ from markupsafe import Markup
 
 from sim import plots
 from sim.catalog import get_gpu
+from sim.catalog.price_checks import price_flags
+from sim.catalog.prices import default_gpu_price
+from sim.decide import Decision
 from sim.decisions import CrossoverResult
 from sim.economics.cost import resolve_api_prices, resolve_gpu_hourly
 from sim.engine.replica import build_replica, resolve_model
@@ -122,46 +126,74 @@ def load_run(directory: str | Path) -> RunResult:
     seed = -1  # older directories, or written by hand: the report omits the seed
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         seed = int(json.loads((d / "run.json").read_text(encoding="utf-8"))["seed"])
-    return RunResult(scenario, reps, first, seed)
+    result = RunResult(scenario, reps, first, seed)
+    if (d / "options.csv").is_file():
+        try:
+            result = result.with_option_runs(pd.read_csv(d / "options.csv"))
+        except (OSError, ValueError) as exc:
+            raise ScenarioError(f"{d / 'options.csv'}: cannot read it ({exc})") from None
+    return result
 
 
 def _optional_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
-def verdict(result: RunResult) -> dict[str, Any]:
-    """Which option is cheaper, by how much per month (95 % CI), and how often.
+def decision_of(result: RunResult) -> Decision | None:
+    """The run's decision; None when its options were not simulated and cannot be (a run
+    directory without ``options.csv`` or a seed)."""
+    if not result.options_simulated and result.seed < 0:
+        return None
+    return result.decision()
 
-    Empty without an ``api`` section.
-    """
-    from sim.cli import verdict as verdict_line
 
-    table = result.summary().set_index("metric")
-    if "savings_vs_api_usd_per_month" not in table.index:
+def verdict(d: Decision | None) -> dict[str, Any]:
+    """The decision for the report: the verdict paragraph, one row per option and where
+    each class should run (empty without a decision)."""
+    if d is None:
         return {}
-    mean, lo, hi = plots.ci_row(table, "savings_vs_api_usd_per_month")
-    policy = result.scenario.routing.policy
-    option = "self-hosting" if policy == "self_host_only" else f"the {policy} hybrid"
-    flags = result.replications["self_host_cheaper"].dropna()
-    wins, n = int(flags.sum()), len(flags)
-    cheaper, other = (option, "the API") if mean >= 0 else ("the API", option)
-    if mean < 0:
-        mean, lo, hi = -mean, -hi, -lo
+    rows = []
+    for r in d.table.to_dict("records"):
+        rows.append(
+            {
+                "option": r["option"],
+                "description": r["description"],
+                "feasible": "yes" if r["feasible"] else "no",
+                "reason": r["reason"],
+                "cost": _with_ci("${:,.0f}", r["cost_per_month_usd"], r["ci_low"], r["ci_high"]),
+                "slo": _with_ci("{:.1%}", r["slo_attainment"], r["slo_ci_low"], r["slo_ci_high"]),
+                "p_cheapest": f"{r['p_cheapest']:.0%}" if r["feasible"] else "–",
+                "payback": _payback_text(
+                    r["payback_months"], r["payback_ci_low"], r["payback_ci_high"]
+                ),
+                "recommended": bool(r["recommended"]),
+            }
+        )
+    headline = (
+        f"{d.recommended}: the cheapest feasible option"
+        if d.recommended is not None and not d.too_close
+        else f"too close to call: {d.recommended} or {d.runner_up}"
+        if d.recommended is not None
+        else "no option is feasible"
+    )
     return {
-        "option": option,
-        "cheaper": cheaper,
-        "other": other,
-        "amount": _fmt("${:,.0f}", float(mean)),
-        "ci": (
-            f"{_fmt('${:,.0f}', float(lo))} – {_fmt('${:,.0f}', float(hi))}"
-            if math.isfinite(lo) and math.isfinite(hi)
-            else "n/a (one replication)"
-        ),
-        "probability": f"{wins / n:.0%}" if n else "–",
-        "wins": wins,
-        "n": n,
-        "line": verdict_line(result).removeprefix("verdict: "),
+        "headline": headline,
+        "line": d.verdict.removeprefix("verdict: "),
+        "options": rows,
+        "classes": _records(d.classes),
+        "option": d.recommended or "option",
     }
+
+
+def _payback_text(months: float, lo: float, hi: float) -> str:
+    if months != months:
+        return "–"
+    if math.isinf(months):
+        return "never"
+    text = f"{months:.1f} months"
+    if lo == lo and hi == hi:
+        text += f" ({lo:.1f} – {'never' if math.isinf(hi) else f'{hi:.1f}'})"
+    return text
 
 
 def latency_table(result: RunResult) -> pd.DataFrame:
@@ -201,13 +233,24 @@ def grouped_table(result: RunResult) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", *[name for name, _ in GROUPED]])
 
 
-def assumptions(scenario: Scenario) -> pd.DataFrame:
+def _check(date: str, confidence: str, as_of: dt.date | None) -> str:
+    return "; ".join(price_flags(date, confidence, as_of=as_of))
+
+
+def assumptions(scenario: Scenario, *, as_of: dt.date | None = None) -> pd.DataFrame:
     """Every priced or catalogued input with its source and date: ``group``, ``input``,
-    ``value``, ``source``, ``date``."""
+    ``value``, ``source``, ``date``, ``flag``.
+
+    ``flag`` says why a GPU or API price row should be checked
+    (:func:`sim.catalog.price_checks.price_flags`): quoted more than six months before
+    ``as_of`` (default today), undated, or of low confidence in the price catalogue; empty
+    otherwise and on every other row.
+    """
     fleet = scenario.fleet
     gpu = get_gpu(fleet.gpu)
     model = resolve_model(fleet.model)
     rows: list[tuple[str, str, str, str, str]] = []
+    flags: dict[int, str] = {}  # row index -> why to check that price
     price = resolve_gpu_hourly(fleet.pricing, gpu)
     rows.append(
         (
@@ -218,6 +261,10 @@ def assumptions(scenario: Scenario) -> pd.DataFrame:
             price.date,
         )
     )
+    given = fleet.pricing
+    from_catalogue = given is None or (given.kind != "owned" and given.usd_per_gpu_hour is None)
+    level = default_gpu_price(gpu.name, price.kind).confidence if from_catalogue else ""
+    flags[len(rows) - 1] = _check(price.date, level, as_of)
     for key, value in price.breakdown.items():
         rows.append(("GPU price", key, f"${value:.4g}", price.source, price.date))
     rows.append(
@@ -231,12 +278,12 @@ def assumptions(scenario: Scenario) -> pd.DataFrame:
     )
     if scenario.api is not None:
         api = resolve_api_prices(scenario.api)
-        prices: tuple[tuple[str, float | None], ...] = (
-            ("input", api.usd_per_1m_input),
-            ("output", api.usd_per_1m_output),
-            ("cached input", api.usd_per_1m_cached_input),
+        prices: tuple[tuple[str, float | None, float | None], ...] = (
+            ("input", api.usd_per_1m_input, scenario.api.usd_per_1m_input),
+            ("output", api.usd_per_1m_output, scenario.api.usd_per_1m_output),
+            ("cached input", api.usd_per_1m_cached_input, scenario.api.usd_per_1m_cached_input),
         )
-        for label, usd in prices:
+        for label, usd, override in prices:
             if usd is None:
                 continue
             rows.append(
@@ -248,6 +295,9 @@ def assumptions(scenario: Scenario) -> pd.DataFrame:
                     api.quote_date,
                 )
             )
+            # the catalogue's confidence holds for the prices the scenario did not override
+            level = api.confidence if override is None else ""
+            flags[len(rows) - 1] = _check(api.quote_date, level, as_of)
         rows.append(
             ("API price", "batch discount", f"{scenario.api.batch_discount:.0%}", "scenario", "")
         )
@@ -313,7 +363,9 @@ def assumptions(scenario: Scenario) -> pd.DataFrame:
     for key, value in scenario.costs.setup.model_dump().items():
         if value is not None:
             rows.append(("setup costs", key, f"{value:,.4g}", "scenario", ""))
-    return pd.DataFrame(rows, columns=["group", "input", "value", "source", "date"])
+    table = pd.DataFrame(rows, columns=["group", "input", "value", "source", "date"])
+    table["flag"] = [flags.get(i, "") for i in range(len(rows))]
+    return table
 
 
 def scenario_inputs(scenario: Scenario) -> pd.DataFrame:
@@ -392,12 +444,16 @@ def report(
     """
     out = Path(path)
     files = out.with_name(f"{out.stem}_files")
+    decision = decision_of(result)
     figures = run_figures(result) + decision_figures(
         sweep=sweep, crossover=crossover, sensitivity=sensitivity
     )
     tables: dict[str, pd.DataFrame] = {
         "summary": result.summary(),
         "compare": result.compare(),
+        "decision": result.decision().table
+        if result.options_simulated or result.seed >= 0
+        else pd.DataFrame(),
         "side_by_side": latency_table(result),
         "by_class_and_route": grouped_table(result),
         "cost_breakdown": plots.cost_components(result),
@@ -431,7 +487,7 @@ def report(
             f"(warm-up {s.horizon.warmup_s:g} s excluded)"
             + (f", seed {result.seed}" if result.seed >= 0 else "")
         ),
-        "verdict": verdict(result),
+        "verdict": verdict(decision),
         "side_by_side": _records(tables["side_by_side"]),
         "grouped": tables["by_class_and_route"],
         "costs": _records(tables["cost_breakdown"][["component", "mean", "ci_low", "ci_high"]]),

@@ -1,0 +1,184 @@
+"""The decision in words: the ``verdict:`` paragraph and its pieces.
+
+Formatting only; every figure comes from a :class:`sim.decide.Decision`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from sim.intervals import t_interval
+
+if TYPE_CHECKING:
+    from sim.decide import Decision
+    from sim.scenario import Scenario
+
+__all__ = ["compose_verdict", "pct", "usd", "why_free"]
+
+
+def pct(x: float) -> str:
+    """A share as a percentage with one decimal (n/a for NaN)."""
+    return f"{x:.1%}" if x == x else "n/a"
+
+
+def usd(x: float) -> str:
+    """Money as a reader expects it: ``$1,234``, ``-$56``, cents below $100, n/a for NaN.
+
+    Examples
+    --------
+    >>> usd(1234.5), usd(-56.0), usd(0.4)
+    ('$1,234', '-$56.00', '$0.40')
+    """
+    if x != x:
+        return "n/a"
+    text = f"{abs(x):,.0f}" if abs(x) >= 100 else f"{abs(x):,.2f}"
+    return f"-${text}" if x < 0 else f"${text}"
+
+
+def _ci_text(lo: float, hi: float) -> str:
+    if lo != lo or hi != hi:
+        return "no interval from one replication"
+    return f"95% CI {usd(lo)} – {usd(hi)}"
+
+
+def why_free(
+    name: str,
+    placed: frozenset[str] | None,
+    placements: dict[str, frozenset[str] | None],
+    cost: dict[str, np.ndarray],
+    reasons: dict[str, list[str]],
+    recommended: str,
+    confidence: float,
+) -> str:
+    """Why a free class sits where the recommended option puts it: the paired cost of the
+    option that moves only this class to the other side, when one was simulated."""
+    if placed is None:
+        return "routed per request by the recommended option"
+    toggled = placed ^ {name}
+    other = next((k for k, v in placements.items() if v == toggled and k != recommended), None)
+    side = "the fleet" if name in placed else "the API"
+    if other is None:
+        return "cheapest as part of the recommended option"
+    if reasons[other]:
+        return f"on {side} it would not be feasible, {reasons[other][0]} (option '{other}')"
+    mean, lo, hi = t_interval(cost[other] - cost[recommended], confidence)
+    ci = f", 95% CI {usd(lo)} – {usd(hi)}" if lo == lo else ""
+    return f"on {side} it would cost {usd(mean)}/month more{ci} (option '{other}')"
+
+
+def _separation_hint(runs: pd.DataFrame, diff: np.ndarray, n: int, confidence: float) -> str:
+    """What would separate two options whose difference is not resolved."""
+    finite = diff[~np.isnan(diff)]
+    parts = []
+    if len(finite) >= 2 and finite.std(ddof=1) > 0 and abs(finite.mean()) > 0:
+        z = stats.norm.ppf(0.5 + confidence / 2)
+        need = math.ceil((z * finite.std(ddof=1) / abs(finite.mean())) ** 2)
+        if need > n:
+            parts.append(f"about {need} replications if the difference holds")
+    elif len(finite) and np.all(finite == 0):
+        return "they cost the same in every replication"
+    params = [c for c in runs.columns if c.startswith("param:")]
+    best, best_r = None, 0.0
+    for p in params:
+        x = pd.to_numeric(runs[p], errors="coerce").to_numpy(dtype=float)
+        ok = ~np.isnan(x) & ~np.isnan(diff)
+        if ok.sum() > 2 and x[ok].std() > 0 and diff[ok].std() > 0:
+            r = float(np.corrcoef(x[ok], diff[ok])[0, 1])
+            if abs(r) > abs(best_r):
+                best, best_r = p.removeprefix("param:"), r
+    if best is not None:
+        parts.append(
+            f"pinning down {best}, the uncertain input that moves the difference most "
+            f"(correlation {best_r:+.2f})"
+        )
+    else:
+        parts.append("a sensitivity study (sim.tornado) of the inputs that move it")
+    return "more replications" if not parts else " or ".join(parts)
+
+
+def _payback(scenario: Scenario, best: dict[str, Any]) -> list[str]:
+    """The setup sentence of a self-hosted recommendation (none without setup costs)."""
+    setup = best["setup_usd"]
+    if best["kind"] == "api_only" or setup != setup:
+        return []
+    if setup == 0 and scenario.costs.setup.months_to_live == 0:
+        return []
+    pay, lo, hi = best["payback_months"], best["payback_ci_low"], best["payback_ci_high"]
+    head = f"Setup {usd(setup)}"
+    if pay != pay:
+        return [f"{head}; no payback against the API, which is not an option."]
+    if math.isinf(pay):
+        return [f"{head} is never paid back: the option saves nothing against the API."]
+    ci = ""
+    if hi == hi:
+        ci = f" (95% CI {lo:.1f} – {'never' if math.isinf(hi) else f'{hi:.1f}'})"
+    return [f"{head} pays back in {pay:.1f} months{ci}, counted from the decision."]
+
+
+def compose_verdict(
+    scenario: Scenario, d: Decision, runs: pd.DataFrame, cost: dict[str, np.ndarray]
+) -> str:
+    """The ``verdict:`` paragraph, in the decision's order: the binding constraints, the
+    cheapest feasible option with its CI and the paired difference to the runner-up (or
+    "too close to call" and what would separate them), P(cheapest), the payback of setup
+    costs, the options ruled out by their results, and where each class should run."""
+    rows: dict[str, dict[str, Any]] = {
+        str(r["option"]): {str(k): v for k, v in r.items()} for r in d.table.to_dict("records")
+    }
+    has_api = any(r["kind"] in ("api_only", "hybrid") for r in rows.values())
+    parts = []
+    if d.constraints:
+        parts.append("; ".join(d.constraints) + ".")
+    if d.recommended is None:
+        why = "; ".join(f"{name} — {row['reason']}" for name, row in rows.items())
+        parts.append(f"No option is feasible: {why}.")
+        return "verdict: " + " ".join(parts)
+    best = rows[d.recommended]
+    lead = "Cheapest feasible option" if has_api else "Cheapest feasible fleet"
+    text = (
+        f"{lead}: {d.recommended} ({best['description']}) at {usd(best['cost_per_month_usd'])}"
+        f"/month ({_ci_text(best['ci_low'], best['ci_high'])})"
+    )
+    if d.runner_up is None:
+        text += ", the only feasible option."
+    else:
+        mean, lo, hi = d.difference
+        ci = _ci_text(lo, hi)
+        if d.too_close:
+            diff = cost[d.runner_up] - cost[d.recommended]
+            option_runs = runs[runs["option"] == d.recommended].sort_values("replication")
+            hint = _separation_hint(option_runs, diff, d.replications, d.confidence)
+            text = (
+                f"Too close to call: {d.recommended} at {usd(best['cost_per_month_usd'])}/month "
+                f"and {d.runner_up} at {usd(rows[d.runner_up]['cost_per_month_usd'])}/month "
+                f"differ by {usd(mean)}/month ({ci}), an interval that contains zero; "
+                f"what would separate them: {hint}."
+            )
+        else:
+            text += f", {usd(mean)}/month less than {d.runner_up} ({ci})."
+    parts.append(text)
+    p = best["p_cheapest"]
+    parts.append(
+        f"Cheapest in {p:.0%} of {d.replications} replications (95% CI "
+        f"{best['p_cheapest_ci_low']:.0%} – {best['p_cheapest_ci_high']:.0%})."
+    )
+    parts.extend(_payback(scenario, best))
+    for name, row in rows.items():
+        if row["feasible"]:
+            continue
+        if (
+            not any(row["reason"].startswith(c) for c in d.constraints)
+            or "keep up" in row["reason"]
+        ):
+            parts.append(f"{name} is ruled out: {row['reason']}.")
+    if len(d.classes) > 1 or has_api:
+        per_class = "; ".join(
+            f"{r.class_name} on the {r.where} ({r.why})" for r in d.classes.itertuples()
+        )
+        parts.append(f"Per class: {per_class}.")
+    return "verdict: " + " ".join(parts)
