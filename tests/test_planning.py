@@ -71,13 +71,13 @@ def test_unfit_and_unpriced_configurations_are_skipped(short: Scenario) -> None:
             "gpu": ["l40s", "h100-sxm"],
             "tp": [1, 4],
             "replicas": [1],
-            "pricing": ["on_demand", "spot"],
+            "pricing": ["on_demand", "reserved"],
         },
         replications=1,
     )
     reasons = " | ".join(plan.skipped)
     assert "l40s tp1 on_demand: invalid" in reasons
-    assert "h100-sxm tp4 spot: no catalogue price" in reasons
+    assert "l40s tp4 reserved: no catalogue price" in reasons  # GCP sells no L40S
     assert set(plan.table["tp"]) <= {4}
 
 

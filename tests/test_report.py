@@ -109,7 +109,7 @@ def test_assumptions_list_prices_specs_and_profile_with_sources() -> None:
     groups = set(table["group"])
     assert {"GPU price", "API price", "GPU spec", "model", "step time", "hidden costs"} <= groups
     gpu = table[table["group"] == "GPU price"].iloc[0]
-    assert "3.29" in gpu["value"] and gpu["date"] == "2026-11-27" and gpu["source"]
+    assert "4.29" in gpu["value"] and gpu["date"] == "2026-12-01" and gpu["source"]
     api = table[table["group"] == "API price"]
     assert api["source"].str.len().gt(0).all()
     assert (table[table["group"] == "step time"]["source"].str.contains("profile")).any()

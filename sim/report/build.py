@@ -37,6 +37,7 @@ from sim.report.figures import decision_figures, run_figures
 from sim.scenario import Scenario
 from sim.simulate import Outcome
 from sim.sweep import SweepResult
+from sim.verdict import calendar_line
 
 __all__ = ["assumptions", "latency_table", "load_run", "report", "scenario_inputs"]
 
@@ -486,6 +487,7 @@ def report(
             f"{len(result.replications)} replications × {s.horizon.duration_s:g} s "
             f"(warm-up {s.horizon.warmup_s:g} s excluded)"
             + (f", seed {result.seed}" if result.seed >= 0 else "")
+            + f"; {calendar_line(s)}"
         ),
         "verdict": verdict(decision),
         "side_by_side": _records(tables["side_by_side"]),
