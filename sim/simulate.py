@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
-import dataclasses
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sim.api import ApiResult, simulate_api
-from sim.economics.cost import cost_metrics, fleet_bill, resolve_gpu_hourly
+from sim.api import ApiResult
+from sim.billing import replication_costs, simulate_apis
+from sim.economics.apis import MAIN_API, ApiProviders, api_providers
 from sim.engine import kernel as K
 from sim.engine.fleet import REPLICA_STATES, SAMPLE_COLUMNS, FleetRun, run_fleet
 from sim.engine.replica import ReplicaConfig, build_replica
-from sim.metrics import baseline_latency_metrics, fleet_metrics, replica_table, request_metrics
+from sim.metrics import (
+    LATENCIES,
+    baseline_latency_metrics,
+    fleet_metrics,
+    replica_table,
+    request_metrics,
+)
 from sim.scenario import Scenario
 from sim.workload import sample_workload
 
 SeedLike = int | np.random.SeedSequence
 
 # Substream indices: fixed per component so that adding a component never shifts the
-# draws of another (common random numbers across fleet and routing options).
+# draws of another (common random numbers across fleet and routing options). The ``api``
+# section's provider draws from STREAM_API (requests routed to it) and STREAM_API_BASELINE
+# (the all-API baseline); every further provider from a child of those, keyed by its name
+# (:func:`provider_stream`).
 STREAM_WORKLOAD = 0
 STREAM_ROUTER = 1
 STREAM_API = 2
@@ -53,6 +63,40 @@ def substream(seed: SeedLike, index: int) -> np.random.SeedSequence:
     """
     root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     return np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, index))
+
+
+def provider_stream(seed: SeedLike, stream: int, provider: str) -> np.random.SeedSequence:
+    """The random stream of one API provider: ``substream(seed, stream)`` for the ``api``
+    section's, else its child keyed by the CRC-32 of the provider's name, so adding or
+    removing a provider shifts no other draws.
+
+    Examples
+    --------
+    >>> provider_stream(7, STREAM_API, "api").spawn_key
+    (2,)
+    >>> provider_stream(7, STREAM_API, "apis.cheap").spawn_key
+    (2, 1081156077)
+    """
+    base = substream(seed, stream)
+    if provider == MAIN_API:
+        return base
+    return substream(base, zlib.crc32(provider.encode()))
+
+
+def scenario_apis(scenario: Scenario) -> ApiProviders:
+    """Each class's API provider (see :func:`sim.economics.apis.api_providers`).
+
+    Examples
+    --------
+    >>> from sim import load_scenario
+    >>> dict(scenario_apis(load_scenario("scenarios/chat-startup.yaml")).of_class)
+    {'chat': 'api'}
+    """
+    return api_providers(
+        scenario.api,
+        scenario.apis,
+        {c.name: c.api_model for c in scenario.workload.classes},
+    )
 
 
 @dataclass(frozen=True)
@@ -104,16 +148,31 @@ def _categorical(codes: np.ndarray, names: tuple[str, ...]) -> pd.Categorical[st
 def class_routes(scenario: Scenario) -> np.ndarray:
     """Per class, whether its requests may leave the fleet (``kernel.CR_*`` codes).
 
-    Private classes and closed loops of users stay on the fleet; under ``class_based`` the
-    listed classes go to the API; every other class is eligible for ``api_only``,
-    ``spillover`` and what the fleet has to reject.
+    Private classes, closed loops of users and classes without any API stay on the fleet
+    (``CR_FLEET_ONLY``); classes the open model cannot serve (``open_model_ok: false``) and,
+    under ``class_based``, the listed classes always go to the API (``CR_API``; under
+    ``self_host_only`` nothing leaves); every other class is eligible for ``api_only``,
+    ``spillover``, ``cold_start_spill`` and what the fleet has to reject.
+
+    Examples
+    --------
+    >>> from sim import load_scenario
+    >>> s = load_scenario("scenarios/chat-startup.yaml")
+    >>> class_routes(s).tolist() == [K.CR_ELIGIBLE]
+    True
+    >>> t = s.with_overrides({"workload.classes.chat.open_model_ok": False})
+    >>> class_routes(t).tolist() == [K.CR_API]
+    True
     """
-    api_classes = set(scenario.routing.api_classes)
+    providers = scenario_apis(scenario)
+    routing = scenario.routing
+    listed = set(routing.api_classes) if routing.policy == "class_based" else set()
     codes = []
     for cls in scenario.workload.classes:
-        if cls.private or cls.arrivals.process == "closed_loop":
+        no_api = providers.spec_of(cls.name) is None
+        if cls.private or cls.arrivals.process == "closed_loop" or no_api:
             codes.append(K.CR_FLEET_ONLY)
-        elif cls.name in api_classes:
+        elif not cls.open_model_ok or cls.name in listed:
             codes.append(K.CR_API)
         else:
             codes.append(K.CR_ELIGIBLE)
@@ -204,67 +263,29 @@ def _api_cached_tokens(requests: pd.DataFrame, scenario: Scenario) -> np.ndarray
     return prefix + np.round(share * rest).astype(np.int64)
 
 
-def _costs(
-    scenario: Scenario,
-    replica: ReplicaConfig,
-    requests: pd.DataFrame,
-    replicas: pd.DataFrame,
-    run: FleetRun,
-) -> dict[str, float]:
-    hz = scenario.horizon
-    window = (hz.warmup_s, hz.duration_s)
-    try:
-        pricing = resolve_gpu_hourly(scenario.fleet.pricing, replica.gpu)
-    except KeyError:
-        bill = None  # no price for this GPU: fleet costs are NaN, latency still simulated
-    else:
-        if run.lifetimes is not None:
-            # replicas started and stopped: billed per lifetime, increments and minimums
-            lifetimes = run.lifetimes
-            busy = np.zeros(len(lifetimes))
-            # busy time is known per slot, not per lifetime: spread it over the lifetimes
-            # in the window in proportion to their overlap (the totals are exact)
-            w0, w1 = hz.warmup_s, hz.duration_s
-            overlap = np.clip(
-                np.minimum(lifetimes[:, 1], w1) - np.maximum(lifetimes[:, 0], w0), 0, None
-            )
-            total_busy = float(replicas["gpu_busy_fraction"].sum() * (w1 - w0))
-            if overlap.sum() > 0:
-                busy = np.minimum(overlap, total_busy * overlap / overlap.sum())
-        else:
-            n = scenario.fleet.replicas
-            # A fixed fleet is always on: it is paid for exactly the window. Billing
-            # increments and minimum periods only matter for replicas that start or stop.
-            pricing = dataclasses.replace(pricing, billing_increment_s=1e-6, min_billable_s=0.0)
-            lifetimes = np.tile([0.0, max(run.end_s, hz.duration_s)], (n, 1))
-            busy = replicas["gpu_busy_fraction"].to_numpy() * (hz.duration_s - hz.warmup_s)
-        bill = fleet_bill(
-            lifetimes, tp=scenario.fleet.tp, pricing=pricing, window=window, busy_s=busy
-        )
-    return cost_metrics(
-        requests,
-        window=window,
-        fleet=bill,
-        hidden=scenario.costs,
-        api=scenario.api,
-        api_batch={c.name: c.api_batch for c in scenario.workload.classes},
-    )
-
-
 def _api_baseline(
-    scenario: Scenario, run: FleetRun, requests: pd.DataFrame, seed: SeedLike
+    scenario: Scenario, providers: ApiProviders, requests: pd.DataFrame, seed: SeedLike
 ) -> dict[str, float]:
-    # every request sent to the API instead: the latency side of the comparison (its bill
-    # is priced in cost_metrics). Drawn from its own substream.
-    assert scenario.api is not None
+    # every request sent to its class's API instead: the latency side of the comparison
+    # (its bill is priced in cost_metrics), each provider drawing from its own substream.
+    # Without an API for every class there is no such alternative: NaN.
+    hz = scenario.horizon
+    classes = scenario.workload.classes
     order = np.argsort(requests["arrival_s"].to_numpy(), kind="stable")
     frame = requests.iloc[order]
-    res = simulate_api(
+    if not providers.complete:
+        empty = pd.DataFrame({col: [] for col in ("arrival_s", "class_name", "status", *LATENCIES)})
+        names = baseline_latency_metrics(
+            empty, classes, warmup_s=hz.warmup_s, duration_s=hz.duration_s
+        )
+        return dict.fromkeys(names, float("nan"))
+    res = simulate_apis(
+        providers,
+        frame["class_name"].astype(str).to_numpy(),
         frame["arrival_s"].to_numpy(),
         frame["input_tokens"].to_numpy(),
         frame["output_tokens"].to_numpy(),
-        scenario.api,
-        rng=np.random.default_rng(substream(seed, STREAM_API_BASELINE)),
+        rng_of=lambda name: np.random.default_rng(provider_stream(seed, STREAM_API_BASELINE, name)),
     )
     ok = res.status == 0
     base = pd.DataFrame(
@@ -278,10 +299,7 @@ def _api_baseline(
             "queue_s": np.full(len(frame), np.nan),
         }
     )
-    hz = scenario.horizon
-    return baseline_latency_metrics(
-        base, scenario.workload.classes, warmup_s=hz.warmup_s, duration_s=hz.duration_s
-    )
+    return baseline_latency_metrics(base, classes, warmup_s=hz.warmup_s, duration_s=hz.duration_s)
 
 
 def _dynamics_metrics(
@@ -370,14 +388,15 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     api_result = None
     n = run.state.n_requests
     to_api = run.state.ri[:n, K.STATUS] == K.ST_API
+    providers = scenario_apis(scenario)
     if to_api.any():
-        assert scenario.api is not None  # validation: API policies need an api section
-        api_result = simulate_api(
+        api_result = simulate_apis(
+            providers,
+            np.asarray(workload.class_names)[run.state.ri[:n, K.CLS][to_api]],
             run.state.rf[:n, K.ARR][to_api],
             run.state.ri[:n, K.PROMPT][to_api],
             run.state.ri[:n, K.OUT][to_api],
-            scenario.api,
-            rng=np.random.default_rng(substream(seed, STREAM_API)),
+            rng_of=lambda name: np.random.default_rng(provider_stream(seed, STREAM_API, name)),
         )
     requests = requests_frame(run, workload.class_names, api_result)
     classes = scenario.workload.classes
@@ -396,9 +415,9 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     replicas["requests_completed"] = served.reindex(replicas["replica"], fill_value=0).to_numpy()
     metrics.update(fleet_metrics(replicas))
     requests["cached_input_tokens"] = _api_cached_tokens(requests, scenario)
-    metrics.update(_costs(scenario, replica, requests, replicas, run))
-    if scenario.api is not None:
-        metrics.update(_api_baseline(scenario, run, requests, seed))
+    metrics.update(replication_costs(scenario, replica, requests, replicas, run, providers))
+    if providers.used():
+        metrics.update(_api_baseline(scenario, providers, requests, seed))
     ts = pd.DataFrame(run.samples, columns=list(SAMPLE_COLUMNS))
     ts = ts.astype({c: "int64" for c in SAMPLE_COLUMNS[1:]})
     ts["state"] = _categorical(ts["state"].to_numpy(), REPLICA_STATES)

@@ -39,6 +39,7 @@ METRIC_NAMES = {
     "fleet_gpu_usd",
     "fleet_gpu_busy_usd",
     "fleet_gpu_idle_usd",
+    "fleet_drain_s",
     "fleet_ops_usd",
     "fleet_other_usd",
     "fleet_cost_usd",
@@ -49,6 +50,8 @@ METRIC_NAMES = {
     "savings_vs_api_usd_per_month",
     "total_cost_usd_per_month",
     "api_only_cost_usd_per_month",
+    "fleet_cost_usd_per_month",
+    "api_cost_usd_per_month",
     "cost_per_request_usd",
     "cost_per_1m_input_tokens_usd",
     "cost_per_1m_output_tokens_usd",
@@ -221,17 +224,18 @@ def test_resolve_defaults_to_catalogue_on_demand() -> None:
     r = resolve_gpu_hourly(None, get_gpu("h100-sxm"))
     assert (r.kind, r.usd_per_gpu_hour, r.billing_increment_s, r.min_billable_s) == (
         "on_demand",
-        3.29,
+        2.95,
         1.0,
         0.0,
     )
-    assert "Lambda" in r.source and "skypilot" in r.source
-    assert r.date == "snapshot read 2026-11-27"
+    assert "Nebius" in r.source and "skypilot" in r.source
+    assert r.date == "snapshot read 2026-12-01"
     assert dict(r.breakdown) == {}
-    reserved = resolve_gpu_hourly(PricingSpec(kind="reserved"), get_gpu("h200"))
-    assert reserved.usd_per_gpu_hour == 5.4075
-    with pytest.raises(KeyError, match="no on_demand price for GPU 'l4'"):
-        resolve_gpu_hourly(None, get_gpu("l4"))
+    # reserved: the catalogue's 1-year committed-use quote
+    reserved = resolve_gpu_hourly(PricingSpec(kind="reserved"), get_gpu("l4"))
+    assert reserved.usd_per_gpu_hour == 0.4453
+    with pytest.raises(KeyError, match="no reserved price for GPU 'h200-sxm'"):
+        resolve_gpu_hourly(PricingSpec(kind="reserved"), get_gpu("h200"))
 
 
 def test_resolve_explicit_price_and_billing() -> None:
@@ -336,8 +340,8 @@ def test_resolve_api_prices_overrides() -> None:
         "scenario",
     )
     # catalogue entry without a cached price: defaults to the input price
-    together = resolve_api_prices(ApiSpec(model="together_ai/Meta-Llama-3.1-70B-Instruct-Turbo"))
-    assert together.usd_per_1m_cached_input == together.usd_per_1m_input == 0.88
+    together = resolve_api_prices(ApiSpec(model="together_ai/Llama-3.3-70B-Instruct-Turbo"))
+    assert together.usd_per_1m_cached_input == together.usd_per_1m_input == 1.04
 
 
 def test_provisioned_fee() -> None:
@@ -431,6 +435,10 @@ def test_cost_metrics_by_hand() -> None:
     assert m["savings_vs_api_usd_per_month"] == pytest.approx(
         730 * m["savings_vs_api_usd"], rel=1e-12
     )
+    # the split of the monthly total (the default calendar: the window stands for all time)
+    assert m["fleet_cost_usd_per_month"] == pytest.approx(730 * m["fleet_cost_usd"], rel=1e-12)
+    assert m["api_cost_usd_per_month"] == pytest.approx(730 * m["api_cost_usd"], rel=1e-12)
+    assert m["fleet_drain_s"] == 0.0
     # unit costs over 5 requests, 9000 input and 900 output tokens
     total = m["total_cost_usd"]
     assert m["cost_per_request_usd"] == pytest.approx(total / 5, rel=1e-12)

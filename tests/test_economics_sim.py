@@ -73,9 +73,18 @@ def test_fleet_and_api_bills_balance_exactly() -> None:
     out = simulate(s, seed=3)
     m, df = out.metrics, out.requests
     window = 4000 - 400
-    # GPU bill: one GPU for the whole window at the hourly rate; overheads prorated
-    assert m["fleet_gpu_hours_paid"] == pytest.approx(window / 3600)
-    assert m["fleet_gpu_usd"] == pytest.approx(3.29 * window / 3600)
+    arrived = df[(df["arrival_s"] >= 400) & (df["arrival_s"] < 4000)]
+    # the drain is billed with the window: from the horizon until the last request that
+    # arrived in the window finished on the fleet (its engine finish: the client's finish
+    # less the front end's latency)
+    on_fleet = arrived[(arrived["route"] == "fleet") & (arrived["status"] == "completed")]
+    front = s.fleet.engine.frontend_latency_s
+    drain = float(on_fleet["finish_s"].max()) - front - 4000
+    assert drain > 0 and m["fleet_drain_s"] == pytest.approx(drain, rel=1e-9)
+    # GPU bill: one GPU for the whole window and its drain at the hourly rate; overheads
+    # prorated to the window
+    assert m["fleet_gpu_hours_paid"] == pytest.approx((window + drain) / 3600)
+    assert m["fleet_gpu_usd"] == pytest.approx(3.29 * (window + drain) / 3600)
     assert m["fleet_ops_usd"] == pytest.approx(0.5 * 175200 * window / (8760 * 3600))
     assert m["fleet_other_usd"] == pytest.approx(730 * window / (730 * 3600))
     assert m["fleet_gpu_busy_usd"] + m["fleet_gpu_idle_usd"] == pytest.approx(m["fleet_gpu_usd"])
@@ -83,7 +92,6 @@ def test_fleet_and_api_bills_balance_exactly() -> None:
         m["fleet_gpu_usd"] + m["fleet_ops_usd"] + m["fleet_other_usd"]
     )
     # API bill: exactly the tokens of the completed requests it served in the window
-    arrived = df[(df["arrival_s"] >= 400) & (df["arrival_s"] < 4000)]
     api = arrived[(arrived["route"] == "api") & (arrived["status"] == "completed")]
     assert len(api) > 0 and (arrived["route"] == "fleet").sum() > 0
     expected = api_bill(
@@ -132,7 +140,9 @@ def test_rate_limited_api_traffic_retries_and_fails_with_reason() -> None:
     m = out.metrics
     arrived = ok[(ok["arrival_s"] >= 400) & (ok["arrival_s"] < 4000)]
     assert m["api_cost_usd"] == pytest.approx(len(arrived) * (IN * P_IN + OUT * P_OUT) / 1e6)
-    assert m["fleet_gpu_usd"] > 0  # the idle fleet is still paid for
+    # api_only and no request on the fleet: no fleet is paid for, GPU or hidden costs
+    assert m["fleet_gpu_usd"] == m["fleet_cost_usd"] == m["fleet_gpu_hours_paid"] == 0.0
+    assert m["total_cost_usd"] == m["api_cost_usd"]
 
 
 def test_same_seed_same_requests_across_policies() -> None:

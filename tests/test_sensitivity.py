@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim import Scenario, load_scenario, run
+from sim import Scenario, load_scenario, run, t_interval
 from sim.sensitivity import ISHIGAMI_FIRST_ORDER, ishigami, tornado, variance_indices
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,16 +24,21 @@ def short() -> Scenario:
 
 
 def test_tornado_levels_signs_and_exact_price_effect(short: Scenario) -> None:
-    t = tornado(short, {PRICE: (2.0, 4.0), "fleet.replicas": 0.5}, replications=3, seed=1)
+    t = tornado(short, {PRICE: (2.0, 6.0), "fleet.replicas": 0.5}, replications=3, seed=1)
     assert len(t) == 2 * 2 * 2
     cost = t[t["metric"] == "savings_vs_api_usd"].set_index(["parameter", "side"])
-    # a GPU price change moves the bill by exactly GPUs × hours × Δprice, in every
-    # replication (common random numbers: the requests are the same), so the CI is a point
-    hours = 300 / 3600
-    assert cost.loc[(PRICE, "low"), "delta"] == pytest.approx(2 * hours * (3.29 - 2.0))
-    assert cost.loc[(PRICE, "low"), "delta_ci_low"] == pytest.approx(
-        cost.loc[(PRICE, "low"), "delta_ci_high"]
-    )
+    # a GPU price change moves the bill by exactly GPUs × paid hours × Δprice in every
+    # replication (common random numbers: the same requests, so the same drain after the
+    # window), so the delta's CI is the t-interval of those exact per-replication changes
+    assert short.fleet.pricing is not None
+    base = short.fleet.pricing.usd_per_gpu_hour  # the scenario's catalogue quote
+    assert base is not None and 2.0 < base < 6.0
+    drain = run(short, replications=3, seed=1).replications["fleet_drain_s"].to_numpy()
+    exact = 2 * (300 + drain) / 3600 * (base - 2.0)
+    mean, lo, hi = t_interval(exact)
+    low = cost.loc[(PRICE, "low")]
+    assert low["delta"] == pytest.approx(mean)
+    assert (low["delta_ci_low"], low["delta_ci_high"]) == pytest.approx((lo, hi))
     assert cost.loc[(PRICE, "high"), "delta"] < 0
     assert cost.loc[("fleet.replicas", "low"), "value"] == 1
     assert cost.loc[("fleet.replicas", "high"), "value"] == 3

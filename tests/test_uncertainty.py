@@ -155,10 +155,10 @@ def test_each_replication_draws_and_records_its_parameters() -> None:
         drawn = draw(s.uncertainty or {}, child)
         assert reps.loc[i, f"param:{PRICE}"] == drawn[PRICE]
         assert reps.loc[i, f"param:{API_OUT}"] == drawn[API_OUT]
-    # the drawn values are what was simulated: a fixed fleet's GPU bill is price × window
-    # (to the engine's 1 µs billing increment)
-    window_h = (300 - 30) / 3600
-    np.testing.assert_allclose(reps["fleet_gpu_usd"], price * window_h, rtol=1e-6)
+    # the drawn values are what was simulated: a fixed fleet's GPU bill is price × (window
+    # + the drain of the window's last requests), to the engine's 1 µs billing increment
+    paid_h = (300 - 30 + reps["fleet_drain_s"].to_numpy()) / 3600
+    np.testing.assert_allclose(reps["fleet_gpu_usd"], price * paid_h, rtol=1e-6)
     assert res.first.scenario.fleet.pricing.usd_per_gpu_hour == price[0]
     # the workload, router and API streams are untouched: the same requests as without
     base = run(nominal, replications=4, seed=2).replications

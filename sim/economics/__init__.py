@@ -1,9 +1,12 @@
 """Money: the scenario's pricing, hidden-cost, API and routing sections, and cost accounting.
 
-:mod:`sim.economics.spec` holds the validated scenario sections; :mod:`sim.economics.cost`
-turns a replication's raw records into bills and the cost metrics of the README glossary.
+:mod:`sim.economics.spec` holds the validated scenario sections; :mod:`sim.economics.gpu_bill`
+bills the fleet's GPUs, :mod:`sim.economics.apis` the hosted APIs, and
+:mod:`sim.economics.cost` turns a replication's raw records into the cost metrics of the
+README glossary.
 """
 
+from sim.economics.apis import MAIN_API, ApiProviders, api_providers
 from sim.economics.cost import (
     HOURS_PER_YEAR,
     FleetBill,
@@ -12,7 +15,10 @@ from sim.economics.cost import (
     cost_metrics,
     fleet_bill,
     hidden_costs,
+    idle_fleet_usd,
+    peak_replicas,
     provisioned_fee,
+    reserved_fleet_bill,
     resolve_api_prices,
     resolve_gpu_hourly,
 )
@@ -20,6 +26,7 @@ from sim.economics.spec import (
     HOURS_PER_MONTH,
     ApiLatencySpec,
     ApiSpec,
+    CalendarSpec,
     CapacityKind,
     HiddenCostsSpec,
     LatencyDist,
@@ -34,8 +41,11 @@ from sim.economics.spec import (
 __all__ = [
     "HOURS_PER_MONTH",
     "HOURS_PER_YEAR",
+    "MAIN_API",
     "ApiLatencySpec",
+    "ApiProviders",
     "ApiSpec",
+    "CalendarSpec",
     "CapacityKind",
     "FleetBill",
     "HiddenCostsSpec",
@@ -48,10 +58,14 @@ __all__ = [
     "RoutingSpec",
     "SpilloverSpec",
     "api_bill",
+    "api_providers",
     "cost_metrics",
     "fleet_bill",
     "hidden_costs",
+    "idle_fleet_usd",
+    "peak_replicas",
     "provisioned_fee",
+    "reserved_fleet_bill",
     "resolve_api_prices",
     "resolve_gpu_hourly",
 ]

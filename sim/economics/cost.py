@@ -1,35 +1,46 @@
-"""Cost accounting: what the fleet and the API cost over the measurement window.
+"""Cost accounting: what the fleet and the API cost over the measurement window, and per
+month.
 
 Pure, vectorised functions of the raw records of one replication (replica lifetimes and
 busy times, one row per request) and the scenario's money sections; nothing here reads
 files or draws random numbers. Every figure is exact arithmetic on those records, so tests
-can check it by hand.
+can check it by hand. The GPU bill lives in :mod:`sim.economics.gpu_bill`, the API side
+(prices, per-request bills, provisioned fees, providers) in :mod:`sim.economics.apis`;
+both are re-exported here.
 
 Money is in USD, time in seconds unless a name says hours; "per month" means
-``HOURS_PER_MONTH`` (730) hours.
+``HOURS_PER_MONTH`` (730) hours, of which the scenario's ``calendar`` says how many the
+measurement window stands for.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
-from sim.catalog import GpuSpec
-from sim.catalog.prices import ApiPrice, api_price, default_gpu_price
-from sim.economics.spec import (
-    HOURS_PER_MONTH,
-    ApiSpec,
-    CapacityKind,
-    HiddenCostsSpec,
-    PricingSpec,
-    ProvisionedSpec,
+from sim.economics.apis import (
+    MAIN_API,
+    ApiProviders,
+    api_bill,
+    provisioned_fee,
+    resolve_api_prices,
 )
+from sim.economics.gpu_bill import (
+    HOURS_PER_YEAR,
+    FleetBill,
+    ResolvedPricing,
+    fleet_bill,
+    idle_fleet_usd,
+    peak_replicas,
+    reserved_fleet_bill,
+    resolve_gpu_hourly,
+)
+from sim.economics.spec import HOURS_PER_MONTH, ApiSpec, CalendarSpec, HiddenCostsSpec
 
 __all__ = [
     "HOURS_PER_YEAR",
@@ -39,276 +50,13 @@ __all__ = [
     "cost_metrics",
     "fleet_bill",
     "hidden_costs",
+    "idle_fleet_usd",
+    "peak_replicas",
     "provisioned_fee",
+    "reserved_fleet_bill",
     "resolve_api_prices",
     "resolve_gpu_hourly",
 ]
-
-HOURS_PER_YEAR = 8760.0
-# A lifetime within this fraction of a billing increment of a boundary is on the boundary:
-# float round-off (3600.1 - 0.1 = 3600.0000000000005) must not bill a whole extra period.
-_ROUND_OFF = 1e-9
-_EMPTY: Mapping[str, float] = MappingProxyType({})
-
-
-@dataclass(frozen=True)
-class ResolvedPricing:
-    """The hourly price of one GPU and how it is billed, ready for :func:`fleet_bill`.
-
-    Attributes
-    ----------
-    kind : {"on_demand", "reserved", "spot", "owned"}
-        ``reserved`` and ``owned`` capacity is paid for the whole window; the others per
-        replica lifetime.
-    usd_per_gpu_hour : float
-        Price of one GPU for one hour.
-    billing_increment_s : float
-        A lifetime is rounded up to a whole number of these.
-    min_billable_s : float
-        Shortest billed lifetime.
-    source, date : str
-        Where the price comes from and when it held.
-    breakdown : Mapping[str, float]
-        Owned capacity only: ``capex_usd_per_gpu_hour``, ``power_usd_per_gpu_hour``,
-        ``hosting_usd_per_gpu_hour`` (they sum to ``usd_per_gpu_hour``); empty otherwise.
-    """
-
-    kind: CapacityKind
-    usd_per_gpu_hour: float
-    billing_increment_s: float = 1.0
-    min_billable_s: float = 0.0
-    source: str = ""
-    date: str = ""
-    breakdown: Mapping[str, float] = field(default_factory=lambda: _EMPTY, hash=False)
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.usd_per_gpu_hour) and self.usd_per_gpu_hour >= 0):
-            raise ValueError(f"usd_per_gpu_hour must be finite and >= 0: {self.usd_per_gpu_hour}")
-        if not (math.isfinite(self.billing_increment_s) and self.billing_increment_s > 0):
-            raise ValueError(f"billing_increment_s must be > 0: {self.billing_increment_s}")
-        if not (math.isfinite(self.min_billable_s) and self.min_billable_s >= 0):
-            raise ValueError(f"min_billable_s must be >= 0: {self.min_billable_s}")
-
-
-@dataclass(frozen=True)
-class FleetBill:
-    """GPU cost of a fleet attributed to the measurement window.
-
-    Attributes
-    ----------
-    gpu_hours_paid : float
-        GPU-hours billed and attributed to the window (see :func:`fleet_bill`).
-    gpu_hours_busy : float
-        GPU-hours a replica was running a batch inside the window: Σ busy_s · tp / 3600.
-    gpu_usd : float
-        ``gpu_hours_paid · usd_per_gpu_hour``.
-    gpu_busy_usd : float
-        ``gpu_usd · gpu_hours_busy / gpu_hours_paid``: the share of the bill that did work.
-    gpu_idle_usd : float
-        ``gpu_usd − gpu_busy_usd``.
-    window_s : float
-        Length of the window the bill is for.
-    kind : str
-        Pricing kind.
-    usd_per_gpu_hour : float
-        Price used.
-    """
-
-    gpu_hours_paid: float
-    gpu_hours_busy: float
-    gpu_usd: float
-    gpu_busy_usd: float
-    gpu_idle_usd: float
-    window_s: float
-    kind: str
-    usd_per_gpu_hour: float
-
-
-def resolve_gpu_hourly(pricing: PricingSpec | None, gpu: GpuSpec) -> ResolvedPricing:
-    """Turn the scenario's ``fleet.pricing`` into one hourly price per GPU.
-
-    Rented capacity (``on_demand``, ``spot``, ``reserved``) uses ``usd_per_gpu_hour`` when
-    given, otherwise the catalogue's default quote for the GPU and kind
-    (:func:`sim.catalog.prices.default_gpu_price`). Owned capacity costs straight-line
-    depreciation plus power plus hosting, per GPU-hour::
-
-        capex / (life_years · 8760) + power_w · pue · usd_per_kwh / 1000
-            + hosting_usd_per_gpu_month / 730
-
-    with ``power_w`` the GPU's TDP unless ``power_w_per_gpu`` is given (an average draw at
-    full power: conservative).
-
-    Parameters
-    ----------
-    pricing : PricingSpec or None
-        None means catalogue on-demand pricing.
-    gpu : GpuSpec
-        The fleet's GPU.
-
-    Returns
-    -------
-    ResolvedPricing
-
-    Raises
-    ------
-    KeyError
-        If the catalogue has no price of that kind for the GPU (give one explicitly).
-    ValueError
-        If owned capacity is given a ``usd_per_gpu_hour`` (it is computed), or needs the
-        TDP and the GPU has none.
-
-    Examples
-    --------
-    >>> from sim.catalog import get_gpu
-    >>> resolve_gpu_hourly(None, get_gpu("h100-sxm")).usd_per_gpu_hour
-    3.29
-    >>> owned = PricingSpec(kind="owned", capex_usd_per_gpu=35040.0, life_years=4.0,
-    ...                     pue=1.25, usd_per_kwh=0.1)
-    >>> r = resolve_gpu_hourly(owned, get_gpu("h100-sxm"))  # 700 W TDP
-    >>> round(r.usd_per_gpu_hour, 6), round(r.breakdown["power_usd_per_gpu_hour"], 6)
-    (1.0875, 0.0875)
-    """
-    spec = pricing if pricing is not None else PricingSpec()
-    if spec.kind == "owned":
-        if spec.usd_per_gpu_hour is not None:
-            raise ValueError(
-                "fleet.pricing.usd_per_gpu_hour is not used for owned capacity "
-                "(it is computed from capex, power and hosting); remove it"
-            )
-        power_w = spec.power_w_per_gpu if spec.power_w_per_gpu is not None else gpu.tdp_w
-        if power_w is None:
-            raise ValueError(f"GPU {gpu.name!r} has no TDP: give fleet.pricing.power_w_per_gpu")
-        assert spec.capex_usd_per_gpu is not None  # guaranteed by PricingSpec's validator
-        parts = {
-            "capex_usd_per_gpu_hour": spec.capex_usd_per_gpu / (spec.life_years * HOURS_PER_YEAR),
-            "power_usd_per_gpu_hour": power_w * spec.pue * spec.usd_per_kwh / 1000.0,
-            "hosting_usd_per_gpu_hour": spec.hosting_usd_per_gpu_month / HOURS_PER_MONTH,
-        }
-        return ResolvedPricing(
-            kind="owned",
-            usd_per_gpu_hour=sum(parts.values()),
-            source=spec.price_source or "owned: capex + power + hosting",
-            date=spec.price_date,
-            breakdown=MappingProxyType(parts),
-            billing_increment_s=spec.billing_increment_s,
-            min_billable_s=spec.min_billable_s,
-        )
-    if spec.usd_per_gpu_hour is not None:
-        return ResolvedPricing(
-            kind=spec.kind,
-            usd_per_gpu_hour=spec.usd_per_gpu_hour,
-            source=spec.price_source or "scenario",
-            date=spec.price_date,
-            billing_increment_s=spec.billing_increment_s,
-            min_billable_s=spec.min_billable_s,
-        )
-    quote = default_gpu_price(gpu.name, spec.kind)
-    return ResolvedPricing(
-        kind=spec.kind,
-        usd_per_gpu_hour=quote.usd_per_gpu_hour,
-        source=spec.price_source or f"{quote.provider} {quote.sku} ({quote.source})",
-        date=spec.price_date or quote.quote_date,
-        billing_increment_s=spec.billing_increment_s,
-        min_billable_s=spec.min_billable_s,
-    )
-
-
-def fleet_bill(
-    lifetimes_s: ArrayLike,
-    *,
-    tp: int,
-    pricing: ResolvedPricing,
-    window: tuple[float, float],
-    busy_s: ArrayLike,
-) -> FleetBill:
-    """GPU bill of a fleet attributed to the window ``[window[0], window[1])``.
-
-    Per replica (``tp`` GPUs), billed by lifetime (``on_demand``, ``spot``):
-
-    - billed time = ``max(ceil((end − start) / increment) · increment, min_billable_s)``;
-    - attributed to the window = billed time × overlap([start, end], window) / (end − start).
-
-    The proration spreads the rounding and the minimum evenly over the lifetime, so bills of
-    consecutive windows add up to the whole bill; a replica of zero lifetime is attributed
-    to the window its start lies in. ``reserved`` and ``owned`` capacity is paid for the
-    whole window for every replica (row), whatever its lifetime.
-
-    Parameters
-    ----------
-    lifetimes_s : array_like, shape (n_replicas, 2)
-        Start and end of each replica's life (start ≤ end, finite; the end of the run for a
-        replica still alive).
-    tp : int, keyword-only
-        GPUs per replica.
-    pricing : ResolvedPricing, keyword-only
-        From :func:`resolve_gpu_hourly`.
-    window : (float, float), keyword-only
-        Measurement window, usually ``(warmup_s, duration_s)``.
-    busy_s : array_like, shape (n_replicas,), keyword-only
-        Seconds each replica ran a batch inside the window (at most its overlap).
-
-    Returns
-    -------
-    FleetBill
-
-    Raises
-    ------
-    ValueError
-        On bad shapes, an empty window, end < start, or busy time outside [0, overlap].
-
-    Examples
-    --------
-    Two replicas billed per started hour, one alive 90 minutes, one 10 minutes:
-
-    >>> p = ResolvedPricing(kind="on_demand", usd_per_gpu_hour=2.0, billing_increment_s=3600)
-    >>> b = fleet_bill([[0, 5400], [0, 600]], tp=1, pricing=p, window=(0, 5400),
-    ...                busy_s=[3000, 600])
-    >>> b.gpu_hours_paid, b.gpu_usd, b.gpu_busy_usd, b.gpu_idle_usd
-    (3.0, 6.0, 2.0, 4.0)
-    """
-    life = np.asarray(lifetimes_s, dtype=np.float64)
-    if life.ndim != 2 or life.shape[1] != 2:
-        raise ValueError(f"lifetimes_s must have shape (n_replicas, 2), got {life.shape}")
-    busy = np.asarray(busy_s, dtype=np.float64)
-    if busy.shape != (life.shape[0],):
-        raise ValueError(f"busy_s must have shape ({life.shape[0]},), got {busy.shape}")
-    if isinstance(tp, bool) or int(tp) != tp or tp < 1:
-        raise ValueError(f"tp must be an integer >= 1, got {tp!r}")
-    w0, w1 = float(window[0]), float(window[1])
-    if not (math.isfinite(w0) and math.isfinite(w1) and w1 > w0):
-        raise ValueError(f"window must be finite with end > start, got {window!r}")
-    start, end = life[:, 0], life[:, 1]
-    if not np.all(np.isfinite(life)) or np.any(end < start):
-        raise ValueError("lifetimes must be finite with end >= start")
-    overlap = np.clip(np.minimum(end, w1) - np.maximum(start, w0), 0.0, None)
-    if np.any(busy < 0) or np.any(busy > overlap * (1 + _ROUND_OFF) + _ROUND_OFF):
-        raise ValueError("busy_s must lie in [0, overlap of the replica's life with the window]")
-    span = w1 - w0
-    if pricing.kind in ("reserved", "owned"):
-        paid_s = np.full(life.shape[0], span)
-    else:
-        length = end - start
-        inc = pricing.billing_increment_s
-        periods = np.maximum(np.ceil(length / inc - _ROUND_OFF), 0.0)
-        billed = np.maximum(periods * inc, pricing.min_billable_s)
-        starts_inside = ((start >= w0) & (start < w1)).astype(np.float64)
-        share = np.divide(overlap, length, out=starts_inside, where=length > 0)
-        paid_s = billed * share
-    hours_paid = float(paid_s.sum()) * tp / 3600.0
-    hours_busy = float(busy.sum()) * tp / 3600.0
-    gpu_usd = hours_paid * pricing.usd_per_gpu_hour
-    # min(1, ·): the round-off allowance above can bill a hair less than the lifetime
-    busy_usd = gpu_usd * min(1.0, hours_busy / hours_paid) if hours_paid > 0 else 0.0
-    return FleetBill(
-        gpu_hours_paid=hours_paid,
-        gpu_hours_busy=hours_busy,
-        gpu_usd=gpu_usd,
-        gpu_busy_usd=busy_usd,
-        gpu_idle_usd=gpu_usd - busy_usd,
-        window_s=span,
-        kind=pricing.kind,
-        usd_per_gpu_hour=pricing.usd_per_gpu_hour,
-    )
 
 
 def hidden_costs(spec: HiddenCostsSpec, window_s: float) -> dict[str, float]:
@@ -348,120 +96,6 @@ def hidden_costs(spec: HiddenCostsSpec, window_s: float) -> dict[str, float]:
     }
 
 
-def resolve_api_prices(spec: ApiSpec) -> ApiPrice:
-    """Per-token prices of the scenario's API: the catalogue entry, explicit fields winning.
-
-    The cached-input price falls back to the catalogue's, then to the input price (no
-    prompt-cache discount) when neither is known.
-
-    Examples
-    --------
-    >>> p = resolve_api_prices(ApiSpec(model="together_ai/Meta-Llama-3.1-8B-Instruct-Turbo"))
-    >>> p.usd_per_1m_input, p.usd_per_1m_cached_input
-    (0.18, 0.18)
-    >>> resolve_api_prices(ApiSpec(model="gpt-4o-mini", usd_per_1m_output=0.5)).usd_per_1m_output
-    0.5
-    """
-    base = api_price(spec.model) if spec.model is not None else None
-    p_in = spec.usd_per_1m_input if spec.usd_per_1m_input is not None else None
-    p_out = spec.usd_per_1m_output if spec.usd_per_1m_output is not None else None
-    p_cached = spec.usd_per_1m_cached_input
-    if base is not None:
-        p_in = base.usd_per_1m_input if p_in is None else p_in
-        p_out = base.usd_per_1m_output if p_out is None else p_out
-        p_cached = base.usd_per_1m_cached_input if p_cached is None else p_cached
-    assert p_in is not None and p_out is not None  # guaranteed by ApiSpec's validator
-    return ApiPrice(
-        key=base.key if base is not None else "custom",
-        usd_per_1m_input=p_in,
-        usd_per_1m_output=p_out,
-        usd_per_1m_cached_input=p_in if p_cached is None else p_cached,
-        source=spec.price_source or (base.source if base is not None else "scenario"),
-        quote_date=spec.price_date or (base.quote_date if base is not None else ""),
-        confidence=base.confidence if base is not None else "",
-    )
-
-
-def api_bill(
-    input_tokens: ArrayLike,
-    cached_input_tokens: ArrayLike,
-    output_tokens: ArrayLike,
-    *,
-    prices: ApiPrice,
-    batch: ArrayLike | None = None,
-    batch_discount: float = 0.0,
-    provisioned: ArrayLike | None = None,
-) -> NDArray[np.float64]:
-    """Pay-per-token price of each request, USD.
-
-    ``((input − cached) · p_in + cached · p_cached + output · p_out) / 1e6``, times
-    ``1 − batch_discount`` for requests sent through the batch API; 0 for requests served
-    under provisioned throughput (their cost is the hourly :func:`provisioned_fee`).
-    ``input_tokens`` is the whole prompt, of which ``cached_input_tokens`` hit the cache.
-
-    Parameters
-    ----------
-    input_tokens, cached_input_tokens, output_tokens : array_like
-        Per request, same length; 0 ≤ cached ≤ input.
-    prices : ApiPrice, keyword-only
-        A missing cached-input price means the input price.
-    batch : array_like of bool, optional
-        Requests sent through the batch API.
-    batch_discount : float, keyword-only
-        Fraction off for batch requests, in [0, 1).
-    provisioned : array_like of bool, optional
-        Requests served under provisioned throughput.
-
-    Returns
-    -------
-    ndarray of float64
-
-    Examples
-    --------
-    >>> p = ApiPrice("x/y", 1.0, 4.0, 0.5, "", "")
-    >>> api_bill([1000, 1000, 1000], [400, 0, 0], [100, 100, 100], prices=p,
-    ...          batch=[False, True, False], batch_discount=0.5,
-    ...          provisioned=[False, False, True]).tolist()
-    [0.0012, 0.0007, 0.0]
-    """
-    inp = np.asarray(input_tokens, dtype=np.float64)
-    cached = np.asarray(cached_input_tokens, dtype=np.float64)
-    out = np.asarray(output_tokens, dtype=np.float64)
-    if not inp.shape == cached.shape == out.shape:
-        raise ValueError("input, cached input and output token arrays must have the same shape")
-    if np.any(out < 0) or np.any(cached < 0) or np.any(cached > inp):
-        raise ValueError("token counts must be >= 0 with cached_input_tokens <= input_tokens")
-    if not 0.0 <= batch_discount < 1.0:
-        raise ValueError(f"batch_discount must be in [0, 1), got {batch_discount!r}")
-    p_cached = prices.usd_per_1m_cached_input
-    p_cached = prices.usd_per_1m_input if p_cached is None else p_cached
-    usd = (
-        (inp - cached) * prices.usd_per_1m_input
-        + cached * p_cached
-        + out * prices.usd_per_1m_output
-    ) / 1e6
-    if batch is not None:
-        usd = np.where(np.asarray(batch, dtype=bool), usd * (1.0 - batch_discount), usd)
-    if provisioned is not None:
-        usd = np.where(np.asarray(provisioned, dtype=bool), 0.0, usd)
-    return usd
-
-
-def provisioned_fee(spec: ApiSpec | ProvisionedSpec | None, window_s: float) -> float:
-    """Fee of provisioned API throughput over a window: ``usd_per_hour · window_s / 3600``.
-
-    0 when the API (or ``spec``) has no provisioned throughput. The fee is owed whether or
-    not any request used the capacity.
-
-    Examples
-    --------
-    >>> provisioned_fee(ProvisionedSpec(usd_per_hour=12.0, tokens_per_s=1000), 1800.0)
-    6.0
-    """
-    prov = spec.provisioned if isinstance(spec, ApiSpec) else spec
-    return 0.0 if prov is None else prov.usd_per_hour * window_s / 3600.0
-
-
 def _ratio(num: float, den: float, scale: float = 1.0) -> float:
     return num / den * scale if den > 0 else float("nan")
 
@@ -473,16 +107,28 @@ def _column(frame: pd.DataFrame, name: str, default: float | bool) -> NDArray[np
     return values.fillna(default).to_numpy(dtype=type(default))
 
 
+def _month_split(calendar: CalendarSpec | None, span: float) -> tuple[float, float]:
+    """``(scale, idle_s)``: what a window cost is multiplied by to stand for the month's
+    active time, and the seconds of the month outside it (exactly 0 when the window stands
+    for all time, so that monthly figures are then window figures × 730 h / window)."""
+    cal = calendar if calendar is not None else CalendarSpec()
+    month_s = HOURS_PER_MONTH * 3600.0
+    active_s = month_s if cal.continuous else cal.active_hours_per_month * 3600.0
+    return active_s / span, month_s - active_s
+
+
 def cost_metrics(
     requests: pd.DataFrame,
     *,
     window: tuple[float, float],
     fleet: FleetBill | None,
     hidden: HiddenCostsSpec | None = None,
-    api: ApiSpec | None = None,
+    api: ApiSpec | ApiProviders | None = None,
     api_batch: Mapping[str, bool] | None = None,
+    calendar: CalendarSpec | None = None,
+    idle_replicas: float = 0.0,
 ) -> dict[str, float]:
-    """Cost metrics of one replication over the measurement window.
+    """Cost metrics of one replication over the measurement window, and per month.
 
     **Requests counted**: those that *arrived* in ``[window[0], window[1])`` and
     *completed*. Rejected and failed requests are not billed by the API (a provider charges
@@ -491,39 +137,66 @@ def cost_metrics(
     ``slo_attainment``. Tokens are ``input_tokens`` (whole prompt, cached part included)
     and ``output_tokens``; ``cached_input_tokens`` (default 0) is the part of the prompt
     the API's cache served; ``api_provisioned`` (default False) marks requests served by
-    provisioned throughput.
+    provisioned throughput. Each request routed to the API is billed by its class's
+    provider (``api`` as :class:`~sim.economics.apis.ApiProviders`), at that provider's
+    prices and batch discount.
 
-    ===================================  =========  =============================================
-    name                                 unit       definition
-    ===================================  =========  =============================================
-    fleet_gpu_hours_paid                 GPU-h      GPU time billed and attributed to the window
-    fleet_gpu_hours_busy                 GPU-h      GPU time running batches inside the window
-    fleet_gpu_usd                        USD        paid GPU-hours × price per GPU-hour
-    fleet_gpu_busy_usd                   USD        fleet_gpu_usd × busy / paid GPU-hours
-    fleet_gpu_idle_usd                   USD        fleet_gpu_usd − fleet_gpu_busy_usd
-    fleet_ops_usd                        USD        operations staff, prorated to the window
-    fleet_other_usd                      USD        monitoring, storage/egress, model updates
-    fleet_cost_usd                       USD        gpu + ops + other
-    api_cost_usd                         USD        per-token bill of requests routed to the API
-                                                    + provisioned fee (0 without an API)
-    total_cost_usd                       USD        fleet_cost_usd + api_cost_usd
-    api_only_cost_usd                    USD        every counted request, whatever its route,
-                                                    priced pay-per-token (batch discount for
-                                                    batch classes, no provisioned throughput)
-    savings_vs_api_usd                   USD        api_only_cost_usd − total_cost_usd
-    savings_vs_api_usd_per_month         USD/month  savings × 730 h / window
-    total_cost_usd_per_month             USD/month  total × 730 h / window
-    api_only_cost_usd_per_month          USD/month  api_only × 730 h / window
-    cost_per_request_usd                 USD        total ÷ counted requests
-    cost_per_1m_input_tokens_usd         USD        total ÷ input tokens × 1e6 (the whole cost
-                                                    charged to input: not a split)
-    cost_per_1m_output_tokens_usd        USD        total ÷ output tokens × 1e6 (likewise)
-    cost_per_1m_tokens_usd               USD        total ÷ (input + output tokens) × 1e6:
-                                                    blended, every token weighted equally
-    api_only_cost_per_1m_tokens_usd      USD        api_only ÷ (input + output tokens) × 1e6
-    savings_vs_api_per_1m_tokens_usd     USD        the difference of the two above
-    self_host_cheaper                    0/1        1.0 if savings_vs_api_usd > 0 else 0.0
-    ===================================  =========  =============================================
+    **Per month.** With ``W`` the window, ``A`` the active seconds of a month
+    (``calendar.active_hours_per_month · 3600``; ``M = 730 · 3600`` when the window stands
+    for all time) and ``I = M − A`` the rest of the month: per-token API bills and the
+    fleet's window bill (drain included) scale by ``A / W``; over ``I`` the month adds what
+    runs around the clock — reserved and owned GPUs, the replicas kept running outside the
+    active time (``idle_replicas``, see :func:`idle_fleet_usd`), the provisioned API fee
+    and the hidden costs, which are thus billed for the whole month.
+
+    =====================================  =========  =============================================
+    name                                   unit       definition
+    =====================================  =========  =============================================
+    fleet_gpu_hours_paid                   GPU-h      GPU time billed and attributed to the window
+                                                      and its drain
+    fleet_gpu_hours_busy                   GPU-h      GPU time running batches inside the window
+                                                      and its drain
+    fleet_gpu_usd                          USD        what the paid GPU-hours cost
+    fleet_gpu_busy_usd                     USD        fleet_gpu_usd × busy / paid GPU-hours
+    fleet_gpu_idle_usd                     USD        fleet_gpu_usd − fleet_gpu_busy_usd
+    fleet_drain_s                          s          after the window, until the window's last
+                                                      request left the fleet (billed with the
+                                                      window for capacity paid per lifetime)
+    fleet_ops_usd                          USD        operations staff, prorated to the window
+    fleet_other_usd                        USD        monitoring, storage/egress, model updates
+    fleet_cost_usd                         USD        gpu + ops + other
+    api_cost_usd                           USD        per-token bill of requests routed to the API
+                                                      + provisioned fees (0 without an API)
+    total_cost_usd                         USD        fleet_cost_usd + api_cost_usd
+    api_only_cost_usd                      USD        every counted request, whatever its route,
+                                                      priced pay-per-token at its class's provider
+                                                      (batch discount for batch classes, no
+                                                      provisioned throughput); NaN if a class
+                                                      has no API
+    savings_vs_api_usd                     USD        api_only_cost_usd − total_cost_usd
+    fleet_cost_usd_per_month               USD/month  fleet_cost × A/W + (reserved and idle GPUs,
+                                                      hidden costs) over I
+    api_cost_usd_per_month                 USD/month  api_cost × A/W + provisioned fees over I
+    total_cost_usd_per_month               USD/month  total × A/W + the same over I (= fleet +
+                                                      API per month, up to round-off)
+    api_only_cost_usd_per_month            USD/month  api_only × A/W
+    savings_vs_api_usd_per_month           USD/month  api_only − total, per month
+    api_cost_usd_per_month[<class>]        USD/month  per-token bill of the class's requests
+                                                      routed to the API × A/W (more than one
+                                                      class; fees not split by class)
+    api_only_cost_usd_per_month[<class>]   USD/month  the class's all-API bill × A/W (NaN
+                                                      without an API; more than one class)
+    cost_per_request_usd                   USD        total ÷ counted requests
+    cost_per_1m_input_tokens_usd           USD        total ÷ input tokens × 1e6 (the whole cost
+                                                      charged to input: not a split)
+    cost_per_1m_output_tokens_usd          USD        total ÷ output tokens × 1e6 (likewise)
+    cost_per_1m_tokens_usd                 USD        total ÷ (input + output tokens) × 1e6:
+                                                      blended, every token weighted equally
+    api_only_cost_per_1m_tokens_usd        USD        api_only ÷ (input + output tokens) × 1e6
+    savings_vs_api_per_1m_tokens_usd       USD        the difference of the two above
+    self_host_cheaper                      0/1        1.0 if savings_vs_api_usd > 0 else 0.0
+    =====================================  =========  =============================================
+
 
     Ratios with a zero denominator are NaN. Without an ``api`` the ``api_only_*``,
     ``savings_*`` and ``self_host_cheaper`` metrics are NaN (there is nothing to compare
@@ -538,13 +211,19 @@ def cost_metrics(
     window : (float, float), keyword-only
         ``(warmup_s, duration_s)``.
     fleet : FleetBill or None, keyword-only
-        From :func:`fleet_bill` over the same window; None for no fleet.
+        From :func:`fleet_bill` or :func:`reserved_fleet_bill` over the same window; None
+        for no fleet.
     hidden : HiddenCostsSpec, optional
         Non-GPU fleet costs; None for none.
-    api : ApiSpec, optional
-        The hosted API.
+    api : ApiSpec or ApiProviders, optional
+        The hosted API every class uses, or each class's provider (per-class metrics are
+        given for more than one class).
     api_batch : Mapping[str, bool], optional
-        Class name → sent through the batch API (``api.batch_discount`` applies).
+        Class name → sent through the batch API (its provider's ``batch_discount`` applies).
+    calendar : CalendarSpec, optional
+        What the window stands for; default: all time.
+    idle_replicas : float, keyword-only
+        Replicas kept running outside the active time (see :func:`idle_fleet_usd`).
 
     Returns
     -------
@@ -554,7 +233,7 @@ def cost_metrics(
     ------
     ValueError
         If the fleet bill is for a window of another length, or requests were routed to
-        the API and there is no ``api``.
+        the API by a class that has none.
 
     Examples
     --------
@@ -570,6 +249,14 @@ def cost_metrics(
     [0.1, 0.004, 0.006]
     >>> round(m["savings_vs_api_usd"], 6), m["self_host_cheaper"]
     (-0.098, 0.0)
+
+    The same 100 s standing for 1 hour on each of 20 days, the replica kept off otherwise:
+
+    >>> m = cost_metrics(reqs, window=(0, 100), fleet=bill,
+    ...     api=ApiSpec(usd_per_1m_input=1.0, usd_per_1m_output=2.0),
+    ...     calendar=CalendarSpec(active_hours_per_day=1, active_days_per_month=20))
+    >>> round(m["fleet_cost_usd_per_month"], 6), round(m["api_cost_usd_per_month"], 6)
+    (72.0, 2.88)
     """
     w0, w1 = float(window[0]), float(window[1])
     span = w1 - w0
@@ -585,44 +272,80 @@ def cost_metrics(
     cached = _column(sel, "cached_input_tokens", 0.0).astype(np.float64)
     prov = _column(sel, "api_provisioned", False).astype(bool)
     to_api = (sel["route"] == "api").to_numpy(dtype=bool)
+    names = sel["class_name"].astype(str).to_numpy()
     batch_classes = [name for name, flag in (api_batch or {}).items() if flag]
-    batch = np.isin(sel["class_name"].astype(str).to_numpy(), batch_classes)
+    batch = np.isin(names, batch_classes)
 
     gpu = fleet.gpu_usd if fleet is not None else 0.0
     extra = hidden_costs(hidden, span) if hidden is not None else {"ops_usd": 0.0, "other_usd": 0.0}
     fleet_cost = gpu + extra["ops_usd"] + extra["other_usd"]
     nan = float("nan")
-    if api is None:
-        if to_api.any():
-            raise ValueError("requests were routed to the API but the scenario has no 'api'")
-        api_cost, api_only = 0.0, nan
-    else:
-        prices = resolve_api_prices(api)
+    providers, used, rows = _provider_rows(api, names)
+    served = np.zeros(len(names), dtype=bool)
+    for r in rows.values():
+        served |= r
+    if (to_api & ~served).any():
+        raise ValueError(
+            "requests were routed to the API but their class has no API "
+            "(no 'api' section, api_model or apis entry)"
+        )
+
+    def bill(spec: ApiSpec, r: NDArray[np.bool_]) -> tuple[float, float]:
+        # (per-token bill of the rows routed to the API, all-API bill of the rows)
+        prices = resolve_api_prices(spec)
+        r_api = to_api & r
         routed = api_bill(
-            inp[to_api],
-            cached[to_api],
-            out[to_api],
+            inp[r_api],
+            cached[r_api],
+            out[r_api],
             prices=prices,
-            batch=batch[to_api],
-            batch_discount=api.batch_discount,
-            provisioned=prov[to_api],
+            batch=batch[r_api],
+            batch_discount=spec.batch_discount,
+            provisioned=prov[r_api],
         )
-        api_cost = float(routed.sum()) + provisioned_fee(api, span)
         everything = api_bill(
-            inp, cached, out, prices=prices, batch=batch, batch_discount=api.batch_discount
+            inp[r],
+            cached[r],
+            out[r],
+            prices=prices,
+            batch=batch[r],
+            batch_discount=spec.batch_discount,
         )
-        api_only = float(everything.sum())
+        return float(routed.sum()), float(everything.sum())
+
+    api_cost, api_only = 0.0, 0.0
+    for name in used:
+        routed_usd, all_usd = bill(providers.specs[name], rows[name])
+        api_cost += routed_usd + provisioned_fee(providers.specs[name], span)
+        api_only += all_usd
+    if not used or not providers.complete:
+        api_only = nan
     total = fleet_cost + api_cost
     savings = api_only - total
-    per_month = HOURS_PER_MONTH * 3600.0 / span
+    scale, idle_s = _month_split(calendar, span)
+    fleet_month, api_month = fleet_cost * scale, api_cost * scale
+    total_month, savings_month = total * scale, savings * scale
+    if idle_s > 0:
+        # what runs around the clock, over the part of the month without traffic
+        fleet_idle = 0.0
+        if fleet is not None:
+            fleet_idle = idle_fleet_usd(fleet, idle_replicas=idle_replicas, idle_s=idle_s)
+        if hidden is not None:
+            fleet_idle += sum(hidden_costs(hidden, idle_s).values())
+        fees = sum(provisioned_fee(providers.specs[name], idle_s) for name in used)
+        fleet_month += fleet_idle
+        api_month += fees
+        total_month += fleet_idle + fees
+        savings_month -= fleet_idle + fees
     tokens_in, tokens_out = float(inp.sum()), float(out.sum())
     tokens = tokens_in + tokens_out
-    return {
+    metrics = {
         "fleet_gpu_hours_paid": fleet.gpu_hours_paid if fleet is not None else 0.0,
         "fleet_gpu_hours_busy": fleet.gpu_hours_busy if fleet is not None else 0.0,
         "fleet_gpu_usd": gpu,
         "fleet_gpu_busy_usd": fleet.gpu_busy_usd if fleet is not None else 0.0,
         "fleet_gpu_idle_usd": fleet.gpu_idle_usd if fleet is not None else 0.0,
+        "fleet_drain_s": fleet.drain_s if fleet is not None else 0.0,
         "fleet_ops_usd": extra["ops_usd"],
         "fleet_other_usd": extra["other_usd"],
         "fleet_cost_usd": fleet_cost,
@@ -630,9 +353,11 @@ def cost_metrics(
         "total_cost_usd": total,
         "api_only_cost_usd": api_only,
         "savings_vs_api_usd": savings,
-        "savings_vs_api_usd_per_month": savings * per_month,
-        "total_cost_usd_per_month": total * per_month,
-        "api_only_cost_usd_per_month": api_only * per_month,
+        "savings_vs_api_usd_per_month": savings_month,
+        "total_cost_usd_per_month": total_month,
+        "api_only_cost_usd_per_month": api_only * scale,
+        "fleet_cost_usd_per_month": fleet_month,
+        "api_cost_usd_per_month": api_month,
         "cost_per_request_usd": _ratio(total, float(len(sel))),
         "cost_per_1m_input_tokens_usd": _ratio(total, tokens_in, 1e6),
         "cost_per_1m_output_tokens_usd": _ratio(total, tokens_out, 1e6),
@@ -641,3 +366,28 @@ def cost_metrics(
         "savings_vs_api_per_1m_tokens_usd": _ratio(savings, tokens, 1e6),
         "self_host_cheaper": nan if math.isnan(savings) else float(savings > 0),
     }
+    if isinstance(api, ApiProviders) and len(providers.of_class) > 1:
+        for cls in providers.of_class:
+            spec = providers.spec_of(cls)
+            routed_c, only_c = (0.0, nan) if spec is None else bill(spec, names == cls)
+            metrics[f"api_cost_usd_per_month[{cls}]"] = routed_c * scale
+            metrics[f"api_only_cost_usd_per_month[{cls}]"] = only_c * scale
+    return metrics
+
+
+def _provider_rows(
+    api: ApiSpec | ApiProviders | None, names: NDArray[Any]
+) -> tuple[ApiProviders, tuple[str, ...], dict[str, NDArray[np.bool_]]]:
+    """The providers, those that serve a class (their fees are owed), and for each of them
+    which rows (requests, by class name) it serves."""
+    if not isinstance(api, ApiProviders):
+        # one API for every class, whichever classes the frame holds
+        single = ApiProviders.single(api)
+        used = tuple(single.specs)
+        return single, used, {name: np.ones(len(names), dtype=bool) for name in used}
+    fallback = MAIN_API if MAIN_API in api.specs else None
+    of_class = {str(c): api.of_class.get(str(c), fallback) for c in np.unique(names)}
+    serving = set(api.of_class.values()) | set(of_class.values())
+    used = tuple(name for name in api.specs if name in serving)
+    rows = {name: np.isin(names, [c for c, p in of_class.items() if p == name]) for name in used}
+    return api, used, rows

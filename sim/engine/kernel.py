@@ -71,7 +71,8 @@ EF_SPILL_TTFT, EF_PREFILL_S_PER_TOKEN = 0, 1
 N_EPF = 2
 POLICIES = ("self_host_only", "api_only", "class_based", "spillover", "cold_start_spill")
 PO_SELF, PO_API, PO_CLASS, PO_SPILL, PO_COLD = range(5)
-# per-class routing flag: may the class leave the fleet, and does class_based send it away
+# per-class routing flag: may the class leave the fleet, and must it (CR_API: unless
+# the policy is self_host_only, every request of the class goes to the API)
 CR_FLEET_ONLY, CR_ELIGIBLE, CR_API = 0, 1, 2
 # per-class int params (CLS array columns): routing flag, prefix length in full blocks
 C_ROUTE, C_PFX_BLOCKS = 0, 1
@@ -615,7 +616,8 @@ def _arrive(
     policy = ep[E_POLICY]
     flag = cls[ri[q, CLS], C_ROUTE]
     may_leave = flag != CR_FLEET_ONLY and policy != PO_SELF
-    if may_leave and (policy == PO_API or (policy == PO_CLASS and flag == CR_API)):
+    # CR_API: a class the fleet may not serve (or class_based sends away) always leaves
+    if may_leave and (policy == PO_API or flag == CR_API):
         ri[q, STATUS] = ST_API
         return
     reason = R_NONE
