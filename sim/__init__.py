@@ -12,6 +12,7 @@ replicas. The public API is small and flat::
 """
 
 from sim import analytic, plots
+from sim.decide import Decision
 from sim.decisions import CrossoverResult, crossover, find_crossover
 from sim.intervals import Interval, Probability, summarize, t_interval
 from sim.io import ScenarioError, dump_scenario, load_scenario
@@ -26,6 +27,7 @@ from sim.sweep import SweepResult, sweep
 __all__ = [
     "CapacityPlan",
     "CrossoverResult",
+    "Decision",
     "Interval",
     "Outcome",
     "Precision",

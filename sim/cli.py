@@ -23,6 +23,7 @@ from sim.io import (
 )
 from sim.montecarlo import RunResult, run
 from sim.scenario import Scenario, apply_overrides
+from sim.verdict import calendar_line
 
 _HEADLINE = (
     ("throughput_rps", "throughput", "{:.2f} req/s"),
@@ -272,6 +273,7 @@ def print_summary(result: RunResult, decision: Decision, out_dir: Path, elapsed_
         f"({s.fleet.dtype}), KV cache {rep.kv_capacity_tokens:,} tokens/replica, "
         f"router {s.fleet.router}"
     )
+    print(calendar_line(s))
     for key, label, fmt in _HEADLINE:
         if key in table.index:
             print(f"  {label:<15} {_fmt(table.loc[key], fmt)}")

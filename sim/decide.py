@@ -209,10 +209,10 @@ def _dynamic_reasons(
     offered = _column(runs, "requests_offered")
     growth_mean, growth_lo, _ = t_interval(end - mid, confidence)
     grows = growth_lo > 0 if growth_lo == growth_lo else growth_mean > 0
-    if np.nanmean(end) > BACKLOG_SHARE * np.nanmean(offered) and grows:
+    if _mean(end) > BACKLOG_SHARE * _mean(offered) and grows:
         reasons.append(
-            f"cannot keep up: {np.nanmean(end):,.0f} requests still waiting at the end of the "
-            f"window, up from {np.nanmean(mid):,.0f} halfway (the backlog grows with the window)"
+            f"cannot keep up: {_mean(end):,.0f} requests still waiting at the end of the "
+            f"window, up from {_mean(mid):,.0f} halfway (the backlog grows with the window)"
         )
     return reasons
 
@@ -294,7 +294,11 @@ def decide(
         n_valid = int(valid.sum())
     else:
         n_valid = 0
-    ranked = sorted(feasible, key=lambda name: (np.nanmean(cost[name]), names.index(name)))
+    # an option whose cost is unknown (no price for its GPU) ranks after every priced one
+    ranked = sorted(
+        feasible,
+        key=lambda name: (math.isnan(_mean(cost[name])), _mean(cost[name]), names.index(name)),
+    )
     recommended = ranked[0] if ranked else None
     runner_up = ranked[1] if len(ranked) > 1 else None
     difference = (math.nan, math.nan, math.nan)

@@ -18,7 +18,28 @@ if TYPE_CHECKING:
     from sim.decide import Decision
     from sim.scenario import Scenario
 
-__all__ = ["compose_verdict", "pct", "usd", "why_free"]
+__all__ = ["calendar_line", "compose_verdict", "pct", "usd", "why_free"]
+
+
+def calendar_line(scenario: Scenario) -> str:
+    """What the window stands for in the monthly figures, in words.
+
+    Examples
+    --------
+    >>> from sim import load_scenario
+    >>> calendar_line(load_scenario("scenarios/chat-startup.yaml"))
+    'monthly figures: the 23.5 h window stands for every hour of the month (730 h)'
+    """
+    cal = scenario.calendar
+    window_h = (scenario.horizon.duration_s - scenario.horizon.warmup_s) / 3600
+    head = f"monthly figures: the {window_h:.3g} h window stands for"
+    if cal.continuous:
+        return f"{head} every hour of the month (730 h)"
+    return (
+        f"{head} {cal.active_hours_per_day:g} h a day on {cal.active_days_per_month:.3g} days "
+        f"a month ({cal.active_hours_per_month:.0f} h); capacity paid around the clock is billed "
+        "for all 730 h"
+    )
 
 
 def pct(x: float) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 from scipy import stats
 
 import sim
@@ -304,16 +305,20 @@ def test_bad_options_and_impossible_classes_are_one_line(
 
 def test_private_class_in_an_option_for_the_api_names_the_reason() -> None:
     s = with_class(scenario(CHEAP_API), private=True)
-    with pytest.raises(Exception, match="chat.*private"):
-        s.with_overrides(
-            {
-                "options": [
-                    {"name": "x", "set": {"routing": {"policy": "class_based", "api_classes": ["chat"]}}}
-                ]
-            }
-        )
+    to_api = {"routing": {"policy": "class_based", "api_classes": ["chat"]}}
+    with pytest.raises(ValidationError, match=r"class 'chat' is private"):
+        s.with_overrides({"options": [{"name": "x", "set": to_api}]})
 
 
 def test_option_dataclass_round_trip() -> None:
     o = Option("x", "custom", "two replicas", {"fleet.replicas": 2})
     assert o.api_classes == ()
+
+
+@pytest.mark.parametrize("module", ["sim.decide", "sim.verdict", "sim.options", "sim.metrics"])
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), raise_on_error=True)
+    assert result.attempted > 0
