@@ -132,7 +132,7 @@ def _payback(scenario: Scenario, best: dict[str, Any]) -> list[str]:
     pay, lo, hi = best["payback_months"], best["payback_ci_low"], best["payback_ci_high"]
     head = f"Setup {usd(setup)}"
     if pay != pay:
-        return [f"{head}; no payback against the API, which is not an option."]
+        return [f"{head}, with no payback to compute: the API alone is not an option."]
     if math.isinf(pay):
         return [f"{head} is never paid back: the option saves nothing against the API."]
     ci = ""
@@ -183,6 +183,13 @@ def compose_verdict(
         else:
             text += f", {usd(mean)}/month less than {d.runner_up} ({ci})."
     parts.append(text)
+    if d.runner_up is not None:
+        other = rows[d.runner_up]
+        if best["ttft_p99_s"] == best["ttft_p99_s"] and other["ttft_p99_s"] == other["ttft_p99_s"]:
+            parts.append(
+                f"p99 TTFT {best['ttft_p99_s']:.2f} s with {d.recommended}, "
+                f"{other['ttft_p99_s']:.2f} s with {d.runner_up}."
+            )
     p = best["p_cheapest"]
     parts.append(
         f"Cheapest in {p:.0%} of {d.replications} replications (95% CI "

@@ -322,3 +322,25 @@ def test_docstring_examples_run(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module), raise_on_error=True)
     assert result.attempted > 0
+
+
+def test_shipped_scenario_with_every_kind_of_constraint() -> None:
+    root = Path(__file__).resolve().parents[1]
+    s = sim.load_scenario(root / "scenarios/support-desk-constraints.yaml").with_overrides(
+        {"horizon.duration_s": 1200, "horizon.warmup_s": 120}
+    )
+    d = decision(s, n=2)
+    table = d.table.set_index("option")
+    assert not table.loc["api_only", "feasible"] and not table.loc["self_host_only", "feasible"]
+    assert d.recommended is not None and d.recommended.startswith("hybrid")
+    where = d.classes.set_index("class_name")["where"]
+    assert where["troubleshooting"] == "API" and where["customer-records"] == "fleet"
+    assert d.constraints[:2] == (
+        "customer-records is private: the API is not an option for it",
+        "the open model fails troubleshooting's evaluation bar: the fleet may not serve it",
+    )
+    # both API providers are priced in the report's assumptions
+    from sim.report.build import assumptions
+
+    keys = set(assumptions(s)["input"])
+    assert {"openai/gpt-4.1: output", "deepinfra/Meta-Llama-3.1-8B-Instruct-Turbo: output"} <= keys

@@ -35,7 +35,7 @@ from sim.io import ScenarioError, dump_scenario, validate_scenario
 from sim.montecarlo import RunResult
 from sim.report.figures import decision_figures, run_figures
 from sim.scenario import Scenario
-from sim.simulate import Outcome
+from sim.simulate import Outcome, scenario_apis
 from sim.sweep import SweepResult
 from sim.verdict import calendar_line
 
@@ -277,12 +277,16 @@ def assumptions(scenario: Scenario, *, as_of: dt.date | None = None) -> pd.DataF
             "",
         )
     )
-    if scenario.api is not None:
-        api = resolve_api_prices(scenario.api)
+    providers = scenario_apis(scenario)
+    used = set(providers.of_class.values())
+    for name, api_spec in providers.specs.items():
+        if name not in used:
+            continue
+        api = resolve_api_prices(api_spec)
         prices: tuple[tuple[str, float | None, float | None], ...] = (
-            ("input", api.usd_per_1m_input, scenario.api.usd_per_1m_input),
-            ("output", api.usd_per_1m_output, scenario.api.usd_per_1m_output),
-            ("cached input", api.usd_per_1m_cached_input, scenario.api.usd_per_1m_cached_input),
+            ("input", api.usd_per_1m_input, api_spec.usd_per_1m_input),
+            ("output", api.usd_per_1m_output, api_spec.usd_per_1m_output),
+            ("cached input", api.usd_per_1m_cached_input, api_spec.usd_per_1m_cached_input),
         )
         for label, usd, override in prices:
             if usd is None:
@@ -300,14 +304,20 @@ def assumptions(scenario: Scenario, *, as_of: dt.date | None = None) -> pd.DataF
             level = api.confidence if override is None else ""
             flags[len(rows) - 1] = _check(api.quote_date, level, as_of)
         rows.append(
-            ("API price", "batch discount", f"{scenario.api.batch_discount:.0%}", "scenario", "")
+            (
+                "API price",
+                f"{api.key}: batch discount",
+                f"{api_spec.batch_discount:.0%}",
+                "scenario",
+                "",
+            )
         )
-        if scenario.api.provisioned is not None:
-            p = scenario.api.provisioned
+        if api_spec.provisioned is not None:
+            p = api_spec.provisioned
             rows.append(
                 (
                     "API price",
-                    "provisioned throughput",
+                    f"{api.key}: provisioned throughput",
                     f"${p.usd_per_hour:g}/h for {p.tokens_per_s:g} tok/s ({p.overflow})",
                     "scenario",
                     "",
