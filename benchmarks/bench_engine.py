@@ -13,7 +13,7 @@ What is timed:
   first, and its time (cache load, or compilation when the cache is cold) is reported apart,
   as is a truly cold compilation in a subprocess with an empty ``NUMBA_CACHE_DIR``.
 * The same steps one by one (the body of :func:`sim.simulate` spelled out), so that the
-  engine alone (:func:`sim.engine.fleet.run_fleet`) has a time of its own.
+  engine alone (:func:`sim.engine.serve.serve`) has a time of its own.
 * A bare simpy M/M/1 (``Resource(capacity=1)``, one process per customer, exponential gaps
   and service times drawn up front with numpy, ρ = 0.8) with as many customers as the
   simulation had requests.
@@ -50,11 +50,9 @@ import numpy as np
 import simpy
 
 import sim
-from sim.engine import kernel as K
-from sim.engine.fleet import run_fleet
 from sim.engine.replica import build_replica
-from sim.simulate import STREAM_ROUTER, STREAM_WORKLOAD, class_routes, substream
-from sim.workload import GeometricLength, LognormalLength, sample_workload
+from sim.simulate import sample, serve_scenario
+from sim.workload import GeometricLength, LognormalLength
 from sim.workload.lengths import Z90
 
 REPO = Path(__file__).resolve().parent.parent
@@ -157,32 +155,21 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def simulate_in_phases(scn: sim.Scenario, seed: int) -> tuple[dict[str, float], Any]:
-    """The first two steps of :func:`sim.simulate` (same calls, same seeds), each timed:
-    sampling the workload and the engine. The rest of ``simulate`` (per-request records,
-    metrics, costs) is its total time minus these two."""
-    hz = scn.horizon
+    """The first two steps of :func:`sim.simulate` — :func:`sim.simulate.sample` and
+    :func:`sim.simulate.serve_scenario`, the very functions it calls — each timed: sampling
+    the workload and the engine. The rest of ``simulate`` (per-request records, metrics,
+    costs) is its total time minus these two."""
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     replica = build_replica(scn.fleet)
-    workload = sample_workload(
-        scn.workload, duration_s=hz.duration_s, seed=substream(seed, STREAM_WORKLOAD)
-    )
-    router_rng = np.random.default_rng(substream(seed, STREAM_ROUTER))
+    workload = sample(scn, seed)
     t1 = time.perf_counter()
-    run = run_fleet(
-        scn.fleet,
-        replica,
-        workload,
-        hz,
-        router_rng=router_rng,
-        routing=scn.routing,
-        class_route=class_routes(scn),
-    )
+    served = serve_scenario(scn, workload, seed, replica)
     t2 = time.perf_counter()
     t["workload_s"] = t1 - t0
     t["engine_s"] = t2 - t1
-    t["steps"] = float(run.state.pi[:, K.STEPS].sum())
-    t["requests"] = float(run.state.n_requests)
+    t["steps"] = float(served.iterations)
+    t["requests"] = float(served.n_requests)
     return t, None
 
 
@@ -515,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  (same requests as simulate: {same})"
     )
     print(
-        f"    engine only (run_fleet): {s['engine_requests_per_s']['best']:,.0f} req/s best,"
+        f"    engine only (serve): {s['engine_requests_per_s']['best']:,.0f} req/s best,"
         f" {s['engine_steps']:.0f} iterations, {s['engine_steps_per_s']['best']:,.0f} iterations/s"
     )
     print(

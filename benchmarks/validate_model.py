@@ -42,12 +42,10 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from sim.engine import kernel as K
-from sim.engine.fleet import run_fleet
 from sim.engine.replica import build_replica
+from sim.engine.serve import serve
 from sim.engine.steptime import decode_run_time, resolve_roofline
 from sim.fleet_spec import FleetSpec, Horizon, RooflineStep
-from sim.simulate import requests_frame
 from sim.workload import Workload
 
 REPO = Path(__file__).resolve().parent.parent
@@ -433,7 +431,7 @@ def replay(
     replica = build_replica(fleet)
     last = float(run.arrival_s[-1])
     hz = Horizon(duration_s=last + 1.0, warmup_s=0.0, drain_s=1e6, sample_interval_s=1e6)
-    sim = run_fleet(
+    served = serve(
         fleet,
         replica,
         wl,
@@ -441,14 +439,14 @@ def replay(
         router_rng=np.random.default_rng(0),
         prefix_tokens=pfx if prefix_cache else None,
     )
-    fr = requests_frame(sim, wl.class_names)
+    fr = served.requests()
     done = fr["status"].astype(str) == "completed"
     stats = latency_stats(
         fr.loc[done, "ttft_s"].to_numpy(),
         fr.loc[done, "e2e_s"].to_numpy(),
         fr.loc[done, "output_tokens"].to_numpy(),
     )
-    hit = float(sim.state.pi[:, K.PFX_HIT].sum())
+    hit = float(served.prefix_hit_tokens)
     facts = {
         "completed": float(done.mean()),
         "preemptions": float(fr["preemptions"].sum()),
@@ -665,10 +663,7 @@ def offline_throughput(
         closed_loop=(),
     )
     hz = Horizon(duration_s=1.0, warmup_s=0.0, drain_s=1e7, sample_interval_s=1e7)
-    fr = requests_frame(
-        run_fleet(fleet, build_replica(fleet), wl, hz, router_rng=np.random.default_rng(0)),
-        wl.class_names,
-    )
+    fr = serve(fleet, build_replica(fleet), wl, hz, router_rng=np.random.default_rng(0)).requests()
     span = float(fr["finish_s"].max())
     return {
         "tok_s": n * osl / span,

@@ -25,13 +25,10 @@ from sim.economics.cost import (
     reserved_fleet_bill,
     resolve_gpu_hourly,
 )
-from sim.engine import kernel as K
-from sim.engine.fleet import FleetRun
-from sim.engine.replica import ReplicaConfig
-from sim.fleet_spec import Horizon
+from sim.engine.serve import Served
 from sim.scenario import Scenario
 
-__all__ = ["drain_s", "idle_replicas", "replication_costs", "run_fleet_bill", "simulate_apis"]
+__all__ = ["idle_replicas", "replication_costs", "run_fleet_bill", "simulate_apis"]
 
 
 def simulate_apis(
@@ -97,27 +94,6 @@ def simulate_apis(
     return ApiResult(**parts)
 
 
-def drain_s(run: FleetRun, horizon: Horizon) -> float:
-    """Time after the window until the last request that arrived in it left the fleet.
-
-    From ``duration_s`` to the last finish of a request that arrived in
-    ``[warmup_s, duration_s)`` and completed on the fleet, or to the drain limit when one of
-    them was still there (failed with reason ``drain_limit``); 0 if none outlived the window.
-    """
-    state = run.state
-    n = state.n_requests
-    arrival = state.rf[:n, K.ARR]
-    status = state.ri[:n, K.STATUS]
-    mine = (arrival >= horizon.warmup_s) & (arrival < horizon.duration_s)
-    ended = (K.ST_COMPLETED, K.ST_REJECTED, K.ST_FAILED, K.ST_API)
-    if (mine & ~np.isin(status, ended)).any():
-        end = horizon.drain_limit_s
-    else:
-        done = mine & (status == K.ST_COMPLETED)
-        end = float(state.rf[:n, K.FINISH][done].max()) if done.any() else 0.0
-    return max(0.0, end - horizon.duration_s)
-
-
 def idle_replicas(scenario: Scenario) -> int:
     """Replicas kept running outside the active time: ``calendar.idle_replicas``, else all
     of a fleet without an autoscaler and an autoscaled fleet's ``min_replicas``."""
@@ -130,9 +106,8 @@ def idle_replicas(scenario: Scenario) -> int:
 
 def run_fleet_bill(
     scenario: Scenario,
-    replica: ReplicaConfig,
     replicas: pd.DataFrame,
-    run: FleetRun,
+    served: Served,
     *,
     drain: float,
 ) -> FleetBill:
@@ -148,7 +123,7 @@ def run_fleet_bill(
     w0, w1 = hz.warmup_s, hz.duration_s
     tp = scenario.fleet.tp
     try:
-        pricing = resolve_gpu_hourly(scenario.fleet.pricing, replica.gpu)
+        pricing = resolve_gpu_hourly(scenario.fleet.pricing, served.replica.gpu)
     except KeyError:
         nan = math.nan
         kind = scenario.fleet.pricing.kind if scenario.fleet.pricing is not None else "on_demand"
@@ -156,19 +131,19 @@ def run_fleet_bill(
     busy = replicas["gpu_busy_fraction"].to_numpy() * (w1 - w0)
     if drain > 0:
         # per slot: busy time after the window (its counters were read at duration_s)
-        after = run.state.pf[:, K.BUSY] - run.window["end"]["busy_s"]
+        after = served.busy_after_window_s()
         busy = busy + np.clip(after[: len(busy)], 0.0, drain)
-    if run.lifetimes is None:
+    if not served.dynamic:
         n = scenario.fleet.replicas
         pricing = dataclasses.replace(pricing, billing_increment_s=1e-6, min_billable_s=0.0)
-        lifetimes = np.tile([0.0, max(run.end_s, w1 + drain)], (n, 1))
+        lifetimes = np.tile([0.0, max(served.end_s, w1 + drain)], (n, 1))
         return fleet_bill(
             lifetimes, tp=tp, pricing=pricing, window=(w0, w1), busy_s=busy, drain_s=drain
         )
     # replicas started and stopped: busy time is known per slot, not per lifetime; spread it
     # over the lifetimes in proportion to their overlap with the window and drain (the
     # totals are exact)
-    lifetimes = run.lifetimes
+    lifetimes = served.lifetimes
     overlap = np.clip(
         np.minimum(lifetimes[:, 1], w1 + drain) - np.maximum(lifetimes[:, 0], w0), 0, None
     )
@@ -184,10 +159,9 @@ def run_fleet_bill(
 
 def replication_costs(
     scenario: Scenario,
-    replica: ReplicaConfig,
     requests: pd.DataFrame,
     replicas: pd.DataFrame,
-    run: FleetRun,
+    served: Served,
     providers: ApiProviders,
 ) -> dict[str, float]:
     """The cost metrics of one replication (:func:`sim.economics.cost_metrics`).
@@ -199,7 +173,7 @@ def replication_costs(
     unused = scenario.routing.policy == "api_only" and not (requests["route"] == "fleet").any()
     bill = None
     if not unused:
-        bill = run_fleet_bill(scenario, replica, replicas, run, drain=drain_s(run, hz))
+        bill = run_fleet_bill(scenario, replicas, served, drain=served.drain_s)
     return cost_metrics(
         requests,
         window=(hz.warmup_s, hz.duration_s),

@@ -360,9 +360,8 @@ def read_request_bench(path: str | Path) -> RequestBench:
 
 
 def _replay(bench: RequestBench, fleet: FleetSpec, step: StepSpec, seed: int) -> pd.DataFrame:
-    from sim.engine.fleet import run_fleet
     from sim.engine.replica import build_replica
-    from sim.simulate import requests_frame
+    from sim.engine.serve import serve
     from sim.workload import Workload
 
     n = bench.input_tokens.size
@@ -394,10 +393,7 @@ def _replay(bench: RequestBench, fleet: FleetSpec, step: StepSpec, seed: int) ->
     hz = Horizon(
         duration_s=float(arrival.max()) + 1.0, warmup_s=0.0, drain_s=1e7, sample_interval_s=1e7
     )
-    fr = requests_frame(
-        run_fleet(f, build_replica(f), wl, hz, router_rng=np.random.default_rng(seed)),
-        wl.class_names,
-    )
+    fr = serve(f, build_replica(f), wl, hz, router_rng=np.random.default_rng(seed)).requests()
     # back to the input order (requests_frame sorts by arrival, stably)
     back = np.empty(n, dtype=np.int64)
     back[order] = np.arange(n)

@@ -2,85 +2,36 @@
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sim.api import ApiResult
 from sim.billing import replication_costs, simulate_apis
-from sim.economics.apis import MAIN_API, ApiProviders, api_providers
-from sim.engine import kernel as K
-from sim.engine.fleet import REPLICA_STATES, SAMPLE_COLUMNS, FleetRun, run_fleet
+from sim.economics.apis import ApiProviders, api_providers
 from sim.engine.replica import ReplicaConfig, build_replica
+from sim.engine.serve import ROUTE_API, ROUTE_EITHER, ROUTE_FLEET_ONLY, Served, serve
 from sim.metrics import (
     LATENCIES,
     baseline_latency_metrics,
     fleet_metrics,
-    replica_table,
     request_metrics,
 )
 from sim.scenario import Scenario
-from sim.workload import sample_workload
+from sim.seeds import (
+    STREAM_API,
+    STREAM_API_BASELINE,
+    STREAM_FAULTS,
+    STREAM_ROUTER,
+    STREAM_WORKLOAD,
+    SeedLike,
+    provider_stream,
+    substream,
+)
+from sim.workload import Workload, sample_workload
 
-SeedLike = int | np.random.SeedSequence
-
-# Substream indices: fixed per component so that adding a component never shifts the
-# draws of another (common random numbers across fleet and routing options). The ``api``
-# section's provider draws from STREAM_API (requests routed to it) and STREAM_API_BASELINE
-# (the all-API baseline); every further provider from a child of those, keyed by its name
-# (:func:`provider_stream`).
-STREAM_WORKLOAD = 0
-STREAM_ROUTER = 1
-STREAM_API = 2
-STREAM_API_BASELINE = 3
-STREAM_FAULTS = 4
-
-STATUS_NAMES = {
-    K.ST_COMPLETED: "completed",
-    K.ST_REJECTED: "rejected",
-    K.ST_FAILED: "failed",
-}
-
-
-# engine status code -> position in STATUS_NAMES
-_STATUS_CODE = np.zeros(K.ST_FAILED + 1, dtype=np.int8)
-_STATUS_CODE[K.ST_REJECTED] = 1
-_STATUS_CODE[K.ST_FAILED] = 2
-
-
-def substream(seed: SeedLike, index: int) -> np.random.SeedSequence:
-    """The ``index``-th independent child stream of ``seed``, by position, not by order of use.
-
-    Examples
-    --------
-    >>> a = substream(7, 0).generate_state(1)[0]
-    >>> b = substream(7, 0).generate_state(1)[0]
-    >>> bool(a == b)
-    True
-    """
-    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    return np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, index))
-
-
-def provider_stream(seed: SeedLike, stream: int, provider: str) -> np.random.SeedSequence:
-    """The random stream of one API provider: ``substream(seed, stream)`` for the ``api``
-    section's, else its child keyed by the CRC-32 of the provider's name, so adding or
-    removing a provider shifts no other draws.
-
-    Examples
-    --------
-    >>> provider_stream(7, STREAM_API, "api").spawn_key
-    (2,)
-    >>> provider_stream(7, STREAM_API, "apis.cheap").spawn_key
-    (2, 1081156077)
-    """
-    base = substream(seed, stream)
-    if provider == MAIN_API:
-        return base
-    return substream(base, zlib.crc32(provider.encode()))
+__all__ = ["Outcome", "class_routes", "sample", "scenario_apis", "serve_scenario", "simulate"]
 
 
 def scenario_apis(scenario: Scenario) -> ApiProviders:
@@ -141,12 +92,8 @@ class Outcome:
         )
 
 
-def _categorical(codes: np.ndarray, names: tuple[str, ...]) -> pd.Categorical[str]:
-    return pd.Categorical.from_codes(codes.astype(np.int64), categories=pd.Index(list(names)))
-
-
 def class_routes(scenario: Scenario) -> np.ndarray:
-    """Per class, whether its requests may leave the fleet (``kernel.CR_*`` codes).
+    """Per class, whether its requests may leave the fleet (:data:`sim.engine.serve.ROUTE_*`).
 
     Private classes, closed loops of users and classes without any API stay on the fleet
     (``CR_FLEET_ONLY``); classes the open model cannot serve (``open_model_ok: false``) and,
@@ -158,10 +105,10 @@ def class_routes(scenario: Scenario) -> np.ndarray:
     --------
     >>> from sim import load_scenario
     >>> s = load_scenario("scenarios/chat-startup.yaml")
-    >>> class_routes(s).tolist() == [K.CR_ELIGIBLE]
+    >>> class_routes(s).tolist() == [ROUTE_EITHER]
     True
     >>> t = s.with_overrides({"workload.classes.chat.open_model_ok": False})
-    >>> class_routes(t).tolist() == [K.CR_API]
+    >>> class_routes(t).tolist() == [ROUTE_API]
     True
     """
     providers = scenario_apis(scenario)
@@ -171,86 +118,12 @@ def class_routes(scenario: Scenario) -> np.ndarray:
     for cls in scenario.workload.classes:
         no_api = providers.spec_of(cls.name) is None
         if cls.private or cls.arrivals.process == "closed_loop" or no_api:
-            codes.append(K.CR_FLEET_ONLY)
+            codes.append(ROUTE_FLEET_ONLY)
         elif not cls.open_model_ok or cls.name in listed:
-            codes.append(K.CR_API)
+            codes.append(ROUTE_API)
         else:
-            codes.append(K.CR_ELIGIBLE)
+            codes.append(ROUTE_EITHER)
     return np.asarray(codes, dtype=np.int64)
-
-
-def requests_frame(
-    run: FleetRun, class_names: tuple[str, ...], api: ApiResult | None = None
-) -> pd.DataFrame:
-    """Per-request records of a finished run as a tidy DataFrame.
-
-    ``api`` holds the hosted API's outcome of the requests the engine routed there, in
-    engine order.
-    """
-    n = run.state.n_requests
-    rf = run.state.rf[:n]
-    ri = run.state.ri[:n]
-    status = ri[:, K.STATUS].copy()
-    reason = ri[:, K.REASON].copy()
-    to_api = status == K.ST_API
-    unfinished = (status != K.ST_COMPLETED) & (status != K.ST_REJECTED) & ~to_api
-    status[unfinished] = K.ST_FAILED
-    reason[unfinished] = K.R_DRAIN
-    arrival = rf[:, K.ARR]
-    # the server's front end adds a constant to what the client sees (not to queueing)
-    front = run.state.fleet.engine.frontend_latency_s
-    first = rf[:, K.FIRST] - arrival + front
-    e2e = rf[:, K.FINISH] - arrival + front
-    queue = rf[:, K.ADMIT] - arrival
-    attempts = np.zeros(n, dtype=np.int64)
-    provisioned = np.zeros(n, dtype=bool)
-    if to_api.any():
-        if api is None or len(api.status) != int(to_api.sum()):
-            raise ValueError("requests routed to the API need its simulated outcome")
-        ok = api.status == 0
-        status[to_api] = np.where(ok, K.ST_COMPLETED, K.ST_FAILED)
-        reason[to_api] = np.where(ok, K.R_NONE, K.R_RATE)
-        first[to_api] = api.ttft_s
-        e2e[to_api] = api.e2e_s
-        queue[to_api] = np.nan
-        attempts[to_api] = api.attempts
-        provisioned[to_api] = api.provisioned
-    done = status == K.ST_COMPLETED
-    out = ri[:, K.OUT]
-    pfx_len = run.state.prefix_tokens
-    prefix = (
-        np.zeros(n, dtype=np.int64)
-        if pfx_len is None
-        else np.asarray(pfx_len, dtype=np.int64)[ri[:, K.CLS]] * ri[:, K.HASPFX]
-    )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(done & (out > 1), (e2e - first) / (out - 1), np.nan)
-    order = np.argsort(arrival, kind="stable")
-    frame = pd.DataFrame(
-        {
-            "arrival_s": arrival,
-            "class_name": _categorical(ri[:, K.CLS], class_names),
-            "input_tokens": ri[:, K.PROMPT],
-            "output_tokens": out,
-            "prefix_tokens": prefix,
-            "route": _categorical(to_api.astype(np.int8), ("fleet", "api")),
-            "replica": ri[:, K.REP],
-            "status": _categorical(_STATUS_CODE[status], tuple(STATUS_NAMES.values())),
-            "reason": _categorical(reason, K.REASONS),
-            "queue_s": queue,
-            "ttft_s": np.where(done, first, np.nan),
-            "tpot_s": tpot,
-            "e2e_s": np.where(done, e2e, np.nan),
-            "finish_s": np.where(done, arrival + e2e, np.nan),
-            "preemptions": ri[:, K.NPRE],
-            "recomputed_tokens": ri[:, K.RECOMP],
-            "interruptions": ri[:, K.NINT],
-            "cold_start": ri[:, K.COLD].astype(bool),
-            "api_attempts": attempts,
-            "api_provisioned": provisioned,
-        }
-    )
-    return frame.iloc[order].reset_index(drop=True)
 
 
 def _api_cached_tokens(requests: pd.DataFrame, scenario: Scenario) -> np.ndarray:
@@ -303,7 +176,7 @@ def _api_baseline(
 
 
 def _dynamics_metrics(
-    run: FleetRun,
+    served: Served,
     requests: pd.DataFrame,
     replicas: pd.DataFrame,
     ts: pd.DataFrame,
@@ -312,7 +185,7 @@ def _dynamics_metrics(
 ) -> dict[str, float]:
     # replica counts over time, cold starts, interruptions and the work they cost
     out: dict[str, float] = {}
-    life = run.lifetimes if run.lifetimes is not None else np.zeros((0, 2))
+    life = served.lifetimes
     overlap = np.clip(np.minimum(life[:, 1], w1) - np.maximum(life[:, 0], w0), 0, None)
     out["replicas_paid_mean"] = float(overlap.sum() / (w1 - w0))
     # utilisation of what was paid for, not of every slot the engine could have used: the
@@ -323,8 +196,9 @@ def _dynamics_metrics(
     if paid_s > 0:
         for key in keys:
             out[key] = float(np.nansum(used_s[key]) / paid_s)
-    if run.lifetime_slots is not None and len(run.lifetime_slots):
-        paid = np.bincount(run.lifetime_slots, weights=overlap, minlength=len(replicas))
+    slots = served.lifetime_slots
+    if len(slots):
+        paid = np.bincount(slots, weights=overlap, minlength=len(replicas))
         paid = paid[: len(replicas)]
         replicas["paid_fraction"] = paid / (w1 - w0)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -335,7 +209,7 @@ def _dynamics_metrics(
         ready = (inside["state"] == "ready").groupby(inside["t_s"]).sum()
         out["replicas_ready_mean"] = float(ready.mean())
         out["replicas_ready_max"] = float(ready.max())
-    for key, value in run.events.items():
+    for key, value in served.events.items():
         out[key] = float(value)
     arrived = requests[(requests["arrival_s"] >= w0) & (requests["arrival_s"] < w1)]
     cold = arrived[arrived["cold_start"] & (arrived["status"] == "completed")]
@@ -344,6 +218,35 @@ def _dynamics_metrics(
     out["interrupted_requests"] = float((arrived["interruptions"] > 0).sum())
     out["tokens_recomputed"] = float(arrived["recomputed_tokens"].sum())
     return out
+
+
+def sample(scenario: Scenario, seed: SeedLike) -> Workload:
+    """The replication's requests: the workload sampled from its own substream."""
+    return sample_workload(
+        scenario.workload,
+        duration_s=scenario.horizon.duration_s,
+        seed=substream(seed, STREAM_WORKLOAD),
+    )
+
+
+def serve_scenario(
+    scenario: Scenario, workload: Workload, seed: SeedLike, replica: ReplicaConfig
+) -> Served:
+    """The scenario's fleet serving ``workload``: its routing, per-class routes and
+    prefixes, the router's and the faults' substreams (:func:`sim.engine.serve.serve`)."""
+    return serve(
+        scenario.fleet,
+        replica,
+        workload,
+        scenario.horizon,
+        router_rng=np.random.default_rng(substream(seed, STREAM_ROUTER)),
+        routing=scenario.routing,
+        class_route=class_routes(scenario),
+        prefix_tokens=[
+            0 if c.prefix is None else c.prefix.tokens for c in scenario.workload.classes
+        ],
+        fault_rng=np.random.default_rng(substream(seed, STREAM_FAULTS)),
+    )
 
 
 def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
@@ -368,61 +271,38 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     """
     replica = build_replica(scenario.fleet)
     hz = scenario.horizon
-    workload = sample_workload(
-        scenario.workload, duration_s=hz.duration_s, seed=substream(seed, STREAM_WORKLOAD)
-    )
-    router_rng = np.random.default_rng(substream(seed, STREAM_ROUTER))
-    run = run_fleet(
-        scenario.fleet,
-        replica,
-        workload,
-        hz,
-        router_rng=router_rng,
-        routing=scenario.routing,
-        class_route=class_routes(scenario),
-        prefix_tokens=np.array(
-            [0 if c.prefix is None else c.prefix.tokens for c in scenario.workload.classes]
-        ),
-        fault_rng=np.random.default_rng(substream(seed, STREAM_FAULTS)),
-    )
-    api_result = None
-    n = run.state.n_requests
-    to_api = run.state.ri[:n, K.STATUS] == K.ST_API
+    classes = scenario.workload.classes
+    served = serve_scenario(scenario, sample(scenario, seed), seed, replica)
     providers = scenario_apis(scenario)
-    if to_api.any():
+    sent = served.to_api()
+    api_result = None
+    if len(sent):
         api_result = simulate_apis(
             providers,
-            np.asarray(workload.class_names)[run.state.ri[:n, K.CLS][to_api]],
-            run.state.rf[:n, K.ARR][to_api],
-            run.state.ri[:n, K.PROMPT][to_api],
-            run.state.ri[:n, K.OUT][to_api],
+            sent.class_name,
+            sent.arrival_s,
+            sent.input_tokens,
+            sent.output_tokens,
             rng_of=lambda name: np.random.default_rng(provider_stream(seed, STREAM_API, name)),
         )
-    requests = requests_frame(run, workload.class_names, api_result)
-    classes = scenario.workload.classes
+    requests = served.requests(api_result)
     metrics: dict[str, Any] = {}
     metrics.update(
         request_metrics(requests, classes, warmup_s=hz.warmup_s, duration_s=hz.duration_s)
     )
-    replicas = replica_table(
-        run.window,
-        warmup_s=hz.warmup_s,
-        duration_s=hz.duration_s,
-        kv_blocks=replica.kv_blocks,
-        efficiencies=replica.coefficients.efficiencies,
-    )
-    served = requests[requests["status"] == "completed"].groupby("replica").size()
-    replicas["requests_completed"] = served.reindex(replicas["replica"], fill_value=0).to_numpy()
+    replicas = served.replicas()
+    served_by = requests[requests["status"] == "completed"].groupby("replica").size()
+    replicas["requests_completed"] = served_by.reindex(replicas["replica"], fill_value=0).to_numpy()
     metrics.update(fleet_metrics(replicas))
     requests["cached_input_tokens"] = _api_cached_tokens(requests, scenario)
-    metrics.update(replication_costs(scenario, replica, requests, replicas, run, providers))
+    metrics.update(replication_costs(scenario, requests, replicas, served, providers))
     if providers.used():
         metrics.update(_api_baseline(scenario, providers, requests, seed))
-    ts = pd.DataFrame(run.samples, columns=list(SAMPLE_COLUMNS))
-    ts = ts.astype({c: "int64" for c in SAMPLE_COLUMNS[1:]})
-    ts["state"] = _categorical(ts["state"].to_numpy(), REPLICA_STATES)
+    ts = served.timeseries()
     if scenario.fleet.dynamic:
-        metrics.update(_dynamics_metrics(run, requests, replicas, ts, hz.warmup_s, hz.duration_s))
+        metrics.update(
+            _dynamics_metrics(served, requests, replicas, ts, hz.warmup_s, hz.duration_s)
+        )
     return Outcome(
         scenario, requests, {k: float(v) for k, v in metrics.items()}, ts, replicas, replica
     )

@@ -27,9 +27,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from sim._base import Frozen
+from sim.overrides import apply_overrides, list_index
+from sim.seeds import STREAM_UNCERTAINTY, substream
+from sim.workload.sample import component_seed
 
 if TYPE_CHECKING:
     from sim.scenario import Scenario
@@ -50,7 +53,6 @@ __all__ = [
 
 #: Substream (by position) of a replication's seed that parameter draws come from; 0–3 are
 #: the workload, router, API and API-baseline streams of :func:`sim.simulate.simulate`.
-STREAM_UNCERTAINTY = 10
 #: z-score of the 90th percentile of the standard normal.
 Z90 = 1.2815515655446004
 #: Tails probed at validation for distributions without bounds: a scenario whose parameter
@@ -283,13 +285,11 @@ def value_at(scenario: Scenario, path: str) -> Any:
     >>> value_at(load_scenario("scenarios/chat-startup.yaml"), "fleet.replicas")
     2
     """
-    from sim.scenario import _list_index, apply_overrides
-
     apply_overrides(scenario, {path: None})  # a KeyError, naming the path, if it has no field
     node: Any = apply_overrides(scenario, {})
     for part in path.split("."):
         if isinstance(node, list):
-            node = node[_list_index(node, part, path)]
+            node = node[list_index(node, part, path)]
         elif isinstance(node, dict):
             node = node.get(part)
         else:
@@ -304,10 +304,6 @@ def check_uncertain_path(scenario: Scenario, path: str, dist: Any) -> str | None
     (non-integer) number; every probed value (:meth:`UniformParam.probes` …) must give a
     valid scenario.
     """
-    from pydantic import ValidationError
-
-    from sim.scenario import Scenario, apply_overrides
-
     try:
         current = value_at(scenario, path)
     except KeyError as exc:
@@ -325,7 +321,7 @@ def check_uncertain_path(scenario: Scenario, path: str, dist: Any) -> str | None
     for value in dist.probes():
         data = apply_overrides(scenario, {path: value, "uncertainty": None})
         try:
-            Scenario.model_validate(data)
+            type(scenario).model_validate(data)
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
             msg = err["msg"].removeprefix("Value error, ")
@@ -349,9 +345,6 @@ def draw(
     >>> a == draw(spec, np.random.SeedSequence(1)), 2.0 <= a["fleet.pricing.usd_per_gpu_hour"] <= 4
     (True, True)
     """
-    from sim.simulate import substream
-    from sim.workload.sample import component_seed
-
     root = substream(seed, STREAM_UNCERTAINTY)
     return {
         path: dist.sample(np.random.default_rng(component_seed(root, path)))

@@ -8,12 +8,11 @@ import numpy as np
 import pandas as pd
 
 from sim.api import simulate_api
-from sim.economics.spec import ApiSpec, RoutingSpec
-from sim.engine import kernel as K
-from sim.engine.fleet import FleetRun, run_fleet
+from sim.economics.spec import ApiSpec
 from sim.engine.replica import build_replica
+from sim.engine.routing import RoutingSpec
+from sim.engine.serve import Served, serve
 from sim.fleet_spec import FleetSpec, Horizon
-from sim.simulate import requests_frame
 from sim.workload import Workload
 
 
@@ -63,30 +62,29 @@ def run_small(
     prefix_tokens: list[int] | None = None,
     routing: dict[str, Any] | None = None,
     class_route: list[int] | None = None,
-) -> tuple[pd.DataFrame, FleetRun]:
+) -> tuple[pd.DataFrame, Served]:
     """Run a small case to completion and return its per-request records."""
     # drain until everything has finished, so that conservation can be checked exactly
     hz = Horizon(duration_s=duration_s, warmup_s=0.0, drain_s=1e6, sample_interval_s=duration_s)
-    run = run_fleet(
+    served = serve(
         spec,
         build_replica(spec),
         wl,
         hz,
         router_rng=np.random.default_rng(seed),
-        prefix_tokens=None if prefix_tokens is None else np.array(prefix_tokens),
+        prefix_tokens=prefix_tokens,
         routing=None if routing is None else RoutingSpec.model_validate(routing),
-        class_route=None if class_route is None else np.array(class_route),
+        class_route=class_route,
         fault_rng=np.random.default_rng(seed + 1),
     )
-    n = run.state.n_requests
-    to_api = run.state.ri[:n, K.STATUS] == K.ST_API
+    sent = served.to_api()
     api = None
-    if to_api.any():
+    if len(sent):
         api = simulate_api(
-            run.state.rf[:n, K.ARR][to_api],
-            run.state.ri[:n, K.PROMPT][to_api],
-            run.state.ri[:n, K.OUT][to_api],
+            sent.arrival_s,
+            sent.input_tokens,
+            sent.output_tokens,
             ApiSpec(usd_per_1m_input=1.0, usd_per_1m_output=2.0),
             rng=np.random.default_rng(seed),
         )
-    return requests_frame(run, wl.class_names, api), run
+    return served.requests(api), served

@@ -9,12 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim.engine import kernel as K
-from sim.engine.fleet import FleetRun
+from sim.engine.serve import Served
 
 ROUTERS = ["round_robin", "least_loaded", "power_of_two", "central", "random"]
 
 
-def _check_conservation(df: pd.DataFrame, run: FleetRun) -> None:
+def _check_conservation(df: pd.DataFrame, run: Served) -> None:
     state = run.state
     # every request ends completed, rejected or failed, with a reason unless completed
     assert set(df["status"].unique()) <= {"completed", "rejected", "failed"}

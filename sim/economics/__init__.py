@@ -33,9 +33,6 @@ from sim.economics.spec import (
     PricingSpec,
     ProvisionedSpec,
     RateLimitSpec,
-    RoutingPolicy,
-    RoutingSpec,
-    SpilloverSpec,
 )
 
 __all__ = [
@@ -54,9 +51,6 @@ __all__ = [
     "ProvisionedSpec",
     "RateLimitSpec",
     "ResolvedPricing",
-    "RoutingPolicy",
-    "RoutingSpec",
-    "SpilloverSpec",
     "api_bill",
     "api_providers",
     "cost_metrics",

@@ -17,7 +17,7 @@ import numpy as np
 import simpy
 
 from sim.engine import kernel as K
-from sim.engine.fleet import FleetState
+from sim.engine.state import FleetState
 from sim.fleet_spec import AutoscalerSpec, FleetSpec
 
 GB = 1e9

@@ -1,0 +1,401 @@
+"""The engine's front door: run a fleet on a workload's requests, get tidy results.
+
+:func:`serve` takes the fleet, the replica it resolves to, the sampled workload (request
+arrays), the per-class routing and the random streams, runs the compiled engine through the
+horizon, and returns a :class:`Served`: per-request records, the per-replica table, the
+fleet's state over time, the replica lifetimes of every kind of fleet, and the requests the
+engine routed to the hosted API. Nothing outside :mod:`sim.engine` reads the kernel's array
+layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from sim.engine import kernel as K
+from sim.engine.fleet import REPLICA_STATES, SAMPLE_COLUMNS, FleetRun, run_fleet
+from sim.engine.replica import ReplicaConfig
+from sim.engine.routing import RoutingSpec
+from sim.engine.state import FleetState
+from sim.fleet_spec import FleetSpec, Horizon
+from sim.workload import Workload
+
+__all__ = [
+    "ROUTE_API",
+    "ROUTE_EITHER",
+    "ROUTE_FLEET_ONLY",
+    "ApiOutcome",
+    "Served",
+    "ToApi",
+    "replica_table",
+    "serve",
+]
+
+#: Per class: never leaves the fleet.
+ROUTE_FLEET_ONLY = K.CR_FLEET_ONLY
+#: Per class: the routing policy decides per request.
+ROUTE_EITHER = K.CR_ELIGIBLE
+#: Per class: always the API, unless the policy is ``self_host_only``.
+ROUTE_API = K.CR_API
+
+STATUS_NAMES = ("completed", "rejected", "failed")
+# engine status code -> position in STATUS_NAMES
+_STATUS_CODE = np.zeros(K.ST_FAILED + 1, dtype=np.int8)
+_STATUS_CODE[K.ST_REJECTED] = 1
+_STATUS_CODE[K.ST_FAILED] = 2
+
+
+class ApiOutcome(Protocol):
+    """What the hosted API did with the requests the engine sent it, in engine order
+    (:class:`sim.api.ApiResult` is one)."""
+
+    @property
+    def status(self) -> np.ndarray: ...  # 0 completed, else failed (rate limited)
+    @property
+    def ttft_s(self) -> np.ndarray: ...
+    @property
+    def e2e_s(self) -> np.ndarray: ...
+    @property
+    def attempts(self) -> np.ndarray: ...
+    @property
+    def provisioned(self) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ToApi:
+    """The requests the engine routed to the hosted API, in engine order."""
+
+    class_name: np.ndarray
+    arrival_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+
+def _categorical(codes: np.ndarray, names: Sequence[str]) -> pd.Categorical[str]:
+    return pd.Categorical.from_codes(codes.astype(np.int64), categories=pd.Index(list(names)))
+
+
+def replica_table(
+    window: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    warmup_s: float,
+    duration_s: float,
+    kv_blocks: int,
+    efficiencies: tuple[float, float] | None = None,
+) -> pd.DataFrame:
+    """One row per replica: its utilisation inside the measurement window.
+
+    ``window`` holds the engine's cumulative counters at the window's start and end.
+    ``efficiencies`` (compute, bandwidth) of a roofline step model turn the engine's summed
+    compute and memory terms into model-FLOPs and memory-bandwidth utilisation (MFU, MBU);
+    without them those columns are NaN.
+    """
+    span = duration_s - warmup_s
+    start, end = window["start"], window["end"]
+    busy = end["busy_s"] - start["busy_s"]
+    batch = end["batch_integral"] - start["batch_integral"]
+    kv = end["kv_integral"] - start["kv_integral"]
+    steps = end["steps"] - start["steps"]
+    asked = end["prefix_asked"] - start["prefix_asked"]
+    hit = end["prefix_hit"] - start["prefix_hit"]
+    eff_c, eff_b = efficiencies if efficiencies is not None else (np.nan, np.nan)
+    mfu = (end["compute_s"] - start["compute_s"]) * eff_c / span
+    mbu = (end["memory_s"] - start["memory_s"]) * eff_b / span
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame(
+            {
+                "replica": np.arange(len(busy)),
+                "gpu_busy_fraction": busy / span,
+                "kv_occupancy_mean": kv / (span * kv_blocks),
+                "compute_utilisation": mfu,
+                "bandwidth_utilisation": mbu,
+                "batch_size_mean": np.where(busy > 0, batch / busy, np.nan),
+                "iterations": steps,
+                "step_time_mean_s": np.where(steps > 0, busy / np.maximum(steps, 1), np.nan),
+                "preemptions": end["preemptions"] - start["preemptions"],
+                "prefix_hit_rate": np.where(asked > 0, hit / np.maximum(asked, 1), np.nan),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Served:
+    """A finished replication of the fleet, read through tidy accessors.
+
+    Attributes
+    ----------
+    run
+        The raw run (the engine's own tests read its state; nothing else needs to).
+    class_names
+        The workload's class names, by class id.
+    horizon
+        The horizon it ran over.
+    """
+
+    run: FleetRun
+    class_names: tuple[str, ...]
+    horizon: Horizon
+
+    @property
+    def state(self) -> FleetState:
+        """The engine's arrays at the end of the run (for the engine's own tests)."""
+        return self.run.state
+
+    @property
+    def replica(self) -> ReplicaConfig:
+        """The resolved replica every slot runs."""
+        return self.run.state.replica
+
+    @property
+    def n_requests(self) -> int:
+        """Requests materialised (open-loop plus closed-loop)."""
+        return self.run.state.n_requests
+
+    @property
+    def end_s(self) -> float:
+        """When the fleet's last iteration ended (at least the horizon's end)."""
+        return self.run.end_s
+
+    @property
+    def dynamic(self) -> bool:
+        """Replicas started and stopped during the run (autoscaling, spot, failures)."""
+        return self.run.lifetimes is not None
+
+    @property
+    def lifetimes(self) -> np.ndarray:
+        """One ``[start, end]`` row per replica lifetime: a fixed fleet's replicas live from
+        0 to the end of the run; a dynamic fleet's rows are its paid lifetimes."""
+        if self.run.lifetimes is not None:
+            return self.run.lifetimes
+        n = self.run.state.fleet.replicas
+        return np.tile([0.0, self.end_s], (n, 1))
+
+    @property
+    def lifetime_slots(self) -> np.ndarray:
+        """The replica slot of each row of :attr:`lifetimes`."""
+        if self.run.lifetime_slots is not None:
+            return self.run.lifetime_slots
+        return np.arange(self.run.state.fleet.replicas)
+
+    @property
+    def iterations(self) -> int:
+        """Scheduler iterations run by every replica over the whole run."""
+        return int(self.run.state.pi[:, K.STEPS].sum())
+
+    @property
+    def prefix_hit_tokens(self) -> int:
+        """Prompt tokens served from a replica's prefix cache over the whole run."""
+        return int(self.run.state.pi[:, K.PFX_HIT].sum())
+
+    @property
+    def events(self) -> dict[str, int]:
+        """Counts of scale-ups, scale-downs, spot interruptions and failures."""
+        return dict(self.run.events)
+
+    @property
+    def drain_s(self) -> float:
+        """Time after the window until the last request that arrived in it left the fleet.
+
+        From ``duration_s`` to the last finish of a request that arrived in
+        ``[warmup_s, duration_s)`` and completed on the fleet, or to the drain limit when one
+        of them was still there (failed with reason ``drain_limit``); 0 if none outlived
+        the window.
+        """
+        hz = self.horizon
+        state = self.run.state
+        n = state.n_requests
+        arrival = state.rf[:n, K.ARR]
+        status = state.ri[:n, K.STATUS]
+        mine = (arrival >= hz.warmup_s) & (arrival < hz.duration_s)
+        ended = (K.ST_COMPLETED, K.ST_REJECTED, K.ST_FAILED, K.ST_API)
+        if (mine & ~np.isin(status, ended)).any():
+            end = hz.drain_limit_s
+        else:
+            done = mine & (status == K.ST_COMPLETED)
+            end = float(state.rf[:n, K.FINISH][done].max()) if done.any() else 0.0
+        return max(0.0, end - hz.duration_s)
+
+    def busy_after_window_s(self) -> np.ndarray:
+        """Per replica slot: busy time after the window's end (its counters are read at
+        ``duration_s``)."""
+        return self.run.state.pf[:, K.BUSY] - self.run.window["end"]["busy_s"]
+
+    def to_api(self) -> ToApi:
+        """The requests routed to the hosted API, in engine order."""
+        state = self.run.state
+        n = state.n_requests
+        ri, rf = state.ri[:n], state.rf[:n]
+        sent = ri[:, K.STATUS] == K.ST_API
+        return ToApi(
+            class_name=np.asarray(self.class_names)[ri[sent, K.CLS]],
+            arrival_s=rf[sent, K.ARR],
+            input_tokens=ri[sent, K.PROMPT],
+            output_tokens=ri[sent, K.OUT],
+        )
+
+    def requests(self, api: ApiOutcome | None = None) -> pd.DataFrame:
+        """Per-request records as a tidy DataFrame, sorted by arrival (stably).
+
+        ``api`` holds the hosted API's outcome of the requests :meth:`to_api` returned;
+        it is required when any request went there.
+        """
+        state = self.run.state
+        n = state.n_requests
+        rf = state.rf[:n]
+        ri = state.ri[:n]
+        status = ri[:, K.STATUS].copy()
+        reason = ri[:, K.REASON].copy()
+        to_api = status == K.ST_API
+        unfinished = (status != K.ST_COMPLETED) & (status != K.ST_REJECTED) & ~to_api
+        status[unfinished] = K.ST_FAILED
+        reason[unfinished] = K.R_DRAIN
+        arrival = rf[:, K.ARR]
+        # the server's front end adds a constant to what the client sees (not to queueing)
+        front = state.fleet.engine.frontend_latency_s
+        first = rf[:, K.FIRST] - arrival + front
+        e2e = rf[:, K.FINISH] - arrival + front
+        queue = rf[:, K.ADMIT] - arrival
+        attempts = np.zeros(n, dtype=np.int64)
+        provisioned = np.zeros(n, dtype=bool)
+        if to_api.any():
+            if api is None or len(api.status) != int(to_api.sum()):
+                raise ValueError("requests routed to the API need its simulated outcome")
+            ok = api.status == 0
+            status[to_api] = np.where(ok, K.ST_COMPLETED, K.ST_FAILED)
+            reason[to_api] = np.where(ok, K.R_NONE, K.R_RATE)
+            first[to_api] = api.ttft_s
+            e2e[to_api] = api.e2e_s
+            queue[to_api] = np.nan
+            attempts[to_api] = api.attempts
+            provisioned[to_api] = api.provisioned
+        done = status == K.ST_COMPLETED
+        out = ri[:, K.OUT]
+        pfx_len = state.prefix_tokens
+        prefix = (
+            np.zeros(n, dtype=np.int64)
+            if pfx_len is None
+            else np.asarray(pfx_len, dtype=np.int64)[ri[:, K.CLS]] * ri[:, K.HASPFX]
+        )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpot = np.where(done & (out > 1), (e2e - first) / (out - 1), np.nan)
+        order = np.argsort(arrival, kind="stable")
+        frame = pd.DataFrame(
+            {
+                "arrival_s": arrival,
+                "class_name": _categorical(ri[:, K.CLS], self.class_names),
+                "input_tokens": ri[:, K.PROMPT],
+                "output_tokens": out,
+                "prefix_tokens": prefix,
+                "route": _categorical(to_api.astype(np.int8), ("fleet", "api")),
+                "replica": ri[:, K.REP],
+                "status": _categorical(_STATUS_CODE[status], STATUS_NAMES),
+                "reason": _categorical(reason, K.REASONS),
+                "queue_s": queue,
+                "ttft_s": np.where(done, first, np.nan),
+                "tpot_s": tpot,
+                "e2e_s": np.where(done, e2e, np.nan),
+                "finish_s": np.where(done, arrival + e2e, np.nan),
+                "preemptions": ri[:, K.NPRE],
+                "recomputed_tokens": ri[:, K.RECOMP],
+                "interruptions": ri[:, K.NINT],
+                "cold_start": ri[:, K.COLD].astype(bool),
+                "api_attempts": attempts,
+                "api_provisioned": provisioned,
+            }
+        )
+        return frame.iloc[order].reset_index(drop=True)
+
+    def replicas(self) -> pd.DataFrame:
+        """One row per replica slot: utilisation inside the measurement window
+        (:func:`replica_table`)."""
+        hz = self.horizon
+        replica = self.replica
+        return replica_table(
+            self.run.window,
+            warmup_s=hz.warmup_s,
+            duration_s=hz.duration_s,
+            kv_blocks=replica.kv_blocks,
+            efficiencies=replica.coefficients.efficiencies,
+        )
+
+    def timeseries(self) -> pd.DataFrame:
+        """The fleet's state every ``horizon.sample_interval_s``: per replica slot, its
+        lifecycle state, queued and running sequences and KV blocks in use."""
+        ts = pd.DataFrame(self.run.samples, columns=list(SAMPLE_COLUMNS))
+        ts = ts.astype({c: "int64" for c in SAMPLE_COLUMNS[1:]})
+        ts["state"] = _categorical(ts["state"].to_numpy(), REPLICA_STATES)
+        return ts
+
+
+def serve(
+    fleet: FleetSpec,
+    replica: ReplicaConfig,
+    workload: Workload,
+    horizon: Horizon,
+    *,
+    router_rng: np.random.Generator,
+    routing: RoutingSpec | None = None,
+    class_route: Sequence[int] | np.ndarray | None = None,
+    prefix_tokens: Sequence[int] | np.ndarray | None = None,
+    fault_rng: np.random.Generator | None = None,
+) -> Served:
+    """Simulate ``workload``'s requests on ``fleet`` over ``horizon``.
+
+    Parameters
+    ----------
+    fleet, replica
+        The fleet section and the replica it resolves to
+        (:func:`sim.engine.replica.build_replica`).
+    workload
+        The sampled requests (:func:`sim.workload.sample_workload`).
+    horizon
+        Arrivals in ``[0, duration_s)``, metrics over ``[warmup_s, duration_s)``, then the
+        drain.
+    router_rng, fault_rng
+        The router's random stream; the fleet dynamics' (spot reclaims, failures).
+    routing
+        The routing policy (default: everything on the fleet).
+    class_route
+        Per class, :data:`ROUTE_FLEET_ONLY`, :data:`ROUTE_EITHER` or :data:`ROUTE_API`
+        (default: every class fleet-only).
+    prefix_tokens
+        Per class, the shared prefix length its requests carry (0: none).
+
+    Returns
+    -------
+    Served
+
+    Examples
+    --------
+    >>> from sim.engine.replica import build_replica
+    >>> from sim.workload import Workload
+    >>> spec = FleetSpec.model_validate({"model": "llama-3.1-8b", "gpu": "h100-sxm",
+    ...     "step_time": {"model": "constant", "step_s": 0.1}})
+    >>> wl = Workload(arrival_s=np.array([0.0]), input_tokens=np.array([10]),
+    ...     output_tokens=np.array([3]), class_id=np.array([0], dtype=np.int32),
+    ...     class_names=("chat",), closed_loop=())
+    >>> out = serve(spec, build_replica(spec), wl, Horizon(duration_s=10),
+    ...             router_rng=np.random.default_rng(0))
+    >>> out.requests()[["status", "output_tokens"]].values.tolist()
+    [['completed', 3]]
+    """
+    run = run_fleet(
+        fleet,
+        replica,
+        workload,
+        horizon,
+        router_rng=router_rng,
+        routing=routing,
+        class_route=None if class_route is None else np.asarray(class_route, dtype=np.int64),
+        prefix_tokens=None if prefix_tokens is None else np.asarray(prefix_tokens),
+        fault_rng=fault_rng,
+    )
+    return Served(run, tuple(workload.class_names), horizon)

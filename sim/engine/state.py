@@ -1,0 +1,246 @@
+"""The engine's state for one replication: the kernel's arrays and the buffers it may ask
+to grow, with the operations the fleet driver and the fleet dynamics need.
+
+Only :mod:`sim.engine` reads these arrays; everything else gets tidy results from
+:func:`sim.engine.serve.serve`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.engine import kernel as K
+from sim.engine.replica import ReplicaConfig
+from sim.engine.routing import RoutingSpec
+from sim.fleet_spec import FleetSpec
+from sim.workload import Workload
+
+__all__ = ["REPLICA_STATES", "SAMPLE_COLUMNS", "FleetState"]
+
+SAMPLE_COLUMNS = ("t_s", "replica", "state", "queued", "running", "kv_used_blocks")
+REPLICA_STATES = ("off", "starting", "ready", "draining")
+
+
+@dataclass
+class FleetState:
+    """The engine's arrays for one replication, plus the buffers it may ask to grow."""
+
+    fleet: FleetSpec
+    replica: ReplicaConfig
+    workload: Workload
+    duration_s: float
+    router_rng: np.random.Generator
+    routing: RoutingSpec = field(default_factory=RoutingSpec)
+    class_route: np.ndarray | None = None  # per class: K.CR_* (default: all fleet-only)
+    prefix_tokens: np.ndarray | None = None  # per class: shared prefix length (0: none)
+    rf: np.ndarray = field(init=False)
+    ri: np.ndarray = field(init=False)
+    pf: np.ndarray = field(init=False)
+    pi: np.ndarray = field(init=False)
+    run: np.ndarray = field(init=False)
+    chunk: np.ndarray = field(init=False)
+    ep: np.ndarray = field(init=False)
+    epf: np.ndarray = field(init=False)
+    cls: np.ndarray = field(init=False)
+    pc: np.ndarray = field(init=False)
+    plu: np.ndarray = field(init=False)
+    g: np.ndarray = field(init=False)
+    gf: np.ndarray = field(init=False)
+    ut: np.ndarray = field(init=False)
+    ucls: np.ndarray = field(init=False)
+    pool: np.ndarray = field(init=False)
+    pool_ptr: np.ndarray = field(init=False)
+    rnd: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        wl = self.workload
+        fleet = self.fleet
+        n_open = len(wl.arrival_s)
+        users = sum(src.users for src in wl.closed_loop)
+        # restart each closed-loop stream so every option simulated on this workload sees
+        # the same requests (common random numbers)
+        self._sources = tuple(src.fresh() for src in wl.closed_loop)
+        cap = n_open + 8 * users
+        self.rf = np.full((max(cap, 1), K.N_RF), np.nan)
+        self.ri = np.zeros((max(cap, 1), K.N_RI), dtype=np.int64)
+        self.rf[:n_open, K.ARR] = wl.arrival_s
+        self.ri[:n_open, K.PROMPT] = wl.input_tokens
+        self.ri[:n_open, K.OUT] = wl.output_tokens
+        self.ri[:n_open, K.PFT] = wl.input_tokens
+        self.ri[:n_open, K.CLS] = wl.class_id
+        if wl.has_prefix is not None:
+            self.ri[:n_open, K.HASPFX] = wl.has_prefix
+        self.ri[:, K.REP] = -1
+        self.ri[:, K.NEXT] = -1
+        self.ri[:, K.USER] = -1
+        nrep = fleet.max_slots
+        s = fleet.engine.max_num_seqs
+        self.pf = np.zeros((nrep, K.N_PF))
+        self.pi = np.zeros((nrep, K.N_PI), dtype=np.int64)
+        self.pi[:, K.FREE] = self.replica.kv_blocks
+        self.pi[:, K.QHEAD] = -1
+        self.pi[:, K.QTAIL] = -1
+        self.pi[: fleet.replicas, K.STATE] = K.RS_READY
+        self.run = np.full((nrep, s), -1, dtype=np.int64)
+        self.chunk = np.zeros((nrep, s), dtype=np.int64)
+        ep = np.zeros(K.N_EP, dtype=np.int64)
+        ep[K.E_S] = s
+        ep[K.E_MBT] = fleet.engine.max_num_batched_tokens
+        ep[K.E_B] = self.replica.block_tokens
+        ep[K.E_TOTAL] = self.replica.kv_blocks
+        ep[K.E_CHUNKED] = int(fleet.engine.chunked_prefill)
+        ep[K.E_MAXLEN] = self.replica.max_model_len
+        ep[K.E_ROUTER] = K.ROUTERS.index(fleet.router)
+        ep[K.E_MAXQ] = -1 if fleet.max_queue is None else fleet.max_queue
+        ep[K.E_NOPEN] = n_open
+        routing = self.routing
+        ep[K.E_POLICY] = K.POLICIES.index(routing.policy)
+        spill = routing.spillover
+        ep[K.E_SPILL_Q] = -1 if spill is None or spill.max_queue is None else spill.max_queue
+        ep[K.E_SPILL_TOK] = (
+            -1
+            if spill is None or spill.max_outstanding_tokens is None
+            else spill.max_outstanding_tokens
+        )
+        self.ep = ep
+        self.epf = np.zeros(K.N_EPF)
+        if spill is not None and spill.max_predicted_ttft_s is not None:
+            self.epf[K.EF_SPILL_TTFT] = spill.max_predicted_ttft_s
+        # prefill throughput of one full-budget iteration, for the predicted TTFT
+        mbt = fleet.engine.max_num_batched_tokens
+        self.epf[K.EF_PREFILL_S_PER_TOKEN] = (
+            self.replica.coefficients.time_s(mbt, 0, mbt, mbt, mbt * (mbt + 1) / 2) / mbt
+        )
+        n_classes = len(wl.class_names)
+        self.cls = np.zeros((n_classes, 2), dtype=np.int64)
+        if self.class_route is not None:
+            self.cls[:, K.C_ROUTE] = self.class_route
+        if self.prefix_tokens is not None:
+            self.cls[:, K.C_PFX_BLOCKS] = (
+                np.asarray(self.prefix_tokens) // self.replica.block_tokens
+            )
+        self.pc = np.zeros((nrep, n_classes, 2), dtype=np.int64)
+        self.plu = np.zeros((nrep, n_classes))
+        self.g = np.zeros(K.N_G, dtype=np.int64)
+        self.g[K.G_NREQ] = n_open
+        self.g[K.G_CQHEAD] = -1
+        self.g[K.G_CQTAIL] = -1
+        self.gf = np.zeros(K.N_GF)
+        # closed-loop users: each starts after a staggered fraction of one think time
+        n_cls = len(wl.class_names)
+        self.ut = np.full(users, np.inf)
+        self.ucls = np.zeros(users, dtype=np.int64)
+        self.pool = np.zeros((n_cls, 0, 3))
+        self.pool_ptr = np.zeros(n_cls, dtype=np.int64)
+        self._grow_pool(max(64, 4 * users))
+        u = 0
+        for src in wl.closed_loop:
+            for _ in range(src.users):
+                self.ucls[u] = src.class_id
+                u += 1
+        if users:
+            first = self.router_rng.random(users) * self._first_think()
+            self.ut[:] = np.where(first < self.duration_s, first, np.inf)
+        self.gf[K.GF_UMIN] = self.ut.min() if users else np.inf
+        self.rnd = self.router_rng.random(2 * n_open + 1024)
+
+    def _first_think(self) -> np.ndarray:
+        # one think-time draw per user, from the head of its class pool
+        out = np.empty(len(self.ut))
+        for u, c in enumerate(self.ucls):
+            p = self.pool_ptr[c]
+            out[u] = self.pool[c, p % self.pool.shape[1], 2]
+        return out
+
+    def _grow_pool(self, extra: int) -> None:
+        wl = self.workload
+        n_cls = len(wl.class_names)
+        old = self.pool.shape[1]
+        pool = np.zeros((n_cls, old + extra, 3))
+        pool[:, :old] = self.pool
+        for src in self._sources:
+            inp, out, think = src.draw(extra)
+            pool[src.class_id, old:, 0] = inp
+            pool[src.class_id, old:, 1] = out
+            pool[src.class_id, old:, 2] = think
+        self.pool = pool
+
+    def _grow_requests(self) -> None:
+        n = self.rf.shape[0]
+        rf = np.full((2 * n, K.N_RF), np.nan)
+        rf[:n] = self.rf
+        ri = np.zeros((2 * n, K.N_RI), dtype=np.int64)
+        ri[:n] = self.ri
+        ri[n:, K.REP] = -1
+        ri[n:, K.NEXT] = -1
+        ri[n:, K.USER] = -1
+        self.rf, self.ri = rf, ri
+
+    def advance_to(self, t: float) -> None:
+        """Run the engine until every busy replica is at or past ``t``."""
+        while True:
+            code = K.run_until(
+                t,
+                self.rf,
+                self.ri,
+                self.pf,
+                self.pi,
+                self.run,
+                self.chunk,
+                self.ep,
+                self.epf,
+                self.cls,
+                self.pc,
+                self.plu,
+                self.replica.coefficients.vector,
+                self.g,
+                self.gf,
+                self.ut,
+                self.ucls,
+                self.pool,
+                self.pool_ptr,
+                self.rnd,
+                self.duration_s,
+            )
+            if code == K.OK:
+                return
+            if code == K.NEED_REQUESTS:
+                self._grow_requests()
+            elif code == K.NEED_POOL:
+                self._grow_pool(self.pool.shape[1])
+            else:
+                self.rnd = np.concatenate([self.rnd, self.router_rng.random(len(self.rnd))])
+
+    @property
+    def n_requests(self) -> int:
+        """Requests materialised so far (open-loop plus closed-loop)."""
+        return int(self.g[K.G_NREQ])
+
+    def all_done(self) -> bool:
+        """No arrival left and no replica holding work."""
+        no_open = self.g[K.G_NEXT_OPEN] >= self.ep[K.E_NOPEN]
+        no_users = not np.isfinite(self.gf[K.GF_UMIN]) if len(self.ut) else True
+        idle = (self.pi[:, K.NRUN].sum() + self.pi[:, K.QLEN].sum() + self.g[K.G_CQLEN]) == 0
+        return bool(no_open and no_users and idle)
+
+    def counters(self, t: float) -> dict[str, np.ndarray]:
+        """Per-replica cumulative counters at time ``t`` (copies), for window differences.
+
+        The engine stops at the first iteration boundary at or after ``t``; the busy time of
+        an iteration that straddles ``t`` is cut at ``t`` exactly (the other integrals keep
+        that one iteration whole).
+        """
+        overshoot = np.maximum(self.pf[:, K.CLOCK] - t, 0.0)
+        return {
+            "busy_s": self.pf[:, K.BUSY] - overshoot,
+            "batch_integral": self.pf[:, K.BATCH_INT].copy(),
+            "kv_integral": self.pf[:, K.KV_INT].copy(),
+            "compute_s": self.pf[:, K.COMPUTE_INT].copy(),
+            "memory_s": self.pf[:, K.MEMORY_INT].copy(),
+            "steps": self.pi[:, K.STEPS].copy(),
+            "preemptions": self.pi[:, K.NPREEMPT].copy(),
+            "prefix_asked": self.pi[:, K.PFX_ASKED].copy(),
+            "prefix_hit": self.pi[:, K.PFX_HIT].copy(),
+        }
