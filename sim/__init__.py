@@ -9,20 +9,33 @@ replicas. The public API is small and flat::
     result.summary()
     grid = sim.sweep(scenario, grid={"workload.classes.chat.arrivals.rates_rps.0": [2, 4, 8]})
     sim.crossover(grid, x="workload.classes.chat.arrivals.rates_rps.0")
+
+Every public name is imported on first use (PEP 562), so importing a core module such as
+``sim.workload.arrivals`` does not load the edges (jinja2 for reports, matplotlib for plots,
+dask for clusters).
 """
 
-from sim import analytic, plots
-from sim.decide import Decision
-from sim.decisions import CrossoverResult, crossover, find_crossover
-from sim.intervals import Interval, Probability, summarize, t_interval
-from sim.io import ScenarioError, dump_scenario, load_scenario
-from sim.montecarlo import Precision, RunResult, run
-from sim.planning import CapacityPlan, plan_capacity
-from sim.report import report
-from sim.scenario import Scenario
-from sim.sensitivity import tornado, variance_indices
-from sim.simulate import Outcome, simulate
-from sim.sweep import SweepResult, sweep
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sim import analytic, plots
+    from sim.decide import Decision
+    from sim.decisions import CrossoverResult, crossover, find_crossover
+    from sim.intervals import Interval, Probability, summarize, t_interval
+    from sim.io import ScenarioError, dump_scenario, load_scenario
+    from sim.montecarlo import Precision, RunResult, run
+    from sim.planning import CapacityPlan, plan_capacity
+    from sim.report import report
+    from sim.scenario import Scenario
+    from sim.sensitivity import tornado, variance_indices
+    from sim.simulate import Outcome, simulate
+    from sim.sweep import SweepResult, sweep
 
 __all__ = [
     "CapacityPlan",
@@ -54,3 +67,70 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# where each public name lives ("sim": the name is a submodule, exported as such)
+_HOMES = {
+    "CapacityPlan": "sim.planning",
+    "CrossoverResult": "sim.decisions",
+    "Decision": "sim.decide",
+    "Interval": "sim.intervals",
+    "Outcome": "sim.simulate",
+    "Precision": "sim.montecarlo",
+    "Probability": "sim.intervals",
+    "RunResult": "sim.montecarlo",
+    "Scenario": "sim.scenario",
+    "ScenarioError": "sim.io",
+    "SweepResult": "sim.sweep",
+    "analytic": "sim",
+    "crossover": "sim.decisions",
+    "dump_scenario": "sim.io",
+    "find_crossover": "sim.decisions",
+    "load_scenario": "sim.io",
+    "plan_capacity": "sim.planning",
+    "plots": "sim",
+    "report": "sim.report",
+    "run": "sim.montecarlo",
+    "simulate": "sim.simulate",
+    "summarize": "sim.intervals",
+    "sweep": "sim.sweep",
+    "t_interval": "sim.intervals",
+    "tornado": "sim.sensitivity",
+    "variance_indices": "sim.sensitivity",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is not None and home != __name__:
+        value = getattr(importlib.import_module(home), name)
+    elif home == __name__ or _is_submodule(name):
+        # any submodule too, as `import sim; sim.workload.load_trace(...)` always worked
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later look-ups find it without coming here
+    return value
+
+
+def _is_submodule(name: str) -> bool:
+    return not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))
+
+
+class _Package(types.ModuleType):
+    """``sim`` itself: ``sim.report``, ``sim.sweep`` and ``sim.simulate`` stay the functions.
+
+    Importing a submodule sets it as an attribute of its package; three submodules share
+    their names with the functions exported here, and would otherwise replace them.
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, types.ModuleType) and _HOMES.get(name, __name__) != __name__:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -34,12 +34,8 @@ that many equally weighted quantiles, also clipped at the observed maximum).
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -48,13 +44,12 @@ import yaml
 from numpy.typing import NDArray
 from scipy import stats
 
-from sim.command import CommandParser, run_command
 from sim.workload.lengths import LognormalLength
 from sim.workload.sample import sample_workload
 from sim.workload.spec import ClassSpec, WorkloadSpec
-from sim.workload.trace import Trace, load_trace
+from sim.workload.trace import Trace
 
-__all__ = ["FitResult", "fit_workload", "main", "trace_statistics"]
+__all__ = ["FitResult", "fit_workload", "trace_statistics"]
 
 #: A trace at least this long gets an hourly rate profile.
 PROFILE_MIN_SPAN_S = 7200.0
@@ -402,46 +397,3 @@ def _report(
     frame["ratio"] = frame["fitted"] / frame["trace"]
     frame.index.name = "metric"
     return frame
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = CommandParser(
-        prog="crossover fit",
-        description="Fit a workload class (arrivals, profile, lengths) to a request trace.",
-    )
-    p.add_argument("trace", help="trace file (Azure CSV, Mooncake JSONL, or CSV)")
-    p.add_argument("-o", "--output", required=True, help="where to write the workload YAML")
-    p.add_argument("--window", type=float, default=60.0, help="count window, seconds")
-    p.add_argument("--name", default="fitted", help="class name")
-    p.add_argument(
-        "--format",
-        choices=["azure_csv", "mooncake_jsonl", "csv"],
-        default=None,
-        help="trace format",
-    )
-    p.add_argument("--time-unit", choices=["s", "ms", "us"], default=None)
-    p.add_argument("--seed", type=int, default=0, help="seed of the comparison sample")
-    return p
-
-
-def _run(args: argparse.Namespace) -> int:
-    trace = load_trace(args.trace, format=args.format, time_unit=args.time_unit)
-    res = fit_workload(trace, name=args.name, window_s=args.window, seed=args.seed)
-    Path(args.output).write_text(res.to_yaml())
-    with pd.option_context("display.float_format", "{:.4g}".format):
-        table = res.report.to_string()
-    sys.stdout.write(f"{res.reason}\n\n{table}\n\nwrote {args.output}\n")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``crossover fit TRACE -o workload.yaml [--window 60] [--name chat]``.
-
-    Prints the choice and the report table, writes the ``workload:`` YAML. Returns 0 on
-    success, 2 on bad input (one line on stderr).
-    """
-    return run_command(_parser(), _run, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,7 @@ import doctest
 
 import pytest
 
-import sim.command
+import sim.cli.common
 from sim.cli import main
 
 
@@ -33,4 +33,12 @@ def test_missing_file_names_it(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(sim.command).failed == 0
+    assert doctest.testmod(sim.cli.common).failed == 0
+
+
+@pytest.mark.parametrize("module", ["sim.cli.sweep"])
+def test_subcommand_docstring_examples(module: str) -> None:
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted > 0

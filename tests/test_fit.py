@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from sim.fit import fit_workload, main
+from sim.cli.fit import main
+from sim.fit import fit_workload
 from sim.io import validate_scenario
 from sim.workload import GammaArrivals, MMPPArrivals, PoissonArrivals, Trace, load_trace
 

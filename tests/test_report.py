@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 import sim
-from sim.report import assumptions, load_run, main
+from sim.cli.report import main
+from sim.report import assumptions, load_run
 
 EVIL = "<script>alert(1)</script>"
 RATE = "workload.classes.chat.arrivals.rates_rps.0"

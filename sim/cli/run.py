@@ -1,0 +1,168 @@
+"""``crossover run SCENARIO``: replications of one scenario, their files, and a summary that
+ends with the decision's verdict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from sim import __version__
+from sim.cli.common import (
+    CommandParser,
+    add_out,
+    add_quiet,
+    add_replications,
+    add_seed,
+    add_set,
+    add_workers,
+    load_with_overrides,
+    run_scenario_command,
+)
+from sim.decide import Decision
+from sim.io import ScenarioError, dump_scenario
+from sim.montecarlo import RunResult, run
+from sim.scenario import Scenario
+from sim.verdict import calendar_line
+
+__all__ = ["HELP", "main", "parser", "print_summary"]
+
+HELP = "run replications of a scenario and write the results"
+
+_HEADLINE = (
+    ("throughput_rps", "throughput", "{:.2f} req/s"),
+    ("output_tokens_per_s", "output tokens", "{:.0f} tok/s"),
+    ("ttft_p50_s", "TTFT p50", "{:.3f} s"),
+    ("ttft_p99_s", "TTFT p99", "{:.3f} s"),
+    ("tpot_p50_s", "TPOT p50", "{:.4f} s"),
+    ("e2e_p99_s", "E2E p99", "{:.2f} s"),
+    ("slo_attainment", "SLO attainment", "{:.1%}"),
+    ("api_share", "API share", "{:.1%}"),
+    ("replicas_paid_mean", "replicas paid", "{:.2f}"),
+    ("cold_start_requests", "cold-start reqs", "{:.0f}"),
+    ("interrupted_requests", "interrupted", "{:.0f} requests"),
+    ("total_cost_usd_per_month", "cost per month", "${:,.0f}"),
+    ("cost_per_1m_tokens_usd", "cost per 1M tok", "${:.3f}"),
+    ("api_only_cost_usd_per_month", "all-API / month", "${:,.0f}"),
+    ("gpu_busy_fraction", "GPU busy", "{:.1%}"),
+    ("compute_utilisation", "GPU MFU", "{:.1%}"),
+    ("bandwidth_utilisation", "GPU MBU", "{:.1%}"),
+    ("kv_occupancy_mean", "KV occupancy", "{:.1%}"),
+    ("batch_size_mean", "mean batch", "{:.1f} seqs"),
+)
+
+
+def parser() -> CommandParser:
+    """The arguments of ``crossover run``."""
+    p = CommandParser(prog="crossover run", errors_as="crossover")
+    p.add_argument("scenario", type=Path)
+    add_replications(p, help_text="independent replications (default 5)")
+    add_seed(p)
+    add_out(p, required=False, help_text="output directory (default out/NAME)")
+    add_set(p, help_text="override a scenario value, e.g. --set fleet.replicas=4 (repeatable)")
+    add_workers(
+        p,
+        default=1,
+        help_text="local worker processes for the replications (0: one per core; default 1)",
+    )
+    add_quiet(p)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``crossover run SCENARIO [-n] [--seed] [--out DIR] [--set PATH=VALUE] [-j] [-q]``.
+
+    Returns 0 on success, 2 on bad input (``error: …`` on stderr naming the file and field).
+    """
+    return run_scenario_command(parser(), _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    scenario = load_with_overrides(args.scenario, args.set)
+    out_dir = args.out or Path("out") / scenario.name
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # written first: what was asked for is on disk even if the run fails
+        (out_dir / "scenario.resolved.yaml").write_text(dump_scenario(scenario))
+    except OSError as exc:
+        raise ScenarioError(f"--out {out_dir}: cannot write there ({exc.strerror})") from None
+    t0 = time.perf_counter()
+    progress = None
+    if not args.quiet and sys.stderr.isatty():
+
+        def progress(done: int, total: int) -> None:
+            sys.stderr.write(f"\rreplication {done}/{total}")
+            if done == total:
+                sys.stderr.write("\n")
+
+    result = run(
+        scenario,
+        replications=args.replications,
+        seed=args.seed,
+        progress=progress,
+        workers=args.workers,
+    )
+    result.summary().to_csv(out_dir / "summary.csv", index=False)
+    result.replications.to_csv(out_dir / "replications.csv", index=False)
+    result.first.requests.to_parquet(out_dir / "requests.parquet", index=False)
+    result.first.timeseries.to_csv(out_dir / "timeseries.csv", index=False)
+    result.first.replicas.to_csv(out_dir / "replicas.csv", index=False)
+    run_info = {"seed": result.seed, "replications": len(result.replications)}
+    (out_dir / "run.json").write_text(json.dumps(run_info | {"version": __version__}) + "\n")
+    if result.compare().shape[0]:
+        result.compare().to_csv(out_dir / "compare.csv", index=False)
+    if progress is not None:
+        sys.stderr.write("simulating the other options on the same requests\n")
+    decision = result.decision()
+    result.option_runs().to_csv(out_dir / "options.csv", index=False)
+    decision.table.to_csv(out_dir / "decision.csv", index=False)
+    (out_dir / "verdict.txt").write_text(decision.verdict + "\n", encoding="utf-8")
+    if not args.quiet:
+        print_summary(result, decision, out_dir, time.perf_counter() - t0)
+    return 0
+
+
+def _fmt(summary_row: object, fmt: str) -> str:
+    mean, lo, hi = summary_row["mean"], summary_row["ci_low"], summary_row["ci_high"]  # type: ignore[index]
+    text = fmt.format(mean)
+    if lo == lo and hi == hi:  # not NaN
+        text += f"  (95% CI {fmt.format(lo)} – {fmt.format(hi)})"
+    return text
+
+
+def _fleet_size(s: Scenario) -> str:
+    auto = s.fleet.autoscaler
+    if auto is None:
+        return str(s.fleet.replicas)
+    return f"{auto.min_replicas}–{auto.max_replicas} (autoscaled)"
+
+
+def print_summary(result: RunResult, decision: Decision, out_dir: Path, elapsed_s: float) -> None:
+    """A short human summary of a run, ending with the verdict."""
+    s = result.scenario
+    table = result.summary().set_index("metric")
+    rep = result.first.replica
+    print(
+        f"{s.name}: {len(result.replications)} replications × {s.horizon.duration_s:g} s "
+        f"(warm-up {s.horizon.warmup_s:g} s excluded), seed {result.seed}"
+    )
+    print(
+        f"fleet: {_fleet_size(s)} × {rep.model.name} on {s.fleet.tp} × {rep.gpu.name} "
+        f"({s.fleet.dtype}), KV cache {rep.kv_capacity_tokens:,} tokens/replica, "
+        f"router {s.fleet.router}"
+    )
+    print(calendar_line(s))
+    for key, label, fmt in _HEADLINE:
+        if key in table.index:
+            print(f"  {label:<15} {_fmt(table.loc[key], fmt)}")
+    means = table["mean"].astype(float)
+    rej = float(means.get("requests_rejected", 0.0)) + float(means.get("requests_failed", 0.0))
+    if rej > 0:
+        print(f"  not served      {rej:.0f} requests per replication (rejected or failed)")
+    print(textwrap.fill(decision.verdict, width=100, break_on_hyphens=False))
+    n_req = len(result.first.requests)
+    print(f"wrote {out_dir}/ in {elapsed_s:.1f} s ({n_req:,} requests in replication 0)")
