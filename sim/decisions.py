@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sim.executors import Executor
+from sim.executors import Executor, make_executor, session
 from sim.intervals import t_interval, wilson_interval
 from sim.scenario import Scenario
 from sim.sweep import SweepResult, sweep
@@ -263,8 +263,8 @@ def find_crossover(
     rel_tol: float = 0.02,
     max_points: int = 12,
     confidence: float = 0.95,
-    executor: str | Executor = "serial",
-    workers: int = 0,
+    executor: str | Executor | None = None,
+    workers: int | None = None,
 ) -> CrossoverResult:
     """Find where the mean of ``metric`` crosses zero along ``x`` by bisection.
 
@@ -298,7 +298,9 @@ def find_crossover(
     confidence
         Level of the stopping test and of every interval.
     executor, workers
-        As for :func:`~sim.sweep.sweep`.
+        Where simulations run, as for :func:`sim.run` (default: in this process;
+        ``workers=2``: two local processes; ``executor="dask"``: an embedded
+        ``LocalCluster``); one pool or cluster serves every point.
 
     Returns
     -------
@@ -317,6 +319,7 @@ def find_crossover(
         raise ValueError(f"max_points must be at least 2 (the two ends), got {max_points}")
     if not rel_tol > 0:
         raise ValueError(f"rel_tol must be positive, got {rel_tol}")
+    runner = make_executor(executor, workers=workers)
 
     parts: list[pd.DataFrame] = []
     computed = 0
@@ -331,8 +334,7 @@ def find_crossover(
             grid={x: values},
             replications=replications,
             seed=seed,  # the same replication seeds at every point
-            executor=executor,
-            workers=workers,
+            executor=live,
             progress=False,
         )
         if metric not in res.runs.columns:
@@ -348,30 +350,31 @@ def find_crossover(
         ys = res.runs[metric].to_numpy(dtype=float)
         return {v: t_interval(ys[at == v], confidence) for v in values}
 
-    ends = evaluate([low, high])
-    m_low, m_high = ends[low][0], ends[high][0]
-    a, b = low, high
-    note = ""
-    if m_low * m_high < 0:  # False for NaN too
-        while True:
-            mid = (a + b) / 2
-            if (b - a) / max(abs(mid), np.finfo(float).tiny) < rel_tol:
-                break
-            if len(parts) + 1 >= max_points:  # the ends, then one point per part
-                note = f"stopped at max_points={max_points} before rel_tol={rel_tol:g}"
-                break
-            m_mid, lo_mid, hi_mid = evaluate([mid])[mid]
-            if lo_mid <= 0 <= hi_mid or not math.isfinite(m_mid):
-                note = (
-                    f"stopped at {x}={mid:g}: its {confidence:.0%} interval of the mean "
-                    f"{metric} contains zero, so the crossing cannot be resolved further "
-                    "with this many replications"
-                )
-                break
-            if (m_mid < 0) == (m_low < 0):
-                a, m_low = mid, m_mid
-            else:
-                b = mid
+    with session(runner) as live:  # one pool or cluster for every point
+        ends = evaluate([low, high])
+        m_low, m_high = ends[low][0], ends[high][0]
+        a, b = low, high
+        note = ""
+        if m_low * m_high < 0:  # False for NaN too
+            while True:
+                mid = (a + b) / 2
+                if (b - a) / max(abs(mid), np.finfo(float).tiny) < rel_tol:
+                    break
+                if len(parts) + 1 >= max_points:  # the ends, then one point per part
+                    note = f"stopped at max_points={max_points} before rel_tol={rel_tol:g}"
+                    break
+                m_mid, lo_mid, hi_mid = evaluate([mid])[mid]
+                if lo_mid <= 0 <= hi_mid or not math.isfinite(m_mid):
+                    note = (
+                        f"stopped at {x}={mid:g}: its {confidence:.0%} interval of the mean "
+                        f"{metric} contains zero, so the crossing cannot be resolved further "
+                        "with this many replications"
+                    )
+                    break
+                if (m_mid < 0) == (m_low < 0):
+                    a, m_low = mid, m_mid
+                else:
+                    b = mid
 
     runs = pd.concat(parts, ignore_index=True).sort_values([x, "replication"], kind="stable")
     values = sorted(runs[x].unique())

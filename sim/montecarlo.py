@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import multiprocessing
-import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from sim.decide import Decision, decide
+from sim.executors import Executor, SerialExecutor, make_executor, session
 from sim.intervals import (
     Interval,
     Probability,
@@ -98,6 +95,9 @@ class RunResult:
         With a precision target, whether it was reached (:class:`Precision`); else None.
     uncertainty
         Whether the scenario's uncertain parameters were drawn in every replication.
+    executor
+        Where the run's replications ran (:func:`sim.executors.make_executor` of its
+        ``executor`` and ``workers``); :meth:`option_runs` runs there too.
     """
 
     scenario: Scenario
@@ -106,7 +106,7 @@ class RunResult:
     seed: int
     precision: Precision | None = None
     uncertainty: bool = True
-    workers: int = 1
+    executor: Executor = field(default=SerialExecutor(), compare=False)
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def options(self) -> list[Option]:
@@ -120,7 +120,7 @@ class RunResult:
         uncertain parameters and every metric. Replication ``i`` of every option uses the
         seed of replication ``i`` (common random numbers), so differences between options
         are paired. An option that is the scenario as run reuses its replications; the
-        others are simulated on first use (with this run's ``workers``) and kept.
+        others are simulated on first use (on this run's :attr:`executor`) and kept.
         """
         if "option_runs" not in self._cache:
             self._cache["option_runs"] = _option_runs(self)
@@ -222,7 +222,8 @@ def run(
     replications: int = 10,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
-    workers: int = 1,
+    executor: str | Executor | None = None,
+    workers: int | None = None,
     uncertainty: bool = True,
     target_rel_ci: float | None = None,
     max_replications: int = 200,
@@ -233,7 +234,9 @@ def run(
     """Run ``replications`` independent replications of ``scenario`` (or more, to a precision).
 
     Replication ``i`` uses the ``i``-th child of ``SeedSequence(seed)``, so results do not
-    depend on how many replications run, in which order, or in how many processes.
+    depend on how many replications run, in which order, or where: the first replication
+    (whose full :class:`~sim.simulate.Outcome` is kept) runs in this process, the others on
+    ``executor``.
 
     Parameters
     ----------
@@ -246,8 +249,13 @@ def run(
     progress
         Called as ``progress(done, total)`` after each replication (``total`` grows as a
         precision target asks for more).
-    workers
-        Local worker processes (``1``: in this process; ``0``: one per CPU core).
+    executor, workers
+        Where the replications run (:mod:`sim.executors`): ``"serial"``, ``"processes"``,
+        ``"dask"`` or an :class:`~sim.executors.Executor`; ``workers`` processes of
+        ``processes`` / ``dask`` (``None`` or ``0``: one per core). By default
+        (``executor=None``) in this process, or, when ``workers`` is given and not ``1``, in
+        that many local processes (``workers=2``). A pool or cluster is started at the first
+        batch of two or more replications and kept for later batches.
     uncertainty
         Draw the scenario's uncertain parameters (its ``uncertainty`` section) afresh in
         every replication, from the replication's own substream
@@ -260,7 +268,7 @@ def run(
         ``0.02``: ±2 %), or ``max_replications`` is reached; :attr:`RunResult.precision`
         says which. Each batch is sized from the current relative half-width (half-widths
         shrink as 1/√n), at least 2 and at most doubling the count — the same whatever
-        ``workers``, so the result does not depend on it.
+        the executor, so the result does not depend on it.
     max_replications
         Cap on the replications a precision target may ask for.
     metrics
@@ -293,8 +301,7 @@ def run(
     """
     if replications < 1:
         raise ValueError(f"replications must be at least 1, got {replications}")
-    if workers < 0:
-        raise ValueError(f"workers must be 0 (all cores) or more, got {workers}")
+    runner = make_executor(executor, workers=workers)
     if target_rel_ci is not None:
         if not target_rel_ci > 0:
             raise ValueError(f"target_rel_ci must be above 0, got {target_rel_ci}")
@@ -312,21 +319,29 @@ def run(
             for r in extend.replications.to_dict("records")
         ]
         first = extend.first
-    n_workers = workers or (os.cpu_count() or 1)
     goal = max(replications, len(rows))
     precision = None
-    with _replicator(scenario, draws, n_workers) as simulate_rows:
+    with session(runner) as live:
 
         def grow(total: int) -> None:
             nonlocal first
-            start = len(rows)
-            new_first, new = simulate_rows(_children(seed, start, total))
-            if start == 0:
-                first = new_first
-            for i, row in enumerate(new, start=start + 1):
-                rows.append(row)
+            children = _children(seed, len(rows), total)
+            if children and children[0].spawn_key == (0,):  # in this process, kept whole
+                first, params = replicate(scenario, children[0], uncertainty=draws)
+                rows.append(_row(params, first.metrics))
                 if progress is not None:
-                    progress(i, total)
+                    progress(len(rows), total)
+                children = children[1:]
+            work = [Unit(scenario, child, draws) for child in children]
+            done = len(rows)
+
+            def count(_: int) -> None:
+                nonlocal done
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+
+            rows.extend(_rows(live, work, count))
 
         grow(goal)
         if target_rel_ci is not None:
@@ -346,7 +361,7 @@ def run(
             )
     assert first is not None
     frame = pd.DataFrame([{"replication": i, **row} for i, row in enumerate(rows)])
-    return RunResult(scenario, frame, first, seed, precision, draws, n_workers)
+    return RunResult(scenario, frame, first, seed, precision, draws, runner)
 
 
 def _option_runs(result: RunResult) -> pd.DataFrame:
@@ -361,20 +376,11 @@ def _option_runs(result: RunResult) -> pd.DataFrame:
         else:
             jobs += [(option, child) for child in children]
     if jobs:
-        n = len(jobs)
-        args = (
-            [result.scenario] * n,
-            [child for _, child in jobs],
-            [result.uncertainty] * n,
-            [dict(option.overrides) for option, _ in jobs],
-        )
-        if result.workers > 1 and n > 1:
-            ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads
-            with ProcessPoolExecutor(result.workers, mp_context=ctx) as pool:
-                rows = list(pool.map(replication_row, *args))
-        else:
-            rows = [replication_row(*row) for row in zip(*args, strict=True)]
-        frame = pd.DataFrame(rows)
+        work = [
+            Unit(result.scenario, child, result.uncertainty, dict(option.overrides))
+            for option, child in jobs
+        ]
+        frame = pd.DataFrame(_rows(result.executor, work))
         frame.insert(0, "replication", [child.spawn_key[-1] for _, child in jobs])
         frame["option"] = [option.name for option, _ in jobs]
         parts.append(frame)
@@ -410,44 +416,17 @@ def _relative(frame: pd.DataFrame, metrics: Sequence[str], confidence: float) ->
     return {k: (float("inf") if math.isnan(v) else v) for k, v in out.items()}
 
 
-Rows = tuple[Outcome | None, list[dict[str, Any]]]
-
-
-@contextmanager
-def _replicator(
-    scenario: Scenario, draws: bool, n_workers: int
-) -> Iterator[Callable[[list[np.random.SeedSequence]], Rows]]:
-    """A function simulating a batch of replications in order: (outcome of the batch's
-    first when it is replication 0, else None; rows). Worker processes, when asked for, are
-    started at the first batch of two or more and kept for the following batches."""
-    pool: ProcessPoolExecutor | None = None
-
-    def simulate_rows(children: list[np.random.SeedSequence]) -> Rows:
-        nonlocal pool
-        if not children:
-            return None, []
-        first = None
-        rows: list[dict[str, Any]] = []
-        todo = children
-        if children[0].spawn_key == (0,):
-            first, params = replicate(scenario, children[0], uncertainty=draws)
-            rows.append(_row(params, first.metrics))
-            todo = children[1:]
-        if n_workers <= 1 or len(todo) <= 1:
-            rows.extend(replication_row(scenario, c, draws) for c in todo)
-            return first, rows
-        if pool is None:
-            ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads
-            pool = ProcessPoolExecutor(n_workers, mp_context=ctx)
-        n = len(todo)
-        rows.extend(pool.map(replication_row, [scenario] * n, todo, [draws] * n))
-        return first, rows
-
-    try:
-        yield simulate_rows
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+def _rows(
+    runner: Executor, work: list[Unit], done: Callable[[int], None] | None = None
+) -> list[dict[str, Any]]:
+    """``run_unit`` of every unit, in order; ``done(i)`` as unit ``i`` finishes. A single
+    unit runs in this process: a pool or cluster would cost more than it saves."""
+    out: list[dict[str, Any]] = [{}] * len(work)
+    for i, row in (runner if len(work) > 1 else SerialExecutor()).imap_unordered(run_unit, work):
+        out[i] = row
+        if done is not None:
+            done(i)
+    return out
 
 
 def replicate(
@@ -484,6 +463,22 @@ def replication_row(
     """
     outcome, params = replicate(scenario, seed, uncertainty=uncertainty, overrides=overrides)
     return _row(params, outcome.metrics)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work: a scenario, a replication's seed, whether to draw the uncertain
+    parameters, and an option's overrides (picklable; see :func:`run_unit`)."""
+
+    scenario: Scenario
+    seed: np.random.SeedSequence
+    uncertainty: bool
+    overrides: Mapping[str, Any] | None = None
+
+
+def run_unit(unit: Unit) -> dict[str, Any]:
+    """:func:`replication_row` of one unit (top-level, for executors' workers)."""
+    return replication_row(unit.scenario, unit.seed, unit.uncertainty, unit.overrides)
 
 
 def _row(params: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:

@@ -14,11 +14,8 @@ already dearer than the best feasible plan are not simulated (branch and bound).
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -26,13 +23,12 @@ import pandas as pd
 from pydantic import ValidationError
 
 from sim.catalog.prices import default_gpu_price
-from sim.command import CommandParser, run_command
-from sim.executors import Executor, make_executor
+from sim.executors import Executor, make_executor, session
 from sim.intervals import t_interval
+from sim.montecarlo import Unit, run_unit
 from sim.scenario import Scenario
-from sim.sweep import Unit, run_unit
 
-__all__ = ["DEFAULT_GPUS", "PLAN_COLUMNS", "CapacityPlan", "main", "plan_capacity"]
+__all__ = ["DEFAULT_GPUS", "PLAN_COLUMNS", "CapacityPlan", "plan_capacity"]
 
 #: GPUs searched by default (with the scenario's own), where the model fits.
 DEFAULT_GPUS = ("h100-sxm", "h200-sxm", "a100-80gb-sxm", "l40s")
@@ -131,8 +127,8 @@ def plan_capacity(
     replications: int = 5,
     seed: int = 0,
     criterion: Criterion = "mean",
-    executor: str | Executor = "serial",
-    workers: int = 0,
+    executor: str | Executor | None = None,
+    workers: int | None = None,
     uncertainty: bool = True,
 ) -> CapacityPlan:
     """The cheapest fleet whose SLO attainment meets ``slo_target``.
@@ -158,7 +154,10 @@ def plan_capacity(
         ``mean``: the mean SLO attainment meets the target; ``ci_low``: the lower bound of
         its 95 % t-interval does (stricter).
     executor, workers
-        Where simulations run (as :func:`sim.sweep`); results do not depend on it.
+        Where simulations run, as for :func:`sim.run` (default: in this process;
+        ``workers=2``: two local processes; ``executor="dask"``: an embedded
+        ``LocalCluster``); one pool or cluster serves every replica count tried. Results do
+        not depend on it.
     uncertainty
         Draw the scenario's uncertain parameters in every replication.
 
@@ -227,30 +226,31 @@ def plan_capacity(
     rows: list[dict[str, Any]] = []
     best = float("inf")
     open_ = list(candidates)
-    for count in counts:
-        level: list[tuple[str, int, str, dict[str, Any]]] = []
-        for gpu, tp, kind, pricing in open_:
-            floor = count * tp * pricing["usd_per_gpu_hour"] * HOURS_PER_MONTH + hidden
-            if bound_ok and floor > best:
-                skipped.append(f"{gpu} tp{tp} {kind} ×{count}+: dearer than the best plan")
-                continue
-            level.append((gpu, tp, kind, pricing))
-        if not level:
-            break
-        scenarios = [_configure(scenario, g, t, count, p) for g, t, _, p in level]
-        work = [Unit(s, c, draws) for s in scenarios for c in children]
-        results: dict[int, dict[str, Any]] = dict(runner.imap_unordered(run_unit, work))
-        open_ = []
-        for k, (gpu, tp, kind, pricing) in enumerate(level):
-            reps = pd.DataFrame([results[k * replications + i] for i in range(replications)])
-            row = _evidence(reps, gpu, tp, count, kind, pricing, slo_target, criterion)
-            rows.append(row)
-            if row["feasible"]:
-                best = min(best, row["cost_per_month"])
-            else:
-                open_.append((gpu, tp, kind, pricing))
-        if not open_:
-            break
+    with session(runner) as live:  # one pool or cluster for every count
+        for count in counts:
+            level: list[tuple[str, int, str, dict[str, Any]]] = []
+            for gpu, tp, kind, pricing in open_:
+                floor = count * tp * pricing["usd_per_gpu_hour"] * HOURS_PER_MONTH + hidden
+                if bound_ok and floor > best:
+                    skipped.append(f"{gpu} tp{tp} {kind} ×{count}+: dearer than the best plan")
+                    continue
+                level.append((gpu, tp, kind, pricing))
+            if not level:
+                break
+            scenarios = [_configure(scenario, g, t, count, p) for g, t, _, p in level]
+            work = [Unit(s, c, draws) for s in scenarios for c in children]
+            results: dict[int, dict[str, Any]] = dict(live.imap_unordered(run_unit, work))
+            open_ = []
+            for k, (gpu, tp, kind, pricing) in enumerate(level):
+                reps = pd.DataFrame([results[k * replications + i] for i in range(replications)])
+                row = _evidence(reps, gpu, tp, count, kind, pricing, slo_target, criterion)
+                rows.append(row)
+                if row["feasible"]:
+                    best = min(best, row["cost_per_month"])
+                else:
+                    open_.append((gpu, tp, kind, pricing))
+            if not open_:
+                break
 
     table = pd.DataFrame(rows, columns=list(PLAN_COLUMNS))
     table = table.sort_values(["cost_per_month", "gpus"], kind="stable").reset_index(drop=True)
@@ -347,79 +347,3 @@ def describe(plan: CapacityPlan) -> str:
         f"(seed {plan.seed}), {len(plan.skipped)} skipped"
     )
     return "\n".join(lines)
-
-
-def _csv(text: str, cast: type, flag: str) -> list[Any]:
-    try:
-        values = [cast(v.strip()) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"{flag} {text!r}: expected a comma-separated list") from None
-    if not values:
-        raise ValueError(f"{flag}: give at least one value")
-    return values
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = CommandParser(
-        prog="crossover plan",
-        description="Find the cheapest fleet meeting an SLO-attainment target.",
-    )
-    p.add_argument("scenario", help="scenario YAML file")
-    p.add_argument("--slo", type=float, default=0.99, help="SLO attainment target (0.99)")
-    p.add_argument("--gpus", help="comma-separated catalogue GPUs")
-    p.add_argument("--tp", help="comma-separated tensor-parallel degrees")
-    p.add_argument("--pricing", help="capacity kinds: on_demand,reserved,spot")
-    p.add_argument("--max-replicas", type=int, default=8, help="largest replica count (8)")
-    p.add_argument("-n", "--replications", type=int, default=5, help="per configuration (5)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--criterion", choices=["mean", "ci_low"], default="mean")
-    p.add_argument("--executor", choices=["serial", "processes", "dask"], default="serial")
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--out", required=True, help="directory for plan.csv")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``crossover plan SCENARIO [--slo] [--gpus] [--tp] [--pricing] [--max-replicas] [-n]
-    [--seed] --out DIR``: writes ``DIR/plan.csv`` and prints the answer.
-
-    Returns 0 on success (a plan was found or not), 2 on bad input (one line on stderr).
-    """
-    return run_command(_parser(), _run, argv)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from sim.io import load_scenario
-
-    if args.max_replicas < 1:
-        raise ValueError(f"--max-replicas must be at least 1, got {args.max_replicas}")
-    options: dict[str, Sequence[Any]] = {"replicas": range(1, args.max_replicas + 1)}
-    if args.gpus:
-        options["gpu"] = _csv(args.gpus, str, "--gpus")
-    if args.tp:
-        options["tp"] = _csv(args.tp, int, "--tp")
-    if args.pricing:
-        options["pricing"] = _csv(args.pricing, str, "--pricing")
-    scenario = load_scenario(args.scenario)
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"--out {out}: cannot write there ({exc.strerror})") from None
-    plan = plan_capacity(
-        scenario,
-        slo_target=args.slo,
-        options=options,
-        replications=args.replications,
-        seed=args.seed,
-        criterion=args.criterion,
-        executor=args.executor,
-        workers=args.workers,
-    )
-    plan.table.to_csv(out / "plan.csv", index=False)
-    sys.stdout.write(describe(plan) + f"\nevidence: {out / 'plan.csv'}\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,9 +25,8 @@ import pandas as pd
 
 from sim.executors import Executor, make_executor
 from sim.intervals import t_interval
-from sim.montecarlo import PARAM_PREFIX, RunResult
+from sim.montecarlo import PARAM_PREFIX, RunResult, Unit, run_unit
 from sim.scenario import Scenario
-from sim.sweep import Unit, run_unit
 from sim.uncertainty import value_at
 
 __all__ = ["ISHIGAMI_FIRST_ORDER", "ishigami", "tornado", "variance_indices"]
@@ -73,8 +72,8 @@ def tornado(
     metrics: Sequence[str] = DEFAULT_METRICS,
     replications: int = 5,
     seed: int = 0,
-    executor: str | Executor = "serial",
-    workers: int = 0,
+    executor: str | Executor | None = None,
+    workers: int | None = None,
     confidence: float = 0.95,
 ) -> pd.DataFrame:
     """One-at-a-time sensitivity of ``metrics`` to each parameter, with common random numbers.
@@ -93,7 +92,9 @@ def tornado(
         Replications per run; replication ``i`` of every run uses child ``i`` of
         ``SeedSequence(seed)``.
     executor, workers
-        Where simulations run (as :func:`sim.sweep`).
+        Where simulations run, as for :func:`sim.run` (default: in this process;
+        ``workers=2``: two local processes; ``executor="dask"``: an embedded
+        ``LocalCluster``).
     confidence
         Level of the paired-difference intervals.
 

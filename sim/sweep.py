@@ -24,7 +24,7 @@ from scipy import stats
 from scipy.stats import qmc
 
 from sim.executors import Executor, make_executor
-from sim.montecarlo import PARAM_PREFIX, replication_row
+from sim.montecarlo import PARAM_PREFIX, Unit, run_unit
 from sim.scenario import Scenario
 from sim.store import SweepStore, scenario_hash
 from sim.uncertainty import value_at
@@ -122,20 +122,6 @@ class SweepResult:
         return out[["point", *self.parameters, "metric", "mean", "ci_low", "ci_high", "n"]]
 
 
-@dataclass(frozen=True)
-class Unit:
-    """One unit of work: a point's scenario and a replication's seed (picklable)."""
-
-    scenario: Scenario
-    seed: np.random.SeedSequence
-    uncertainty: bool
-
-
-def run_unit(unit: Unit) -> dict[str, Any]:
-    """Simulate one unit: its drawn parameters and metrics (top-level, for workers)."""
-    return replication_row(unit.scenario, unit.seed, unit.uncertainty)
-
-
 def sweep(
     scenario: Scenario,
     *,
@@ -144,8 +130,8 @@ def sweep(
     ranges: Mapping[str, tuple[float, float]] | None = None,
     replications: int = 5,
     seed: int = 0,
-    executor: str | Executor = "processes",
-    workers: int = 0,
+    executor: str | Executor | None = "processes",
+    workers: int | None = None,
     store: str | Path | None = None,
     progress: bool | None = None,
     uncertainty: bool = True,
@@ -169,12 +155,13 @@ def sweep(
         ``SeedSequence(seed)`` (common random numbers across points).
     seed
         Root seed.
-    executor
-        ``"serial"``, ``"processes"`` (local processes), ``"dask"`` (an embedded
-        ``LocalCluster``), or an :class:`~sim.executors.Executor` such as
-        ``DaskExecutor(scheduler="tcp://host:8786")``. Results do not depend on it.
-    workers
-        Worker processes of ``processes`` / ``dask`` (``0``: one per core).
+    executor, workers
+        Where the units run (:mod:`sim.executors`): ``"serial"``, ``"processes"`` (local
+        processes, the default), ``"dask"`` (an embedded ``LocalCluster``), an
+        :class:`~sim.executors.Executor` such as ``DaskExecutor(scheduler="tcp://host:8786")``,
+        or ``None`` (this process, or ``workers`` local processes when ``workers`` is given and
+        not ``1``, as for :func:`sim.run`); ``workers`` processes of ``processes`` / ``dask``
+        (``None`` or ``0``: one per core). Results do not depend on it.
     store
         A directory: each finished unit is written there at once, and a rerun of the same
         sweep computes only the missing units (see :mod:`sim.store`).
