@@ -33,19 +33,19 @@ import math
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
 
 from sim.engine.replica import build_replica
 from sim.engine.serve import serve
+from sim.engine.spec import FleetSpec, Horizon, RooflineStep
 from sim.engine.steptime import decode_run_time, resolve_roofline
-from sim.fleet_spec import FleetSpec, Horizon, RooflineStep
+from sim.fit_steptime import PARAMS, ROOFLINE_KEYS, Residuals, StepFit, fit_constants
 from sim.workload import Workload
 
 REPO = Path(__file__).resolve().parent.parent
@@ -752,40 +752,12 @@ def offline_summary(res: pd.DataFrame) -> pd.DataFrame:
 # 4. Least-squares fits of the profiles
 
 
-FIELDS = ("compute_efficiency", "bandwidth_efficiency", "overhead_s", "allreduce_latency_s")
 SHORT = {
     "compute_efficiency": "ce",
     "bandwidth_efficiency": "be",
     "overhead_s": "overhead",
     "allreduce_latency_s": "all-reduce",
 }
-# Fitted in these units (comparable scales for the optimiser and its finite differences).
-SCALE = {
-    "compute_efficiency": 1.0,
-    "bandwidth_efficiency": 1.0,
-    "overhead_s": 1e-3,
-    "allreduce_latency_s": 1e-6,
-}
-# Physically sensible ranges: a dense GEMM rarely sustains > 90 % of the tensor-core peak or
-# < 20 %; streaming reaches 40–95 % of HBM bandwidth; a fixed cost per iteration between 0
-# and 50 ms; one all-reduce between 0 and 100 µs (NCCL small-message latency is 5–30 µs).
-BOUNDS = {
-    "compute_efficiency": (0.2, 0.9),
-    "bandwidth_efficiency": (0.4, 0.95),
-    "overhead_s": (0.0, 0.05),
-    "allreduce_latency_s": (0.0, 1e-4),
-}
-Residuals = Callable[[dict[str, float]], np.ndarray]
-
-
-@dataclass(frozen=True)
-class Fit:
-    """A least-squares fit: the parameters (fixed and free) and its residual RMS."""
-
-    params: dict[str, float]
-    free: tuple[str, ...]
-    rms: float
-    nfev: int
 
 
 def lsq_fit(
@@ -793,38 +765,29 @@ def lsq_fit(
     free: Sequence[str],
     fixed: Mapping[str, float],
     starts: Sequence[Mapping[str, float]],
-) -> Fit:
-    """Bounded ``scipy.optimize.least_squares`` (trust-region reflective) over ``free``.
+) -> StepFit:
+    """The profiles' fit: :func:`sim.fit_steptime.fit_constants` within the physical bounds.
 
-    Each start is refined; the lowest cost wins. Finite-difference steps are 3 % of the
-    scaled parameter (the replays are discrete-event simulations: a tiny step sees noise).
+    Each start is refined (at most 60 evaluations); the lowest cost wins. Finite-difference
+    steps are 3 % of the scaled parameter (the replays are discrete-event simulations: a tiny
+    step sees noise).
     """
-    scale = np.array([SCALE[k] for k in free])
-    lo = np.array([BOUNDS[k][0] for k in free]) / scale
-    hi = np.array([BOUNDS[k][1] for k in free]) / scale
-
-    def params_of(z: np.ndarray) -> dict[str, float]:
-        return {**fixed, **{k: float(v * c) for k, v, c in zip(free, z, scale, strict=True)}}
-
-    def f(z: np.ndarray) -> np.ndarray:
-        r = residuals(params_of(z))
-        return np.where(np.isfinite(r), r, 10.0)
-
-    best: Fit | None = None
-    for start in starts:
-        z0 = np.array([start[k] for k in free]) / scale
-        z0 = np.clip(z0, lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo))
-        res = optimize.least_squares(
-            f, z0, bounds=(lo, hi), diff_step=0.03, x_scale=1.0, max_nfev=60, method="trf"
-        )
-        rms = float(np.sqrt(np.mean(res.fun**2)))
-        if best is None or rms < best.rms:
-            best = Fit(params_of(res.x), tuple(free), rms, int(res.nfev))
-    assert best is not None
-    return best
+    return fit_constants(
+        residuals, free, starts, fixed=fixed, bounds="physical", diff_step=0.03, max_nfev=60
+    )
 
 
-def fmt_params(p: Mapping[str, float], keys: Sequence[str] = FIELDS) -> str:
+def bounds_text() -> str:
+    """The physical bounds of :data:`sim.fit_steptime.PARAMS`, as the report states them."""
+    ce, be = PARAMS["compute_efficiency"].physical, PARAMS["bandwidth_efficiency"].physical
+    oh, ar = PARAMS["overhead_s"].physical, PARAMS["allreduce_latency_s"].physical
+    return (
+        f"ce {ce[0]:g}–{ce[1]:g}, be {be[0]:g}–{be[1]:g}, overhead {1e3 * oh[0]:g}–"
+        f"{1e3 * oh[1]:g} ms, all-reduce {1e6 * ar[0]:g}–{1e6 * ar[1]:g} µs"
+    )
+
+
+def fmt_params(p: Mapping[str, float], keys: Sequence[str] = ROOFLINE_KEYS) -> str:
     """Roofline constants as text."""
     parts = []
     for k in keys:
@@ -939,7 +902,7 @@ def fit_section(
     notes: list[str] = []
     fits: dict[str, dict[str, float]] = {}
 
-    def add(data: str, fit_on: str, f: Fit, evaluated: str, before: str, after: str) -> None:
+    def add(data: str, fit_on: str, f: StepFit, evaluated: str, before: str, after: str) -> None:
         recs.append(
             {
                 "data": data,
@@ -1029,7 +992,7 @@ def fit_section(
             {**PRIOR, "overhead_s": 0.03, "bandwidth_efficiency": 0.9},
             {**PRIOR, "overhead_s": 0.01, "allreduce_latency_s": 6e-5},
         ]
-        f_all = lsq_fit(splitwise_residuals(split_rows), FIELDS, {}, starts)
+        f_all = lsq_fit(splitwise_residuals(split_rows), ROOFLINE_KEYS, {}, starts)
         fits["vllm/ampere"] = f_all.params
         add(
             data,
@@ -1042,7 +1005,7 @@ def fit_section(
         for held in sorted(split_rows["model"].unique()):
             train = split_rows[split_rows["model"] != held].reset_index(drop=True)
             test = split_rows[split_rows["model"] == held].reset_index(drop=True)
-            f_lo = lsq_fit(splitwise_residuals(train), FIELDS, {}, [f_all.params, *starts])
+            f_lo = lsq_fit(splitwise_residuals(train), ROOFLINE_KEYS, {}, [f_all.params, *starts])
             add(
                 data,
                 f"all but {held}",
@@ -1065,7 +1028,7 @@ def profile_yaml(fits: Mapping[str, Mapping[str, float]]) -> str:
     lines = []
     for key, p in fits.items():
         lines.append(f"{key}:")
-        for k in FIELDS:
+        for k in ROOFLINE_KEYS:
             lines.append(f"  {k}: {p[k]:.3g}")
     return "\n".join(lines)
 
@@ -1384,11 +1347,11 @@ def main(argv: list[str] | None = None) -> int:
             section(
                 "4. Least-squares fits behind the profiles",
                 [
-                    "`scipy.optimize.least_squares` (trust-region reflective, bounded: ce "
-                    "0.2–0.9, be 0.4–0.95, overhead 0–50 ms, all-reduce 0–100 µs) on log "
-                    "errors. TensorRT-LLM (profile `trtllm`, hopper): offline throughput "
-                    "with no-evict admission, all-reduce latency held at 15 µs. vLLM (profile "
-                    "`vllm`, hopper): mean and p90 E2E and mean per-token latency of each "
+                    "`scipy.optimize.least_squares` (trust-region reflective, bounded: "
+                    + bounds_text()
+                    + ") on log errors. TensorRT-LLM (profile `trtllm`, hopper): offline "
+                    "throughput with no-evict admission, all-reduce latency held at 15 µs. vLLM "
+                    "(profile `vllm`, hopper): mean and p90 E2E and mean per-token latency of each "
                     "replayed run (TTFT left out: it contains the API server's latency); "
                     "compute efficiency is not identified by these runs (their prompts are "
                     "cached) and is held at the TensorRT-LLM fit. Splitwise (profile `vllm`, "

@@ -10,7 +10,8 @@ Two kinds of input:
   non-negative least squares on relative errors; the ``roofline`` model (which needs the
   fleet: model, GPU, tp, dtype) by bounded nonlinear least squares over compute and
   bandwidth efficiency and the overhead (the all-reduce latency, a constant per iteration
-  exactly collinear with the overhead for one fleet, stays at the profile's value).
+  exactly collinear with the overhead for one fleet, stays at the profile's value). Both
+  fits, their parameter units and bounds are :mod:`sim.fit_steptime`'s.
 * **per-request serving benchmarks** (:func:`fit_from_requests`): vLLM ``benchmark_serving``
   style JSON (``input_lens``, ``output_lens``, ``ttfts``, ``itls`` or ``tpots``, ``e2els`` /
   ``latencies``, ``request_rate`` or ``max_concurrency``) or a CSV with ``input_tokens``,
@@ -24,11 +25,9 @@ The result's :meth:`CalibrationResult.to_yaml` is a ``step_time:`` block for a s
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,32 +35,23 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 import yaml
-from scipy import optimize
 
-from sim.command import CommandParser, run_command
-from sim.fleet_spec import FleetSpec, Horizon, LinearStep, RooflineStep
+from sim.engine.spec import FleetSpec, Horizon, LinearStep, RooflineStep
+from sim.fit_steptime import LINEAR_KEYS, ROOFLINE_KEYS, fit_constants, fit_linear_relative
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["CalibrationResult", "fit_from_requests", "fit_step_model", "main"]
+__all__ = ["CalibrationResult", "fit_from_requests", "fit_step_model"]
 
 STEP_COLUMNS = ("decode_seqs", "prefill_tokens", "kv_tokens", "step_s")
-ROOFLINE_KEYS = ("compute_efficiency", "bandwidth_efficiency", "overhead_s", "allreduce_latency_s")
-# fitted in these units; physically sensible bounds (see benchmarks/validation.md)
-_SCALE = {
-    "compute_efficiency": 1.0,
-    "bandwidth_efficiency": 1.0,
-    "overhead_s": 1e-3,
-    "allreduce_latency_s": 1e-6,
+# where a roofline fit starts (the constants are fitted within sim.fit_steptime's wide bounds)
+_ROOFLINE_START = {
+    "compute_efficiency": 0.5,
+    "bandwidth_efficiency": 0.8,
+    "overhead_s": 0.002,
+    "allreduce_latency_s": 1e-5,
 }
-_BOUNDS = {
-    "compute_efficiency": (0.05, 1.0),
-    "bandwidth_efficiency": (0.05, 1.0),
-    "overhead_s": (0.0, 0.1),
-    "allreduce_latency_s": (0.0, 2e-4),
-}
-_LINEAR_KEYS = ("c0_s", "c_decode_s", "c_prefill_token_s", "c_kv_token_s")
 
 StepSpec = LinearStep | RooflineStep
 
@@ -156,30 +146,6 @@ def _roofline_free(fleet: FleetSpec) -> tuple[str, ...]:
     return ROOFLINE_KEYS[:3]
 
 
-def _lsq(
-    residuals: Callable[[dict[str, float]], np.ndarray],
-    keys: Sequence[str],
-    start: Mapping[str, float],
-    scale: Mapping[str, float],
-    bounds: Mapping[str, tuple[float, float]],
-    *,
-    diff_step: float | None = None,
-) -> dict[str, float]:
-    sc = np.array([scale[k] for k in keys])
-    lo = np.array([bounds[k][0] for k in keys]) / sc
-    hi = np.array([bounds[k][1] for k in keys]) / sc
-    z0 = np.clip(
-        np.array([start[k] for k in keys]) / sc, lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo)
-    )
-
-    def f(z: np.ndarray) -> np.ndarray:
-        r = residuals({k: float(v * c) for k, v, c in zip(keys, z, sc, strict=True)})
-        return np.where(np.isfinite(r), r, 10.0)
-
-    res = optimize.least_squares(f, z0, bounds=(lo, hi), diff_step=diff_step, max_nfev=200)
-    return {k: float(v * c) for k, v, c in zip(keys, res.x, sc, strict=True)}
-
-
 # ---------------------------------------------------------------------------------------------
 # per-iteration timings
 
@@ -222,12 +188,8 @@ def fit_step_model(
     ap = samples["attn_pairs"].to_numpy(float) if "attn_pairs" in samples.columns else kv
     ident = {"decode_seqs": d, "prefill_tokens": p, "kv_tokens": kv}
     if model == "linear":
-        a = np.column_stack([np.ones_like(t), d, p, kv]) / t[:, None]
-        col = np.abs(a).max(axis=0)
-        col[col == 0] = 1.0
-        sol = optimize.lsq_linear(a / col, np.ones_like(t), bounds=(0.0, np.inf), tol=1e-12)
-        coef = np.maximum(sol.x / col, 0.0)
-        spec: StepSpec = LinearStep(model="linear", **dict(zip(_LINEAR_KEYS, coef, strict=True)))
+        coef = fit_linear_relative(np.column_stack([np.ones_like(t), d, p, kv]), t)
+        spec: StepSpec = LinearStep(model="linear", **dict(zip(LINEAR_KEYS, coef, strict=True)))
         pred = coef[0] + coef[1] * d + coef[2] * p + coef[3] * kv
     elif model == "roofline":
         if fleet is None:
@@ -243,10 +205,13 @@ def fit_step_model(
                 [v.time_s(a + b, a, b, c, e) for a, b, c, e in zip(d, p, kv, ap, strict=True)]
             )
 
-        keys = _roofline_free(fleet)
-        start = {"compute_efficiency": 0.5, "bandwidth_efficiency": 0.8, "overhead_s": 0.002}
-        start["allreduce_latency_s"] = 1e-5
-        best = _lsq(lambda q: np.log(predict(q) / t), keys, start, _SCALE, _BOUNDS, diff_step=1e-4)
+        # the prediction is closed-form and smooth: a small finite-difference step
+        best = fit_constants(
+            lambda q: np.log(predict(q) / t),
+            _roofline_free(fleet),
+            [_ROOFLINE_START],
+            diff_step=1e-4,
+        ).params
         spec = RooflineStep(profile=profile, **best)
         pred = predict(best)
     else:
@@ -381,7 +346,8 @@ def _replay(bench: RequestBench, fleet: FleetSpec, step: StepSpec, seed: int) ->
             )
     order = np.argsort(arrival, kind="stable")
     f = fleet.model_copy(update={"replicas": 1, "step_time": step, "engine": engine})
-    f = FleetSpec.model_validate(f.model_dump())
+    # re-validated as its own class: a scenario's fleet carries fields (pricing) FleetSpec lacks
+    f = type(fleet).model_validate(f.model_dump())
     wl = Workload(
         arrival_s=arrival[order],
         input_tokens=bench.input_tokens[order],
@@ -438,22 +404,15 @@ def fit_from_requests(
                 [np.log(e2e[ok] / bench.e2e_s[ok]), np.log(tpot[tp_ok] / bench.tpot_s[tp_ok])]
             )
 
+    # a replay is a discrete-event simulation: finite differences over 3 % steps
     if model == "roofline":
-        keys: Sequence[str] = _roofline_free(fleet)
-        start = {
-            "compute_efficiency": 0.5,
-            "bandwidth_efficiency": 0.8,
-            "overhead_s": 0.002,
-            "allreduce_latency_s": 1e-5,
-        }
-        best = _lsq(residuals, keys, start, _SCALE, _BOUNDS, diff_step=0.03)
+        best = fit_constants(
+            residuals, _roofline_free(fleet), [_ROOFLINE_START], diff_step=0.03
+        ).params
     elif model == "linear":
-        keys = _LINEAR_KEYS
         med = float(np.nanmedian(bench.tpot_s))
         start = {"c0_s": med, "c_decode_s": 1e-5, "c_prefill_token_s": 1e-5, "c_kv_token_s": 1e-8}
-        scale = {"c0_s": 1e-3, "c_decode_s": 1e-5, "c_prefill_token_s": 1e-5, "c_kv_token_s": 1e-8}
-        bounds = {k: (0.0, 1e3 * scale[k]) for k in keys}
-        best = _lsq(residuals, keys, start, scale, bounds, diff_step=0.03)
+        best = fit_constants(residuals, LINEAR_KEYS, [start], diff_step=0.03).params
     else:
         raise ValueError(f"unknown model {model!r}: expected 'linear' or 'roofline'")
     spec = spec_of(best)
@@ -469,81 +428,3 @@ def fit_from_requests(
         ttft_err = fr["ttft_s"].to_numpy(float) / bench.ttft_s - 1.0
     extra = {"tpot_mape": _mape(tpot_err), "ttft_mape": _mape(ttft_err)}
     return CalibrationResult(spec, _mape(res["rel_err"].to_numpy()[ok]), res, "e2e_s", extra)
-
-
-# ---------------------------------------------------------------------------------------------
-# command line
-
-
-def _parser() -> argparse.ArgumentParser:
-    ap = CommandParser(
-        prog="crossover calibrate",
-        description="Fit a step-time model to per-iteration timings (CSV with decode_seqs, "
-        "prefill_tokens, kv_tokens, step_s) or to a serving benchmark (vLLM "
-        "benchmark_serving JSON, or a per-request CSV) and write a step_time: block.",
-    )
-    ap.add_argument("bench", help="BENCH.csv or BENCH.json")
-    ap.add_argument("-o", "--out", required=True, help="where to write the step_time YAML")
-    ap.add_argument("--model", choices=("linear", "roofline"), default="linear")
-    ap.add_argument("--scenario", help="scenario YAML whose fleet gives model / GPU / tp")
-    ap.add_argument("--plot", help="write a residual plot (PNG) here")
-    return ap
-
-
-def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-
-
-def _run(args: argparse.Namespace) -> int:
-    from sim.io import load_scenario
-
-    fleet = load_scenario(args.scenario).fleet if args.scenario else None
-    path = Path(args.bench)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    if path.suffix.lower() not in (".csv", ".json"):
-        raise ValueError(f"{path}: expected a .csv or .json file")
-    per_iteration = False
-    if path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path)
-        per_iteration = "step_s" in frame.columns
-    if per_iteration:
-        try:
-            result = fit_step_model(frame, model=args.model, fleet=fleet)
-        except ValueError as exc:
-            raise ValueError(str(exc).replace("samples:", f"{path}:", 1)) from None
-    else:
-        if fleet is None:
-            raise ValueError(f"{path}: a request benchmark is replayed: pass --scenario")
-        result = fit_from_requests(path, fleet=fleet, model=args.model)
-    extra = "".join(f", {k.replace('_mape', '')} MAPE {v:.1f}%" for k, v in result.extra.items())
-    _say(
-        f"{result.spec.model} fit on {len(result.residuals)} samples of {path.name}: "
-        f"{result.what} MAPE {result.mape:.1f}%{extra}"
-    )
-    Path(args.out).write_text(result.to_yaml(), encoding="utf-8")
-    _say(f"wrote {args.out}")
-    if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        ax = result.plot_residuals()
-        from matplotlib.figure import Figure
-
-        fig = ax.get_figure()
-        assert isinstance(fig, Figure)
-        fig.savefig(args.plot, dpi=120, bbox_inches="tight")
-        _say(f"wrote {args.plot}")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``crossover calibrate BENCH -o profile.yaml [--model] [--scenario] [--plot]``.
-
-    Returns 0 on success, 2 on bad input (one line on stderr naming the file / column).
-    """
-    return run_command(_parser(), _run, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

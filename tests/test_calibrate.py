@@ -11,10 +11,12 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from sim.calibrate import CalibrationResult, fit_step_model, main
+from sim.calibrate import CalibrationResult, fit_step_model
+from sim.catalog.profiles import profiles
+from sim.cli.calibrate import main
 from sim.engine.replica import build_replica
-from sim.engine.steptime import profiles, resolve_roofline
-from sim.fleet_spec import FleetSpec, LinearStep, RooflineStep
+from sim.engine.spec import FleetSpec, LinearStep, RooflineStep
+from sim.engine.steptime import resolve_roofline
 
 
 def _samples(n: int = 200, seed: int = 0) -> pd.DataFrame:
