@@ -11,9 +11,9 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sim._base import Frozen
-from sim.economics.spec import ApiSpec, CalendarSpec, HiddenCostsSpec
+from sim.economics.spec import ApiSpec, CalendarSpec, HiddenCostsSpec, PricedFleetSpec
 from sim.engine.routing import RoutingSpec
-from sim.fleet_spec import FleetSpec, Horizon
+from sim.engine.spec import Horizon
 from sim.options import ConstraintsSpec, OptionSpec
 from sim.overrides import apply_overrides
 from sim.uncertainty import ParamDistribution, check_uncertain_path
@@ -50,7 +50,7 @@ class Scenario(Frozen):
     description: str = ""
     horizon: Horizon
     workload: WorkloadSpec
-    fleet: FleetSpec
+    fleet: PricedFleetSpec
     api: ApiSpec | None = None
     apis: dict[str, ApiSpec] = Field(
         default_factory=dict,

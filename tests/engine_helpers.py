@@ -12,7 +12,7 @@ from sim.economics.spec import ApiSpec
 from sim.engine.replica import build_replica
 from sim.engine.routing import RoutingSpec
 from sim.engine.serve import Served, serve
-from sim.fleet_spec import FleetSpec, Horizon
+from sim.engine.spec import FleetSpec, Horizon
 from sim.workload import Workload
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sim.engine import kernel as K
 from sim.engine import steptime as S
 from sim.engine.replica import build_replica
-from sim.fleet_spec import FleetSpec
+from sim.engine.spec import FleetSpec
 
 coef = st.floats(0.0, 1e-2, allow_nan=False)
 

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from sim._base import Frozen
+from sim.engine.spec import FleetSpec
 
 CapacityKind = Literal["on_demand", "reserved", "spot", "owned"]
 
@@ -224,3 +225,11 @@ class ApiSpec(Frozen):
                 "give a price catalogue 'model' or both usd_per_1m_input and usd_per_1m_output"
             )
         return self
+
+
+class PricedFleetSpec(FleetSpec):
+    """The scenario's ``fleet:`` section: the engine's fleet plus what a GPU of it costs."""
+
+    pricing: PricingSpec | None = Field(
+        None, description="What a GPU costs; default: the price catalogue's on-demand quote."
+    )

@@ -17,8 +17,8 @@ import numpy as np
 import simpy
 
 from sim.engine import kernel as K
+from sim.engine.spec import AutoscalerSpec, FleetSpec
 from sim.engine.state import FleetState
-from sim.fleet_spec import AutoscalerSpec, FleetSpec
 
 GB = 1e9
 

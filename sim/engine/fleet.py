@@ -18,8 +18,8 @@ from sim.engine import kernel as K
 from sim.engine.dynamics import Dynamics
 from sim.engine.replica import ReplicaConfig
 from sim.engine.routing import RoutingSpec
+from sim.engine.spec import FleetSpec, Horizon
 from sim.engine.state import REPLICA_STATES, SAMPLE_COLUMNS, FleetState
-from sim.fleet_spec import FleetSpec, Horizon
 from sim.workload import Workload
 
 __all__ = ["REPLICA_STATES", "SAMPLE_COLUMNS", "FleetRun", "FleetState", "run_fleet"]

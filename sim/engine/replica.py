@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sim.catalog import GpuSpec, ModelSpec, get_gpu, get_model, model_from_hf_config
+from sim.engine.spec import ConstantStep, FleetSpec, LinearStep
 from sim.engine.steptime import (
     StepCoefficients,
     constant_coefficients,
     linear_coefficients,
     roofline_coefficients,
 )
-from sim.fleet_spec import ConstantStep, FleetSpec, LinearStep
 
 GIB = 2.0**30
 

@@ -21,8 +21,8 @@ from sim.engine import kernel as K
 from sim.engine.fleet import REPLICA_STATES, SAMPLE_COLUMNS, FleetRun, run_fleet
 from sim.engine.replica import ReplicaConfig
 from sim.engine.routing import RoutingSpec
+from sim.engine.spec import FleetSpec, Horizon
 from sim.engine.state import FleetState
-from sim.fleet_spec import FleetSpec, Horizon
 from sim.workload import Workload
 
 __all__ = [

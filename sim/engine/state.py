@@ -14,7 +14,7 @@ import numpy as np
 from sim.engine import kernel as K
 from sim.engine.replica import ReplicaConfig
 from sim.engine.routing import RoutingSpec
-from sim.fleet_spec import FleetSpec
+from sim.engine.spec import FleetSpec
 from sim.workload import Workload
 
 __all__ = ["REPLICA_STATES", "SAMPLE_COLUMNS", "FleetState"]

@@ -24,17 +24,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
 from types import MappingProxyType
-from typing import Any
 
 import numba
 import numpy as np
-import yaml
 
 from sim.catalog import DTYPE_BYTES, GpuSpec, ModelSpec
-from sim.fleet_spec import ConstantStep, LinearStep, RooflineStep
+from sim.catalog.profiles import (
+    DEFAULT_PROFILE,
+    GLOBAL_DEFAULTS,
+    ROOFLINE_FIELDS,
+    gpu_family,
+    profiles,
+)
+from sim.engine.spec import ConstantStep, LinearStep, RooflineStep
 
 # Layout of the coefficient vector (compile-time constants for the engine).
 OVERHEAD, C_TOK, C_ATTN, C_DEC, C_PF, C_KV = 0, 1, 2, 3, 4, 5
@@ -43,59 +46,6 @@ N_COEFFS = 13
 
 # Activations crossing the tensor-parallel all-reduce are kept in 16-bit.
 _ACT_BYTES = 2.0
-
-
-ROOFLINE_FIELDS = (
-    "compute_efficiency",
-    "bandwidth_efficiency",
-    "overhead_s",
-    "allreduce_latency_s",
-)
-DEFAULT_PROFILE = "vllm"
-
-
-@lru_cache(maxsize=1)
-def _profiles_file() -> dict[str, Any]:
-    text = resources.files("sim.catalog").joinpath("profiles.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
-    if not isinstance(data, dict) or "profiles" not in data or "defaults" not in data:
-        raise ValueError("sim/catalog/profiles.yaml: needs 'defaults' and 'profiles' sections")
-    return data
-
-
-def profiles() -> Mapping[str, Any]:
-    """The named step-time profiles of ``sim/catalog/profiles.yaml`` (read-only)."""
-    return MappingProxyType(_profiles_file()["profiles"])
-
-
-def profile_names() -> list[str]:
-    """Names of the step-time profiles, sorted."""
-    return sorted(_profiles_file()["profiles"])
-
-
-def _global_defaults() -> dict[str, float]:
-    d = _profiles_file()["defaults"]
-    return {k: float(d[k]) for k in ROOFLINE_FIELDS}
-
-
-GLOBAL_DEFAULTS: Mapping[str, float] = MappingProxyType(_global_defaults())
-"""Roofline constants used where neither the scenario nor the profile gives a value."""
-
-
-def gpu_family(gpu_name: str) -> str:
-    """The profile family of a catalog GPU name (``hopper``, ``ampere``, ``ada`` or
-    ``default``).
-
-    Examples
-    --------
-    >>> gpu_family("h100-sxm"), gpu_family("a100-80gb-sxm"), gpu_family("mi300x")
-    ('hopper', 'ampere', 'default')
-    """
-    name = gpu_name.lower()
-    for family, prefixes in _profiles_file()["families"].items():
-        if any(name.startswith(str(p)) for p in prefixes):
-            return str(family)
-    return "default"
 
 
 @dataclass(frozen=True)
@@ -128,13 +78,13 @@ def resolve_roofline(spec: RooflineStep, gpu_name: str) -> ResolvedRoofline:
 
     Examples
     --------
-    >>> from sim.fleet_spec import RooflineStep
+    >>> from sim.engine.spec import RooflineStep
     >>> r = resolve_roofline(RooflineStep(overhead_s=0.002), "h100-sxm")
     >>> r.profile, r.family, r.overhead_s, r.origin["overhead_s"]
     ('vllm', 'hopper', 0.002, 'step_time')
     """
     name = spec.profile or DEFAULT_PROFILE
-    table = _profiles_file()["profiles"]
+    table = profiles()
     if name not in table:
         raise KeyError(f"unknown step-time profile {name!r}; known: {', '.join(sorted(table))}")
     prof = table[name]
@@ -181,7 +131,7 @@ class StepCoefficients:
 
         Examples
         --------
-        >>> from sim.fleet_spec import ConstantStep
+        >>> from sim.engine.spec import ConstantStep
         >>> c = constant_coefficients(ConstantStep(model="constant", step_s=0.01))
         >>> c.time_s(10, 10, 0, 5000, 5000)
         0.01

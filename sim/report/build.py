@@ -29,8 +29,8 @@ from sim.decide import Decision
 from sim.decisions import CrossoverResult
 from sim.economics.cost import resolve_api_prices, resolve_gpu_hourly
 from sim.engine.replica import build_replica, resolve_model
+from sim.engine.spec import ConstantStep, LinearStep
 from sim.engine.steptime import resolve_roofline
-from sim.fleet_spec import ConstantStep, LinearStep
 from sim.io import ScenarioError, dump_scenario, validate_scenario
 from sim.montecarlo import RunResult
 from sim.report.figures import decision_figures, run_figures

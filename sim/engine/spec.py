@@ -1,4 +1,9 @@
-"""The ``fleet:`` and ``horizon:`` sections of a scenario: what runs the self-hosted model."""
+"""The ``fleet:`` and ``horizon:`` sections of a scenario as the engine reads them: the
+replicas, their engine settings and step-time model, routing to replicas, fleet dynamics.
+
+What the fleet costs (``fleet.pricing``) is the economics layer's addition
+(:class:`sim.economics.spec.PricedFleetSpec`); the engine never reads it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from sim._base import Frozen
-from sim.economics.spec import PricingSpec
+from sim.catalog.profiles import profile_names
 
 Dtype = Literal["bf16", "fp16", "fp8", "int8", "int4", "fp4"]
 RouterKind = Literal["round_robin", "least_loaded", "power_of_two", "central", "random"]
@@ -101,8 +106,6 @@ class RooflineStep(Frozen):
     @classmethod
     def _known_profile(cls, v: str | None) -> str | None:
         if v is not None:
-            from sim.engine.steptime import profile_names
-
             names = profile_names()
             if v not in names:
                 raise ValueError(f"unknown step-time profile {v!r}; known: {', '.join(names)}")
@@ -216,9 +219,6 @@ class FleetSpec(Frozen):
     autoscaler: AutoscalerSpec | None = None
     spot: SpotSpec | None = None
     failures: FailureSpec | None = None
-    pricing: PricingSpec | None = Field(
-        None, description="What a GPU costs; default: the price catalogue's on-demand quote."
-    )
     engine: EngineSpec = Field(default_factory=EngineSpec)
     step_time: StepTimeSpec = Field(default_factory=RooflineStep)
 
