@@ -28,11 +28,11 @@ if TYPE_CHECKING:
     from sim.decide import Decision
     from sim.decisions import CrossoverResult, crossover, find_crossover
     from sim.intervals import Interval, Probability, summarize, t_interval
-    from sim.io import ScenarioError, dump_scenario, load_scenario
     from sim.montecarlo import Precision, RunResult, run
     from sim.planning import CapacityPlan, plan_capacity
     from sim.report import report
     from sim.scenario import Scenario
+    from sim.scenario_io import ScenarioError, dump_scenario, load_scenario
     from sim.sensitivity import tornado, variance_indices
     from sim.simulate import Outcome, simulate
     from sim.sweep import SweepResult, sweep
@@ -79,13 +79,13 @@ _HOMES = {
     "Probability": "sim.intervals",
     "RunResult": "sim.montecarlo",
     "Scenario": "sim.scenario",
-    "ScenarioError": "sim.io",
+    "ScenarioError": "sim.scenario_io",
     "SweepResult": "sim.sweep",
     "analytic": "sim",
     "crossover": "sim.decisions",
-    "dump_scenario": "sim.io",
+    "dump_scenario": "sim.scenario_io",
     "find_crossover": "sim.decisions",
-    "load_scenario": "sim.io",
+    "load_scenario": "sim.scenario_io",
     "plan_capacity": "sim.planning",
     "plots": "sim",
     "report": "sim.report",

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from sim.api import ApiResult, simulate_api
 from sim.economics.apis import MAIN_API, ApiProviders
 from sim.economics.cost import (
     FleetBill,
@@ -26,6 +25,7 @@ from sim.economics.cost import (
     resolve_gpu_hourly,
 )
 from sim.engine.serve import Served
+from sim.hosted_api import ApiResult, simulate_api
 from sim.scenario import Scenario
 
 __all__ = ["idle_replicas", "replication_costs", "run_fleet_bill", "simulate_apis"]

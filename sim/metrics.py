@@ -7,7 +7,7 @@ Latency metrics use the requests that *arrive* inside the measurement window
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -147,48 +147,6 @@ def request_metrics(
     return out
 
 
-def replica_table(
-    window: Mapping[str, Mapping[str, np.ndarray]],
-    *,
-    warmup_s: float,
-    duration_s: float,
-    kv_blocks: int,
-    efficiencies: tuple[float, float] | None = None,
-) -> pd.DataFrame:
-    """One row per replica: its utilisation inside the measurement window.
-
-    ``efficiencies`` (compute, bandwidth) of a roofline step model turn the engine's summed
-    compute and memory terms into model-FLOPs and memory-bandwidth utilisation (MFU, MBU);
-    without them those columns are NaN.
-    """
-    span = duration_s - warmup_s
-    start, end = window["start"], window["end"]
-    busy = end["busy_s"] - start["busy_s"]
-    batch = end["batch_integral"] - start["batch_integral"]
-    kv = end["kv_integral"] - start["kv_integral"]
-    steps = end["steps"] - start["steps"]
-    asked = end["prefix_asked"] - start["prefix_asked"]
-    hit = end["prefix_hit"] - start["prefix_hit"]
-    eff_c, eff_b = efficiencies if efficiencies is not None else (np.nan, np.nan)
-    mfu = (end["compute_s"] - start["compute_s"]) * eff_c / span
-    mbu = (end["memory_s"] - start["memory_s"]) * eff_b / span
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return pd.DataFrame(
-            {
-                "replica": np.arange(len(busy)),
-                "gpu_busy_fraction": busy / span,
-                "kv_occupancy_mean": kv / (span * kv_blocks),
-                "compute_utilisation": mfu,
-                "bandwidth_utilisation": mbu,
-                "batch_size_mean": np.where(busy > 0, batch / busy, np.nan),
-                "iterations": steps,
-                "step_time_mean_s": np.where(steps > 0, busy / np.maximum(steps, 1), np.nan),
-                "preemptions": end["preemptions"] - start["preemptions"],
-                "prefix_hit_rate": np.where(asked > 0, hit / np.maximum(asked, 1), np.nan),
-            }
-        )
-
-
 def baseline_latency_metrics(
     requests: pd.DataFrame,
     classes: Sequence[ClassSpec],
@@ -209,7 +167,8 @@ def baseline_latency_metrics(
 
 
 def fleet_metrics(replicas: pd.DataFrame) -> dict[str, float]:
-    """Fleet-level utilisation metrics from :func:`replica_table`."""
+    """Fleet-level utilisation metrics from the replica table
+    (:meth:`sim.engine.serve.Served.replicas`)."""
     busy = replicas["gpu_busy_fraction"].to_numpy()
     batch_int = (replicas["batch_size_mean"].fillna(0.0) * busy).sum()
     steps = replicas["iterations"].to_numpy()

@@ -24,14 +24,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
-
-from sim._base import Frozen
-
-if TYPE_CHECKING:
-    from sim.scenario import Scenario
+from sim.decision_spec import CANONICAL_OPTIONS, ConstraintsSpec, OptionSpec
+from sim.scenario import Scenario
 
 __all__ = [
     "CANONICAL_OPTIONS",
@@ -44,43 +40,10 @@ __all__ = [
     "resolve_options",
 ]
 
-CANONICAL_OPTIONS = ("api_only", "self_host_only", "hybrid")
 #: Up to this many free classes every fleet/API split is an option of its own.
 MAX_SPLIT_CLASSES = 3
 
 OptionKind = Literal["api_only", "self_host_only", "hybrid", "custom"]
-
-
-class ConstraintsSpec(Frozen):
-    """Hard constraints of the whole scenario (``constraints:``)."""
-
-    offline: bool = Field(
-        False, description="no connectivity to a hosted API: every API route is ruled out"
-    )
-
-
-class OptionSpec(Frozen):
-    """A named alternative (``options:`` item): the scenario with ``set`` overrides applied.
-
-    Examples
-    --------
-    >>> o = OptionSpec.model_validate({"name": "4xh100", "set": {"fleet.replicas": 4}})
-    >>> o.overrides
-    {'fleet.replicas': 4}
-    """
-
-    name: str = Field(min_length=1)
-    description: str = ""
-    overrides: dict[str, Any] = Field(default_factory=dict, alias="set")
-
-    @field_validator("name")
-    @classmethod
-    def _not_canonical(cls, v: str) -> str:
-        if v in CANONICAL_OPTIONS:
-            raise ValueError(
-                f"{v!r} is a canonical option: list it as a plain string, not with overrides"
-            )
-        return v
 
 
 @dataclass(frozen=True)

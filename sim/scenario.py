@@ -11,10 +11,10 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sim._base import Frozen
+from sim.decision_spec import ConstraintsSpec, OptionSpec
 from sim.economics.spec import ApiSpec, CalendarSpec, HiddenCostsSpec, PricedFleetSpec
 from sim.engine.routing import RoutingSpec
 from sim.engine.spec import Horizon
-from sim.options import ConstraintsSpec, OptionSpec
 from sim.overrides import apply_overrides
 from sim.uncertainty import ParamDistribution, check_uncertain_path
 from sim.workload.spec import WorkloadSpec

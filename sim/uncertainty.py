@@ -24,18 +24,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Protocol, Self, TypeVar
 
 import numpy as np
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from sim._base import Frozen
 from sim.overrides import apply_overrides, list_index
 from sim.seeds import STREAM_UNCERTAINTY, substream
 from sim.workload.sample import component_seed
 
-if TYPE_CHECKING:
-    from sim.scenario import Scenario
+
+class Varied(Protocol):
+    """What :func:`realise` needs of a scenario: its uncertain parameters and a way to
+    apply values to a copy (:class:`sim.scenario.Scenario` is one)."""
+
+    @property
+    def uncertainty(self) -> Mapping[str, Any] | None: ...
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Self: ...
+
+
+V = TypeVar("V", bound=Varied)
 
 __all__ = [
     "STREAM_UNCERTAINTY",
@@ -271,7 +281,7 @@ ParamDistribution = Annotated[
 ]
 
 
-def value_at(scenario: Scenario, path: str) -> Any:
+def value_at(scenario: BaseModel, path: str) -> Any:
     """The value of ``scenario`` at a dotted path (``None`` inside an unset section).
 
     Raises
@@ -297,7 +307,7 @@ def value_at(scenario: Scenario, path: str) -> Any:
     return node
 
 
-def check_uncertain_path(scenario: Scenario, path: str, dist: Any) -> str | None:
+def check_uncertain_path(scenario: BaseModel, path: str, dist: Any) -> str | None:
     """Why ``dist`` cannot vary ``path`` of ``scenario`` (``None`` when it can).
 
     The path must name a field; a continuous distribution needs a field that holds a
@@ -352,7 +362,7 @@ def draw(
     }
 
 
-def realise(scenario: Scenario, seed: np.random.SeedSequence) -> tuple[Scenario, dict[str, Any]]:
+def realise(scenario: V, seed: np.random.SeedSequence) -> tuple[V, dict[str, Any]]:
     """The scenario one replication simulates: its uncertain parameters drawn and applied
     (the result has no ``uncertainty`` section), and the drawn values by path.
 
@@ -361,8 +371,6 @@ def realise(scenario: Scenario, seed: np.random.SeedSequence) -> tuple[Scenario,
     ValueError
         If a drawn value makes the scenario invalid (validation probed only the tails).
     """
-    from pydantic import ValidationError
-
     if not scenario.uncertainty:
         return scenario, {}
     values = draw(scenario.uncertainty, seed)

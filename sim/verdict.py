@@ -6,7 +6,7 @@ Formatting only; every figure comes from a :class:`sim.decide.Decision`.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -15,8 +15,31 @@ from scipy import stats
 from sim.intervals import t_interval
 
 if TYPE_CHECKING:
-    from sim.decide import Decision
     from sim.scenario import Scenario
+
+
+class DecisionFacts(Protocol):
+    """What the verdict is written from (:class:`sim.decide.Decision` is one)."""
+
+    @property
+    def table(self) -> pd.DataFrame: ...
+    @property
+    def recommended(self) -> str | None: ...
+    @property
+    def runner_up(self) -> str | None: ...
+    @property
+    def difference(self) -> tuple[float, float, float]: ...
+    @property
+    def too_close(self) -> bool: ...
+    @property
+    def constraints(self) -> tuple[str, ...]: ...
+    @property
+    def classes(self) -> pd.DataFrame: ...
+    @property
+    def replications(self) -> int: ...
+    @property
+    def confidence(self) -> float: ...
+
 
 __all__ = ["calendar_line", "compose_verdict", "pct", "usd", "why_free"]
 
@@ -142,7 +165,7 @@ def _payback(scenario: Scenario, best: dict[str, Any]) -> list[str]:
 
 
 def compose_verdict(
-    scenario: Scenario, d: Decision, runs: pd.DataFrame, cost: dict[str, np.ndarray]
+    scenario: Scenario, d: DecisionFacts, runs: pd.DataFrame, cost: dict[str, np.ndarray]
 ) -> str:
     """The ``verdict:`` paragraph, in the decision's order: the binding constraints, the
     cheapest feasible option with its CI and the paired difference to the runner-up (or

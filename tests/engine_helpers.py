@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.api import simulate_api
 from sim.economics.spec import ApiSpec
 from sim.engine.replica import build_replica
 from sim.engine.routing import RoutingSpec
 from sim.engine.serve import Served, serve
 from sim.engine.spec import FleetSpec, Horizon
+from sim.hosted_api import simulate_api
 from sim.workload import Workload
 
 

@@ -149,7 +149,7 @@ def test_explicit_field_overrides_profile() -> None:
 
 
 def test_unknown_profile_is_a_validation_error_naming_the_field() -> None:
-    from sim.io import format_validation_error
+    from sim.scenario_io import format_validation_error
 
     with pytest.raises(ValidationError) as exc:
         FleetSpec.model_validate(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import sim.catalog
+import sim.catalog.specs
 from sim.catalog import (
     DTYPE_BYTES,
     GpuSpec,
@@ -412,6 +413,6 @@ def test_specs_are_immutable_values() -> None:
 
 
 def test_docstring_examples() -> None:
-    for module in (sim.catalog, sim.catalog._load):
+    for module in (sim.catalog.specs, sim.catalog._load):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, module.__name__

@@ -11,7 +11,7 @@ import yaml
 
 from sim.cli.fit import main
 from sim.fit import fit_workload
-from sim.io import validate_scenario
+from sim.scenario_io import validate_scenario
 from sim.workload import GammaArrivals, MMPPArrivals, PoissonArrivals, Trace, load_trace
 
 DATA = Path(__file__).parent / "data"

@@ -131,7 +131,7 @@ def test_calibrate_fits_within_the_wide_bounds() -> None:
 def test_calibrate_replays_requests_on_a_scenario_fleet() -> None:
     # a scenario's fleet is a FleetSpec subclass with more fields (pricing): the replay keeps it
     from sim.calibrate import RequestBench, fit_from_requests
-    from sim.io import load_scenario
+    from sim.scenario_io import load_scenario
 
     scen = Path(__file__).resolve().parent.parent / "scenarios" / "chat-startup.yaml"
     fleet = load_scenario(scen).fleet

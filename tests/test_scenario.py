@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 import sim
 from sim import Scenario, ScenarioError, dump_scenario, load_scenario
-from sim.io import format_validation_error, validate_scenario
+from sim.scenario_io import format_validation_error, validate_scenario
 from sim.workload.trace import TraceArrivals
 
 ROOT = Path(__file__).resolve().parents[1]

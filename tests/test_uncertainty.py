@@ -16,7 +16,7 @@ from theory import assert_mean, assert_std, assert_within_se
 
 import sim.uncertainty
 from sim import Scenario, load_scenario, run
-from sim.io import ScenarioError, dump_scenario, validate_scenario
+from sim.scenario_io import ScenarioError, dump_scenario, validate_scenario
 from sim.uncertainty import (
     ChoiceParam,
     LognormalParam,

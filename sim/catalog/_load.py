@@ -21,12 +21,11 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from importlib import resources
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-if TYPE_CHECKING:
-    from sim.catalog import GpuSpec, ModelSpec
+from sim.catalog.specs import GpuSpec, ModelSpec, model_from_hf_config
 
 __all__ = [
     "get_gpu",
@@ -149,7 +148,6 @@ def _index(
 
 @lru_cache(maxsize=1)
 def _gpu_catalog() -> tuple[Mapping[str, GpuSpec], Mapping[str, str]]:
-    from sim.catalog import GpuSpec
 
     specs: dict[str, GpuSpec] = {}
     aliases: dict[str, list[str]] = {}
@@ -176,7 +174,6 @@ def _gpu_catalog() -> tuple[Mapping[str, GpuSpec], Mapping[str, str]]:
 
 @lru_cache(maxsize=1)
 def _model_catalog() -> tuple[Mapping[str, ModelSpec], Mapping[str, str]]:
-    from sim.catalog import model_from_hf_config
 
     specs: dict[str, ModelSpec] = {}
     aliases: dict[str, list[str]] = {}

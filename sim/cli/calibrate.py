@@ -12,7 +12,7 @@ import pandas as pd
 
 from sim.calibrate import fit_from_requests, fit_step_model
 from sim.cli.common import CommandParser, run_command
-from sim.io import load_scenario
+from sim.scenario_io import load_scenario
 
 __all__ = ["HELP", "main", "parser"]
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.io import ScenarioError, check_trace_files, load_scenario, validate_scenario
 from sim.scenario import Scenario, apply_overrides
+from sim.scenario_io import ScenarioError, check_trace_files, load_scenario, validate_scenario
 
 __all__ = [
     "EXIT_USAGE",
@@ -109,7 +109,7 @@ def run_scenario_command(
     """Parse ``argv`` and run ``body``; bad input gives ``error: …`` on stderr and returns 2.
 
     Usage errors and ``--help`` leave through :class:`SystemExit`, as argparse's do. A
-    :class:`~sim.io.ScenarioError` names its file and field itself; any other
+    :class:`~sim.scenario_io.ScenarioError` names its file and field itself; any other
     :class:`ValueError` is prefixed with the scenario file, if the command has one. Ctrl-C
     gives ``interrupted`` and 130.
 
@@ -231,7 +231,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, object]:
 def load_with_overrides(path: Path, items: Sequence[str]) -> Scenario:
     """The scenario file at ``path`` with the ``--set`` ``items`` applied and checked.
 
-    An error names ``PATH (with --set)`` and the field, as :class:`~sim.io.ScenarioError`.
+    An error names ``PATH (with --set)`` and the field, as :class:`~sim.scenario_io.ScenarioError`.
     """
     scenario = load_scenario(path)
     if not items:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from sim.cli.common import CommandParser, run_command
-from sim.io import load_scenario
 from sim.planning import describe, plan_capacity
+from sim.scenario_io import load_scenario
 
 __all__ = ["HELP", "main", "parser"]
 

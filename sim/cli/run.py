@@ -24,9 +24,9 @@ from sim.cli.common import (
     run_scenario_command,
 )
 from sim.decide import Decision
-from sim.io import ScenarioError, dump_scenario
 from sim.montecarlo import RunResult, run
 from sim.scenario import Scenario
+from sim.scenario_io import ScenarioError, dump_scenario
 from sim.verdict import calendar_line
 
 __all__ = ["HELP", "main", "parser", "print_summary"]

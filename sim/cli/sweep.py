@@ -23,7 +23,7 @@ from sim.cli.common import (
 )
 from sim.decisions import crossover
 from sim.executors import EXECUTORS, make_executor
-from sim.io import ScenarioError, dump_scenario, format_validation_error
+from sim.scenario_io import ScenarioError, dump_scenario, format_validation_error
 from sim.store import StoreMismatch
 from sim.sweep import sweep, sweep_points
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sim.cli.common import EXIT_USAGE, CommandParser, run_scenario_command
-from sim.io import ScenarioError, load_scenario
+from sim.scenario_io import ScenarioError, load_scenario
 
 __all__ = ["HELP", "main", "parser"]
 

@@ -59,7 +59,7 @@ def run_fleet(
 
     ``routing`` and ``class_route`` (per class, one of ``kernel.CR_FLEET_ONLY``,
     ``CR_ELIGIBLE``, ``CR_API``) decide which requests leave for the API; those end with
-    engine status ``ST_API`` and are simulated by :mod:`sim.api` afterwards.
+    engine status ``ST_API`` and are simulated by :mod:`sim.hosted_api` afterwards.
     """
     state = FleetState(
         fleet,

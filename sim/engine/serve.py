@@ -52,7 +52,7 @@ _STATUS_CODE[K.ST_FAILED] = 2
 
 class ApiOutcome(Protocol):
     """What the hosted API did with the requests the engine sent it, in engine order
-    (:class:`sim.api.ApiResult` is one)."""
+    (:class:`sim.hosted_api.ApiResult` is one)."""
 
     @property
     def status(self) -> np.ndarray: ...  # 0 completed, else failed (rate limited)

@@ -31,10 +31,10 @@ from sim.economics.cost import resolve_api_prices, resolve_gpu_hourly
 from sim.engine.replica import build_replica, resolve_model
 from sim.engine.spec import ConstantStep, LinearStep
 from sim.engine.steptime import resolve_roofline
-from sim.io import ScenarioError, dump_scenario, validate_scenario
 from sim.montecarlo import RunResult
 from sim.report.figures import decision_figures, run_figures
 from sim.scenario import Scenario
+from sim.scenario_io import ScenarioError, dump_scenario, validate_scenario
 from sim.simulate import Outcome, scenario_apis
 from sim.sweep import SweepResult
 from sim.verdict import calendar_line
@@ -148,7 +148,7 @@ def decision_of(result: RunResult) -> Decision | None:
     return result.decision()
 
 
-def verdict(d: Decision | None) -> dict[str, Any]:
+def verdict_context(d: Decision | None) -> dict[str, Any]:
     """The decision for the report: the verdict paragraph, one row per option and where
     each class should run (empty without a decision)."""
     if d is None:
@@ -499,7 +499,7 @@ def report(
             + (f", seed {result.seed}" if result.seed >= 0 else "")
             + f"; {calendar_line(s)}"
         ),
-        "verdict": verdict(decision),
+        "verdict": verdict_context(decision),
         "side_by_side": _records(tables["side_by_side"]),
         "grouped": tables["by_class_and_route"],
         "costs": _records(tables["cost_breakdown"][["component", "mean", "ci_low", "ci_high"]]),

@@ -258,7 +258,7 @@ def validate_scenario(data: dict[str, Any], *, source: str = "scenario") -> Scen
     >>> validate_scenario({"name": ""}, source="demo")
     Traceback (most recent call last):
     ...
-    sim.io.ScenarioError: demo: name: String should have at least 1 character (and 3 more)
+    sim.scenario_io.ScenarioError: demo: name: String should have at least 1 character (and 3 more)
     """
     try:
         return Scenario.model_validate(data)

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from scipy import stats
 from theory import assert_mean, assert_proportion, assert_within_se
 
-from sim.api import COMPLETED, FAILED, ApiResult, lognormal_params, simulate_api
 from sim.economics.spec import (
     ApiLatencySpec,
     ApiSpec,
@@ -21,6 +20,7 @@ from sim.economics.spec import (
     ProvisionedSpec,
     RateLimitSpec,
 )
+from sim.hosted_api import COMPLETED, FAILED, ApiResult, lognormal_params, simulate_api
 
 PRICES: dict[str, Any] = {"usd_per_1m_input": 0.15, "usd_per_1m_output": 0.6}
 #: A degenerate latency: first token 0.5 s after the call, then 10 tokens/s.
@@ -317,9 +317,9 @@ def test_provisioned_call_larger_than_the_bucket() -> None:
 def test_docstring_examples() -> None:
     import doctest
 
-    import sim.api
+    import sim.hosted_api
 
-    assert doctest.testmod(sim.api, raise_on_error=True).attempted > 0
+    assert doctest.testmod(sim.hosted_api, raise_on_error=True).attempted > 0
 
 
 def test_empty_input() -> None:
