@@ -12,7 +12,7 @@ What is timed:
   per-request DataFrame and the metrics. Numba compilation is excluded: one tiny call runs
   first, and its time (cache load, or compilation when the cache is cold) is reported apart,
   as is a truly cold compilation in a subprocess with an empty ``NUMBA_CACHE_DIR``.
-* The same steps one by one (the body of :func:`sim.simulate` spelled out), so that the
+* The same steps one by one (the body of :func:`sim.replication.simulate` spelled out), so that the
   engine alone (:func:`sim.engine.serve.serve`) has a time of its own.
 * A bare simpy M/M/1 (``Resource(capacity=1)``, one process per customer, exponential gaps
   and service times drawn up front with numpy, ρ = 0.8) with as many customers as the
@@ -51,7 +51,7 @@ import simpy
 
 import sim
 from sim.engine.replica import build_replica
-from sim.simulate import sample, serve_scenario
+from sim.replication.simulate import sample, serve_scenario
 from sim.workload import GeometricLength, LognormalLength
 from sim.workload.lengths import Z90
 
@@ -155,10 +155,10 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def simulate_in_phases(scn: sim.Scenario, seed: int) -> tuple[dict[str, float], Any]:
-    """The first two steps of :func:`sim.simulate` — :func:`sim.simulate.sample` and
-    :func:`sim.simulate.serve_scenario`, the very functions it calls — each timed: sampling
-    the workload and the engine. The rest of ``simulate`` (per-request records, metrics,
-    costs) is its total time minus these two."""
+    """The first two steps of :func:`sim.simulate` — :func:`~sim.replication.simulate.sample`
+    and :func:`~sim.replication.simulate.serve_scenario`, the very functions it calls — each
+    timed: sampling the workload and the engine. The rest of ``simulate`` (per-request
+    records, metrics, costs) is its total time minus these two."""
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     replica = build_replica(scn.fleet)

@@ -41,11 +41,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.engine.fit_steptime import PARAMS, ROOFLINE_KEYS, Residuals, StepFit, fit_constants
 from sim.engine.replica import build_replica
 from sim.engine.serve import serve
 from sim.engine.spec import FleetSpec, Horizon, RooflineStep
 from sim.engine.steptime import decode_run_time, resolve_roofline
-from sim.fit_steptime import PARAMS, ROOFLINE_KEYS, Residuals, StepFit, fit_constants
 from sim.workload import Workload
 
 REPO = Path(__file__).resolve().parent.parent
@@ -766,7 +766,7 @@ def lsq_fit(
     fixed: Mapping[str, float],
     starts: Sequence[Mapping[str, float]],
 ) -> StepFit:
-    """The profiles' fit: :func:`sim.fit_steptime.fit_constants` within the physical bounds.
+    """The profiles' fit: :func:`sim.engine.fit_steptime.fit_constants` within the physical bounds.
 
     Each start is refined (at most 60 evaluations); the lowest cost wins. Finite-difference
     steps are 3 % of the scaled parameter (the replays are discrete-event simulations: a tiny
@@ -778,7 +778,7 @@ def lsq_fit(
 
 
 def bounds_text() -> str:
-    """The physical bounds of :data:`sim.fit_steptime.PARAMS`, as the report states them."""
+    """The physical bounds of :data:`sim.engine.fit_steptime.PARAMS`, as the report states them."""
     ce, be = PARAMS["compute_efficiency"].physical, PARAMS["bandwidth_efficiency"].physical
     oh, ar = PARAMS["overhead_s"].physical, PARAMS["allreduce_latency_s"].physical
     return (

@@ -25,17 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sim import analytic, plots
-    from sim.decide import Decision
-    from sim.decisions import CrossoverResult, crossover, find_crossover
     from sim.intervals import Interval, Probability, summarize, t_interval
-    from sim.montecarlo import Precision, RunResult, run
-    from sim.planning import CapacityPlan, plan_capacity
+    from sim.replication.simulate import Outcome, simulate
     from sim.report import report
     from sim.scenario import Scenario
     from sim.scenario_io import ScenarioError, dump_scenario, load_scenario
-    from sim.sensitivity import tornado, variance_indices
-    from sim.simulate import Outcome, simulate
-    from sim.sweep import SweepResult, sweep
+    from sim.study.crossover import CrossoverResult, crossover, find_crossover
+    from sim.study.decide import Decision
+    from sim.study.montecarlo import Precision, RunResult, run
+    from sim.study.planning import CapacityPlan, plan_capacity
+    from sim.study.sensitivity import tornado, variance_indices
+    from sim.study.sweep import SweepResult, sweep
 
 __all__ = [
     "CapacityPlan",
@@ -70,32 +70,32 @@ __version__ = "0.1.0"
 
 # where each public name lives ("sim": the name is a submodule, exported as such)
 _HOMES = {
-    "CapacityPlan": "sim.planning",
-    "CrossoverResult": "sim.decisions",
-    "Decision": "sim.decide",
+    "CapacityPlan": "sim.study.planning",
+    "CrossoverResult": "sim.study.crossover",
+    "Decision": "sim.study.decide",
     "Interval": "sim.intervals",
-    "Outcome": "sim.simulate",
-    "Precision": "sim.montecarlo",
+    "Outcome": "sim.replication.simulate",
+    "Precision": "sim.study.montecarlo",
     "Probability": "sim.intervals",
-    "RunResult": "sim.montecarlo",
+    "RunResult": "sim.study.montecarlo",
     "Scenario": "sim.scenario",
     "ScenarioError": "sim.scenario_io",
-    "SweepResult": "sim.sweep",
+    "SweepResult": "sim.study.sweep",
     "analytic": "sim",
-    "crossover": "sim.decisions",
+    "crossover": "sim.study.crossover",
     "dump_scenario": "sim.scenario_io",
-    "find_crossover": "sim.decisions",
+    "find_crossover": "sim.study.crossover",
     "load_scenario": "sim.scenario_io",
-    "plan_capacity": "sim.planning",
+    "plan_capacity": "sim.study.planning",
     "plots": "sim",
     "report": "sim.report",
-    "run": "sim.montecarlo",
-    "simulate": "sim.simulate",
+    "run": "sim.study.montecarlo",
+    "simulate": "sim.replication.simulate",
     "summarize": "sim.intervals",
-    "sweep": "sim.sweep",
+    "sweep": "sim.study.sweep",
     "t_interval": "sim.intervals",
-    "tornado": "sim.sensitivity",
-    "variance_indices": "sim.sensitivity",
+    "tornado": "sim.study.sensitivity",
+    "variance_indices": "sim.study.sensitivity",
 }
 
 
@@ -121,10 +121,10 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """``sim`` itself: ``sim.report``, ``sim.sweep`` and ``sim.simulate`` stay the functions.
+    """``sim`` itself: ``sim.report`` stays the function.
 
-    Importing a submodule sets it as an attribute of its package; three submodules share
-    their names with the functions exported here, and would otherwise replace them.
+    Importing a submodule sets it as an attribute of its package; the ``sim.report``
+    package shares its name with the function exported here, and would otherwise replace it.
     """
 
     def __setattr__(self, name: str, value: object) -> None:

@@ -1,6 +1,6 @@
 """The scenario's decision sections: the options it is answered by (``options:``) and the
 hard constraints of the whole scenario (``constraints:``). Validation only; resolving the
-options against a scenario is :mod:`sim.options`.
+options against a scenario is :mod:`sim.study.options`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sim._base import Frozen
 
 __all__ = ["CANONICAL_OPTIONS", "ConstraintsSpec", "OptionSpec"]
 
-#: The options of a scenario without an ``options:`` section (see :mod:`sim.options`).
+#: The options of a scenario without an ``options:`` section (see :mod:`sim.study.options`).
 CANONICAL_OPTIONS = ("api_only", "self_host_only", "hybrid")
 
 

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sim.decisions import CrossoverResult, crossover
 from sim.intervals import t_interval
-from sim.montecarlo import RunResult
-from sim.simulate import Outcome
-from sim.sweep import SweepResult
+from sim.replication.simulate import Outcome
+from sim.study.crossover import CrossoverResult, crossover
+from sim.study.montecarlo import RunResult
+from sim.study.sweep import SweepResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -177,7 +177,7 @@ def cost_breakdown(result: RunResult | pd.DataFrame, *, ax: Axes | None = None) 
     """Stacked monthly bill of the option (busy GPU, idle GPU, ops, other, API calls) next
     to the all-API bill for the same requests; means with 95 % CI whiskers on the totals.
 
-    ``result`` is a :class:`~sim.montecarlo.RunResult` or its ``replications`` frame.
+    ``result`` is a :class:`~sim.study.montecarlo.RunResult` or its ``replications`` frame.
     """
     ax = _axes(ax)
     table = cost_components(result).set_index("metric")
@@ -235,7 +235,7 @@ def timeseries(outcome: Outcome | pd.DataFrame, *, ax: Axes | None = None) -> Ax
     """Running and queued sequences over the fleet against time, and — when replicas
     start, drain or stop — the replicas ready (right axis).
 
-    ``outcome`` is an :class:`~sim.simulate.Outcome` or its ``timeseries`` frame.
+    ``outcome`` is an :class:`~sim.replication.simulate.Outcome` or its ``timeseries`` frame.
     """
     ax = _axes(ax)
     ts = outcome.timeseries if isinstance(outcome, Outcome) else outcome
@@ -271,10 +271,10 @@ def crossover_chart(
     """The cost of the option against the swept quantity, with its CI band, the API's line
     and the break-even marked.
 
-    With a :class:`~sim.sweep.SweepResult`: cost per 1M tokens (mean and 95 % band) against
+    With a :class:`~sim.study.sweep.SweepResult`: cost per 1M tokens (mean and 95 % band) against
     ``x`` (default: the only swept path), the all-API cost per 1M tokens, and the crossing of
     ``savings_vs_api_per_1m_tokens_usd`` (:func:`sim.crossover`). With a
-    :class:`~sim.decisions.CrossoverResult`: its metric per point (API = 0) and its estimate
+    :class:`~sim.study.crossover.CrossoverResult`: its metric per point (API = 0) and its estimate
     with the CI span.
     """
     ax = _axes(ax)

@@ -64,7 +64,7 @@ class Scenario(Frozen):
         Field(
             default=None,
             description="the alternatives compared by the decision; default: api_only, "
-            "self_host_only and hybrid (see sim.options)",
+            "self_host_only and hybrid (see sim.study.options)",
         )
     )
     uncertainty: dict[str, ParamDistribution] | None = Field(

@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 #: Substream (by position) of a replication's seed that parameter draws come from; 0–3 are
-#: the workload, router, API and API-baseline streams of :func:`sim.simulate.simulate`.
+#: the workload, router, API and API-baseline streams of :func:`sim.replication.simulate.simulate`.
 #: z-score of the 90th percentile of the standard normal.
 Z90 = 1.2815515655446004
 #: Tails probed at validation for distributions without bounds: a scenario whose parameter

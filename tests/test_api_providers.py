@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 from scenario_helpers import priced_scenario_data
 
-import sim.billing
 import sim.economics.apis
+import sim.replication.billing
 from sim import Scenario, simulate
 from sim.economics import MAIN_API, ApiSpec, api_providers
 from sim.engine import kernel as K
-from sim.simulate import (
+from sim.replication.simulate import (
     STREAM_API,
     STREAM_API_BASELINE,
     class_routes,
@@ -225,7 +225,7 @@ def test_simulate_apis_merges_providers_in_request_order() -> None:
     }
     slow = ApiSpec(usd_per_1m_input=1.0, usd_per_1m_output=1.0, latency=slow_latency)
     providers = api_providers(fast, {"slow": slow}, {"a": None, "b": "slow"})
-    res = sim.billing.simulate_apis(
+    res = sim.replication.billing.simulate_apis(
         providers,
         ["a", "b", "a", "b"],
         [0.0, 0.5, 1.0, 1.5],
@@ -236,7 +236,7 @@ def test_simulate_apis_merges_providers_in_request_order() -> None:
     np.testing.assert_allclose(res.ttft_s, [0.4, 2.0, 0.4, 2.0])
     np.testing.assert_allclose(res.e2e_s, [0.5, 3.0, 0.5, 3.0])
     with pytest.raises(ValueError, match="has none"):
-        sim.billing.simulate_apis(
+        sim.replication.billing.simulate_apis(
             api_providers(None, {}, {"a": None}),
             ["a"],
             [0.0],
@@ -248,7 +248,7 @@ def test_simulate_apis_merges_providers_in_request_order() -> None:
 
 def test_docstring_examples() -> None:
     # sim.simulate the module (the package re-exports a function of that name)
-    simulate_module = importlib.import_module("sim.simulate")
-    for module in (sim.economics.apis, sim.billing, simulate_module):
+    simulate_module = importlib.import_module("sim.replication.simulate")
+    for module in (sim.economics.apis, sim.replication.billing, simulate_module):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted >= 2, module

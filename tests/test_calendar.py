@@ -12,7 +12,6 @@ import pytest
 from scenario_helpers import priced_scenario_data
 
 from sim import Scenario, load_scenario, simulate
-from sim.billing import idle_replicas
 from sim.economics import (
     ApiSpec,
     CalendarSpec,
@@ -23,6 +22,7 @@ from sim.economics import (
     idle_fleet_usd,
     reserved_fleet_bill,
 )
+from sim.replication.billing import idle_replicas
 
 WINDOW = (0.0, 3600.0)  # one hour of traffic
 # 8 hours on each of 20 days: the hour stands for 160 hours, 570 hours have no traffic

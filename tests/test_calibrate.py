@@ -11,9 +11,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from sim.calibrate import CalibrationResult, fit_step_model
 from sim.catalog.profiles import profiles
 from sim.cli.calibrate import main
+from sim.engine.calibrate import CalibrationResult, fit_step_model
 from sim.engine.replica import build_replica
 from sim.engine.spec import FleetSpec, LinearStep, RooflineStep
 from sim.engine.steptime import resolve_roofline

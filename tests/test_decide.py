@@ -19,8 +19,8 @@ from scipy import stats
 
 import sim
 from sim.cli import main
-from sim.decide import DECISION_COLUMNS, decide, payback_months
-from sim.options import Option, resolve_options
+from sim.study.decide import DECISION_COLUMNS, decide, payback_months
+from sim.study.options import Option, resolve_options
 from tests.scenario_helpers import priced_scenario_data
 
 CHEAP_API = {"usd_per_1m_input": 0.001, "usd_per_1m_output": 0.001}
@@ -34,7 +34,7 @@ def scenario(api: dict[str, Any] | None = None, **extra: Any) -> sim.Scenario:
     return sim.Scenario.model_validate(data)
 
 
-def decision(s: sim.Scenario, n: int = 3) -> sim.decide.Decision:
+def decision(s: sim.Scenario, n: int = 3) -> sim.study.decide.Decision:
     return sim.run(s, replications=n, seed=7).decision()
 
 
@@ -315,7 +315,10 @@ def test_option_dataclass_round_trip() -> None:
     assert o.api_classes == ()
 
 
-@pytest.mark.parametrize("module", ["sim.decide", "sim.verdict", "sim.options", "sim.metrics"])
+@pytest.mark.parametrize(
+    "module",
+    ["sim.study.decide", "sim.study.verdict", "sim.study.options", "sim.replication.metrics"],
+)
 def test_docstring_examples_run(module: str) -> None:
     import doctest
     import importlib

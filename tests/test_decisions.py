@@ -11,9 +11,9 @@ import pytest
 from scenario_helpers import priced_scenario_data
 from scipy import stats
 
-import sim.decisions
+import sim.study.crossover
 from sim import Scenario, SweepResult, analytic, crossover, find_crossover, sweep
-from sim.decisions import wilson_interval
+from sim.study.crossover import wilson_interval
 
 RATE = "workload.classes.chat.arrivals.rate_rps"
 PRICE = "fleet.pricing.usd_per_gpu_hour"
@@ -145,7 +145,7 @@ def test_doctests(monkeypatch: Any) -> None:
     from pathlib import Path
 
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
-    assert doctest.testmod(sim.decisions, raise_on_error=True).attempted > 0
+    assert doctest.testmod(sim.study.crossover, raise_on_error=True).attempted > 0
 
 
 def test_find_crossover_bisects_to_the_closed_form_break_even() -> None:

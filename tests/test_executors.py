@@ -11,7 +11,7 @@ from pandas.testing import assert_frame_equal
 from scenario_helpers import priced_scenario_data
 
 from sim import Scenario, find_crossover, load_scenario, plan_capacity, run
-from sim.executors import (
+from sim.study.executors import (
     DaskExecutor,
     ProcessExecutor,
     SerialExecutor,

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from sim.cli.fit import main
-from sim.fit import fit_workload
 from sim.scenario_io import validate_scenario
 from sim.workload import GammaArrivals, MMPPArrivals, PoissonArrivals, Trace, load_trace
+from sim.workload.fit import fit_workload
 
 DATA = Path(__file__).parent / "data"
 TRACES = Path(__file__).parents[1] / "scenarios" / "traces"

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import sim.fit_steptime as F
-from sim.calibrate import fit_step_model
+import sim.engine.fit_steptime as F
+from sim.engine.calibrate import fit_step_model
 from sim.engine.replica import build_replica
 from sim.engine.spec import FleetSpec, LinearStep, RooflineStep
 
@@ -130,7 +130,7 @@ def test_calibrate_fits_within_the_wide_bounds() -> None:
 
 def test_calibrate_replays_requests_on_a_scenario_fleet() -> None:
     # a scenario's fleet is a FleetSpec subclass with more fields (pricing): the replay keeps it
-    from sim.calibrate import RequestBench, fit_from_requests
+    from sim.engine.calibrate import RequestBench, fit_from_requests
     from sim.scenario_io import load_scenario
 
     scen = Path(__file__).resolve().parent.parent / "scenarios" / "chat-startup.yaml"

@@ -17,7 +17,13 @@ import sim
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGES = ("matplotlib", "jinja2", "dask")
-CORE = ("sim", "sim.workload.arrivals", "sim.scenario", "sim.simulate", "sim.engine.kernel")
+CORE = (
+    "sim",
+    "sim.workload.arrivals",
+    "sim.scenario",
+    "sim.replication.simulate",
+    "sim.engine.kernel",
+)
 
 
 def _python(code: str) -> str:
@@ -37,13 +43,13 @@ def test_core_module_does_not_load_the_edges(module: str) -> None:
 
 
 def test_functions_named_like_submodules_stay_functions() -> None:
-    # importing sim.report, sim.sweep or sim.simulate (the modules) first must not make the
-    # package attributes of those names the modules instead of the functions
+    # importing the sim.report package or the modules of sweep and simulate first must not
+    # make the package attributes of those names the modules instead of the functions
     code = (
-        "import sys, sim.report.build, sim.sweep, sim.simulate, sim\n"
+        "import sys, sim.report.build, sim.study.sweep, sim.replication.simulate, sim\n"
         "print(sim.report is sys.modules['sim.report.build'].report,"
-        " sim.sweep is sys.modules['sim.sweep'].sweep,"
-        " sim.simulate is sys.modules['sim.simulate'].simulate)"
+        " sim.sweep is sys.modules['sim.study.sweep'].sweep,"
+        " sim.simulate is sys.modules['sim.replication.simulate'].simulate)"
     )
     assert _python(code) == "True True True"
 

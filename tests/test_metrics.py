@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from sim.intervals import summarize, t_interval
-from sim.metrics import request_metrics, slo_met
+from sim.replication.metrics import request_metrics, slo_met
 from sim.workload.spec import ClassSpec
 
 

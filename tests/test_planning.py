@@ -9,7 +9,7 @@ import pytest
 
 from sim import Scenario, load_scenario, run
 from sim.cli.plan import main
-from sim.planning import plan_capacity
+from sim.study.planning import plan_capacity
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"gpu": ["h100-sxm", "l40s"], "tp": [1], "pricing": ["on_demand"], "replicas": [1, 2, 3]}

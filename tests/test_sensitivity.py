@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from sim import Scenario, load_scenario, run, t_interval
-from sim.sensitivity import ISHIGAMI_FIRST_ORDER, ishigami, tornado, variance_indices
+from sim.study.sensitivity import ISHIGAMI_FIRST_ORDER, ishigami, tornado, variance_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 PRICE = "fleet.pricing.usd_per_gpu_hour"

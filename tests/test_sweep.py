@@ -22,8 +22,8 @@ from scenario_helpers import priced_scenario_data
 
 from sim import Scenario, run, sweep, t_interval
 from sim.cli import main
-from sim.store import StoreMismatch
-from sim.sweep import sweep_points
+from sim.study.store import StoreMismatch
+from sim.study.sweep import sweep_points
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = "workload.classes.chat.arrivals.rate_rps"
@@ -295,10 +295,10 @@ def test_cli_refuses_a_different_sweep_in_the_same_out(
 def test_doctests(monkeypatch: pytest.MonkeyPatch) -> None:
     import doctest
 
-    import sim.executors
-    import sim.store
+    import sim.study.executors
+    import sim.study.store
 
     monkeypatch.chdir(ROOT)
-    sweep_module = sys.modules["sim.sweep"]  # ``sim.sweep`` is the function
-    for module in (sweep_module, sim.executors):
+    sweep_module = sys.modules["sim.study.sweep"]  # ``sim.study.sweep`` is the function
+    for module in (sweep_module, sim.study.executors):
         assert doctest.testmod(module, raise_on_error=True).attempted > 0

@@ -1,5 +1,5 @@
 """``crossover calibrate BENCH -o profile.yaml``: a step-time model fitted to your own
-benchmark (:mod:`sim.calibrate`), written as a scenario's ``step_time:`` block."""
+benchmark (:mod:`sim.engine.calibrate`), written as a scenario's ``step_time:`` block."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim.calibrate import fit_from_requests, fit_step_model
 from sim.cli.common import CommandParser, run_command
+from sim.engine.calibrate import fit_from_requests, fit_step_model
 from sim.scenario_io import load_scenario
 
 __all__ = ["HELP", "main", "parser"]

@@ -1,5 +1,5 @@
 """``crossover fit TRACE -o workload.yaml``: a workload class fitted to a request trace
-(:func:`sim.fit.fit_workload`), and the table comparing a sample of it with the trace."""
+(:func:`sim.workload.fit.fit_workload`), and the table comparing a sample of it with the trace."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from sim.cli.common import CommandParser, run_command
-from sim.fit import fit_workload
+from sim.workload.fit import fit_workload
 from sim.workload.trace import load_trace
 
 __all__ = ["HELP", "main", "parser"]

@@ -1,5 +1,5 @@
 """``crossover plan SCENARIO --out DIR``: the cheapest fleet meeting an SLO-attainment
-target (:func:`sim.planning.plan_capacity`), its evidence in ``DIR/plan.csv``."""
+target (:func:`sim.study.planning.plan_capacity`), its evidence in ``DIR/plan.csv``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from sim.cli.common import CommandParser, run_command
-from sim.planning import describe, plan_capacity
 from sim.scenario_io import load_scenario
+from sim.study.planning import describe, plan_capacity
 
 __all__ = ["HELP", "main", "parser"]
 

@@ -23,11 +23,11 @@ from sim.cli.common import (
     load_with_overrides,
     run_scenario_command,
 )
-from sim.decide import Decision
-from sim.montecarlo import RunResult, run
 from sim.scenario import Scenario
 from sim.scenario_io import ScenarioError, dump_scenario
-from sim.verdict import calendar_line
+from sim.study.decide import Decision
+from sim.study.montecarlo import RunResult, run
+from sim.study.verdict import calendar_line
 
 __all__ = ["HELP", "main", "parser", "print_summary"]
 

@@ -21,11 +21,11 @@ from sim.cli.common import (
     load_with_overrides,
     run_scenario_command,
 )
-from sim.decisions import crossover
-from sim.executors import EXECUTORS, make_executor
 from sim.scenario_io import ScenarioError, dump_scenario, format_validation_error
-from sim.store import StoreMismatch
-from sim.sweep import sweep, sweep_points
+from sim.study.crossover import crossover
+from sim.study.executors import EXECUTORS, make_executor
+from sim.study.store import StoreMismatch
+from sim.study.sweep import sweep, sweep_points
 
 __all__ = ["HELP", "main", "parse_grid", "parse_ranges", "parser"]
 

@@ -1,6 +1,6 @@
 """Build the one-file HTML report of a run: tables, figures, assumptions.
 
-The report is rendered from a :class:`~sim.montecarlo.RunResult`, whether it comes from
+The report is rendered from a :class:`~sim.study.montecarlo.RunResult`, whether it comes from
 memory or is read back from a ``crossover run`` directory (:func:`load_run`), so both give
 the same document.
 """
@@ -25,19 +25,19 @@ from sim import plots
 from sim.catalog import get_gpu
 from sim.catalog.price_checks import price_flags
 from sim.catalog.prices import default_gpu_price
-from sim.decide import Decision
-from sim.decisions import CrossoverResult
 from sim.economics.cost import resolve_api_prices, resolve_gpu_hourly
 from sim.engine.replica import build_replica, resolve_model
 from sim.engine.spec import ConstantStep, LinearStep
 from sim.engine.steptime import resolve_roofline
-from sim.montecarlo import RunResult
+from sim.replication.simulate import Outcome, scenario_apis
 from sim.report.figures import decision_figures, run_figures
 from sim.scenario import Scenario
 from sim.scenario_io import ScenarioError, dump_scenario, validate_scenario
-from sim.simulate import Outcome, scenario_apis
-from sim.sweep import SweepResult
-from sim.verdict import calendar_line
+from sim.study.crossover import CrossoverResult
+from sim.study.decide import Decision
+from sim.study.montecarlo import RunResult
+from sim.study.sweep import SweepResult
+from sim.study.verdict import calendar_line
 
 __all__ = ["assumptions", "latency_table", "load_run", "report", "scenario_inputs"]
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from sim import plots
-from sim.decisions import CrossoverResult
-from sim.montecarlo import RunResult
-from sim.sweep import SweepResult
+from sim.study.crossover import CrossoverResult
+from sim.study.montecarlo import RunResult
+from sim.study.sweep import SweepResult
 
 LATENCIES = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"))
 

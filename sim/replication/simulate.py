@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.billing import replication_costs, simulate_apis
 from sim.economics.apis import ApiProviders, api_providers
 from sim.engine.replica import ReplicaConfig, build_replica
 from sim.engine.serve import ROUTE_API, ROUTE_EITHER, ROUTE_FLEET_ONLY, Served, serve
-from sim.metrics import (
+from sim.replication.billing import replication_costs, simulate_apis
+from sim.replication.metrics import (
     LATENCIES,
     baseline_latency_metrics,
     fleet_metrics,

@@ -1,6 +1,6 @@
 """The decision in words: the ``verdict:`` paragraph and its pieces.
 
-Formatting only; every figure comes from a :class:`sim.decide.Decision`.
+Formatting only; every figure comes from a :class:`sim.study.decide.Decision`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 class DecisionFacts(Protocol):
-    """What the verdict is written from (:class:`sim.decide.Decision` is one)."""
+    """What the verdict is written from (:class:`sim.study.decide.Decision` is one)."""
 
     @property
     def table(self) -> pd.DataFrame: ...

@@ -11,7 +11,7 @@ Two kinds of input:
   fleet: model, GPU, tp, dtype) by bounded nonlinear least squares over compute and
   bandwidth efficiency and the overhead (the all-reduce latency, a constant per iteration
   exactly collinear with the overhead for one fleet, stays at the profile's value). Both
-  fits, their parameter units and bounds are :mod:`sim.fit_steptime`'s.
+  fits, their parameter units and bounds are :mod:`sim.engine.fit_steptime`'s.
 * **per-request serving benchmarks** (:func:`fit_from_requests`): vLLM ``benchmark_serving``
   style JSON (``input_lens``, ``output_lens``, ``ttfts``, ``itls`` or ``tpots``, ``e2els`` /
   ``latencies``, ``request_rate`` or ``max_concurrency``) or a CSV with ``input_tokens``,
@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from sim.engine.fit_steptime import LINEAR_KEYS, ROOFLINE_KEYS, fit_constants, fit_linear_relative
 from sim.engine.spec import FleetSpec, Horizon, LinearStep, RooflineStep
-from sim.fit_steptime import LINEAR_KEYS, ROOFLINE_KEYS, fit_constants, fit_linear_relative
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["CalibrationResult", "fit_from_requests", "fit_step_model"]
 
 STEP_COLUMNS = ("decode_seqs", "prefill_tokens", "kv_tokens", "step_s")
-# where a roofline fit starts (the constants are fitted within sim.fit_steptime's wide bounds)
+# where a roofline fit starts (fitted within the wide bounds of sim.engine.fit_steptime)
 _ROOFLINE_START = {
     "compute_efficiency": 0.5,
     "bandwidth_efficiency": 0.8,

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.executors import Executor, make_executor
 from sim.intervals import t_interval
-from sim.montecarlo import PARAM_PREFIX, RunResult, Unit, run_unit
 from sim.scenario import Scenario
+from sim.study.executors import Executor, make_executor
+from sim.study.montecarlo import PARAM_PREFIX, RunResult, Unit, run_unit
 from sim.uncertainty import value_at
 
 __all__ = ["ISHIGAMI_FIRST_ORDER", "ishigami", "tornado", "variance_indices"]
@@ -179,7 +179,7 @@ def variance_indices(
     Parameters
     ----------
     result
-        A :class:`~sim.montecarlo.RunResult` of a scenario with an ``uncertainty:`` section
+        A :class:`~sim.study.montecarlo.RunResult` of a scenario with an ``uncertainty:`` section
         (or any frame with ``param:<path>`` columns and the metrics), one row per
         replication.
     metrics

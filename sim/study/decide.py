@@ -11,7 +11,7 @@ zero. (3) The one-off setup cost and the months until a fleet serves give each
 self-hosted option a payback period against the API.
 
 Pure functions of the per-option replications table (one row per replication and option,
-from :meth:`sim.montecarlo.RunResult.option_runs`); nothing here simulates or reads files.
+from :meth:`sim.study.montecarlo.RunResult.option_runs`); nothing here simulates or reads files.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from sim.intervals import t_interval, wilson_interval
-from sim.options import Option, class_has_api, fleet_pinned
 from sim.scenario import Scenario, option_scenario
-from sim.verdict import compose_verdict, pct, why_free
+from sim.study.options import Option, class_has_api, fleet_pinned
+from sim.study.verdict import compose_verdict, pct, why_free
 
 __all__ = ["DECISION_COLUMNS", "Decision", "decide", "payback_months"]
 
@@ -244,10 +244,10 @@ def decide(
     scenario
         The scenario as written (its classes' constraints and setup costs).
     options
-        Its options (:func:`sim.options.resolve_options`).
+        Its options (:func:`sim.study.options.resolve_options`).
     runs
         One row per replication and option: ``replication``, ``option`` and the metrics
-        of :func:`sim.simulate.simulate` (``total_cost_usd_per_month``,
+        of :func:`sim.replication.simulate.simulate` (``total_cost_usd_per_month``,
         ``slo_attainment``, ``api_share[...]``, ``backlog_*_requests``, ...).
     confidence
         Level of every interval.
@@ -260,7 +260,7 @@ def decide(
     --------
     >>> import pandas as pd
     >>> from sim import load_scenario
-    >>> from sim.options import resolve_options
+    >>> from sim.study.options import resolve_options
     >>> s = load_scenario("scenarios/chat-startup.yaml")
     >>> runs = pd.DataFrame({"replication": [0, 1, 0, 1],
     ...     "option": ["api_only", "api_only", "self_host_only", "self_host_only"],

@@ -11,8 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.decide import Decision, decide
-from sim.executors import Executor, SerialExecutor, make_executor, session
 from sim.intervals import (
     Interval,
     Probability,
@@ -22,9 +20,11 @@ from sim.intervals import (
     summarize,
     t_interval,
 )
-from sim.options import Option, resolve_options
+from sim.replication.simulate import Outcome, simulate
 from sim.scenario import Scenario, option_scenario
-from sim.simulate import Outcome, simulate
+from sim.study.decide import Decision, decide
+from sim.study.executors import Executor, SerialExecutor, make_executor, session
+from sim.study.options import Option, resolve_options
 from sim.uncertainty import realise
 
 # (label, metric of the simulated option, metric of the all-API baseline)
@@ -87,7 +87,7 @@ class RunResult:
         scenario's uncertain parameters (``param:<path>``, when it has an ``uncertainty``
         section) and every metric.
     first
-        The full :class:`~sim.simulate.Outcome` of the first replication (per-request
+        The full :class:`~sim.replication.simulate.Outcome` of the first replication (per-request
         records, time series).
     seed
         Root seed of the run.
@@ -96,7 +96,7 @@ class RunResult:
     uncertainty
         Whether the scenario's uncertain parameters were drawn in every replication.
     executor
-        Where the run's replications ran (:func:`sim.executors.make_executor` of its
+        Where the run's replications ran (:func:`sim.study.executors.make_executor` of its
         ``executor`` and ``workers``); :meth:`option_runs` runs there too.
     """
 
@@ -110,7 +110,7 @@ class RunResult:
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def options(self) -> list[Option]:
-        """The options the scenario is answered by (:func:`sim.options.resolve_options`)."""
+        """The options the scenario is answered by (:func:`sim.study.options.resolve_options`)."""
         return resolve_options(self.scenario)
 
     def option_runs(self) -> pd.DataFrame:
@@ -140,7 +140,7 @@ class RunResult:
 
     def decision(self, *, confidence: float = 0.95) -> Decision:
         """Constraints first, then the cheapest feasible option with its CI, P(cheapest)
-        and payback; see :func:`sim.decide.decide`."""
+        and payback; see :func:`sim.study.decide.decide`."""
         return decide(self.scenario, self.options(), self.option_runs(), confidence=confidence)
 
     def summary(self, *, confidence: float = 0.95) -> pd.DataFrame:
@@ -235,8 +235,8 @@ def run(
 
     Replication ``i`` uses the ``i``-th child of ``SeedSequence(seed)``, so results do not
     depend on how many replications run, in which order, or where: the first replication
-    (whose full :class:`~sim.simulate.Outcome` is kept) runs in this process, the others on
-    ``executor``.
+    (whose full :class:`~sim.replication.simulate.Outcome` is kept) runs in this process,
+    the others on ``executor``.
 
     Parameters
     ----------
@@ -250,8 +250,8 @@ def run(
         Called as ``progress(done, total)`` after each replication (``total`` grows as a
         precision target asks for more).
     executor, workers
-        Where the replications run (:mod:`sim.executors`): ``"serial"``, ``"processes"``,
-        ``"dask"`` or an :class:`~sim.executors.Executor`; ``workers`` processes of
+        Where the replications run (:mod:`sim.study.executors`): ``"serial"``, ``"processes"``,
+        ``"dask"`` or an :class:`~sim.study.executors.Executor`; ``workers`` processes of
         ``processes`` / ``dask`` (``None`` or ``0``: one per core). By default
         (``executor=None``) in this process, or, when ``workers`` is given and not ``1``, in
         that many local processes (``workers=2``). A pool or cluster is started at the first

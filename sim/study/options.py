@@ -3,7 +3,7 @@
 A scenario asks "which way of serving this traffic is cheapest, among the ways allowed?".
 Each way is an **option**: the scenario with a set of overrides (the same dotted paths as
 ``--set``). Every option is simulated on the identical requests of every replication
-(common random numbers), and :mod:`sim.decide` turns the results into a verdict.
+(common random numbers), and :mod:`sim.study.decide` turns the results into a verdict.
 
 Without an ``options:`` section the canonical options are:
 

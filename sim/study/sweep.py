@@ -23,10 +23,10 @@ import pandas as pd
 from scipy import stats
 from scipy.stats import qmc
 
-from sim.executors import Executor, make_executor
-from sim.montecarlo import PARAM_PREFIX, Unit, run_unit
 from sim.scenario import Scenario
-from sim.store import SweepStore, scenario_hash
+from sim.study.executors import Executor, make_executor
+from sim.study.montecarlo import PARAM_PREFIX, Unit, run_unit
+from sim.study.store import SweepStore, scenario_hash
 from sim.uncertainty import value_at
 
 __all__ = ["SweepResult", "sweep", "sweep_points"]
@@ -156,15 +156,15 @@ def sweep(
     seed
         Root seed.
     executor, workers
-        Where the units run (:mod:`sim.executors`): ``"serial"``, ``"processes"`` (local
+        Where the units run (:mod:`sim.study.executors`): ``"serial"``, ``"processes"`` (local
         processes, the default), ``"dask"`` (an embedded ``LocalCluster``), an
-        :class:`~sim.executors.Executor` such as ``DaskExecutor(scheduler="tcp://host:8786")``,
+        :class:`~sim.study.executors.Executor` such as ``DaskExecutor(scheduler="tcp://host:8786")``,
         or ``None`` (this process, or ``workers`` local processes when ``workers`` is given and
         not ``1``, as for :func:`sim.run`); ``workers`` processes of ``processes`` / ``dask``
         (``None`` or ``0``: one per core). Results do not depend on it.
     store
         A directory: each finished unit is written there at once, and a rerun of the same
-        sweep computes only the missing units (see :mod:`sim.store`).
+        sweep computes only the missing units (see :mod:`sim.study.store`).
     progress
         A tqdm bar on stderr (units, ETA, simulated requests per second); ``None``: only
         when stderr is a terminal.
@@ -178,7 +178,7 @@ def sweep(
     pydantic.ValidationError
         If a point's scenario is invalid (checked for every point before any work).
     ValueError
-        For inconsistent arguments; :class:`sim.store.StoreMismatch` if ``store`` holds a
+        For inconsistent arguments; :class:`sim.study.store.StoreMismatch` if ``store`` holds a
         different sweep.
 
     Examples

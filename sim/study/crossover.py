@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sim.executors import Executor, make_executor, session
 from sim.intervals import t_interval, wilson_interval
 from sim.scenario import Scenario
-from sim.sweep import SweepResult, sweep
+from sim.study.executors import Executor, make_executor, session
+from sim.study.sweep import SweepResult, sweep
 
 __all__ = ["CrossoverResult", "crossover", "find_crossover", "wilson_interval"]
 
@@ -275,7 +275,7 @@ def find_crossover(
     contains zero (the crossing cannot be resolved further with this many replications —
     said in ``note``), or ``max_points`` points have been simulated. Every point uses the
     same replication seeds (children of ``SeedSequence(seed)``, common random numbers), and
-    the points are combined into one :class:`~sim.sweep.SweepResult` read by
+    the points are combined into one :class:`~sim.study.sweep.SweepResult` read by
     :func:`crossover` (``method="interpolate"``), so the estimate and its interval are
     computed as for a grid.
 

@@ -1,7 +1,7 @@
 """Least-squares fits of the step-time model's constants: one fitter, one parameter table.
 
 Both places that fit a step-time model use this module: ``crossover calibrate``
-(:mod:`sim.calibrate`, a user's own measurements) and ``benchmarks/validate_model.py --fit``
+(:mod:`sim.engine.calibrate`, a user's own measurements) and ``benchmarks/validate_model.py --fit``
 (the fits behind ``sim/catalog/profiles.yaml``). What each fits to — per-iteration timings,
 replayed requests, published throughput — is the caller's residual function; how the
 constants are searched is here.

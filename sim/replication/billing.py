@@ -2,7 +2,7 @@
 it, and the fleet's bill — its drain, its reservation, what it keeps running outside the
 active time.
 
-:func:`sim.simulate.simulate` calls these on a finished fleet run; the arithmetic itself
+:func:`sim.replication.simulate.simulate` calls these on a finished fleet run; the arithmetic itself
 lives in :mod:`sim.economics` (pure functions of the records, checked by hand in the tests).
 """
 

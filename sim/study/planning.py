@@ -23,10 +23,10 @@ import pandas as pd
 from pydantic import ValidationError
 
 from sim.catalog.prices import default_gpu_price
-from sim.executors import Executor, make_executor, session
 from sim.intervals import t_interval
-from sim.montecarlo import Unit, run_unit
 from sim.scenario import Scenario
+from sim.study.executors import Executor, make_executor, session
+from sim.study.montecarlo import Unit, run_unit
 
 __all__ = ["DEFAULT_GPUS", "PLAN_COLUMNS", "CapacityPlan", "plan_capacity"]
 
