@@ -162,7 +162,7 @@ class Dynamics:
         st = self.state
         st.advance_to(self.env.now)
         t = max(self.env.now, float(st.pf[slot, K.CLOCK]))
-        K.interrupt(slot, t, st.ri, st.pf, st.pi, st.run, st.pc, st.plu, st.g)
+        K.interrupt(slot, t, st.kernel())
         self.generation[slot] += 1
         # idle ready replicas pick the re-queued work up from then, not from their past
         for r in range(st.pi.shape[0]):

@@ -20,6 +20,8 @@ exact discrete-event simulation at iteration granularity:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
@@ -88,6 +90,35 @@ GF_NOW, GF_UMIN, GF_STOP = 0, 1, 2
 N_GF = 3
 # return codes of run_until
 OK, NEED_REQUESTS, NEED_POOL, NEED_RANDOM = 0, 1, 2, 3
+
+
+class KernelState(NamedTuple):
+    """Every array the kernel reads and writes, by name (one argument instead of twenty).
+
+    The tables are 2-D arrays indexed by the column constants above: plain contiguous rows
+    are the fastest layout numba offers here (named record fields and per-column views both
+    measured slower on the engine's access pattern), so the names live in the constants.
+    """
+
+    rf: np.ndarray  # per request, floats: ARR, ADMIT, FIRST, FINISH, THINK
+    ri: np.ndarray  # per request, ints: PROMPT, OUT, CLS, REP, STATUS, REASON, ... (RI)
+    pf: np.ndarray  # per replica slot, floats: CLOCK, BUSY and the utilisation integrals
+    pi: np.ndarray  # per replica slot, ints: running/free/queue/steps/... counters, STATE
+    run: np.ndarray  # per replica slot: its running requests, in admission order
+    chunk: np.ndarray  # per replica slot: tokens each running request computes this step
+    ep: np.ndarray  # engine and router int parameters (E_*)
+    epf: np.ndarray  # float parameters (EF_*)
+    cls: np.ndarray  # per class: routing flag, prefix length in blocks (C_*)
+    pc: np.ndarray  # per replica slot and class: cached prefix blocks, references (PC_*)
+    plu: np.ndarray  # per replica slot and class: when its cached prefix was last used
+    coeffs: np.ndarray  # the step-time coefficient vector (sim.engine.steptime)
+    g: np.ndarray  # global ints: next arrival, round-robin pointer, shared queue (G_*)
+    gf: np.ndarray  # global floats: now, next closed-loop arrival, stop (GF_*)
+    ut: np.ndarray  # per closed-loop user: when it sends next
+    ucls: np.ndarray  # per closed-loop user: its class
+    pool: np.ndarray  # per class: pre-drawn (prompt, output, think) of closed-loop requests
+    pool_ptr: np.ndarray  # per class: next unused row of its pool
+    rnd: np.ndarray  # the router's pre-drawn uniform numbers
 
 
 @numba.njit(cache=True)
@@ -257,27 +288,13 @@ def _kv_need(run: np.ndarray, ri: np.ndarray, n: int, k: int, bt: int) -> int:
 
 
 @numba.njit(cache=True)
-def step_replica(
-    r: int,
-    bound: float,
-    rf: np.ndarray,
-    ri: np.ndarray,
-    pf: np.ndarray,
-    pi: np.ndarray,
-    run: np.ndarray,
-    chunk: np.ndarray,
-    ep: np.ndarray,
-    cls: np.ndarray,
-    pc: np.ndarray,
-    plu: np.ndarray,
-    coeffs: np.ndarray,
-    g: np.ndarray,
-    gf: np.ndarray,
-    ut: np.ndarray,
-    duration_s: float,
-) -> None:
+def step_replica(r: int, bound: float, st: KernelState, duration_s: float) -> None:
     """Run replica ``r``'s next scheduler iteration (or a run of identical decode iterations
     that all start before ``bound``)."""
+    rf, ri, pf, pi, ep, cls = st.rf, st.ri, st.pf, st.pi, st.ep, st.cls
+    pc, plu, coeffs, g, gf, ut = st.pc, st.plu, st.coeffs, st.g, st.gf, st.ut
+    run = st.run
+    chunk = st.chunk[r]
     pi_r = pi[r]
     pc_r = pc[r]
     plu_r = plu[r]
@@ -593,22 +610,9 @@ def _spill(
 
 
 @numba.njit(cache=True)
-def _arrive(
-    q: int,
-    t: float,
-    rf: np.ndarray,
-    ri: np.ndarray,
-    pf: np.ndarray,
-    pi: np.ndarray,
-    ep: np.ndarray,
-    epf: np.ndarray,
-    cls: np.ndarray,
-    g: np.ndarray,
-    gf: np.ndarray,
-    ut: np.ndarray,
-    rnd: np.ndarray,
-    duration_s: float,
-) -> None:
+def _arrive(q: int, t: float, st: KernelState, duration_s: float) -> None:
+    rf, ri, pf, pi, ep, epf = st.rf, st.ri, st.pf, st.pi, st.ep, st.epf
+    cls, g, gf, ut, rnd = st.cls, st.g, st.gf, st.ut, st.rnd
     nrep = pi.shape[0]
     gf[GF_NOW] = t
     prompt = ri[q, PROMPT]
@@ -677,20 +681,11 @@ def _arrive(
 
 
 @numba.njit(cache=True)
-def interrupt(
-    r: int,
-    t: float,
-    ri: np.ndarray,
-    pf: np.ndarray,
-    pi: np.ndarray,
-    run: np.ndarray,
-    pc: np.ndarray,
-    plu: np.ndarray,
-    g: np.ndarray,
-) -> int:
+def interrupt(r: int, t: float, st: KernelState) -> int:
     """Replica ``r`` disappears at ``t`` (spot reclaim, failure): its running and queued
     requests lose their KV cache and go back to the front of the shared queue, oldest first,
     to be recomputed by another replica. Returns how many requests it held."""
+    ri, pi, run, pc, plu, g = st.ri, st.pi, st.run, st.pc, st.plu, st.g
     pi_r = pi[r]
     pc_r = pc[r]
     plu_r = plu[r]
@@ -732,33 +727,13 @@ def interrupt(
 
 
 @numba.njit(cache=True)
-def run_until(
-    t_end: float,
-    rf: np.ndarray,
-    ri: np.ndarray,
-    pf: np.ndarray,
-    pi: np.ndarray,
-    run: np.ndarray,
-    chunk: np.ndarray,
-    ep: np.ndarray,
-    epf: np.ndarray,
-    cls: np.ndarray,
-    pc: np.ndarray,
-    plu: np.ndarray,
-    coeffs: np.ndarray,
-    g: np.ndarray,
-    gf: np.ndarray,
-    ut: np.ndarray,
-    ucls: np.ndarray,
-    pool: np.ndarray,
-    pool_ptr: np.ndarray,
-    rnd: np.ndarray,
-    duration_s: float,
-) -> int:
+def run_until(t_end: float, st: KernelState, duration_s: float) -> int:
     """Advance the whole fleet until every busy replica's clock is at or past ``t_end`` and
     every arrival before ``t_end`` has been routed. Returns ``OK`` or a code asking the
     caller to grow a buffer (closed-loop requests, their pre-drawn lengths, router random
     numbers) and call again; the state is consistent at every return."""
+    rf, ri, pf, pi, ep, g, gf = st.rf, st.ri, st.pf, st.pi, st.ep, st.g, st.gf
+    ut, ucls, pool, pool_ptr, rnd = st.ut, st.ucls, st.pool, st.pool_ptr, st.rnd
     nrep = pi.shape[0]
     n_open = ep[E_NOPEN]
     closed = ut.shape[0] > 0
@@ -788,25 +763,7 @@ def run_until(
                 bound = c2 if c2 > cmin else cmin + 1e-12
             if (ep[E_ROUTER] == RT_P2 or ep[E_ROUTER] == RT_RANDOM) and g[G_RND] + 2 > rnd.shape[0]:
                 return NEED_RANDOM
-            step_replica(
-                rmin,
-                bound,
-                rf,
-                ri,
-                pf,
-                pi,
-                run,
-                chunk[rmin],
-                ep,
-                cls,
-                pc,
-                plu,
-                coeffs,
-                g,
-                gf,
-                ut,
-                duration_s,
-            )
+            step_replica(rmin, bound, st, duration_s)
             continue
         if t_arr < t_end:
             if (ep[E_ROUTER] == RT_P2 or ep[E_ROUTER] == RT_RANDOM) and g[G_RND] + 2 > rnd.shape[0]:
@@ -843,6 +800,6 @@ def run_until(
                     if ut[j] < m:
                         m = ut[j]
                 gf[GF_UMIN] = m
-            _arrive(q, rf[q, ARR], rf, ri, pf, pi, ep, epf, cls, g, gf, ut, rnd, duration_s)
+            _arrive(q, rf[q, ARR], st, duration_s)
             continue
         return OK

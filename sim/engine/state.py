@@ -178,32 +178,35 @@ class FleetState:
         ri[n:, K.USER] = -1
         self.rf, self.ri = rf, ri
 
+    def kernel(self) -> K.KernelState:
+        """The arrays as the kernel takes them (built per call: a grown buffer replaces its
+        array)."""
+        return K.KernelState(
+            rf=self.rf,
+            ri=self.ri,
+            pf=self.pf,
+            pi=self.pi,
+            run=self.run,
+            chunk=self.chunk,
+            ep=self.ep,
+            epf=self.epf,
+            cls=self.cls,
+            pc=self.pc,
+            plu=self.plu,
+            coeffs=self.replica.coefficients.vector,
+            g=self.g,
+            gf=self.gf,
+            ut=self.ut,
+            ucls=self.ucls,
+            pool=self.pool,
+            pool_ptr=self.pool_ptr,
+            rnd=self.rnd,
+        )
+
     def advance_to(self, t: float) -> None:
         """Run the engine until every busy replica is at or past ``t``."""
         while True:
-            code = K.run_until(
-                t,
-                self.rf,
-                self.ri,
-                self.pf,
-                self.pi,
-                self.run,
-                self.chunk,
-                self.ep,
-                self.epf,
-                self.cls,
-                self.pc,
-                self.plu,
-                self.replica.coefficients.vector,
-                self.g,
-                self.gf,
-                self.ut,
-                self.ucls,
-                self.pool,
-                self.pool_ptr,
-                self.rnd,
-                self.duration_s,
-            )
+            code = K.run_until(t, self.kernel(), self.duration_s)
             if code == K.OK:
                 return
             if code == K.NEED_REQUESTS:
