@@ -11,8 +11,11 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sim._base import Frozen
+from sim.catalog import get_gpu, list_gpus, list_models
+from sim.catalog.prices import api_price
 from sim.decision_spec import ConstraintsSpec, OptionSpec
 from sim.economics.spec import ApiSpec, CalendarSpec, HiddenCostsSpec, PricedFleetSpec
+from sim.engine.replica import build_replica, resolve_model
 from sim.engine.routing import RoutingSpec
 from sim.engine.spec import Horizon
 from sim.overrides import apply_overrides
@@ -86,8 +89,6 @@ class Scenario(Frozen):
     @model_validator(mode="after")
     def _apis_resolve(self) -> Scenario:
         # Price catalogue keys are checked at load time, with the field named.
-        from sim.catalog.prices import api_price
-
         specs: list[tuple[tuple[str, ...], ApiSpec]] = []
         if self.api is not None:
             specs.append((("api", "model"), self.api))
@@ -170,11 +171,7 @@ class Scenario(Frozen):
     @model_validator(mode="after")
     def _fleet_resolves(self) -> Scenario:
         # Catalog look-ups and the memory fit are checked here so that a bad scenario fails
-        # at load time with the field named, not halfway through a sweep. Imported lazily:
-        # the engine imports the spec modules this one is built from.
-        from sim.catalog import get_gpu, list_gpus, list_models
-        from sim.engine.replica import build_replica, resolve_model
-
+        # at load time with the field named, not halfway through a sweep.
         fleet = self.fleet
         _check(
             ("fleet", "model"),

@@ -28,6 +28,7 @@ __all__ = [
     "ResolvedPricing",
     "fleet_bill",
     "idle_fleet_usd",
+    "overlap_s",
     "peak_replicas",
     "reserved_fleet_bill",
     "resolve_gpu_hourly",
@@ -39,6 +40,21 @@ HOURS_PER_YEAR = 8760.0
 _ROUND_OFF = 1e-9
 _EMPTY: Mapping[str, float] = MappingProxyType({})
 _PAID_AROUND_THE_CLOCK = ("reserved", "owned")
+
+
+def overlap_s(lifetimes_s: ArrayLike, start_s: float, end_s: float) -> NDArray[np.float64]:
+    """Seconds of each ``[start, end]`` lifetime inside ``[start_s, end_s]`` (0 when apart).
+
+    The one place a replica's lifetime meets a window: bills, paid replica-time and the
+    spreading of busy time over lifetimes all use it.
+
+    Examples
+    --------
+    >>> overlap_s([[0.0, 50.0], [40.0, 200.0], [300.0, 400.0]], 30.0, 100.0).tolist()
+    [20.0, 60.0, 0.0]
+    """
+    life = np.asarray(lifetimes_s, dtype=np.float64).reshape(-1, 2)
+    return np.clip(np.minimum(life[:, 1], end_s) - np.maximum(life[:, 0], start_s), 0.0, None)
 
 
 @dataclass(frozen=True)
@@ -292,7 +308,7 @@ def _fleet_inputs(
     start, end = life[:, 0], life[:, 1]
     if not np.all(np.isfinite(life)) or np.any(end < start):
         raise ValueError("lifetimes must be finite with end >= start")
-    overlap = np.clip(np.minimum(end, w1 + drain_s) - np.maximum(start, w0), 0.0, None)
+    overlap = overlap_s(life, w0, w1 + drain_s)
     if np.any(busy < 0) or np.any(busy > overlap * (1 + _ROUND_OFF) + _ROUND_OFF):
         raise ValueError(
             "busy_s must lie in [0, overlap of the replica's life with the window and drain]"

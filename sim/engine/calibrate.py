@@ -37,7 +37,10 @@ import pandas as pd
 import yaml
 
 from sim.engine.fit_steptime import LINEAR_KEYS, ROOFLINE_KEYS, fit_constants, fit_linear_relative
+from sim.engine.replica import build_replica
+from sim.engine.serve import serve
 from sim.engine.spec import FleetSpec, Horizon, LinearStep, RooflineStep
+from sim.workload import Workload
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -194,7 +197,6 @@ def fit_step_model(
     elif model == "roofline":
         if fleet is None:
             raise ValueError("a roofline fit needs the fleet (model, GPU, tp): pass --scenario")
-        from sim.engine.replica import build_replica
 
         profile = fleet.step_time.profile if isinstance(fleet.step_time, RooflineStep) else None
 
@@ -325,9 +327,6 @@ def read_request_bench(path: str | Path) -> RequestBench:
 
 
 def _replay(bench: RequestBench, fleet: FleetSpec, step: StepSpec, seed: int) -> pd.DataFrame:
-    from sim.engine.replica import build_replica
-    from sim.engine.serve import serve
-    from sim.workload import Workload
 
     n = bench.input_tokens.size
     engine = fleet.engine

@@ -24,6 +24,7 @@ from sim.economics.cost import (
     reserved_fleet_bill,
     resolve_gpu_hourly,
 )
+from sim.economics.gpu_bill import overlap_s
 from sim.engine.serve import Served
 from sim.hosted_api import ApiResult, simulate_api
 from sim.scenario import Scenario
@@ -144,9 +145,7 @@ def run_fleet_bill(
     # over the lifetimes in proportion to their overlap with the window and drain (the
     # totals are exact)
     lifetimes = served.lifetimes
-    overlap = np.clip(
-        np.minimum(lifetimes[:, 1], w1 + drain) - np.maximum(lifetimes[:, 0], w0), 0, None
-    )
+    overlap = overlap_s(lifetimes, w0, w1 + drain)
     total_busy = (
         float(busy.sum()) if drain > 0 else float(replicas["gpu_busy_fraction"].sum() * (w1 - w0))
     )

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from sim.economics.apis import ApiProviders, api_providers
+from sim.economics.gpu_bill import overlap_s
 from sim.engine.replica import ReplicaConfig, build_replica
 from sim.engine.serve import ROUTE_API, ROUTE_EITHER, ROUTE_FLEET_ONLY, Served, serve
 from sim.replication.billing import replication_costs, simulate_apis
@@ -186,7 +187,7 @@ def _dynamics_metrics(
     # replica counts over time, cold starts, interruptions and the work they cost
     out: dict[str, float] = {}
     life = served.lifetimes
-    overlap = np.clip(np.minimum(life[:, 1], w1) - np.maximum(life[:, 0], w0), 0, None)
+    overlap = overlap_s(life, w0, w1)
     out["replicas_paid_mean"] = float(overlap.sum() / (w1 - w0))
     # utilisation of what was paid for, not of every slot the engine could have used: the
     # fleet's over all paid replica-time, each slot's over its own paid time
