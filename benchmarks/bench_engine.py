@@ -12,7 +12,7 @@ What is timed:
   per-request DataFrame and the metrics. Numba compilation is excluded: one tiny call runs
   first, and its time (cache load, or compilation when the cache is cold) is reported apart,
   as is a truly cold compilation in a subprocess with an empty ``NUMBA_CACHE_DIR``.
-* The same steps one by one (the body of :func:`sim.replication.simulate` spelled out), so that the
+* The same steps one by one (the body of :func:`sim.simulate` spelled out), so that the
   engine alone (:func:`sim.engine.serve.serve`) has a time of its own.
 * A bare simpy M/M/1 (``Resource(capacity=1)``, one process per customer, exponential gaps
   and service times drawn up front with numpy, ρ = 0.8) with as many customers as the

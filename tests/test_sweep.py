@@ -299,6 +299,6 @@ def test_doctests(monkeypatch: pytest.MonkeyPatch) -> None:
     import sim.study.store
 
     monkeypatch.chdir(ROOT)
-    sweep_module = sys.modules["sim.study.sweep"]  # ``sim.study.sweep`` is the function
+    sweep_module = sys.modules["sim.study.sweep"]  # ``sim.sweep`` is the function
     for module in (sweep_module, sim.study.executors):
         assert doctest.testmod(module, raise_on_error=True).attempted > 0

@@ -5,7 +5,7 @@ each item finishes, in whatever order they finish, so that the caller can store 
 at once. Items and results must be picklable; the function must be importable (a top-level
 function of an installed module) because worker processes import it by name.
 
-:func:`sim.run` (and :meth:`~sim.RunResult.option_runs`), :func:`sim.study.sweep`,
+:func:`sim.run` (and :meth:`~sim.RunResult.option_runs`), :func:`sim.sweep`,
 :func:`sim.plan_capacity`, :func:`sim.find_crossover` and :func:`sim.tornado` all take the
 same two keywords, resolved by :func:`make_executor`:
 
