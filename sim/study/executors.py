@@ -71,13 +71,20 @@ class SerialExecutor:
             yield i, fn(item)
 
 
-@dataclass(frozen=True)
-class ProcessExecutor:
-    """A pool of local worker processes (``workers=0``: one per CPU core).
+class _Live(Protocol):
+    """What a pooled executor starts: runs items like an executor, and is closed after."""
 
-    Workers are started with the ``spawn`` method: a fork of a process that holds threads
-    (numba, BLAS, a Dask client) can deadlock. Each worker imports the package once.
-    """
+    def imap_unordered(
+        self, fn: Callable[[T], R], items: Sequence[T]
+    ) -> Iterator[tuple[int, R]]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Pooled:
+    """An executor that starts workers (``workers=0``: one per CPU core): for one call, as
+    many as it has items, or once for a whole :func:`session`."""
 
     workers: int = 0
 
@@ -88,16 +95,32 @@ class ProcessExecutor:
             yield from live.imap_unordered(fn, items)
 
     def session(self) -> AbstractContextManager[Executor]:
-        """A context manager: one pool for every call in its block (see :func:`session`)."""
+        """A context manager: the same workers for every call in its block (see
+        :func:`session`)."""
         return self._open(self.workers or _cores())
 
     @contextmanager
-    def _open(self, n: int) -> Iterator[_Pool]:
-        live = _Pool(n)
+    def _open(self, n: int) -> Iterator[_Live]:
+        live = self._start(n)
         try:
             yield live
         finally:
             live.close()
+
+    def _start(self, n: int) -> _Live:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ProcessExecutor(_Pooled):
+    """A pool of local worker processes (``workers=0``: one per CPU core).
+
+    Workers are started with the ``spawn`` method: a fork of a process that holds threads
+    (numba, BLAS, a Dask client) can deadlock. Each worker imports the package once.
+    """
+
+    def _start(self, n: int) -> _Live:
+        return _Pool(n)
 
 
 class _Pool:
@@ -154,7 +177,7 @@ def _take(it: Iterator[tuple[int, T]], n: int) -> list[tuple[int, T]]:
 
 
 @dataclass(frozen=True)
-class DaskExecutor:
+class DaskExecutor(_Pooled):
     """A Dask distributed cluster.
 
     With ``scheduler`` (``"tcp://host:8786"``) the work goes to that running cluster, whose
@@ -163,26 +186,10 @@ class DaskExecutor:
     one per core), one thread each — and closed afterwards. Requires ``dask[distributed]``.
     """
 
-    workers: int = 0
     scheduler: str | None = None
 
-    def imap_unordered(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[int, R]]:
-        if not items:
-            return
-        with self._open(min(self.workers or _cores(), len(items))) as live:
-            yield from live.imap_unordered(fn, items)
-
-    def session(self) -> AbstractContextManager[Executor]:
-        """A context manager: one client (and cluster) for every call in its block."""
-        return self._open(self.workers or _cores())
-
-    @contextmanager
-    def _open(self, n: int) -> Iterator[_Client]:
-        live = _Client(self.scheduler, n)
-        try:
-            yield live
-        finally:
-            live.close()
+    def _start(self, n: int) -> _Live:
+        return _Client(self.scheduler, n)
 
 
 class _Client:
