@@ -53,7 +53,7 @@ def test_canonical_options_of_one_and_two_free_classes() -> None:
     data["workload"]["classes"].append(other)
     two = sim.Scenario.model_validate(data)
     names = [o.name for o in resolve_options(two)]
-    assert names == ["api_only", "self_host_only", "hybrid: chat on API", "hybrid: batch on API"]
+    assert names == ["api_only", "self_host_only", "hybrid (chat on API)", "hybrid (batch on API)"]
     # a private class is pinned: one split is left, and it is the hybrid
     pinned = two.with_overrides({"workload.classes.chat.private": True})
     opts = resolve_options(pinned)

@@ -171,11 +171,11 @@ def verdict_context(d: Decision | None) -> dict[str, Any]:
             }
         )
     headline = (
-        f"{d.recommended}: the cheapest feasible option"
+        f"Recommended: {d.recommended}, the cheapest feasible option"
         if d.recommended is not None and not d.too_close
-        else f"too close to call: {d.recommended} or {d.runner_up}"
+        else f"Too close to call: {d.recommended} or {d.runner_up}"
         if d.recommended is not None
-        else "no option is feasible"
+        else "No option is feasible"
     )
     return {
         "headline": headline,

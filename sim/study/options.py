@@ -130,7 +130,7 @@ def _splits(scenario: Scenario) -> list[Option]:
         label = ", ".join(to_api)
         out.append(
             Option(
-                f"hybrid: {label} on API",
+                f"hybrid ({label} on API)",
                 "hybrid",
                 f"{label} on the API, {', '.join(on_fleet)} on the fleet",
                 {"routing": routing},
