@@ -13,7 +13,10 @@ SIM = Path(__file__).resolve().parents[1] / "sim"
 
 # lowest first; a module belongs to the longest prefix that names it
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("sim._base", "sim.seeds", "sim.overrides", "sim.intervals", "sim.analytic")),
+    (
+        "base",
+        ("sim._base", "sim.seeds", "sim.overrides", "sim.labels", "sim.intervals", "sim.analytic"),
+    ),
     ("catalogue", ("sim.catalog",)),
     ("workload", ("sim.workload",)),
     ("engine", ("sim.engine",)),

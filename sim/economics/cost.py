@@ -41,6 +41,7 @@ from sim.economics.gpu_bill import (
     resolve_gpu_hourly,
 )
 from sim.economics.spec import HOURS_PER_MONTH, ApiSpec, CalendarSpec, HiddenCostsSpec
+from sim.labels import labels
 
 __all__ = [
     "HOURS_PER_YEAR",
@@ -272,7 +273,7 @@ def cost_metrics(
     cached = _column(sel, "cached_input_tokens", 0.0).astype(np.float64)
     prov = _column(sel, "api_provisioned", False).astype(bool)
     to_api = (sel["route"] == "api").to_numpy(dtype=bool)
-    names = sel["class_name"].astype(str).to_numpy()
+    names = labels(sel["class_name"])
     batch_classes = [name for name, flag in (api_batch or {}).items() if flag]
     batch = np.isin(names, batch_classes)
 

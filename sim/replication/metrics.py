@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from sim.labels import labels
 from sim.workload.spec import ClassSpec
 
 LATENCIES = ("ttft_s", "tpot_s", "e2e_s", "queue_s")
@@ -44,7 +45,7 @@ def slo_met(frame: pd.DataFrame, classes: Sequence[ClassSpec]) -> np.ndarray:
     an SLO only needs the request to complete.
     """
     ok = (frame["status"] == "completed").to_numpy().copy()
-    names = frame["class_name"].astype(str).to_numpy()
+    names = labels(frame["class_name"])
     ttft = frame["ttft_s"].to_numpy(dtype=float)
     tpot = frame["tpot_s"].to_numpy(dtype=float)
     for cls in classes:
@@ -133,7 +134,7 @@ def request_metrics(
             _latency_stats(f"[route={route}]", arrived[sel], out)
             out[f"slo_attainment[route={route}]"] = float(met[sel].mean()) if sel.any() else 0.0
     if len(classes) > 1:
-        names = arrived["class_name"].astype(str)
+        names = pd.Series(labels(arrived["class_name"]), index=arrived.index)
         for cls in classes:
             part = arrived[names == cls.name]
             suffix = f"[{cls.name}]"

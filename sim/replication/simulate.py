@@ -12,6 +12,7 @@ from sim.economics.apis import ApiProviders, api_providers
 from sim.economics.gpu_bill import overlap_s
 from sim.engine.replica import ReplicaConfig, build_replica
 from sim.engine.serve import ROUTE_API, ROUTE_EITHER, ROUTE_FLEET_ONLY, Served, serve
+from sim.labels import labels
 from sim.replication.billing import replication_costs, simulate_apis
 from sim.replication.metrics import (
     LATENCIES,
@@ -131,7 +132,7 @@ def _api_cached_tokens(requests: pd.DataFrame, scenario: Scenario) -> np.ndarray
     # prompt tokens the API would bill at its cached-input price: the shared prefix a request
     # carries, plus the class's declared cached share of the rest of its prompt
     frac = {c.name: c.api_cached_input_fraction for c in scenario.workload.classes}
-    share = requests["class_name"].astype(str).map(frac).to_numpy(dtype=float)
+    share = pd.Series(labels(requests["class_name"])).map(frac).to_numpy(dtype=float)
     prefix = requests["prefix_tokens"].to_numpy()
     rest = requests["input_tokens"].to_numpy() - prefix
     return prefix + np.round(share * rest).astype(np.int64)
@@ -155,7 +156,7 @@ def _api_baseline(
         return dict.fromkeys(names, float("nan"))
     res = simulate_apis(
         providers,
-        frame["class_name"].astype(str).to_numpy(),
+        labels(frame["class_name"]),
         frame["arrival_s"].to_numpy(),
         frame["input_tokens"].to_numpy(),
         frame["output_tokens"].to_numpy(),
