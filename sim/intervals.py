@@ -3,10 +3,19 @@
 Student-t intervals of means (the summary table), bootstrap intervals of quantiles and
 ratios, and shares of replications with Wilson intervals. Pure functions of a
 replications table (one row per replication, one column per metric).
+
+A metric with a physical range (a fraction in [0, 1], a latency, count or cost that cannot
+be negative: :data:`METRIC_RANGES`) gets the Student-t interval of its mean intersected
+with that range. The true mean lies in the range, so the intersection covers it whenever
+the t-interval does: coverage is exactly the t-interval's, the bounds never leave the
+range, and the reported arithmetic mean stays inside. (A t-interval on the log or logit
+scale would be an interval of the geometric or logit mean, not of the mean reported, and
+with two replications its upper bound reaches ~80 times the mean.)
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import operator
 import re
@@ -19,7 +28,49 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-SUMMARY_COLUMNS = ("metric", "mean", "ci_low", "ci_high", "std", "p5", "p50", "p95", "n")
+SUMMARY_COLUMNS = (
+    "metric", "mean", "ci_low", "ci_high", "std", "p5", "p50", "p95", "n", "note",
+)  # fmt: skip
+
+_FRACTION = (0.0, 1.0)
+_NON_NEGATIVE = (0.0, math.inf)
+
+#: Physical range of a metric's values, by ``fnmatch`` pattern of its name without a
+#: ``[class]`` / ``[route=…]`` suffix; the first match wins. ``None``: a signed quantity
+#: (plain t-interval); a metric that matches no pattern also keeps the plain interval.
+METRIC_RANGES: tuple[tuple[str, tuple[float, float] | None], ...] = (
+    ("param:*", None),  # drawn inputs: their own distributions, not a physical quantity
+    ("savings_*", None),  # the API bill minus the option's: either sign
+    ("slo_attainment*", _FRACTION),
+    ("api_only_slo_attainment*", _FRACTION),
+    ("gpu_busy_fraction*", _FRACTION),
+    ("api_share*", _FRACTION),
+    ("*_utilisation", _FRACTION),
+    ("kv_occupancy_mean", _FRACTION),
+    ("prefix_hit_rate", _FRACTION),
+    ("self_host_cheaper", _FRACTION),
+    ("*_s", _NON_NEGATIVE),  # latencies, durations, tokens per second
+    ("*_rps", _NON_NEGATIVE),
+    ("*requests*", _NON_NEGATIVE),  # request counts
+    ("*_usd", _NON_NEGATIVE),  # costs (savings are matched above)
+    ("*_usd_per_month", _NON_NEGATIVE),
+    ("cost_per_*", _NON_NEGATIVE),
+    ("fleet_gpu_hours_*", _NON_NEGATIVE),
+    ("batch_size_mean", _NON_NEGATIVE),
+    ("replicas_*", _NON_NEGATIVE),
+    ("preemptions", _NON_NEGATIVE),
+    ("scale_ups", _NON_NEGATIVE),
+    ("scale_downs", _NON_NEGATIVE),
+    ("interruptions", _NON_NEGATIVE),
+    ("failures", _NON_NEGATIVE),
+    ("tokens_recomputed", _NON_NEGATIVE),
+    ("api_retries", _NON_NEGATIVE),
+)
+
+#: The ``note`` of a summary row without an interval.
+NOTE_IDENTICAL = "identical in every replication"
+NOTE_ONE = "one replication: no interval"
+NOTE_NONE = "no finite value"
 
 
 def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -78,10 +129,99 @@ def relative_half_width(values: np.ndarray, confidence: float = 0.95) -> float:
     return half / abs(mean) if mean != 0 else float("inf")
 
 
-def summarize(replications: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
-    """One row per metric: mean with its t-interval, std, and p5/p50/p95 across replications.
+def metric_range(metric: str) -> tuple[float, float] | None:
+    """The physical range of ``metric``'s values (:data:`METRIC_RANGES`); None if signed
+    or not listed.
 
-    Numeric columns only: a drawn parameter that is a name (``param:fleet.gpu``) is skipped.
+    Examples
+    --------
+    >>> metric_range("slo_attainment[chat]"), metric_range("ttft_p99_s")
+    ((0.0, 1.0), (0.0, inf))
+    >>> metric_range("savings_vs_api_usd") is None, metric_range("unlisted") is None
+    (True, True)
+    """
+    base = metric.partition("[")[0]
+    for pattern, bounds in METRIC_RANGES:
+        if fnmatch.fnmatchcase(base, pattern):
+            return bounds
+    return None
+
+
+def bounded_t_interval(
+    values: np.ndarray,
+    bounds: tuple[float, float] | None,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """:func:`t_interval` intersected with ``bounds`` (a physical range of the values).
+
+    The true mean lies in the range, so the intersection covers it whenever the
+    t-interval does. The range is applied only when every finite value lies in it (data
+    outside it are not what the range describes: plain interval); ``None``: plain interval.
+
+    Examples
+    --------
+    >>> m, lo, hi = bounded_t_interval(np.array([0.97, 0.99, 1.0]), (0.0, 1.0))
+    >>> round(m, 3), round(lo, 3), hi
+    (0.987, 0.949, 1.0)
+    """
+    mean, lo, hi = t_interval(values, confidence)
+    if bounds is None or math.isnan(lo):
+        return mean, lo, hi
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    low, high = bounds
+    if np.all((x >= low) & (x <= high)):
+        lo, hi = max(lo, low), min(hi, high)
+    return mean, lo, hi
+
+
+def interval_note(values: np.ndarray) -> str:
+    """Why the values have no interval: fewer than two finite values, or all identical;
+    ``""`` when they have one.
+
+    Examples
+    --------
+    >>> interval_note(np.array([2.0, 2.0])), interval_note(np.array([2.0, np.nan]))
+    ('identical in every replication', 'one replication: no interval')
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return NOTE_NONE
+    if len(x) == 1:
+        return NOTE_ONE
+    return NOTE_IDENTICAL if np.ptp(x) == 0 else ""
+
+
+def metric_interval(
+    metric: str, values: np.ndarray, confidence: float = 0.95
+) -> tuple[float, float, float, str]:
+    """Mean, interval and note of one metric over replications, as :func:`summarize` has
+    them: the t-interval within the metric's range (:func:`bounded_t_interval`), NaN
+    bounds and a note (:func:`interval_note`) when there is no interval.
+
+    Examples
+    --------
+    >>> metric_interval("gpu_busy_fraction", np.array([0.95, 0.99]))[2]
+    1.0
+    >>> metric_interval("ttft_p50_s", np.array([0.25, 0.25, 0.25]))
+    (0.25, nan, nan, 'identical in every replication')
+    """
+    note = interval_note(values)
+    mean, lo, hi = bounded_t_interval(values, metric_range(metric), confidence)
+    if note:
+        return mean, math.nan, math.nan, note
+    return mean, lo, hi, note
+
+
+def summarize(replications: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
+    """One row per metric: mean with its t-interval, std, p5/p50/p95 across replications,
+    ``n`` finite values and a ``note``.
+
+    The interval of a metric with a physical range stays inside it (:func:`metric_interval`,
+    :data:`METRIC_RANGES`); a metric with fewer than two finite values, or the same value in
+    every replication, has NaN bounds and its ``note`` says why (``""`` otherwise). Numeric
+    columns only: a drawn parameter that is a name (``param:fleet.gpu``) is skipped.
     """
     rows = []
     for col in replications.columns:
@@ -89,13 +229,13 @@ def summarize(replications: pd.DataFrame, *, confidence: float = 0.95) -> pd.Dat
             continue
         x = replications[col].to_numpy(dtype=float)
         finite = x[~np.isnan(x)]
-        mean, lo, hi = t_interval(finite, confidence)
+        mean, lo, hi, note = metric_interval(str(col), finite, confidence)
         if len(finite):
             p5, p50, p95 = np.percentile(finite, [5, 50, 95])
             std = float(finite.std(ddof=1)) if len(finite) > 1 else float("nan")
         else:
             p5 = p50 = p95 = std = float("nan")
-        rows.append((col, mean, lo, hi, std, p5, p50, p95, len(finite)))
+        rows.append((col, mean, lo, hi, std, p5, p50, p95, len(finite), note))
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 

@@ -109,7 +109,9 @@ def test_summarize_columns_and_single_replication() -> None:
         "p50",
         "p95",
         "n",
+        "note",
     ]
     row = s.iloc[0]
     assert row["metric"] == "x" and row["mean"] == 2.0 and row["n"] == 1
     assert np.isnan(row["ci_low"]) and np.isnan(row["std"])
+    assert row["note"] == "one replication: no interval"
