@@ -173,3 +173,72 @@ def test_calibrate_is_a_crossover_subcommand(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1 and "missing.csv" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# a fit judges itself
+
+
+def _roofline_samples(true: RooflineStep, fleet: FleetSpec) -> pd.DataFrame:
+    v = build_replica(fleet.model_copy(update={"step_time": true})).coefficients
+    s = _samples(60, seed=1)
+    s["step_s"] = [
+        v.time_s(a + b, a, b, c, c)
+        for a, b, c in zip(s.decode_seqs, s.prefill_tokens, s.kv_tokens, strict=True)
+    ]
+    return s
+
+
+FLEET = {"model": "llama-3.1-8b", "gpu": "h100-sxm", "tp": 1}
+
+
+def _unfollowable(n: int = 60) -> pd.DataFrame:
+    # iterations get faster as the batch grows: nothing a roofline can follow
+    s = _samples(n, seed=2)
+    s["step_s"] = 1.0 / (1.0 + s.decode_seqs + s.prefill_tokens)
+    return s
+
+
+def test_a_good_fit_has_no_problems() -> None:
+    fleet = FleetSpec.model_validate(FLEET)
+    true = RooflineStep(compute_efficiency=0.5, bandwidth_efficiency=0.75, overhead_s=0.003)
+    r = fit_step_model(_roofline_samples(true, fleet), model="roofline", fleet=fleet)
+    assert r.ok and r.problems == () and r.mape < 1.0
+    s = _samples(40)
+    s["step_s"] = 0.003 + 1e-5 * s.decode_seqs + 5e-5 * s.prefill_tokens  # c_kv = 0: fine
+    assert fit_step_model(s, model="linear").problems == ()
+
+
+def test_a_fit_the_model_cannot_follow_lists_its_problems() -> None:
+    fleet = FleetSpec.model_validate(FLEET)
+    r = fit_step_model(_unfollowable(), model="roofline", fleet=fleet)
+    assert not r.ok
+    assert r.problems[0].startswith("step_s MAPE") and "above 25%" in r.problems[0]
+    assert any("at its" in p and "bound" in p for p in r.problems[1:])
+    # a constant pressed against its limit is a problem even when the error is small
+    edge = RooflineStep(compute_efficiency=1.0, bandwidth_efficiency=0.75, overhead_s=0.003)
+    r = fit_step_model(_roofline_samples(edge, fleet), model="roofline", fleet=fleet)
+    assert r.mape < 25 and r.problems == ("compute_efficiency 1 is at its upper bound 1",)
+
+
+def test_main_refuses_a_bad_fit_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, scen = tmp_path / "steps.csv", tmp_path / "s.yaml"
+    _unfollowable().to_csv(src, index=False)
+    scen.write_text(
+        (Path(__file__).resolve().parents[1] / "scenarios/chat-startup.yaml").read_text()
+    )
+    out = tmp_path / "p.yaml"
+    args = [str(src), "-o", str(out), "--model", "roofline", "--scenario", str(scen)]
+    assert main(args) == 2
+    got = capsys.readouterr()
+    err = got.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("crossover calibrate: not writing")
+    assert "MAPE" in err[0] and "above 25%" in err[0] and "bound" in err[0]
+    assert "--force" in err[0] and "MAPE" in got.out  # the fit's figures are still shown
+    assert not out.exists()
+    assert main([*args, "--force"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "WARNING" in err[0] and "--force" in err[0]
+    assert yaml.safe_load(out.read_text())["step_time"]["model"] == "roofline"

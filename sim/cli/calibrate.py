@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim.cli.common import CommandParser, run_command
-from sim.engine.calibrate import fit_from_requests, fit_step_model
+from sim.cli.common import EXIT_USAGE, CommandParser, run_command
+from sim.engine.calibrate import MAX_MAPE_PCT, fit_from_requests, fit_step_model
 from sim.scenario_io import load_scenario
 
 __all__ = ["HELP", "main", "parser"]
@@ -32,13 +32,22 @@ def parser() -> CommandParser:
     ap.add_argument("--model", choices=("linear", "roofline"), default="linear")
     ap.add_argument("--scenario", help="scenario YAML whose fleet gives model / GPU / tp")
     ap.add_argument("--plot", help="write a residual plot (PNG) here")
+    ap.add_argument(
+        "--force",
+        action="store_true",
+        help=f"write the fit even when it fails its checks (MAPE above {MAX_MAPE_PCT:g}%% "
+        "or a constant at a limit of its range)",
+    )
     return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``crossover calibrate BENCH -o profile.yaml [--model] [--scenario] [--plot]``.
+    """``crossover calibrate BENCH -o profile.yaml [--model] [--scenario] [--plot] [--force]``.
 
-    Returns 0 on success, 2 on bad input (one line on stderr naming the file / column).
+    Returns 0 on success, 2 on bad input (one line on stderr naming the file / column) and
+    on a fit that fails its checks (:attr:`~sim.engine.calibrate.CalibrationResult.problems`:
+    one line on stderr saying what is wrong, nothing written to ``-o``; the residual plot is
+    still written, to see why). ``--force`` writes such a fit anyway, with a warning line.
     """
     return run_command(parser(), _run, argv)
 
@@ -72,8 +81,21 @@ def _run(args: argparse.Namespace) -> int:
         f"{result.spec.model} fit on {len(result.residuals)} samples of {path.name}: "
         f"{result.what} MAPE {result.mape:.1f}%{extra}"
     )
-    Path(args.out).write_text(result.to_yaml(), encoding="utf-8")
-    _say(f"wrote {args.out}")
+    refused = bool(result.problems) and not args.force
+    if result.problems:
+        what = f"the {result.spec.model} fit of {path.name} fails its checks: " + "; ".join(
+            result.problems
+        )
+        if refused:
+            sys.stderr.write(
+                f"{parser().prog}: not writing {args.out}: {what} (the model cannot follow "
+                "these measurements; check them, try another --model, or --force)\n"
+            )
+        else:
+            sys.stderr.write(f"{parser().prog}: WARNING: writing it anyway (--force): {what}\n")
+    if not refused:
+        Path(args.out).write_text(result.to_yaml(), encoding="utf-8")
+        _say(f"wrote {args.out}")
     if args.plot:
         import matplotlib
 
@@ -85,4 +107,4 @@ def _run(args: argparse.Namespace) -> int:
         assert isinstance(fig, Figure)
         fig.savefig(args.plot, dpi=120, bbox_inches="tight")
         _say(f"wrote {args.plot}")
-    return 0
+    return EXIT_USAGE if refused else 0

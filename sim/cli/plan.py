@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.cli.common import CommandParser, run_command
-from sim.scenario_io import load_scenario
+import pandas as pd
+
+from sim.cli.common import CommandParser, add_quiet, add_set, load_with_overrides, run_command
 from sim.study.planning import describe, plan_capacity
 
-__all__ = ["HELP", "main", "parser"]
+__all__ = ["HELP", "main", "parser", "rounded"]
 
 HELP = "find the cheapest fleet that meets an SLO attainment target (see crossover plan -h)"
 
@@ -24,7 +25,8 @@ def parser() -> CommandParser:
         prog="crossover plan",
         description="Find the cheapest fleet meeting an SLO-attainment target.",
     )
-    p.add_argument("scenario", help="scenario YAML file")
+    p.add_argument("scenario", type=Path, help="scenario YAML file")
+    add_set(p, help_text="override a scenario value before planning (repeatable)")
     p.add_argument("--slo", type=float, default=0.99, help="SLO attainment target (0.99)")
     p.add_argument("--gpus", help="comma-separated catalogue GPUs")
     p.add_argument("--tp", help="comma-separated tensor-parallel degrees")
@@ -38,12 +40,16 @@ def parser() -> CommandParser:
     p.add_argument("--executor", choices=["serial", "processes", "dask"], default="serial")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--out", required=True, help="directory for plan.csv")
+    add_quiet(p)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``crossover plan SCENARIO [--slo] [--gpus] [--tp] [--pricing] [--max-replicas] [-n]
-    [--seed] --out DIR``: writes ``DIR/plan.csv`` and prints the answer.
+    """``crossover plan SCENARIO [--set PATH=VALUE ...] [--slo] [--gpus] [--tp] [--pricing]
+    [--max-replicas] [-n] [--seed] [--quiet] --out DIR``: writes ``DIR/plan.csv`` (rounded:
+    money to cents, fractions to 4 decimals, seconds to 4 significant digits) and prints the
+    answer, with the all-API bill of the same requests beside it. Progress goes to stderr
+    on a terminal only, and nothing is printed with ``--quiet``.
 
     Returns 0 on success (a plan was found or not), 2 on bad input (one line on stderr).
     """
@@ -70,22 +76,65 @@ def _run(args: argparse.Namespace) -> int:
         options["tp"] = _csv(args.tp, int, "--tp")
     if args.pricing:
         options["pricing"] = _csv(args.pricing, str, "--pricing")
-    scenario = load_scenario(args.scenario)
+    scenario = load_with_overrides(args.scenario, args.set)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"--out {out}: cannot write there ({exc.strerror})") from None
-    plan = plan_capacity(
-        scenario,
-        slo_target=args.slo,
-        options=options,
-        replications=args.replications,
-        seed=args.seed,
-        criterion=args.criterion,
-        executor=args.executor,
-        workers=args.workers,
-    )
-    plan.table.to_csv(out / "plan.csv", index=False)
-    sys.stdout.write(describe(plan) + f"\nevidence: {out / 'plan.csv'}\n")
+    show = not args.quiet and sys.stderr.isatty()  # progress on a terminal only
+    try:
+        plan = plan_capacity(
+            scenario,
+            slo_target=args.slo,
+            options=options,
+            replications=args.replications,
+            seed=args.seed,
+            criterion=args.criterion,
+            executor=args.executor,
+            workers=args.workers,
+            progress=_progress if show else None,
+        )
+    finally:
+        if show:
+            sys.stderr.write("\n")
+    rounded(plan.table).to_csv(out / "plan.csv", index=False)
+    if not args.quiet:
+        sys.stdout.write(describe(plan) + f"\nevidence: {out / 'plan.csv'}\n")
     return 0
+
+
+def _progress(done: int, total: int) -> None:
+    # total grows as larger replica counts are tried
+    sys.stderr.write(f"\rplan: {done}/{total} simulations so far")
+    sys.stderr.flush()
+
+
+_MONEY = ("usd_per_gpu_hour", "cost_per_month", "cost_ci_low", "cost_ci_high",
+         "api_only_cost_per_month")  # fmt: skip
+_FRACTIONS = ("slo_attainment", "slo_ci_low", "slo_ci_high")
+_SECONDS = ("ttft_p99_s",)
+
+
+def rounded(table: pd.DataFrame) -> pd.DataFrame:
+    """``plan.table`` as ``plan.csv`` writes it: money to cents (the hourly price to 4
+    decimals, as catalogue quotes are given), fractions to 4 decimals, seconds to 4
+    significant digits.
+
+    Examples
+    --------
+    >>> rounded(pd.DataFrame({"cost_per_month": [1234.5678], "slo_attainment": [0.987654],
+    ...                       "ttft_p99_s": [0.00123456]})).iloc[0].tolist()
+    [1234.57, 0.9877, 0.001235]
+    """
+    out = table.copy()
+    for col in _MONEY:
+        if col in out:
+            out[col] = out[col].astype(float).round(4 if col == "usd_per_gpu_hour" else 2)
+    for col in _FRACTIONS:
+        if col in out:
+            out[col] = out[col].astype(float).round(4)
+    for col in _SECONDS:
+        if col in out:
+            out[col] = [float(f"{v:.4g}") for v in out[col].astype(float)]
+    return out

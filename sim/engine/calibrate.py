@@ -21,6 +21,14 @@ Two kinds of input:
   server's own latency).
 
 The result's :meth:`CalibrationResult.to_yaml` is a ``step_time:`` block for a scenario.
+
+Every fit judges itself (:attr:`CalibrationResult.problems`): its MAPE above
+:data:`MAX_MAPE_PCT` (25 %), or a fitted constant within :data:`BOUND_TOL` (0.1 %) of the
+width of its range from a limit of :data:`sim.engine.fit_steptime.PARAMS` (``wide``), means
+the model could not follow the data (a roofline at 100 % efficiency and no overhead is the
+optimiser pressing against a wall, not a measurement). A linear coefficient at 0 is not a
+problem: that term is simply not needed. The functions return such a fit with its problems
+listed; ``crossover calibrate`` refuses to write it unless ``--force``.
 """
 
 from __future__ import annotations
@@ -36,7 +44,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from sim.engine.fit_steptime import LINEAR_KEYS, ROOFLINE_KEYS, fit_constants, fit_linear_relative
+from sim.engine.fit_steptime import (
+    LINEAR_KEYS,
+    PARAMS,
+    ROOFLINE_KEYS,
+    fit_constants,
+    fit_linear_relative,
+)
 from sim.engine.replica import build_replica
 from sim.engine.serve import serve
 from sim.engine.spec import FleetSpec, Horizon, LinearStep, RooflineStep
@@ -45,7 +59,20 @@ from sim.workload import Workload
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["CalibrationResult", "fit_from_requests", "fit_step_model"]
+__all__ = [
+    "BOUND_TOL",
+    "MAX_MAPE_PCT",
+    "CalibrationResult",
+    "fit_from_requests",
+    "fit_step_model",
+    "judge_fit",
+]
+
+#: A fit whose MAPE (percent) is above this is refused by ``crossover calibrate``.
+MAX_MAPE_PCT = 25.0
+#: A fitted constant this close to a limit of its range (a share of the range's width) sits
+#: at the bound.
+BOUND_TOL = 1e-3
 
 STEP_COLUMNS = ("decode_seqs", "prefill_tokens", "kv_tokens", "step_s")
 # where a roofline fit starts (fitted within the wide bounds of sim.engine.fit_steptime)
@@ -77,6 +104,9 @@ class CalibrationResult:
         What was fitted (``step_s`` or ``e2e_s``).
     extra
         Other error figures (e.g. per-token and TTFT MAPE of a request replay).
+    problems
+        Why the fit should not be trusted, one sentence each (empty for a good fit): the MAPE
+        above :data:`MAX_MAPE_PCT`, or a fitted constant at a limit of its range.
     """
 
     spec: StepSpec
@@ -84,6 +114,12 @@ class CalibrationResult:
     residuals: pd.DataFrame
     what: str = "step_s"
     extra: Mapping[str, float] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether the fit passed its own checks (no :attr:`problems`)."""
+        return not self.problems
 
     def to_yaml(self) -> str:
         """A ``step_time:`` block for a scenario's ``fleet:`` section.
@@ -142,6 +178,40 @@ def _residual_frame(measured: np.ndarray, predicted: np.ndarray, **cols: Any) ->
     return out
 
 
+def judge_fit(
+    spec: StepSpec, mape: float, free: Sequence[str], *, what: str = "step_s"
+) -> tuple[str, ...]:
+    """Why a fit should not be trusted: its MAPE above :data:`MAX_MAPE_PCT`, or a fitted
+    (``free``) constant within :data:`BOUND_TOL` of a limit of its ``wide`` range (a linear
+    coefficient at 0 excepted: that term is not needed).
+
+    Examples
+    --------
+    >>> bad = RooflineStep(compute_efficiency=0.9999, bandwidth_efficiency=0.6, overhead_s=1e-20)
+    >>> for problem in judge_fit(bad, 199.0, ROOFLINE_KEYS[:3]):
+    ...     print(problem)
+    step_s MAPE 199.0% is above 25%
+    compute_efficiency 0.9999 is at its upper bound 1
+    overhead_s 1e-20 is at its lower bound 0
+    """
+    problems: list[str] = []
+    if not math.isfinite(mape):
+        problems.append(f"{what} MAPE is not finite")
+    elif mape > MAX_MAPE_PCT:
+        problems.append(f"{what} MAPE {mape:.1f}% is above {MAX_MAPE_PCT:g}%")
+    for key in free:
+        value = getattr(spec, key, None)
+        if value is None:
+            continue
+        lo, hi = PARAMS[key].wide
+        tol = BOUND_TOL * (hi - lo)
+        if value <= lo + tol and not isinstance(spec, LinearStep):
+            problems.append(f"{key} {value:.4g} is at its lower bound {lo:g}")
+        elif value >= hi - tol:
+            problems.append(f"{key} {value:.4g} is at its upper bound {hi:g}")
+    return tuple(problems)
+
+
 def _roofline_free(fleet: FleetSpec) -> tuple[str, ...]:
     # The all-reduce latency adds a constant per iteration (2 per layer), exactly collinear
     # with ``overhead_s`` for one fleet: it stays at the profile's value.
@@ -193,6 +263,7 @@ def fit_step_model(
     if model == "linear":
         coef = fit_linear_relative(np.column_stack([np.ones_like(t), d, p, kv]), t)
         spec: StepSpec = LinearStep(model="linear", **dict(zip(LINEAR_KEYS, coef, strict=True)))
+        free: tuple[str, ...] = LINEAR_KEYS
         pred = coef[0] + coef[1] * d + coef[2] * p + coef[3] * kv
     elif model == "roofline":
         if fleet is None:
@@ -208,9 +279,10 @@ def fit_step_model(
             )
 
         # the prediction is closed-form and smooth: a small finite-difference step
+        free = _roofline_free(fleet)
         best = fit_constants(
             lambda q: np.log(predict(q) / t),
-            _roofline_free(fleet),
+            free,
             [_ROOFLINE_START],
             diff_step=1e-4,
         ).params
@@ -219,7 +291,9 @@ def fit_step_model(
     else:
         raise ValueError(f"unknown model {model!r}: expected 'linear' or 'roofline'")
     res = _residual_frame(t, pred, **ident)
-    return CalibrationResult(spec, _mape(res["rel_err"].to_numpy()), res, "step_s")
+    mape = _mape(res["rel_err"].to_numpy())
+    problems = judge_fit(spec, mape, free)
+    return CalibrationResult(spec, mape, res, "step_s", problems=problems)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,4 +500,7 @@ def fit_from_requests(
         tpot_err = fr["tpot_s"].to_numpy(float)[tp_ok] / bench.tpot_s[tp_ok] - 1.0
         ttft_err = fr["ttft_s"].to_numpy(float) / bench.ttft_s - 1.0
     extra = {"tpot_mape": _mape(tpot_err), "ttft_mape": _mape(ttft_err)}
-    return CalibrationResult(spec, _mape(res["rel_err"].to_numpy()[ok]), res, "e2e_s", extra)
+    mape = _mape(res["rel_err"].to_numpy()[ok])
+    free = LINEAR_KEYS if model == "linear" else _roofline_free(fleet)
+    problems = judge_fit(spec, mape, free, what="e2e_s")
+    return CalibrationResult(spec, mape, res, "e2e_s", extra, problems)

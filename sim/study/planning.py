@@ -14,7 +14,7 @@ already dearer than the best feasible plan are not simulated (branch and bound).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,8 +22,10 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
+from sim.catalog import get_gpu
 from sim.catalog.prices import default_gpu_price
-from sim.intervals import t_interval
+from sim.economics.gpu_bill import resolve_gpu_hourly
+from sim.intervals import bounded_t_interval, metric_range
 from sim.scenario import Scenario
 from sim.study.executors import Executor, make_executor, session
 from sim.study.montecarlo import Unit, run_unit
@@ -41,6 +43,8 @@ PLAN_COLUMNS = (
     "replicas",
     "pricing",
     "usd_per_gpu_hour",
+    "price_source",
+    "price_date",
     "gpus",
     "cost_per_month",
     "cost_ci_low",
@@ -70,7 +74,9 @@ class CapacityPlan:
         One row per configuration simulated, cheapest first (:data:`PLAN_COLUMNS`):
         ``cost_per_month`` is the mean of ``total_cost_usd_per_month`` with its t-interval,
         ``slo_attainment`` likewise, ``ttft_p99_s`` a mean, ``feasible`` whether it meets the
-        target by ``criterion``.
+        target by ``criterion``. ``price_source`` says where ``usd_per_gpu_hour`` comes from:
+        ``scenario: …`` (the scenario's own ``fleet.pricing``, for its GPU and kind) or
+        ``catalogue: …`` (the catalogue's default quote); ``price_date`` when it held.
     slo_target, criterion
         The target and how it is judged: ``mean`` (mean SLO attainment over replications
         ≥ target) or ``ci_low`` (the lower bound of its 95 % t-interval ≥ target).
@@ -91,20 +97,65 @@ class CapacityPlan:
     seed: int
 
 
-def _pricing(scenario: Scenario, gpu: str, kind: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Price:
+    """How one (GPU, kind) candidate is priced: the ``fleet.pricing`` it is simulated with,
+    its hourly price per GPU (the branch-and-bound floor) and where that comes from."""
+
+    pricing: dict[str, Any]
+    usd_per_gpu_hour: float
+    source: str
+    date: str
+
+
+def _own_price(scenario: Scenario) -> tuple[str, str, _Price] | None:
+    """The scenario's own GPU, kind and price, when ``fleet.pricing`` gives one (an hourly
+    price, or owned hardware); None when the scenario is priced from the catalogue anyway."""
+    current = scenario.fleet.pricing
+    if current is None or (current.kind != "owned" and current.usd_per_gpu_hour is None):
+        return None
+    gpu = get_gpu(scenario.fleet.gpu)
+    resolved = resolve_gpu_hourly(current, gpu)
+    price = _Price(
+        current.model_dump(mode="json", exclude_none=True),
+        resolved.usd_per_gpu_hour,
+        f"scenario: {resolved.source}",
+        resolved.date,
+    )
+    return gpu.name, current.kind, price
+
+
+def _pricing(scenario: Scenario, gpu: str, kind: str) -> _Price:
     quote = default_gpu_price(gpu, kind)  # KeyError without a quote
     base: dict[str, Any] = {}
     current = scenario.fleet.pricing
     if current is not None and current.kind in ("on_demand", "reserved", "spot"):
         base = {"billing_increment_s": current.billing_increment_s,
                 "min_billable_s": current.min_billable_s}  # fmt: skip
-    return {
+    source = f"{quote.provider} {quote.sku} (price catalogue)".strip()
+    shown = f"catalogue: {quote.provider} {quote.sku}".strip()
+    pricing = {
         **base,
         "kind": kind,
         "usd_per_gpu_hour": quote.usd_per_gpu_hour,
-        "price_source": f"{quote.provider} {quote.sku} (price catalogue)".strip(),
+        "price_source": source,
         "price_date": quote.quote_date,
     }
+    return _Price(pricing, quote.usd_per_gpu_hour, shown, quote.quote_date)
+
+
+def _price_of(
+    scenario: Scenario, own: tuple[str, str, _Price] | None, gpu: str, kind: str
+) -> _Price:
+    # the scenario's own GPU and kind at the scenario's price, every other at the catalogue's
+    if own is not None and kind == own[1]:
+        try:
+            same = get_gpu(gpu).name == own[0]
+        except KeyError:
+            same = False
+        if same:
+            return own[2]
+    return _pricing(scenario, gpu, kind)
 
 
 def _hidden_usd_per_month(scenario: Scenario) -> float:
@@ -130,6 +181,7 @@ def plan_capacity(
     executor: str | Executor | None = None,
     workers: int | None = None,
     uncertainty: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CapacityPlan:
     """The cheapest fleet whose SLO attainment meets ``slo_target``.
 
@@ -145,8 +197,11 @@ def plan_capacity(
         scenario's GPU), ``tp`` (default 1, 2, 4, 8 where the model fits), ``replicas``
         (counts tried in increasing order, default 1–8) and ``pricing`` (capacity kinds,
         default ``on_demand`` and ``reserved``, plus ``spot`` when the scenario models spot
-        interruptions with ``fleet.spot``; each priced at the catalogue's default quote,
-        :func:`sim.catalog.prices.default_gpu_price`, skipped where there is none).
+        interruptions with ``fleet.spot``, plus the scenario's own kind when
+        ``fleet.pricing`` prices it). The scenario's own GPU and kind are priced as
+        ``fleet.pricing`` says when it gives a price (``usd_per_gpu_hour``, or owned
+        hardware); every other candidate at the catalogue's default quote
+        (:func:`sim.catalog.prices.default_gpu_price`), skipped where there is none.
     replications, seed
         Replications per configuration; replication ``i`` uses child ``i`` of
         ``SeedSequence(seed)`` for every configuration (common random numbers).
@@ -160,6 +215,9 @@ def plan_capacity(
         not depend on it.
     uncertainty
         Draw the scenario's uncertain parameters in every replication.
+    progress
+        Called as ``progress(done, total)`` after each simulation (one replication of one
+        configuration); ``total`` grows as larger replica counts are tried.
 
     Raises
     ------
@@ -190,10 +248,15 @@ def plan_capacity(
         raise ValueError(f"options: unknown key(s) {', '.join(sorted(unknown))} "
                          "(gpu, tp, replicas, pricing)")  # fmt: skip
     fleet = scenario.fleet
-    gpus = list(opts.get("gpu") or dict.fromkeys((fleet.gpu, *DEFAULT_GPUS)))
+    own = _own_price(scenario)
+    own_gpu = own[0] if own is not None else fleet.gpu
+    gpus = list(opts.get("gpu") or dict.fromkeys((own_gpu, *DEFAULT_GPUS)))
     tps = sorted({int(t) for t in opts.get("tp") or DEFAULT_TP})
     counts = sorted({int(r) for r in opts.get("replicas") or range(1, 9)})
-    kinds = list(opts.get("pricing") or ["on_demand", "reserved"] + (["spot"] * bool(fleet.spot)))
+    default_kinds = ["on_demand", "reserved"] + ["spot"] * bool(fleet.spot)
+    if own is not None:
+        default_kinds.append(own[1])
+    kinds = list(opts.get("pricing") or dict.fromkeys(default_kinds))
     if not gpus or not tps or not counts or not kinds or min(counts) < 1 or min(tps) < 1:
         raise ValueError("options: every list must hold at least one value (counts ≥ 1)")
     runner = make_executor(executor, workers=workers)
@@ -203,12 +266,12 @@ def plan_capacity(
     skipped: list[str] = []
 
     # candidates: (gpu, tp, kind) whose fleet is valid at the first count and has a price
-    candidates: list[tuple[str, int, str, dict[str, Any]]] = []
+    candidates: list[tuple[str, int, str, _Price]] = []
     for gpu in gpus:
         for tp in tps:
             for kind in kinds:
                 try:
-                    pricing = _pricing(scenario, gpu, kind)
+                    pricing = _price_of(scenario, own, gpu, kind)
                 except KeyError:
                     skipped.append(f"{gpu} tp{tp} {kind}: no catalogue price")
                     continue
@@ -226,11 +289,12 @@ def plan_capacity(
     rows: list[dict[str, Any]] = []
     best = float("inf")
     open_ = list(candidates)
+    done = total = 0
     with session(runner) as live:  # one pool or cluster for every count
         for count in counts:
-            level: list[tuple[str, int, str, dict[str, Any]]] = []
+            level: list[tuple[str, int, str, _Price]] = []
             for gpu, tp, kind, pricing in open_:
-                floor = count * tp * pricing["usd_per_gpu_hour"] * HOURS_PER_MONTH + hidden
+                floor = count * tp * pricing.usd_per_gpu_hour * HOURS_PER_MONTH + hidden
                 if bound_ok and floor > best:
                     skipped.append(f"{gpu} tp{tp} {kind} ×{count}+: dearer than the best plan")
                     continue
@@ -239,7 +303,13 @@ def plan_capacity(
                 break
             scenarios = [_configure(scenario, g, t, count, p) for g, t, _, p in level]
             work = [Unit(s, c, draws) for s in scenarios for c in children]
-            results: dict[int, dict[str, Any]] = dict(live.imap_unordered(run_unit, work))
+            total += len(work)
+            results: dict[int, dict[str, Any]] = {}
+            for key, row in live.imap_unordered(run_unit, work):
+                results[key] = row
+                done += 1
+                if progress is not None:
+                    progress(done, total)
             open_ = []
             for k, (gpu, tp, kind, pricing) in enumerate(level):
                 reps = pd.DataFrame([results[k * replications + i] for i in range(replications)])
@@ -265,21 +335,19 @@ def plan_capacity(
         choice["gpu"],
         int(choice["tp"]),
         int(choice["replicas"]),
-        _pricing(scenario, choice["gpu"], choice["pricing"]),
+        _price_of(scenario, own, choice["gpu"], choice["pricing"]),
     )
     return CapacityPlan(
         choice, chosen, table, slo_target, criterion, tuple(skipped), replications, seed
     )
 
 
-def _configure(
-    scenario: Scenario, gpu: str, tp: int, replicas: int, pricing: dict[str, Any]
-) -> Scenario:
+def _configure(scenario: Scenario, gpu: str, tp: int, replicas: int, price: _Price) -> Scenario:
     overrides: dict[str, Any] = {
         "fleet.gpu": gpu,
         "fleet.tp": tp,
         "fleet.replicas": replicas,
-        "fleet.pricing": pricing,
+        "fleet.pricing": price.pricing,
     }
     return scenario.with_overrides(overrides)
 
@@ -290,12 +358,13 @@ def _evidence(
     tp: int,
     replicas: int,
     kind: str,
-    pricing: Mapping[str, Any],
+    price: _Price,
     slo_target: float,
     criterion: Criterion,
 ) -> dict[str, Any]:
-    cost, cost_lo, cost_hi = t_interval(reps["total_cost_usd_per_month"].to_numpy(dtype=float))
-    slo, slo_lo, slo_hi = t_interval(reps["slo_attainment"].to_numpy(dtype=float))
+    # within their physical range (a cost is not negative, attainment is in [0, 1])
+    cost, cost_lo, cost_hi = _bounded(reps, "total_cost_usd_per_month")
+    slo, slo_lo, slo_hi = _bounded(reps, "slo_attainment")
     if len(reps) > 1 and reps["slo_attainment"].nunique() == 1:
         slo_lo = slo_hi = slo  # every replication agrees: no spread to bound
     judged = slo if criterion == "mean" else slo_lo
@@ -305,7 +374,9 @@ def _evidence(
         "tp": tp,
         "replicas": replicas,
         "pricing": kind,
-        "usd_per_gpu_hour": float(pricing["usd_per_gpu_hour"]),
+        "usd_per_gpu_hour": float(price.usd_per_gpu_hour),
+        "price_source": price.source,
+        "price_date": price.date,
         "gpus": tp * replicas,
         "cost_per_month": cost,
         "cost_ci_low": cost_lo,
@@ -321,29 +392,64 @@ def _evidence(
 
 
 def describe(plan: CapacityPlan) -> str:
-    """The answer in a few lines, for the command line."""
+    """The answer in a few lines, for the command line: the cheapest fleet, its cost and
+    SLO attainment with their CIs, where its price comes from, and whether it beats the
+    all-API bill of the same requests."""
     c = plan.choice
     if c is None:
         best = plan.table.sort_values("slo_attainment", ascending=False).head(1)
         top = f"; best SLO attainment {best['slo_attainment'].iloc[0]:.2%}" if len(best) else ""
-        return (
+        lines = [
             f"no configuration searched meets SLO attainment ≥ {plan.slo_target:.2%} "
             f"(by {plan.criterion}){top}: widen the search (--gpus, --tp, --max-replicas)"
-        )
+        ]
+        api = plan.table["api_only_cost_per_month"].mean() if len(plan.table) else np.nan
+        if np.isfinite(api):
+            lines.append(f"  all-API / month ${api:,.0f} for the same requests")
+        return "\n".join(lines)
+    date = f", {c['price_date']}" if c.get("price_date") else ""
     lines = [
         f"cheapest fleet meeting SLO attainment ≥ {plan.slo_target:.2%} (by {plan.criterion}): "
         f"{c['replicas']} × {c['tp']} × {c['gpu']} ({c['pricing']}, "
         f"${c['usd_per_gpu_hour']:.2f}/GPU-h)",
+        f"  price           {c['price_source']}{date}",
         f"  cost per month  ${c['cost_per_month']:,.0f}  "
         f"(95% CI ${c['cost_ci_low']:,.0f} – ${c['cost_ci_high']:,.0f})",
         f"  SLO attainment  {c['slo_attainment']:.2%}  "
         f"(95% CI {c['slo_ci_low']:.2%} – {c['slo_ci_high']:.2%})",
         f"  TTFT p99        {c['ttft_p99_s']:.3g} s",
     ]
-    if np.isfinite(c["api_only_cost_per_month"]):
-        lines.append(f"  all-API / month ${c['api_only_cost_per_month']:,.0f}")
+    api = c["api_only_cost_per_month"]
+    if np.isfinite(api):
+        lines.append(f"  all-API / month ${api:,.0f}")
+        lines.append(_versus_api(c, api))
+    own = plan.table["price_source"].str.startswith("scenario")
+    lines.append(
+        "prices: the scenario's fleet.pricing for its own GPU and kind, the catalogue's "
+        "default quote for the others"
+        if own.any()
+        else "prices: the catalogue's default quotes"
+    )
     lines.append(
         f"{len(plan.table)} configurations simulated × {plan.replications} replications "
         f"(seed {plan.seed}), {len(plan.skipped)} skipped"
     )
     return "\n".join(lines)
+
+
+def _bounded(reps: pd.DataFrame, metric: str) -> tuple[float, float, float]:
+    return bounded_t_interval(reps[metric].to_numpy(dtype=float), metric_range(metric))
+
+
+def _versus_api(choice: Mapping[str, Any], api: float) -> str:
+    # judged on the fleet's cost interval: the API's bill is a mean over the same requests
+    fleet, lo, hi = choice["cost_per_month"], choice["cost_ci_low"], choice["cost_ci_high"]
+    both = f"fleet ${fleet:,.0f}/month vs all-API ${api:,.0f}/month"
+    if hi < api or (not np.isfinite(hi) and fleet < api):
+        return f"verdict: the fleet beats the API by ${api - fleet:,.0f}/month ({both})"
+    if lo > api or (not np.isfinite(lo) and fleet > api):
+        return (
+            f"verdict: the API is cheaper than the best fleet by ${fleet - api:,.0f}/month "
+            f"({both}): keep the traffic on the API unless it has to run on your own GPUs"
+        )
+    return f"verdict: too close to call, the API is within the fleet's 95% CI ({both})"
