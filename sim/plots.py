@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sim.intervals import t_interval
+from sim.intervals import bounded_t_interval, metric_range
 from sim.replication.simulate import Outcome
-from sim.study.crossover import CrossoverResult, crossover
+from sim.study.crossover import CrossoverResult, crossover, estimate_text, metric_unit
 from sim.study.montecarlo import RunResult
 from sim.study.sweep import SweepResult
 
@@ -163,13 +163,15 @@ def cost_components(result: RunResult | pd.DataFrame) -> pd.DataFrame:
     rows = []
     for metric, label in COST_COMPONENTS:
         if metric in reps:
-            rows.append((label, metric, *t_interval(reps[metric].to_numpy(dtype=float) * factor)))
+            x = reps[metric].to_numpy(dtype=float) * factor
+            rows.append((label, metric, *bounded_t_interval(x, metric_range(metric))))
     for metric, label in (
         ("total_cost_usd_per_month", "option total"),
         ("api_only_cost_usd_per_month", "API only"),
     ):
         if metric in reps:
-            rows.append((label, metric, *t_interval(reps[metric].to_numpy(dtype=float))))
+            x = reps[metric].to_numpy(dtype=float)
+            rows.append((label, metric, *bounded_t_interval(x, metric_range(metric))))
     return pd.DataFrame(rows, columns=["component", "metric", "mean", "ci_low", "ci_high"])
 
 
@@ -266,16 +268,19 @@ def crossover_chart(
     *,
     x: str | None = None,
     where: Mapping[str, Any] | None = None,
+    mark: CrossoverResult | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """The cost of the option against the swept quantity, with its CI band, the API's line
     and the break-even marked.
 
     With a :class:`~sim.study.sweep.SweepResult`: cost per 1M tokens (mean and 95 % band) against
-    ``x`` (default: the only swept path), the all-API cost per 1M tokens, and the crossing of
-    ``savings_vs_api_per_1m_tokens_usd`` (:func:`sim.crossover`). With a
-    :class:`~sim.study.crossover.CrossoverResult`: its metric per point (API = 0) and its estimate
-    with the CI span.
+    ``x`` (default: the only swept path), the all-API cost per 1M tokens, and the crossing
+    ``mark`` (default: :func:`sim.crossover` of the sweep on its default metric,
+    ``savings_vs_api_usd``, so the chart marks what the command line and the report say).
+    With a :class:`~sim.study.crossover.CrossoverResult`: its metric per point (API = 0) and
+    its estimate with the CI span. The legend words the crossing as
+    :func:`sim.study.crossover.describe` does.
     """
     ax = _axes(ax)
     if isinstance(data, CrossoverResult):
@@ -292,7 +297,8 @@ def crossover_chart(
         ax.axhline(0.0, color="0.3", ls="--", label="API (break-even)")
         _mark(ax, data)
         ax.set_xlabel(data.x)
-        ax.set_ylabel(data.metric)
+        unit = metric_unit(data.metric)
+        ax.set_ylabel(f"{data.metric} ({unit})" if unit else data.metric)
         ax.set_title("Savings vs the API along the sweep")
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3)
@@ -321,13 +327,14 @@ def crossover_chart(
                 alpha=0.25,
                 label="95% CI",
             )
-    if "savings_vs_api_per_1m_tokens_usd" in data.runs:
+    cross = mark
+    if cross is None and "savings_vs_api_usd" in data.runs:
         try:
-            cross = crossover(data, x=x, metric="savings_vs_api_per_1m_tokens_usd", where=where)
+            cross = crossover(data, x=x, where=where)
         except ValueError:
             cross = None
-        if cross is not None:
-            _mark(ax, cross)
+    if cross is not None:
+        _mark(ax, cross)
     ax.set_xlabel(x)
     ax.set_ylabel("USD per 1M tokens")
     ax.set_title("Cost per 1M tokens along the sweep")
@@ -339,9 +346,15 @@ def crossover_chart(
 def _mark(ax: Axes, cross: CrossoverResult) -> None:
     if not math.isfinite(cross.estimate):
         return
-    ax.axvline(cross.estimate, color="C3", label=f"break-even {cross.estimate:.3g}")
-    if math.isfinite(cross.ci_low) and math.isfinite(cross.ci_high):
-        ax.axvspan(cross.ci_low, cross.ci_high, color="C3", alpha=0.12, label="break-even 95% CI")
+    # the crossing as the command line and the report word it; an open bound of the
+    # interval shades to the edge of the swept range
+    label = text_label(f"break-even {estimate_text(cross)}")
+    ax.axvline(cross.estimate, color="C3", label=label)
+    xs = cross.points["x"].to_numpy(dtype=float)
+    lo = cross.ci_low if math.isfinite(cross.ci_low) else float(xs.min())
+    hi = cross.ci_high if math.isfinite(cross.ci_high) else float(xs.max())
+    if math.isfinite(cross.ci_low) or math.isfinite(cross.ci_high):
+        ax.axvspan(lo, hi, color="C3", alpha=0.12, label=f"break-even {cross.confidence:.0%} CI")
 
 
 def tornado(df: pd.DataFrame, *, ax: Axes | None = None) -> Axes:

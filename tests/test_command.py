@@ -10,7 +10,7 @@ import sim.cli.common
 from sim.cli import main
 
 
-@pytest.mark.parametrize("command", ["plan", "report", "fit", "calibrate"])
+@pytest.mark.parametrize("command", ["plan", "report", "fit", "calibrate", "sensitivity"])
 def test_usage_error_is_one_line_and_exit_2(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -20,7 +20,7 @@ def test_usage_error_is_one_line_and_exit_2(
     assert err[0].startswith(f"crossover {command}: ") and "required" in err[0]
 
 
-@pytest.mark.parametrize("command", ["plan", "report", "fit", "calibrate"])
+@pytest.mark.parametrize("command", ["plan", "report", "fit", "calibrate", "sensitivity"])
 def test_help_exits_0(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([command, "--help"]) == 0
     assert capsys.readouterr().out.startswith(f"usage: crossover {command}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+from html import escape
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from scipy import stats
 
 import sim.study.crossover
 from sim import Scenario, SweepResult, analytic, crossover, find_crossover, sweep
-from sim.study.crossover import wilson_interval
+from sim.study.crossover import describe, estimate_text, metric_unit, unit_of, wilson_interval
 
 RATE = "workload.classes.chat.arrivals.rate_rps"
 PRICE = "fleet.pricing.usd_per_gpu_hour"
@@ -185,3 +186,52 @@ def test_find_crossover_stops_and_reports_no_sign_change() -> None:
     assert c.points["x"].tolist() == [2.0, 6.0, 10.0] and "max_points=3" in c.note
     with pytest.raises(ValueError, match="low < high"):
         find_crossover(s, x=RATE, low=3.0, high=1.0)
+
+
+def _open_above() -> sim.study.crossover.CrossoverResult:
+    """A crossing near the top of the range whose interval runs past it, on a path in req/s."""
+    base = _synthetic([2.0, 3.0, 4.0, 5.0, 6.0], [-3.0, 3.0, -2.0, 2.0], root=5.5)
+    runs = base.runs.rename(columns={"x": RATE})
+    points = base.points.rename(columns={"x": RATE})
+    swept = SweepResult(base.scenario, (RATE, "other"), points, runs, seed=0, replications=4)
+    return crossover(swept, x=RATE)
+
+
+def test_the_crossover_is_worded_with_its_unit_and_open_bounds_explained() -> None:
+    c = _open_above()
+    assert c.estimate == pytest.approx(5.5) and np.isnan(c.ci_high) and np.isfinite(c.ci_low)
+    text = str(c)
+    assert text == describe(c) and "nan" not in text
+    assert text.startswith(f"savings_vs_api_usd crosses zero at {RATE} = 5.5 req/s (95% CI ")
+    assert f"{c.ci_low:.4g} req/s – above the swept range (max 6 req/s))" in text
+    assert estimate_text(c) in text and escape(text) in c._repr_html_()
+    # no crossing: says so, with the range and why, never "nan"
+    none = crossover(_synthetic([3.0, 4.0], NOISE), x="x")
+    assert str(none).startswith("savings_vs_api_usd does not cross zero along x: none in ")
+    assert "3 – 4" in str(none) and "stays above zero" in str(none) and "nan" not in str(none)
+    # units come from the path's last name, list indices skipped
+    assert unit_of("workload.classes.chat.arrivals.rates_rps.0") == "req/s"
+    assert unit_of(PRICE) == "USD/GPU-hour" and unit_of("horizon.duration_s") == "s"
+    assert unit_of("fleet.replicas") == "" and metric_unit("savings_vs_api_usd") == (
+        "USD per simulated window"
+    )
+
+
+def test_the_sweep_command_prints_the_same_words(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sim.cli.sweep
+    from sim.cli import main
+
+    c = _open_above()
+    monkeypatch.setattr(sim.cli.sweep, "crossover", lambda result, x: c)
+    from pathlib import Path
+
+    flagship = Path(__file__).resolve().parents[1] / "scenarios" / "chat-startup.yaml"
+    args = ["sweep", str(flagship), "--grid", "fleet.replicas=1,2", "-n", "1", "--executor"]
+    args += ["serial", "--set", "horizon.duration_s=60", "--set", "horizon.warmup_s=0"]
+    args += ["--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"crossover: {describe(c)}\n" in out
+    assert "above the swept range (max 6 req/s)" in out and "nan" not in out

@@ -148,8 +148,12 @@ def test_bad_input_is_one_line_and_code_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a directory" in err
     assert main([str(tmp_path)]) == 2
-    assert "missing replications.csv" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not an output of crossover run, sweep, plan" in err
+    assert "runs.parquet" in err and "plan.csv" in err and "tornado.csv" in err
     (tmp_path / "replications.csv").write_text("replication\n0\n")
+    assert main([str(tmp_path)]) == 2
+    assert "missing requests.parquet, scenario.resolved.yaml" in capsys.readouterr().err
     (tmp_path / "requests.parquet").write_text("x")
     (tmp_path / "scenario.resolved.yaml").write_text("name: [")
     assert main([str(tmp_path)]) == 2

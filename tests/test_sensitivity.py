@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 
 from sim import Scenario, load_scenario, run, t_interval
-from sim.study.sensitivity import ISHIGAMI_FIRST_ORDER, ishigami, tornado, variance_indices
+from sim.study.sensitivity import (
+    ISHIGAMI_FIRST_ORDER,
+    ishigami,
+    tornado,
+    tornado_bars,
+    variance_indices,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PRICE = "fleet.pricing.usd_per_gpu_hour"
@@ -80,3 +86,23 @@ def test_variance_indices_from_a_run_with_uncertainty(short: Scenario) -> None:
     assert t.loc["costs.monitoring_usd_per_month", "r2"] < 0.3
     with pytest.raises(ValueError, match="uncertainty"):
         variance_indices(run(short, replications=2), metrics=["cost_per_1m_tokens_usd"])
+
+
+def test_tornado_bars_reads_one_metric_of_the_tidy_table() -> None:
+    t = pd.DataFrame(
+        {
+            "metric": ["m", "m", "m", "m", "k", "k"],
+            "parameter": ["a", "a", "b", "b", "a", "a"],
+            "side": ["low", "high", "low", "high", "low", "high"],
+            "mean": [1.0, 5.0, 2.0, 2.5, 10.0, 20.0],
+            "base_mean": [3.0, 3.0, 3.0, 3.0, 15.0, 15.0],
+        }
+    )
+    bars = tornado_bars(t)  # the first metric when there is no savings_vs_api_usd
+    assert bars.values.tolist() == [["a", 1.0, 5.0, 3.0], ["b", 2.0, 2.5, 3.0]]
+    assert tornado_bars(t, metric="k").values.tolist() == [["a", 10.0, 20.0, 15.0]]
+    assert tornado_bars(bars) is bars  # already bars
+    with pytest.raises(ValueError, match="no metric 'z'"):
+        tornado_bars(t, metric="z")
+    with pytest.raises(ValueError, match="missing base_mean"):
+        tornado_bars(t.drop(columns="base_mean"))

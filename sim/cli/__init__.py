@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
-from sim.cli import calibrate, fit, plan, report, run, sweep, validate
+from sim.cli import calibrate, fit, plan, report, run, sensitivity, sweep, validate
 from sim.cli.common import CommandParser
 
 __all__ = ["main"]
@@ -32,6 +32,7 @@ COMMANDS: dict[str, Subcommand] = {
     "run": run,
     "sweep": sweep,
     "plan": plan,
+    "sensitivity": sensitivity,
     "report": report,
     "fit": fit,
     "calibrate": calibrate,

@@ -1,5 +1,6 @@
 """``crossover report DIR [-o report.html]``: a self-contained HTML report of what
-``crossover run`` wrote (:func:`sim.report`)."""
+``crossover run``, ``sweep``, ``plan`` or ``sensitivity`` wrote, its kind told by its files
+(:func:`sim.report.report_directory`)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sim.cli.common import CommandParser, run_command
-from sim.report import load_run, report
+from sim.report import report_directory
 
 __all__ = ["HELP", "main", "parser"]
 
-HELP = "write a self-contained HTML report of a run directory (see crossover report -h)"
+HELP = "write a self-contained HTML report of an output directory (see crossover report -h)"
 
 
 def parser() -> CommandParser:
     """The arguments of ``crossover report``."""
     p = CommandParser(
         prog="crossover report",
-        description="Build a self-contained HTML report from a `crossover run` directory "
-        "(figures as PNG and tables as CSV go to <stem>_files/ beside it).",
+        description="Build a self-contained HTML report from what `crossover run`, `sweep`, "
+        "`plan` or `sensitivity` wrote, its kind told by its files (replications.csv, "
+        "runs.parquet, plan.csv, tornado.csv); figures as PNG and tables as CSV go to "
+        "<stem>_files/ beside it.",
     )
-    p.add_argument("directory", type=Path, help="what `crossover run` wrote (out/NAME)")
+    p.add_argument(
+        "directory", type=Path, help="what a crossover command wrote with --out (out/NAME)"
+    )
     p.add_argument(
         "-o", "--output", type=Path, default=None, help="HTML file (default DIR/report.html)"
     )
@@ -39,6 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    out = report(load_run(args.directory), args.output or args.directory / "report.html")
+    out = report_directory(args.directory, args.output)
     sys.stdout.write(f"wrote {out}\n")
     return 0

@@ -27,7 +27,7 @@ from sim.scenario import Scenario
 from sim.scenario_io import ScenarioError, dump_scenario
 from sim.study.decide import Decision
 from sim.study.montecarlo import RunResult, run
-from sim.study.verdict import calendar_line
+from sim.study.verdict import calendar_line, number
 
 __all__ = ["HELP", "main", "parser", "print_summary"]
 
@@ -128,9 +128,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _fmt(summary_row: object, fmt: str) -> str:
     mean, lo, hi = summary_row["mean"], summary_row["ci_low"], summary_row["ci_high"]  # type: ignore[index]
-    text = fmt.format(mean)
+    note = summary_row.get("note", "")  # type: ignore[attr-defined]
+    text = number(fmt, mean)
     if lo == lo and hi == hi:  # not NaN
-        text += f"  (95% CI {fmt.format(lo)} – {fmt.format(hi)})"
+        text += f"  (95% CI {number(fmt, lo)} – {number(fmt, hi)})"
+    elif isinstance(note, str) and note:  # identical in every replication, or one of them
+        text += f"  ({note})"
     return text
 
 

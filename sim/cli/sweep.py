@@ -22,7 +22,7 @@ from sim.cli.common import (
     run_scenario_command,
 )
 from sim.scenario_io import ScenarioError, dump_scenario, format_validation_error
-from sim.study.crossover import crossover
+from sim.study.crossover import crossover, describe
 from sim.study.executors import EXECUTORS, make_executor
 from sim.study.store import StoreMismatch
 from sim.study.sweep import sweep, sweep_points
@@ -208,10 +208,6 @@ def _run(args: argparse.Namespace) -> int:
         except ValueError:
             pass
         else:
-            if c.estimate == c.estimate:
-                ci = f" (95% CI {c.ci_low:.4g} – {c.ci_high:.4g})" if c.ci_low == c.ci_low else ""
-                print(f"crossover: savings vs the API cross zero at {c.x} = {c.estimate:.4g}{ci}")
-            else:
-                print(f"crossover: none in the swept range ({c.note})")
+            print(f"crossover: {describe(c)}")
     print(f"wrote {out_dir}/runs.parquet and summary.csv")
     return 0

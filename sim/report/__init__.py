@@ -1,8 +1,17 @@
 """One-file HTML reports of a run: ``sim.report(result, "report.html")`` or, after the fact,
-``crossover report DIR -o report.html`` on what ``crossover run`` wrote."""
+``crossover report DIR -o report.html`` on what ``crossover run``, ``sweep``, ``plan`` or
+``sensitivity`` wrote (:func:`report_directory`)."""
 
 from __future__ import annotations
 
 from sim.report.build import assumptions, load_run, report
+from sim.report.directory import directory_kind, load_sweep, report_directory
 
-__all__ = ["assumptions", "load_run", "report"]
+__all__ = [
+    "assumptions",
+    "directory_kind",
+    "load_run",
+    "load_sweep",
+    "report",
+    "report_directory",
+]

@@ -29,15 +29,18 @@ from sim.economics.cost import resolve_api_prices, resolve_gpu_hourly
 from sim.engine.replica import build_replica, resolve_model
 from sim.engine.spec import ConstantStep, LinearStep
 from sim.engine.steptime import resolve_roofline
+from sim.intervals import NOTE_IDENTICAL, NOTE_ONE
 from sim.replication.simulate import Outcome, scenario_apis
-from sim.report.figures import decision_figures, run_figures
+from sim.report.figures import Figure, decision_figures, run_figures
 from sim.scenario import Scenario
 from sim.scenario_io import ScenarioError, dump_scenario, validate_scenario
-from sim.study.crossover import CrossoverResult
+from sim.study.crossover import CrossoverResult, metric_unit, unit_of
+from sim.study.crossover import describe as describe_crossover
 from sim.study.decide import Decision
 from sim.study.montecarlo import RunResult
+from sim.study.sensitivity import tornado_bars
 from sim.study.sweep import SweepResult
-from sim.study.verdict import calendar_line
+from sim.study.verdict import calendar_line, number
 
 __all__ = ["assumptions", "latency_table", "load_run", "report", "scenario_inputs"]
 
@@ -67,13 +70,17 @@ RUN_FILES = ("replications.csv", "requests.parquet", "scenario.resolved.yaml")
 
 
 def _fmt(fmt: str, value: float) -> str:
-    return fmt.format(value) if math.isfinite(value) else "–"
+    return number(fmt, value) if math.isfinite(value) else "–"
 
 
-def _with_ci(fmt: str, mean: float, lo: float, hi: float) -> str:
+def _with_ci(fmt: str, mean: float, lo: float, hi: float, note: str = "") -> str:
+    """``mean (lo – hi)``; instead of an interval, ``note`` (why there is none), or the
+    note of equal bounds: the same value in every replication."""
     text = _fmt(fmt, mean)
-    if math.isfinite(lo) and math.isfinite(hi):
-        text += f" ({_fmt(fmt, lo)} – {_fmt(fmt, hi)})"
+    if note:
+        text += f" ({note})"
+    elif math.isfinite(lo) and math.isfinite(hi):
+        text += f" ({NOTE_IDENTICAL})" if lo == hi else f" ({_fmt(fmt, lo)} – {_fmt(fmt, hi)})"
     return text
 
 
@@ -96,13 +103,7 @@ def load_run(directory: str | Path) -> RunResult:
     if missing:
         raise ScenarioError(f"{d}: missing {', '.join(missing)} (is it a `crossover run` output?)")
     source = d / "scenario.resolved.yaml"
-    try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ScenarioError(f"{source}: cannot read it ({' '.join(str(exc).split())})") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{source}: expected a scenario mapping")
-    scenario = validate_scenario(data, source=str(source))
+    scenario = read_scenario(source)
     try:
         reps = pd.read_csv(d / "replications.csv")
         requests = pd.read_parquet(d / "requests.parquet")
@@ -136,6 +137,23 @@ def load_run(directory: str | Path) -> RunResult:
     return result
 
 
+def read_scenario(source: Path) -> Scenario:
+    """The scenario an output directory was written from (its ``scenario.resolved.yaml``).
+
+    Raises
+    ------
+    ScenarioError
+        With one line naming the file.
+    """
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"{source}: cannot read it ({' '.join(str(exc).split())})") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: expected a scenario mapping")
+    return validate_scenario(data, source=str(source))
+
+
 def _optional_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
@@ -154,6 +172,7 @@ def verdict_context(d: Decision | None) -> dict[str, Any]:
     if d is None:
         return {}
     rows = []
+    one = NOTE_ONE if d.replications < 2 else ""
     for r in d.table.to_dict("records"):
         rows.append(
             {
@@ -161,8 +180,12 @@ def verdict_context(d: Decision | None) -> dict[str, Any]:
                 "description": r["description"],
                 "feasible": "yes" if r["feasible"] else "no",
                 "reason": r["reason"],
-                "cost": _with_ci("${:,.0f}", r["cost_per_month_usd"], r["ci_low"], r["ci_high"]),
-                "slo": _with_ci("{:.1%}", r["slo_attainment"], r["slo_ci_low"], r["slo_ci_high"]),
+                "cost": _with_ci(
+                    "${:,.0f}", r["cost_per_month_usd"], r["ci_low"], r["ci_high"], one
+                ),
+                "slo": _with_ci(
+                    "{:.1%}", r["slo_attainment"], r["slo_ci_low"], r["slo_ci_high"], one
+                ),
                 "p_cheapest": f"{r['p_cheapest']:.0%}" if r["feasible"] else "–",
                 "payback": _payback_text(
                     r["payback_months"], r["payback_ci_low"], r["payback_ci_high"]
@@ -208,7 +231,8 @@ def latency_table(result: RunResult) -> pd.DataFrame:
         for metric in (mine, theirs):
             if metric in table.index:
                 m, lo, hi = plots.ci_row(table, metric)
-                cells.append(_with_ci(fmt, m, lo, hi))
+                note = table.loc[metric].get("note", "")
+                cells.append(_with_ci(fmt, m, lo, hi, note if isinstance(note, str) else ""))
             else:
                 cells.append("–")
         rows.append(cells)
@@ -429,6 +453,9 @@ def report(
 ) -> Path:
     """Write a self-contained HTML report of ``result`` to ``path``; return the path.
 
+    (For a directory written by ``crossover run``, ``sweep``, ``plan`` or ``sensitivity``:
+    :func:`sim.report.report_directory`.)
+
     The page has no external resources (figures are inline SVG, CSS inline, no scripts).
     Beside it, ``<stem>_files/`` holds every figure as PNG and every table as CSV.
 
@@ -441,8 +468,10 @@ def report(
     sweep, crossover
         A sweep and/or its :func:`sim.crossover`: adds the crossover chart and table.
     sensitivity
-        A one-at-a-time sensitivity table (``parameter``, ``low``, ``high``, ``base``):
-        adds a tornado chart.
+        A one-at-a-time sensitivity table: what :func:`sim.tornado` returns (drawn for
+        ``savings_vs_api_usd`` when it has it, else its first metric), or the bars
+        ``parameter``, ``low``, ``high``, ``base``: adds a tornado chart. Checked before
+        anything is drawn.
 
     Examples
     --------
@@ -454,10 +483,11 @@ def report(
     ('r.html', True)
     """
     out = Path(path)
-    files = out.with_name(f"{out.stem}_files")
+    # a table that cannot be drawn fails here, before any figure is rendered
+    bars = tornado_bars(sensitivity) if sensitivity is not None else None
     decision = decision_of(result)
     figures = run_figures(result) + decision_figures(
-        sweep=sweep, crossover=crossover, sensitivity=sensitivity
+        sweep=sweep, crossover=crossover, sensitivity=bars
     )
     tables: dict[str, pd.DataFrame] = {
         "summary": result.summary(),
@@ -471,21 +501,15 @@ def report(
         "assumptions": assumptions(result.scenario),
         "scenario_inputs": scenario_inputs(result.scenario),
     }
-    cross: dict[str, str] = {}
     if crossover is not None:
         tables["crossover_points"] = crossover.points
-        cross = {
-            "x": crossover.x,
-            "metric": crossover.metric,
-            "estimate": _with_ci("{:.4g}", crossover.estimate, crossover.ci_low, crossover.ci_high),
-            "method": crossover.method,
-            "note": crossover.note,
-        }
     if sensitivity is not None:
         tables["sensitivity"] = sensitivity
     s = result.scenario
     rep = result.first.replica
     context = {
+        **_study_context(crossover, sensitivity, bars),
+        "run": True,
         "title": f"crossover report: {s.name}",
         "scenario": s,
         "fleet_line": (
@@ -503,16 +527,66 @@ def report(
         "side_by_side": _records(tables["side_by_side"]),
         "grouped": tables["by_class_and_route"],
         "costs": _records(tables["cost_breakdown"][["component", "mean", "ci_low", "ci_high"]]),
-        "figures": {f.name: {"title": f.title, "svg": Markup(f.svg)} for f in figures},
-        "crossover": cross,
-        "crossover_points": _records(crossover.points) if crossover is not None else [],
-        "sensitivity": (
-            _records(sensitivity[["parameter", "low", "high", "base"]])
-            if sensitivity is not None
-            else []
-        ),
         "assumptions": _records(tables["assumptions"]),
         "inputs": _records(tables["scenario_inputs"]),
+    }
+    return _write(out, context, figures, tables)
+
+
+def _study_context(
+    crossover: CrossoverResult | None,
+    sensitivity: pd.DataFrame | None,
+    bars: pd.DataFrame | None,
+) -> dict[str, Any]:
+    """The crossover's and the sensitivity's part of the template's context."""
+    cross: dict[str, str] = {}
+    if crossover is not None:
+        unit = unit_of(crossover.x)
+        cross = {
+            "sentence": describe_crossover(crossover),
+            "method": crossover.method,
+            # describe() says why there is no crossing; an open bound's note is said here
+            "note": crossover.note if math.isfinite(crossover.estimate) else "",
+            "x_header": f"{crossover.x} ({unit})" if unit else crossover.x,
+            "unit": metric_unit(crossover.metric) or "as the metric",
+            "metric": crossover.metric,
+        }
+    sens: dict[str, Any] = {}
+    if sensitivity is not None and bars is not None:
+        metric = ""
+        if "metric" in sensitivity and "side" in sensitivity:
+            metric = (
+                "savings_vs_api_usd"
+                if "savings_vs_api_usd" in set(sensitivity["metric"])
+                else str(sensitivity["metric"].iloc[0])
+            )
+        sens = {
+            "metric": metric,
+            "unit": metric_unit(metric) if metric else "",
+            "rows": _records(bars[["parameter", "low", "high", "base"]]),
+        }
+    return {
+        "run": False,
+        "crossover": cross,
+        "crossover_points": _records(crossover.points) if crossover is not None else [],
+        "sensitivity": sens,
+        "variance": [],
+        "sweep_points": {},
+        "plan": {},
+        "fleet_line": "",
+        "verdict": {},
+        "assumptions": [],
+        "inputs": [],
+    }
+
+
+def _write(
+    out: Path, context: dict[str, Any], figures: list[Figure], tables: dict[str, pd.DataFrame]
+) -> Path:
+    files = out.with_name(f"{out.stem}_files")
+    context = {
+        **context,
+        "figures": {f.name: {"title": f.title, "svg": Markup(f.svg)} for f in figures},
         "files": files.name,
         "table_names": sorted(tables),
     }

@@ -94,7 +94,11 @@ def decision_figures(
     crossover: CrossoverResult | None,
     sensitivity: pd.DataFrame | None,
 ) -> list[Figure]:
-    """The crossover chart and the tornado, for what is given."""
+    """The crossover chart and the tornado, for what is given.
+
+    The chart marks ``crossover`` when given (so it shows the crossing the report's text
+    states); ``sensitivity`` is in the bars' shape (:func:`sim.study.sensitivity.tornado_bars`).
+    """
     out = []
     if sweep is not None:
         x = crossover.x if crossover is not None else None
@@ -102,7 +106,7 @@ def decision_figures(
             render(
                 "crossover",
                 "Cost per 1M tokens along the sweep",
-                lambda ax: plots.crossover_chart(sweep, x=x, ax=ax),
+                lambda ax: plots.crossover_chart(sweep, x=x, mark=crossover, ax=ax),
             )
         )
     elif crossover is not None:

@@ -25,7 +25,16 @@ from sim.scenario import Scenario
 from sim.study.executors import Executor, make_executor, session
 from sim.study.sweep import SweepResult, sweep
 
-__all__ = ["CrossoverResult", "crossover", "find_crossover", "wilson_interval"]
+__all__ = [
+    "CrossoverResult",
+    "crossover",
+    "describe",
+    "estimate_text",
+    "find_crossover",
+    "metric_unit",
+    "unit_of",
+    "wilson_interval",
+]
 
 Method = Literal["interpolate", "bootstrap"]
 POINT_COLUMNS = (
@@ -82,6 +91,107 @@ class CrossoverResult:
     method: Method
     points: pd.DataFrame
     note: str = ""
+
+    def __str__(self) -> str:
+        return describe(self)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        return f"<p>{escape(describe(self))}</p>" + self.points.to_html(index=False)
+
+
+#: Unit of a path or metric by the suffix of its last name, longest first.
+UNITS = (
+    ("_per_1m_tokens_usd", "USD per 1M tokens"),
+    ("_usd_per_month", "USD/month"),
+    ("_usd_per_gpu_hour", "USD/GPU-hour"),
+    ("_per_gpu_hour", "USD/GPU-hour"),
+    ("_usd_per_1m_input", "USD per 1M input tokens"),
+    ("_usd_per_1m_output", "USD per 1M output tokens"),
+    ("_per_month", "USD/month"),
+    ("_rps", "req/s"),
+    ("_gib", "GiB"),
+    ("_gb", "GB"),
+    ("_usd", "USD"),
+    ("_s", "s"),
+)
+
+
+def unit_of(path: str) -> str:
+    """The unit a dotted path's last name states by its suffix; ``""`` when none.
+
+    List indices at the end are skipped (``rates_rps.0`` is in req/s).
+
+    Examples
+    --------
+    >>> unit_of("workload.classes.chat.arrivals.rates_rps.0"), unit_of("fleet.replicas")
+    ('req/s', '')
+    >>> unit_of("fleet.pricing.usd_per_gpu_hour")
+    'USD/GPU-hour'
+    """
+    names = [p for p in path.split(".") if not p.isdigit()]
+    last = "_" + (names[-1] if names else "")
+    return next((unit for suffix, unit in UNITS if last.endswith(suffix)), "")
+
+
+def metric_unit(metric: str) -> str:
+    """The unit of a crossover metric's values: a bare ``_usd`` metric is a sum over one
+    simulated window (the horizon after warm-up), not per month.
+
+    Examples
+    --------
+    >>> metric_unit("savings_vs_api_usd"), metric_unit("savings_vs_api_per_1m_tokens_usd")
+    ('USD per simulated window', 'USD per 1M tokens')
+    """
+    unit = unit_of(metric)
+    return "USD per simulated window" if unit == "USD" else unit
+
+
+def _num(value: float, unit: str) -> str:
+    return f"{value:.4g} {unit}".rstrip()
+
+
+def _bound(result: CrossoverResult, value: float, side: Literal["low", "high"]) -> str:
+    if math.isfinite(value):
+        return _num(value, unit_of(result.x))
+    if result.method == "bootstrap":
+        return "undetermined (bootstrap resamples lose the crossing)"
+    xs = result.points["x"].to_numpy(dtype=float)
+    if side == "low":
+        return f"below the swept range (min {_num(float(xs.min()), unit_of(result.x))})"
+    return f"above the swept range (max {_num(float(xs.max()), unit_of(result.x))})"
+
+
+def estimate_text(result: CrossoverResult) -> str:
+    """The crossing with its unit and interval, each open bound explained: ``29.44 req/s
+    (95% CI 25.73 req/s – above the swept range (max 45 req/s))``; for no crossing, why."""
+    if not math.isfinite(result.estimate):
+        xs = result.points["x"].to_numpy(dtype=float)
+        unit = unit_of(result.x)
+        where = f"{_num(float(xs.min()), unit)} – {_num(float(xs.max()), unit)}"
+        return f"none in the swept range {where}" + (f" ({result.note})" if result.note else "")
+    low = _bound(result, result.ci_low, "low")
+    high = _bound(result, result.ci_high, "high")
+    ci = f"{result.confidence:.0%} CI {low} – {high}"
+    return f"{_num(result.estimate, unit_of(result.x))} ({ci})"
+
+
+def describe(result: CrossoverResult) -> str:
+    """One sentence for a :class:`CrossoverResult`, as the command line, the report and
+    ``str(result)`` give it.
+
+    Examples
+    --------
+    >>> pts = pd.DataFrame({"x": [10.0, 45.0], "mean": [-1.0, 2.0]})
+    >>> r = CrossoverResult("arrivals.rate_rps", "savings_vs_api_usd", 29.44, 25.73,
+    ...                     float("nan"), 0.95, "interpolate", pts)
+    >>> print(describe(r))
+    savings_vs_api_usd crosses zero at arrivals.rate_rps = 29.44 req/s (95% CI 25.73 req/s – above the swept range (max 45 req/s))
+    """  # noqa: E501
+    if not math.isfinite(result.estimate):
+        return f"{result.metric} does not cross zero along {result.x}: {estimate_text(result)}"
+    return f"{result.metric} crosses zero at {result.x} = {estimate_text(result)}"
 
 
 def _first_root(xs: np.ndarray, ys: np.ndarray) -> float:
@@ -221,7 +331,11 @@ def crossover(
     else:
         raise ValueError(f"unknown method {method!r} (interpolate or bootstrap)")
     if math.isnan(ci_low) or math.isnan(ci_high):
-        note = "the confidence interval reaches past the swept range: widen it"
+        note = (
+            "the confidence interval reaches past the swept range: widen it"
+            if method == "interpolate"
+            else "bootstrap resamples lose the crossing: widen the range or add replications"
+        )
     return CrossoverResult(x, metric, estimate, ci_low, ci_high, confidence, method, points, note)
 
 

@@ -23,7 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sim.intervals import t_interval, wilson_interval
+from sim.intervals import (
+    NOTE_IDENTICAL,
+    bounded_t_interval,
+    metric_range,
+    t_interval,
+    wilson_interval,
+)
 from sim.scenario import Scenario, option_scenario
 from sim.study.options import Option, class_has_api, fleet_pinned
 from sim.study.verdict import compose_verdict, pct, why_free
@@ -196,10 +202,12 @@ def _dynamic_reasons(
         target = c.slo.attainment
         if target is not None:
             att = _column(runs, _per_class("slo_attainment", c.name, scenario))
-            mean, lo, hi = t_interval(att, confidence)
+            mean, lo, hi = bounded_t_interval(att, metric_range("slo_attainment"), confidence)
             upper = hi if hi == hi else mean
             if upper < target:
                 ci = f" (95% CI {pct(lo)} – {pct(hi)})" if hi == hi else ""
+                if hi == hi and lo == hi:
+                    ci = f" ({NOTE_IDENTICAL})"
                 reasons.append(
                     f"{c.name} meets its SLO for {pct(mean)} of requests{ci}, "
                     f"below the {pct(target)} required"
@@ -312,8 +320,13 @@ def decide(
     rows = []
     for o in options:
         r = by_option[o.name]
-        mean, lo, hi = t_interval(cost[o.name], confidence)
-        slo, slo_lo, slo_hi = t_interval(_column(r, "slo_attainment"), confidence)
+        # within their physical range: a cost is not negative, attainment is in [0, 1]
+        mean, lo, hi = bounded_t_interval(
+            cost[o.name], metric_range("total_cost_usd_per_month"), confidence
+        )
+        slo, slo_lo, slo_hi = bounded_t_interval(
+            _column(r, "slo_attainment"), metric_range("slo_attainment"), confidence
+        )
         k = wins[o.name] if o.name in feasible else 0
         p_lo, p_hi = wilson_interval(k, n_valid, confidence) if o.name in feasible else (0.0, 0.0)
         fleet_cost = _mean(_column(r, "fleet_cost_usd_per_month"))

@@ -29,7 +29,7 @@ from sim.study.executors import Executor, make_executor
 from sim.study.montecarlo import PARAM_PREFIX, RunResult, Unit, run_unit
 from sim.uncertainty import value_at
 
-__all__ = ["ISHIGAMI_FIRST_ORDER", "ishigami", "tornado", "variance_indices"]
+__all__ = ["ISHIGAMI_FIRST_ORDER", "ishigami", "tornado", "tornado_bars", "variance_indices"]
 
 DEFAULT_METRICS = ("cost_per_1m_tokens_usd", "savings_vs_api_usd")
 TORNADO_COLUMNS = (
@@ -166,6 +166,54 @@ def tornado(
     out["_s"] = out["side"].map({"low": 0, "high": 1})
     out = out.sort_values(["_m", "swing", "parameter", "_s"], ascending=[True, False, True, True])
     return out[list(TORNADO_COLUMNS)].reset_index(drop=True)
+
+
+def tornado_bars(table: pd.DataFrame, *, metric: str | None = None) -> pd.DataFrame:
+    """One metric of a :func:`tornado` table as bars: ``parameter``, ``low``, ``high`` (the
+    metric's mean with the parameter at its low / high value) and ``base`` (its mean at the
+    base scenario), the shape :func:`sim.plots.tornado` draws.
+
+    A table already in that shape is returned as it is.
+
+    Parameters
+    ----------
+    table
+        What :func:`tornado` returned (or ``tornado.csv``).
+    metric
+        The metric (default: ``savings_vs_api_usd`` when present, else the first).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"metric": "m", "parameter": "p", "side": ["low", "high"],
+    ...                   "mean": [1.0, 3.0], "base_mean": 2.0})
+    >>> tornado_bars(t).values.tolist()
+    [['p', 1.0, 3.0, 2.0]]
+    """
+    if {"parameter", "low", "high", "base"} <= set(table.columns):
+        return table
+    missing = {"metric", "parameter", "side", "mean", "base_mean"} - set(table.columns)
+    if missing:
+        raise ValueError(
+            "a sensitivity table needs the columns of sim.tornado (metric, parameter, side, "
+            f"mean, base_mean) or parameter, low, high, base; missing {', '.join(sorted(missing))}"
+        )
+    metrics = list(dict.fromkeys(table["metric"]))
+    if metric is None:
+        metric = "savings_vs_api_usd" if "savings_vs_api_usd" in metrics else metrics[0]
+    elif metric not in metrics:
+        raise ValueError(f"no metric {metric!r} in the table (it has {', '.join(metrics)})")
+    rows = table[table["metric"] == metric]
+    wide = rows.pivot_table(index="parameter", columns="side", values="mean", sort=False)
+    base = rows.groupby("parameter", sort=False)["base_mean"].first()
+    out = pd.DataFrame(
+        {
+            "parameter": wide.index.astype(str),
+            "low": wide["low"].to_numpy(dtype=float),
+            "high": wide["high"].to_numpy(dtype=float),
+            "base": base.reindex(wide.index).to_numpy(dtype=float),
+        }
+    )
+    return out.reset_index(drop=True)
 
 
 def variance_indices(

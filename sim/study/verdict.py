@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sim.intervals import t_interval
+from sim.intervals import NOTE_IDENTICAL, NOTE_ONE, t_interval
 
 if TYPE_CHECKING:
     from sim.scenario import Scenario
@@ -41,7 +41,7 @@ class DecisionFacts(Protocol):
     def confidence(self) -> float: ...
 
 
-__all__ = ["calendar_line", "compose_verdict", "pct", "usd", "why_free"]
+__all__ = ["calendar_line", "compose_verdict", "number", "pct", "usd", "why_free"]
 
 
 def calendar_line(scenario: Scenario) -> str:
@@ -70,6 +70,21 @@ def pct(x: float) -> str:
     return f"{x:.1%}" if x == x else "n/a"
 
 
+def number(fmt: str, x: float) -> str:
+    """``fmt.format(x)`` with the sign before a leading ``$``: ``-$1,165``, not ``$-1,165``
+    (no sign when the negative value rounds to zero).
+
+    Examples
+    --------
+    >>> number("${:,.0f}", -1165.2), number("${:.3f}", 0.25), number("{:.1%}", -0.5)
+    ('-$1,165', '$0.250', '-50.0%')
+    """
+    if not fmt.startswith("$") or not x < 0:
+        return fmt.format(x)
+    text = fmt.format(-x)
+    return text if text == fmt.format(0.0) else f"-{text}"
+
+
 def usd(x: float) -> str:
     """Money as a reader expects it: ``$1,234``, ``-$56``, cents below $100, n/a for NaN.
 
@@ -80,13 +95,16 @@ def usd(x: float) -> str:
     """
     if x != x:
         return "n/a"
-    text = f"{abs(x):,.0f}" if abs(x) >= 100 else f"{abs(x):,.2f}"
-    return f"-${text}" if x < 0 else f"${text}"
+    return number("${:,.0f}" if abs(x) >= 100 else "${:,.2f}", x)
 
 
 def _ci_text(lo: float, hi: float) -> str:
+    """The interval of a monthly figure, or why there is none (NaN bounds: one
+    replication; equal bounds: the same value in every replication)."""
     if lo != lo or hi != hi:
-        return "no interval from one replication"
+        return NOTE_ONE
+    if lo == hi:
+        return NOTE_IDENTICAL
     return f"95% CI {usd(lo)} – {usd(hi)}"
 
 
@@ -111,7 +129,7 @@ def why_free(
     if reasons[other]:
         return f"on {side} it would not be feasible, {reasons[other][0]} (option '{other}')"
     mean, lo, hi = t_interval(cost[other] - cost[recommended], confidence)
-    ci = f", 95% CI {usd(lo)} – {usd(hi)}" if lo == lo else ""
+    ci = f", {_ci_text(lo, hi)}" if lo == lo else ""
     return f"on {side} it would cost {usd(mean)}/month more{ci} (option '{other}')"
 
 
@@ -159,7 +177,9 @@ def _payback(scenario: Scenario, best: dict[str, Any]) -> list[str]:
     if math.isinf(pay):
         return [f"{head} is never paid back: the option saves nothing against the API."]
     ci = ""
-    if hi == hi:
+    if hi == hi and lo == hi:
+        ci = f" ({NOTE_IDENTICAL})"
+    elif hi == hi:
         ci = f" (95% CI {lo:.1f} – {'never' if math.isinf(hi) else f'{hi:.1f}'})"
     return [f"{head} pays back in {pay:.1f} months{ci}, counted from the decision."]
 
