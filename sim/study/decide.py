@@ -157,6 +157,14 @@ def _mean(values: np.ndarray) -> float:
     return float(finite.mean()) if len(finite) else math.nan
 
 
+def _private(name: str) -> str:
+    return f"{name} is private: the API is not an option for it"
+
+
+def _eval_bar(name: str) -> str:
+    return f"the open model fails {name}'s evaluation bar: the fleet may not serve it"
+
+
 def _static_reasons(scenario: Scenario, option: Option) -> list[str]:
     """Reasons an option is ruled out before any simulation: where its routing sends
     classes that may not go there."""
@@ -164,7 +172,7 @@ def _static_reasons(scenario: Scenario, option: Option) -> list[str]:
     if option.kind == "api_only":
         for c in scenario.workload.classes:
             if c.private:
-                reasons.append(f"{c.name} is private: the API is not an option for it")
+                reasons.append(_private(c.name))
             elif c.arrivals.process == "closed_loop":
                 reasons.append(f"{c.name} is a closed loop of the fleet's own users")
             elif not class_has_api(scenario, c.name):
@@ -175,9 +183,7 @@ def _static_reasons(scenario: Scenario, option: Option) -> list[str]:
     if policy == "self_host_only":
         for c in scenario.workload.classes:
             if not c.open_model_ok:
-                reasons.append(
-                    f"the open model fails {c.name}'s evaluation bar: the fleet may not serve it"
-                )
+                reasons.append(_eval_bar(c.name))
     return reasons
 
 
@@ -189,16 +195,12 @@ def _dynamic_reasons(
     for c in scenario.workload.classes:
         share = _column(runs, _per_class("api_share", c.name, scenario))
         share = np.nan_to_num(share, nan=0.0)
-        if c.private and share.max(initial=0.0) > 0 and not any(c.name in r for r in already):
-            reasons.append(f"{c.name} is private: the API is not an option for it")
-        if (
-            not c.open_model_ok
-            and share.min(initial=1.0) < 1
-            and not any(f"{c.name}'s evaluation" in r for r in already)
-        ):
-            reasons.append(
-                f"the open model fails {c.name}'s evaluation bar: the fleet may not serve it"
-            )
+        private = _private(c.name)
+        if c.private and share.max(initial=0.0) > 0 and private not in already:
+            reasons.append(private)
+        eval_bar = _eval_bar(c.name)
+        if not c.open_model_ok and share.min(initial=1.0) < 1 and eval_bar not in already:
+            reasons.append(eval_bar)
         target = c.slo.attainment
         if target is not None:
             att = _column(runs, _per_class("slo_attainment", c.name, scenario))
