@@ -149,7 +149,12 @@ def _hybrids(scenario: Scenario) -> list[Option]:
             "class_based": f"{', '.join(scenario.routing.api_classes)} on the API",
             "cold_start_spill": "the API while no replica is ready",
         }[policy]
-        out.append(Option("hybrid", "hybrid", f"as routed by the scenario: {words}", {}))
+        # a class_based routing places every class whatever the load: say where
+        placed: tuple[str, ...] = ()
+        if policy == "class_based":
+            to_api = set(scenario.routing.api_classes) | set(_api_pinned(scenario))
+            placed = tuple(c.name for c in scenario.workload.classes if c.name in to_api)
+        out.append(Option("hybrid", "hybrid", f"as routed by the scenario: {words}", {}, placed))
     for split in _splits(scenario):
         same = policy == "class_based" and set(split.api_classes) == set(
             scenario.routing.api_classes
