@@ -18,7 +18,13 @@ import pandas as pd
 
 from sim.intervals import bounded_t_interval, metric_range
 from sim.replication.simulate import Outcome
-from sim.study.crossover import CrossoverResult, crossover, estimate_text, metric_unit
+from sim.study.crossover import (
+    CrossoverResult,
+    crossover,
+    estimate_text,
+    metric_unit,
+    unit_of,
+)
 from sim.study.montecarlo import RunResult
 from sim.study.sweep import SweepResult
 
@@ -50,6 +56,15 @@ UTILISATION = (
 )
 #: Most points drawn per empirical CDF (quantiles, evenly spaced in probability).
 CDF_POINTS = 2000
+#: Per-request latency columns in words (for titles and axis labels; all in seconds).
+LATENCY_WORDS = {
+    "ttft_s": "time to first token",
+    "tpot_s": "time per output token",
+    "e2e_s": "end-to-end latency",
+    "queue_s": "queueing delay",
+}
+#: What ``by`` groups on, in words.
+GROUP_WORDS = {"class_name": "class", "route": "route"}
 
 
 def _axes(ax: Axes | None) -> Axes:
@@ -59,6 +74,14 @@ def _axes(ax: Axes | None) -> Axes:
 
     _, new = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
     return new
+
+
+def legend_outside(ax: Axes, **kwargs: Any) -> None:
+    """The legend to the right of the axes, outside the data area, so it hides no data
+    (a constrained-layout figure makes room for it)."""
+    ax.legend(
+        loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small", **kwargs
+    )
 
 
 def text_label(value: object) -> str:
@@ -83,9 +106,12 @@ def latency_cdf(
     column: str = "ttft_s",
     *,
     by: str = "class_name",
+    baseline: Mapping[float, float] | None = None,
+    baseline_label: str = "API only (p50, p90, p99)",
     ax: Axes | None = None,
 ) -> Axes:
-    """Empirical CDF of a per-request latency, one line per value of ``by``.
+    """Empirical CDF of a per-request latency, one line per value of ``by``, on a log
+    x-axis (latencies span orders of magnitude).
 
     Parameters
     ----------
@@ -96,6 +122,12 @@ def latency_cdf(
         ``ttft_s``, ``tpot_s``, ``e2e_s`` or ``queue_s``.
     by
         ``class_name`` or ``route``.
+    baseline
+        Percentiles of a baseline to overlay as markers, probability → seconds (e.g. the
+        API-only run's ``{0.5: p50, 0.9: p90, 0.99: p99}``): the summary keeps these, not
+        the baseline's per-request latencies. Non-finite values are skipped.
+    baseline_label
+        Its legend entry.
     ax
         Axes to draw on.
 
@@ -124,17 +156,28 @@ def latency_cdf(
         # point would go into the report's SVG
         idx = np.unique(np.linspace(0, n - 1, min(n, CDF_POINTS)).astype(np.int64))
         ax.step(x[idx], (idx + 1) / n, where="post", label=f"{text_label(name)} (n={n:,})")
+    marks = sorted((p, s) for p, s in (baseline or {}).items() if math.isfinite(s) and s > 0)
+    if marks:
+        ax.plot(
+            [s for _, s in marks],
+            [p for p, _ in marks],
+            linestyle="none",
+            marker="D",
+            color="k",
+            label=text_label(baseline_label),
+        )
     finite = data.to_numpy(dtype=float)
-    positive = finite[finite > 0]
-    if len(positive) and positive.max() / positive.min() > 50:
+    if (finite > 0).any() or marks:
         ax.set_xscale("log")
-    ax.set_xlabel(f"{column} (s)")
+    words = LATENCY_WORDS.get(column, column)
+    ax.set_xlabel(f"{words} (s)")
     ax.set_ylabel("share of completed requests")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"{column} by {by}")
+    title = f"{words[0].upper()}{words[1:]} by {GROUP_WORDS.get(by, by)} (s)"
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     if ax.get_lines():
-        ax.legend(fontsize="small")
+        legend_outside(ax)
     return ax
 
 
@@ -205,9 +248,10 @@ def cost_breakdown(result: RunResult | pd.DataFrame, *, ax: Axes | None = None) 
             ax.errorbar(
                 [name], [mean], yerr=[[mean - lo], [hi - mean]], fmt="none", color="k", capsize=6
             )
+    ax.yaxis.set_major_formatter("${x:,.0f}")  # money as the report's tables write it
     ax.set_ylabel("USD per month")
-    ax.set_title("Cost per month (mean, 95% CI of the total)")
-    ax.legend(fontsize="small")
+    ax.set_title("Cost per month (USD, mean and 95% CI of the total)")
+    legend_outside(ax)
     ax.grid(axis="y", alpha=0.3)
     return ax
 
@@ -228,7 +272,7 @@ def utilisation(result: RunResult | pd.DataFrame, *, ax: Axes | None = None) -> 
     ax.set_xticks(positions, [label for _, label in present])
     ax.set_ylabel("fraction")
     ax.set_ylim(0, 1.05)
-    ax.set_title(f"GPU utilisation over {len(reps)} replications")
+    ax.set_title(f"GPU utilisation over {len(reps)} replications (fraction of peak)")
     ax.grid(axis="y", alpha=0.3)
     return ax
 
@@ -296,11 +340,11 @@ def crossover_chart(
         )
         ax.axhline(0.0, color="0.3", ls="--", label="API (break-even)")
         _mark(ax, data)
-        ax.set_xlabel(data.x)
+        ax.set_xlabel(_with_unit(data.x))
         unit = metric_unit(data.metric)
         ax.set_ylabel(f"{data.metric} ({unit})" if unit else data.metric)
         ax.set_title("Savings vs the API along the sweep")
-        ax.legend(fontsize="small")
+        legend_outside(ax)
         ax.grid(alpha=0.3)
         return ax
     if x is None:
@@ -335,12 +379,17 @@ def crossover_chart(
             cross = None
     if cross is not None:
         _mark(ax, cross)
-    ax.set_xlabel(x)
+    ax.set_xlabel(_with_unit(x))
     ax.set_ylabel("USD per 1M tokens")
-    ax.set_title("Cost per 1M tokens along the sweep")
-    ax.legend(fontsize="small")
+    ax.set_title("Cost per 1M tokens along the sweep (USD)")
+    legend_outside(ax)
     ax.grid(alpha=0.3)
     return ax
+
+
+def _with_unit(path: str) -> str:
+    unit = unit_of(path)
+    return f"{text_label(path)} ({unit})" if unit else text_label(path)
 
 
 def _mark(ax: Axes, cross: CrossoverResult) -> None:
@@ -357,12 +406,13 @@ def _mark(ax: Axes, cross: CrossoverResult) -> None:
         ax.axvspan(lo, hi, color="C3", alpha=0.12, label=f"break-even {cross.confidence:.0%} CI")
 
 
-def tornado(df: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+def tornado(df: pd.DataFrame, *, xlabel: str = "output", ax: Axes | None = None) -> Axes:
     """One-at-a-time sensitivity: per parameter a bar from the output at its low value to
     the output at its high value, around the base output; widest swing on top.
 
     ``df`` has the columns ``parameter``, ``low``, ``high`` (the output with the parameter
-    at its low / high value) and ``base`` (the output at the base case).
+    at its low / high value) and ``base`` (the output at the base case); ``xlabel`` names
+    the output with its unit.
 
     Examples
     --------
@@ -386,8 +436,8 @@ def tornado(df: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     if len(frame):
         ax.axvline(float(np.nanmean(base)), color="k", lw=1, label="base")
     ax.set_yticks(ys, [text_label(p) for p in frame["parameter"]])
-    ax.set_xlabel("output")
-    ax.set_title("Sensitivity (one at a time)")
-    ax.legend(fontsize="small")
+    ax.set_xlabel(xlabel)
+    ax.set_title("Sensitivity, one input at a time")
+    legend_outside(ax)
     ax.grid(axis="x", alpha=0.3)
     return ax

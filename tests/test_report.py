@@ -212,3 +212,49 @@ def test_run_directory_records_the_seed_for_the_report(tmp_path: Path) -> None:
     ]  # fmt: skip
     assert cli_main(args) == 0
     assert load_run(out).seed == 11
+
+
+def test_report_reads_in_words_with_one_number_format(tmp_path: Path) -> None:
+    from sim.report.figures import cdf_groupings
+
+    # an autoscaled fleet starts at replicas=2: the fleet line says its range, not the start
+    s = sim.load_scenario("scenarios/diurnal-autoscaled-spot.yaml").with_overrides(
+        {"horizon.duration_s": 300, "horizon.warmup_s": 30}
+    )
+    auto = s.fleet.autoscaler
+    assert auto is not None
+    html = sim.report(sim.run(s, replications=2, seed=1), tmp_path / "r.html").read_text()
+    fleet = re.search(r'<p class="meta">fleet: ([^<]*)</p>', html)
+    assert fleet is not None
+    assert fleet.group(1).startswith(f"{auto.min_replicas}–{auto.max_replicas} (autoscaled) × ")
+    # the flagship has one class, served on one route: one CDF panel, not two identical ones
+    chat = sim.run(_scenario(), replications=2, seed=1)
+    assert cdf_groupings(chat.first.requests) == ["class_name"]
+    html = sim.report(chat, tmp_path / "chat.html").read_text()
+    for name in ("cdf_ttft_s", "cdf_tpot_s", "cdf_e2e_s"):
+        block = re.search(rf'<figure id="fig-{name}">(.*?)</figure>', html, re.S)
+        assert block is not None
+        assert 'id="axes_1"' in block.group(1) and 'id="axes_2"' not in block.group(1), name
+        caption = block.group(1).split("<figcaption>")[1]
+        assert "log scale" in caption and "by class" in caption and "by route" not in caption
+        assert "API-only baseline" in caption and "p50, p90 and p99" in caption
+    # titles in words, not column names
+    assert "ttft_s by class_name" not in html and "Time to first token by class (s)" in html
+    # money with thousands separators, plain numbers without scientific notation
+    table = assumptions(_scenario()).set_index("input")
+    assert table.loc["fte_usd_per_year", "value"] == "$220,000"
+    assert table.loc["ops_fte", "value"] == "0.25"
+    assert table.loc["monitoring_usd_per_month", "value"] == "$300"
+    assert not table["value"].str.contains(r"\d\.?\d*e[+]").any()
+
+
+def test_cdfs_of_two_classes_draw_both_panels(evil_result: sim.RunResult) -> None:
+    from sim.report.figures import baseline_percentiles, cdf_groupings
+
+    req = evil_result.first.requests.copy()
+    req["route"] = "fleet"
+    req.loc[req.index[::2], "route"] = "api"
+    assert cdf_groupings(req) == ["class_name", "route"]
+    marks = baseline_percentiles(evil_result.first.metrics, "ttft_s")
+    assert sorted(marks) == [0.5, 0.9, 0.99]
+    assert marks[0.5] == evil_result.first.metrics["api_only_ttft_p50_s"]

@@ -23,7 +23,6 @@ from sim.cli.common import (
     load_with_overrides,
     run_scenario_command,
 )
-from sim.scenario import Scenario
 from sim.scenario_io import ScenarioError, dump_scenario
 from sim.study.decide import Decision
 from sim.study.montecarlo import RunResult, run
@@ -137,13 +136,6 @@ def _fmt(summary_row: object, fmt: str) -> str:
     return text
 
 
-def _fleet_size(s: Scenario) -> str:
-    auto = s.fleet.autoscaler
-    if auto is None:
-        return str(s.fleet.replicas)
-    return f"{auto.min_replicas}–{auto.max_replicas} (autoscaled)"
-
-
 def print_summary(result: RunResult, decision: Decision, out_dir: Path, elapsed_s: float) -> None:
     """A short human summary of a run, ending with the verdict."""
     s = result.scenario
@@ -154,7 +146,7 @@ def print_summary(result: RunResult, decision: Decision, out_dir: Path, elapsed_
         f"(warm-up {s.horizon.warmup_s:g} s excluded), seed {result.seed}"
     )
     print(
-        f"fleet: {_fleet_size(s)} × {rep.model.name} on {s.fleet.tp} × {rep.gpu.name} "
+        f"fleet: {s.fleet.size_text} × {rep.model.name} on {s.fleet.tp} × {rep.gpu.name} "
         f"({s.fleet.dtype}), KV cache {rep.kv_capacity_tokens:,} tokens/replica, "
         f"router {s.fleet.router}"
     )

@@ -236,6 +236,14 @@ class FleetSpec(Frozen):
         return 2 * most if self.spot is not None else most
 
     @property
+    def size_text(self) -> str:
+        """The fleet size in words: ``"2"``, or ``"1–6 (autoscaled)"`` with an autoscaler
+        (``replicas`` is then only the starting size)."""
+        if self.autoscaler is None:
+            return str(self.replicas)
+        return f"{self.autoscaler.min_replicas}–{self.autoscaler.max_replicas} (autoscaled)"
+
+    @property
     def kv_dtype_resolved(self) -> str:
         """KV-cache dtype: ``kv_dtype`` or, when unset, the weight dtype."""
         return self.kv_dtype or self.dtype

@@ -258,6 +258,48 @@ def grouped_table(result: RunResult) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", *[name for name, _ in GROUPED]])
 
 
+def plain(x: float) -> str:
+    """A number for the assumptions table: thousands separators, at most five significant
+    digits, no scientific notation unless the value is tiny or huge.
+
+    Examples
+    --------
+    >>> plain(220000.0), plain(0.25), plain(1978.9), plain(8030261248), plain(2.75e-05)
+    ('220,000', '0.25', '1,978.9', '8,030,261,248', '2.75e-05')
+    """
+    if not math.isfinite(x):
+        return "–"
+    size = abs(x)
+    if x == int(x) and size < 1e15:
+        return f"{int(x):,}"
+    if size < 1e-3 or size >= 1e15:
+        return f"{x:.3g}"
+    decimals = max(0, 4 - math.floor(math.log10(size)))
+    text = f"{x:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def money(x: float) -> str:
+    """USD for the assumptions table: ``$220,000``, ``$300``, ``$4.29``, ``$0.075``.
+
+    Examples
+    --------
+    >>> money(220000.0), money(300.0), money(4.29), money(2.1), money(0.075)
+    ('$220,000', '$300', '$4.29', '$2.10', '$0.075')
+    """
+    if not math.isfinite(x):
+        return "–"
+    size = abs(x)
+    whole = size >= 1000 or size == int(size)
+    text = f"{size:,.0f}" if whole else f"{size:,.2f}" if size >= 1 else plain(size)
+    return f"-${text}" if x < 0 else f"${text}"
+
+
+def _input_value(key: str, value: float) -> str:
+    """A scenario cost input by its name: USD amounts as money, the rest as plain numbers."""
+    return money(value) if "usd" in key.split("_") else plain(value)
+
+
 def _check(date: str, confidence: str, as_of: dt.date | None) -> str:
     return "; ".join(price_flags(date, confidence, as_of=as_of))
 
@@ -281,7 +323,7 @@ def assumptions(scenario: Scenario, *, as_of: dt.date | None = None) -> pd.DataF
         (
             "GPU price",
             f"{gpu.name}, {price.kind}",
-            f"${price.usd_per_gpu_hour:.4g} per GPU-hour",
+            f"{money(price.usd_per_gpu_hour)} per GPU-hour",
             price.source,
             price.date,
         )
@@ -291,12 +333,12 @@ def assumptions(scenario: Scenario, *, as_of: dt.date | None = None) -> pd.DataF
     level = default_gpu_price(gpu.name, price.kind).confidence if from_catalogue else ""
     flags[len(rows) - 1] = _check(price.date, level, as_of)
     for key, value in price.breakdown.items():
-        rows.append(("GPU price", key, f"${value:.4g}", price.source, price.date))
+        rows.append(("GPU price", key, money(value), price.source, price.date))
     rows.append(
         (
             "GPU price",
             "billing increment / minimum",
-            f"{price.billing_increment_s:g} s / {price.min_billable_s:g} s",
+            f"{plain(price.billing_increment_s)} s / {plain(price.min_billable_s)} s",
             "scenario",
             "",
         )
@@ -319,7 +361,7 @@ def assumptions(scenario: Scenario, *, as_of: dt.date | None = None) -> pd.DataF
                 (
                     "API price",
                     f"{api.key}: {label}",
-                    f"${usd:.4g} per 1M tokens",
+                    f"{money(usd)} per 1M tokens",
                     api.source,
                     api.quote_date,
                 )
@@ -342,7 +384,7 @@ def assumptions(scenario: Scenario, *, as_of: dt.date | None = None) -> pd.DataF
                 (
                     "API price",
                     f"{api.key}: provisioned throughput",
-                    f"${p.usd_per_hour:g}/h for {p.tokens_per_s:g} tok/s ({p.overflow})",
+                    f"{money(p.usd_per_hour)}/h for {plain(p.tokens_per_s)} tok/s ({p.overflow})",
                     "scenario",
                     "",
                 )
@@ -358,7 +400,7 @@ def assumptions(scenario: Scenario, *, as_of: dt.date | None = None) -> pd.DataF
     ):
         value = getattr(gpu, key)
         if value is not None:
-            rows.append(("GPU spec", f"{gpu.name}: {key}", f"{value:g}", gpu.source, "catalog"))
+            rows.append(("GPU spec", f"{gpu.name}: {key}", plain(value), gpu.source, "catalog"))
     for key in (
         "num_layers",
         "hidden_size",
@@ -380,7 +422,7 @@ def assumptions(scenario: Scenario, *, as_of: dt.date | None = None) -> pd.DataF
     if isinstance(spec, LinearStep | ConstantStep):
         for key, value in spec.model_dump().items():
             if key != "model":
-                rows.append(("step time", f"{spec.model}: {key}", f"{value:g}", "scenario", ""))
+                rows.append(("step time", f"{spec.model}: {key}", plain(value), "scenario", ""))
     else:
         roof = resolve_roofline(spec, gpu.name)
         for key, value in roof.as_dict().items():
@@ -388,16 +430,16 @@ def assumptions(scenario: Scenario, *, as_of: dt.date | None = None) -> pd.DataF
                 (
                     "step time",
                     f"roofline: {key}",
-                    f"{value:g}",
+                    plain(value),
                     f"{roof.origin[key]} (family {roof.family})",
                     "profiles.yaml",
                 )
             )
     for key, value in scenario.costs.model_dump(exclude={"setup"}).items():
-        rows.append(("hidden costs", key, f"{value:,.4g}", "scenario", ""))
+        rows.append(("hidden costs", key, _input_value(key, value), "scenario", ""))
     for key, value in scenario.costs.setup.model_dump().items():
         if value is not None:
-            rows.append(("setup costs", key, f"{value:,.4g}", "scenario", ""))
+            rows.append(("setup costs", key, _input_value(key, value), "scenario", ""))
     table = pd.DataFrame(rows, columns=["group", "input", "value", "source", "date"])
     table["flag"] = [flags.get(i, "") for i in range(len(rows))]
     return table
@@ -486,8 +528,9 @@ def report(
     # a table that cannot be drawn fails here, before any figure is rendered
     bars = tornado_bars(sensitivity) if sensitivity is not None else None
     decision = decision_of(result)
+    study = _study_context(crossover, sensitivity, bars)
     figures = run_figures(result) + decision_figures(
-        sweep=sweep, crossover=crossover, sensitivity=bars
+        sweep=sweep, crossover=crossover, sensitivity=bars, output_label=_output_label(study)
     )
     tables: dict[str, pd.DataFrame] = {
         "summary": result.summary(),
@@ -508,12 +551,12 @@ def report(
     s = result.scenario
     rep = result.first.replica
     context = {
-        **_study_context(crossover, sensitivity, bars),
+        **study,
         "run": True,
         "title": f"crossover report: {s.name}",
         "scenario": s,
         "fleet_line": (
-            f"{s.fleet.replicas} × {rep.model.name} on {s.fleet.tp} × {rep.gpu.name} "
+            f"{s.fleet.size_text} × {rep.model.name} on {s.fleet.tp} × {rep.gpu.name} "
             f"({s.fleet.dtype}), KV cache {rep.kv_capacity_tokens:,} tokens/replica, "
             f"router {s.fleet.router}, routing {s.routing.policy}"
         ),
@@ -531,6 +574,15 @@ def report(
         "inputs": _records(tables["scenario_inputs"]),
     }
     return _write(out, context, figures, tables)
+
+
+def _output_label(study: dict[str, Any]) -> str:
+    """The tornado's output with its unit, as the sensitivity table names it."""
+    sens = study.get("sensitivity") or {}
+    metric, unit = sens.get("metric", ""), sens.get("unit", "")
+    if not metric:
+        return "output"
+    return f"{metric} ({unit})" if unit else metric
 
 
 def _study_context(

@@ -19,6 +19,7 @@ import pandas as pd
 from sim import plots
 from sim.report.build import (
     _fmt,
+    _output_label,
     _records,
     _study_context,
     _with_ci,
@@ -195,9 +196,12 @@ def _sensitivity_report(d: Path, out: Path) -> Path:
         raise ScenarioError(f"{d / 'tornado.csv'}: {exc}") from None
     source = d / "scenario.resolved.yaml"
     scenario = read_scenario(source) if source.is_file() else None
-    figures = decision_figures(sweep=None, crossover=None, sensitivity=bars)
+    study = _study_context(None, table, bars)
+    figures = decision_figures(
+        sweep=None, crossover=None, sensitivity=bars, output_label=_output_label(study)
+    )
     tables: dict[str, pd.DataFrame] = {"sensitivity": table}
-    context = {**_study_context(None, table, bars), "scenario": scenario}
+    context = {**study, "scenario": scenario}
     if variance is not None:
         tables["variance"] = variance
         figures.append(_variance_figure(variance))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -13,7 +14,13 @@ from sim.study.crossover import CrossoverResult
 from sim.study.montecarlo import RunResult
 from sim.study.sweep import SweepResult
 
-LATENCIES = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"))
+LATENCIES = (
+    ("ttft_s", "Time to first token (TTFT)"),
+    ("tpot_s", "Time per output token (TPOT)"),
+    ("e2e_s", "End-to-end latency (E2E)"),
+)
+#: Percentiles of the API-only baseline the summary keeps: (probability, metric suffix).
+BASELINE_PERCENTILES = ((0.5, "p50"), (0.9, "p90"), (0.99, "p99"))
 
 
 @dataclass(frozen=True)
@@ -68,22 +75,57 @@ def run_figures(result: RunResult) -> list[Figure]:
         ),
     ]
     requests = result.first.requests
+    groupings = cdf_groupings(requests)
+    by_words = " and by ".join(plots.GROUP_WORDS[g] for g in groupings)
     for column, label in LATENCIES:
+        marks = baseline_percentiles(result.first.metrics, column)
+        title = f"{label}, seconds on a log scale: share of completed requests by {by_words}"
+        if marks:
+            title += (
+                "; diamonds: the API-only baseline's p50, p90 and p99 for the same requests "
+                "(its per-request latencies are not stored, only these percentiles)"
+            )
         out.append(
             render(
                 f"cdf_{column}",
-                f"{label} distribution by class and by route",
-                _cdf_pair(requests, column),
-                ncols=2,
+                title,
+                _cdf_panels(requests, column, groupings, marks),
+                ncols=len(groupings),
             )
         )
     return out
 
 
-def _cdf_pair(requests: pd.DataFrame, column: str) -> Callable[..., object]:
-    def draw(left: object, right: object) -> None:
-        plots.latency_cdf(requests, column, by="class_name", ax=left)  # type: ignore[arg-type]
-        plots.latency_cdf(requests, column, by="route", ax=right)  # type: ignore[arg-type]
+def cdf_groupings(requests: pd.DataFrame) -> list[str]:
+    """The CDF panels to draw: by class and by route, or only by class when the completed
+    requests have one class and one route (the two panels would be the same)."""
+    done = requests
+    if "status" in requests:
+        done = requests[requests["status"].astype(str) == "completed"]
+    if "route" not in done:
+        return ["class_name"]
+    one_each = all(done[c].astype(str).nunique() <= 1 for c in ("class_name", "route") if c in done)
+    return ["class_name"] if one_each else ["class_name", "route"]
+
+
+def baseline_percentiles(metrics: Mapping[str, float], column: str) -> dict[float, float]:
+    """The API-only baseline's percentiles of ``column`` (probability → seconds) from a
+    replication's metrics, e.g. ``api_only_ttft_p50_s``; empty when it has none."""
+    stem = column.removesuffix("_s")
+    out = {}
+    for p, suffix in BASELINE_PERCENTILES:
+        value = float(metrics.get(f"api_only_{stem}_{suffix}_s", math.nan))
+        if math.isfinite(value):
+            out[p] = value
+    return out
+
+
+def _cdf_panels(
+    requests: pd.DataFrame, column: str, groupings: list[str], marks: dict[float, float]
+) -> Callable[..., object]:
+    def draw(*axes: object) -> None:
+        for by, ax in zip(groupings, axes, strict=True):
+            plots.latency_cdf(requests, column, by=by, baseline=marks, ax=ax)  # type: ignore[arg-type]
 
     return draw
 
@@ -93,11 +135,13 @@ def decision_figures(
     sweep: SweepResult | None,
     crossover: CrossoverResult | None,
     sensitivity: pd.DataFrame | None,
+    output_label: str = "output",
 ) -> list[Figure]:
     """The crossover chart and the tornado, for what is given.
 
     The chart marks ``crossover`` when given (so it shows the crossing the report's text
-    states); ``sensitivity`` is in the bars' shape (:func:`sim.study.sensitivity.tornado_bars`).
+    states); ``sensitivity`` is in the bars' shape (:func:`sim.study.sensitivity.tornado_bars`),
+    its output named by ``output_label`` (with its unit) on the tornado's axis.
     """
     out = []
     if sweep is not None:
@@ -118,5 +162,11 @@ def decision_figures(
             )
         )
     if sensitivity is not None:
-        out.append(render("tornado", "Sensitivity", lambda ax: plots.tornado(sensitivity, ax=ax)))
+        out.append(
+            render(
+                "tornado",
+                "Sensitivity: the output with each input at its low and its high value",
+                lambda ax: plots.tornado(sensitivity, xlabel=output_label, ax=ax),
+            )
+        )
     return out
