@@ -246,6 +246,10 @@ def test_report_reads_in_words_with_one_number_format(tmp_path: Path) -> None:
     assert table.loc["ops_fte", "value"] == "0.25"
     assert table.loc["monitoring_usd_per_month", "value"] == "$300"
     assert not table["value"].str.contains(r"\d\.?\d*e[+]").any()
+    # the cost breakdown in money too, as the verdict prints it
+    costs = re.search(r'<section id="costs">(.*?)</section>', html, re.S)
+    assert costs is not None
+    assert not re.search(r"\de[+]\d", costs.group(1)) and "$" in costs.group(1)
 
 
 def test_cdfs_of_two_classes_draw_both_panels(evil_result: sim.RunResult) -> None:

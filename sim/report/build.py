@@ -569,7 +569,10 @@ def report(
         "verdict": verdict_context(decision),
         "side_by_side": _records(tables["side_by_side"]),
         "grouped": tables["by_class_and_route"],
-        "costs": _records(tables["cost_breakdown"][["component", "mean", "ci_low", "ci_high"]]),
+        "costs": [
+            [str(r["component"]), *(money(float(r[k])) for k in ("mean", "ci_low", "ci_high"))]
+            for r in tables["cost_breakdown"].to_dict("records")
+        ],
         "assumptions": _records(tables["assumptions"]),
         "inputs": _records(tables["scenario_inputs"]),
     }
