@@ -14,6 +14,7 @@ from sim._base import Frozen
 from sim.catalog import get_gpu, list_gpus, list_models
 from sim.catalog.prices import api_price
 from sim.decision_spec import ConstraintsSpec, OptionSpec
+from sim.economics.apis import ApiProviders, api_providers
 from sim.economics.spec import ApiSpec, CalendarSpec, HiddenCostsSpec, PricedFleetSpec
 from sim.engine.replica import build_replica, resolve_model
 from sim.engine.routing import RoutingSpec
@@ -104,9 +105,8 @@ class Scenario(Frozen):
     @model_validator(mode="after")
     def _routing_consistent(self) -> Scenario:
         routing = self.routing
-        has_api = {
-            c.name: c.api_model is not None or self.api is not None for c in self.workload.classes
-        }
+        providers = self.providers()
+        has_api = {c.name: providers.spec_of(c.name) is not None for c in self.workload.classes}
         if routing.policy != "self_host_only" and not any(has_api.values()):
             raise _located_error(
                 ("routing", "policy"),
@@ -197,6 +197,13 @@ class Scenario(Frozen):
             if why is not None:
                 raise _located_error(("uncertainty", path), why, None)
         return self
+
+    def providers(self) -> ApiProviders:
+        """Each class's API provider (:func:`sim.economics.apis.api_providers`): its own
+        ``api_model``, else the ``api`` section, else none."""
+        return api_providers(
+            self.api, self.apis, {c.name: c.api_model for c in self.workload.classes}
+        )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Scenario:
         """A copy with values replaced at dotted paths, re-validated.

@@ -112,8 +112,9 @@ def _run(args: argparse.Namespace) -> int:
     result.first.replicas.to_csv(out_dir / "replicas.csv", index=False)
     run_info = {"seed": result.seed, "replications": len(result.replications)}
     (out_dir / "run.json").write_text(json.dumps(run_info | {"version": __version__}) + "\n")
-    if result.compare().shape[0]:
-        result.compare().to_csv(out_dir / "compare.csv", index=False)
+    compare = result.compare()
+    if len(compare):
+        compare.to_csv(out_dir / "compare.csv", index=False)
     if progress is not None:
         sys.stderr.write("simulating the other options on the same requests\n")
     decision = result.decision()

@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from sim.catalog.prices import ApiPrice, api_price
 from sim.economics.spec import ApiSpec, ProvisionedSpec
+from sim.seeds import MAIN_PROVIDER
 
 __all__ = [
     "MAIN_API",
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 #: Provider name of the scenario's ``api`` section.
-MAIN_API = "api"
+MAIN_API = MAIN_PROVIDER  # the scenario's `api` section
 
 
 def resolve_api_prices(spec: ApiSpec) -> ApiPrice:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.economics.apis import ApiProviders, api_providers
+from sim.economics.apis import ApiProviders
 from sim.economics.gpu_bill import overlap_s
 from sim.engine.replica import ReplicaConfig, build_replica
 from sim.engine.serve import ROUTE_API, ROUTE_EITHER, ROUTE_FLEET_ONLY, Served, serve
@@ -45,11 +45,7 @@ def scenario_apis(scenario: Scenario) -> ApiProviders:
     >>> dict(scenario_apis(load_scenario("scenarios/chat-startup.yaml")).of_class)
     {'chat': 'api'}
     """
-    return api_providers(
-        scenario.api,
-        scenario.apis,
-        {c.name: c.api_model for c in scenario.workload.classes},
-    )
+    return scenario.providers()
 
 
 @dataclass(frozen=True)

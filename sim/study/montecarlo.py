@@ -22,6 +22,7 @@ from sim.intervals import (
 )
 from sim.replication.simulate import Outcome, simulate
 from sim.scenario import Scenario, option_scenario
+from sim.seeds import replication_seeds
 from sim.study.decide import Decision, decide
 from sim.study.executors import Executor, SerialExecutor, make_executor, session
 from sim.study.options import Option, resolve_options
@@ -325,7 +326,7 @@ def run(
 
         def grow(total: int) -> None:
             nonlocal first
-            children = _children(seed, len(rows), total)
+            children = replication_seeds(seed, len(rows), total)
             if children and children[0].spawn_key == (0,):  # in this process, kept whole
                 first, params = replicate(scenario, children[0], uncertainty=draws)
                 rows.append(_row(params, first.metrics))
@@ -367,7 +368,7 @@ def run(
 def _option_runs(result: RunResult) -> pd.DataFrame:
     options = result.options()
     base = result.scenario.model_copy(update={"options": None})
-    children = _children(result.seed, 0, len(result.replications))
+    children = replication_seeds(result.seed, 0, len(result.replications))
     parts = []
     jobs: list[tuple[Option, np.random.SeedSequence]] = []
     for option in options:
@@ -389,12 +390,6 @@ def _option_runs(result: RunResult) -> pd.DataFrame:
     runs = runs.iloc[np.lexsort((runs["replication"].to_numpy(), order.to_numpy()))]
     rest = [c for c in runs.columns if c not in ("replication", "option")]
     return runs[["replication", "option", *rest]].reset_index(drop=True)
-
-
-def _children(seed: int, start: int, stop: int) -> list[np.random.SeedSequence]:
-    # Child i of SeedSequence(seed), whatever was spawned before: spawn() numbers its
-    # children from 0, so spawning `stop` and keeping the tail is child start..stop-1.
-    return np.random.SeedSequence(seed).spawn(stop)[start:]
 
 
 def _check_extend(extend: RunResult, scenario: Scenario, seed: int, draws: bool) -> None:

@@ -76,8 +76,7 @@ class Option:
 
 def class_has_api(scenario: Scenario, class_name: str) -> bool:
     """Whether a class has an API to go to: its own ``api_model`` or the ``api`` section."""
-    cls = next(c for c in scenario.workload.classes if c.name == class_name)
-    return cls.api_model is not None or scenario.api is not None
+    return scenario.providers().spec_of(class_name) is not None
 
 
 def fleet_pinned(scenario: Scenario) -> list[str]:
