@@ -102,10 +102,7 @@ class Dynamics:
 
     # --- replica state changes -------------------------------------------------------
     def _set_state(self, slot: int, new: int) -> None:
-        pi, pf = self.state.pi, self.state.pf
-        pi[slot, K.STATE] = new
-        if new == K.RS_READY:
-            pf[slot, K.CLOCK] = max(pf[slot, K.CLOCK], self.env.now)
+        self.state.set_replica_state(slot, new, self.env.now)
 
     def _free_slot(self) -> int:
         states = self.state.pi[:, K.STATE]
@@ -144,16 +141,13 @@ class Dynamics:
     def release_idle(self) -> None:
         """Release draining replicas that have run out of work, at the moment they did."""
         pi, pf = self.state.pi, self.state.pf
-        for slot in range(pi.shape[0]):
-            if pi[slot, K.STATE] != K.RS_DRAINING or pi[slot, K.NRUN] or pi[slot, K.QLEN]:
-                continue
-            idle_at = pf[slot, K.IDLE_AT]
-            if math.isnan(idle_at):
-                continue
-            pi[slot, K.STATE] = K.RS_OFF
+        done = (pi[:, K.STATE] == K.RS_DRAINING) & (pi[:, K.NRUN] == 0) & (pi[:, K.QLEN] == 0)
+        for slot in np.flatnonzero(done & ~np.isnan(pf[:, K.IDLE_AT])):
+            idle_at = float(pf[slot, K.IDLE_AT])
+            self.state.set_replica_state(int(slot), K.RS_OFF, idle_at)
             self.generation[slot] += 1
-            if self.ledger.is_open(slot):
-                self.ledger.close(slot, idle_at)
+            if self.ledger.is_open(int(slot)):
+                self.ledger.close(int(slot), idle_at)
 
     def _interrupt(self, slot: int, *, restart_s: float | None) -> None:
         # The iteration in progress when the replica goes away completes (the engine only
@@ -162,12 +156,8 @@ class Dynamics:
         st = self.state
         st.advance_to(self.env.now)
         t = max(self.env.now, float(st.pf[slot, K.CLOCK]))
-        K.interrupt(slot, t, st.kernel())
+        st.interrupt(slot, t)  # idle ready replicas may pick its work up from t
         self.generation[slot] += 1
-        # idle ready replicas pick the re-queued work up from then, not from their past
-        for r in range(st.pi.shape[0]):
-            if st.pi[r, K.STATE] == K.RS_READY and st.pf[r, K.CLOCK] < t:
-                st.pf[r, K.CLOCK] = t
         if restart_s is None:
             if self.ledger.is_open(slot):
                 self.ledger.close(slot, self.env.now)

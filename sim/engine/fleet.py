@@ -73,8 +73,9 @@ def run_fleet(
     )
     env = simpy.Environment()
     window: dict[str, dict[str, np.ndarray]] = {}
-    samples: list[tuple[float, ...]] = []
+    samples: list[np.ndarray] = []
     nrep = fleet.max_slots
+    slots = np.arange(nrep, dtype=float)
     dynamics = None
     if fleet.dynamic:
         dynamics = Dynamics(
@@ -100,17 +101,12 @@ def run_fleet(
             state.advance_to(env.now)
             if dynamics is not None:
                 dynamics.release_idle()
-            for r in range(nrep):
-                samples.append(
-                    (
-                        env.now,
-                        r,
-                        state.pi[r, K.STATE],
-                        state.pi[r, K.QLEN],
-                        state.pi[r, K.NRUN],
-                        replica.kv_blocks - state.pi[r, K.FREE],
-                    )
-                )
+            row = np.empty((nrep, len(SAMPLE_COLUMNS)))
+            row[:, 0] = env.now
+            row[:, 1] = slots
+            row[:, 2:5] = state.pi[:, [K.STATE, K.QLEN, K.NRUN]]
+            row[:, 5] = replica.kv_blocks - state.pi[:, K.FREE]
+            samples.append(row)
             if env.now >= horizon.duration_s and state.all_done():
                 return
             yield env.timeout(horizon.sample_interval_s)
@@ -119,7 +115,7 @@ def run_fleet(
     env.process(sampler(env))
     env.run(until=horizon.drain_limit_s + 1e-9)
     state.advance_to(horizon.drain_limit_s)
-    arr = np.asarray(samples, dtype=float).reshape(-1, len(SAMPLE_COLUMNS))
+    arr = np.concatenate(samples) if samples else np.empty((0, len(SAMPLE_COLUMNS)))
     end = float(max(np.nanmax(state.pf[:, K.CLOCK]), horizon.duration_s))
     if dynamics is None:
         return FleetRun(state=state, window=window, samples=arr, end_s=end)

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from sim.engine import heaps
 from sim.engine.steptime import decode_run_parts, decode_run_time, step_parts, step_time
 
 # --- per-request float columns (RF) ---
@@ -55,19 +56,29 @@ REASONS = (
 CLOCK, BUSY, BATCH_INT, KV_INT, COMPUTE_INT, MEMORY_INT = 0, 1, 2, 3, 4, 5
 # when a draining replica ran out of work (it can be released then)
 IDLE_AT = 6
-N_PF = 7
+# a planned decode run not yet applied (PEND_K iterations, see step_replica): its start,
+# the KV tokens of its first iteration, the KV blocks in use before it
+PEND_C0, PEND_KV, PEND_USED = 7, 8, 9
+N_PF = 10
 # --- per-replica int columns (PI) ---
 NRUN, FREE, QHEAD, QTAIL, QLEN, STEPS, OUTST, NPREEMPT, QTOK = range(9)
 # evictable cached prefix blocks (counted in FREE), prefix tokens looked up and found
 EVICT, PFX_ASKED, PFX_HIT = 9, 10, 11
 # lifecycle state of the replica (RS_*)
 STATE = 12
-N_PI = 13
+# OUTST as last filed in the fleet's running total and load heap (sim.engine.dispatch)
+OSEEN = 13
+# iterations of the planned decode run (0: none)
+PEND_K = 14
+N_PI = 15
 RS_OFF, RS_STARTING, RS_READY, RS_DRAINING = 0, 1, 2, 3
 # --- engine / router int params (EP) ---
 E_S, E_MBT, E_B, E_TOTAL, E_CHUNKED, E_MAXLEN, E_ROUTER, E_MAXQ, E_NOPEN = range(9)
 E_POLICY, E_SPILL_Q, E_SPILL_TOK = 9, 10, 11
-N_EP = 12
+# 1: a decode run is planned and applied when it ends or when an arrival is routed to its
+# replica (routers that look at one or two replicas); 0: every arrival bounds every run
+E_LAZY = 12
+N_EP = 13
 # --- float params (EPF) ---
 EF_SPILL_TTFT, EF_PREFILL_S_PER_TOKEN = 0, 1
 N_EPF = 2
@@ -84,10 +95,23 @@ ROUTERS = ("round_robin", "least_loaded", "power_of_two", "central", "random")
 RT_RR, RT_LL, RT_P2, RT_CENTRAL, RT_RANDOM = 0, 1, 2, 3, 4
 # --- global int state (G) ---
 G_NEXT_OPEN, G_RR, G_NREQ, G_CQHEAD, G_CQTAIL, G_CQLEN, G_RND, G_CQTOK = range(8)
-N_G = 8
+# sizes of the replica heaps (G_HN + H_*), of the user heap; ready replicas; sum of OUTST
+G_HN = 8
+G_UN, G_NREADY, G_OUTSUM = 12, 13, 14
+N_G = 15
 # --- global float state (GF) ---
-GF_NOW, GF_UMIN, GF_STOP = 0, 1, 2
-N_GF = 3
+# now; the next closed-loop send; the end of arrivals (duration_s); the latest time work
+# entered the shared queue
+GF_NOW, GF_UMIN, GF_STOP, GF_CQT = 0, 1, 2, 3
+N_GF = 4
+# --- replica heaps (sim.engine.dispatch): with local work, by clock; ready and idle, by
+# clock; ready, idle and free since the shared queue last received work, by slot; ready,
+# by outstanding tokens (least_loaded router only)
+H_WORK, H_IDLE, H_FREE, H_LOAD = 0, 1, 2, 3
+N_H = 4
+# a closed-loop user whose request was rejected or failed sends again after its think
+# time, and at least this long (a client that backs off; it also bounds the loop)
+RETRY_MIN_S = 1.0
 # return codes of run_until
 OK, NEED_REQUESTS, NEED_POOL, NEED_RANDOM = 0, 1, 2, 3
 
@@ -119,6 +143,13 @@ class KernelState(NamedTuple):
     pool: np.ndarray  # per class: pre-drawn (prompt, output, think) of closed-loop requests
     pool_ptr: np.ndarray  # per class: next unused row of its pool
     rnd: np.ndarray  # the router's pre-drawn uniform numbers
+    hh: np.ndarray  # replica heaps (H_*): items, one row per heap (sim.engine.heaps)
+    hp: np.ndarray  # replica heaps: position of each replica slot, -1 when absent
+    hk: np.ndarray  # replica heaps: key of each replica slot
+    rdy: np.ndarray  # ready replica slots in increasing order (the first G_NREADY)
+    scratch: np.ndarray  # per replica slot: working space (the least-loaded search)
+    uh: np.ndarray  # closed-loop users by next send time (key: ut): items
+    up: np.ndarray  # closed-loop users: position in uh
 
 
 @numba.njit(cache=True)
@@ -228,41 +259,29 @@ def _publish_prefix(ri: np.ndarray, pi_r: np.ndarray, pc_r: np.ndarray, q: int, 
 
 @numba.njit(cache=True)
 def _finish(
-    rf: np.ndarray,
-    ri: np.ndarray,
-    pi_r: np.ndarray,
-    pc_r: np.ndarray,
-    plu_r: np.ndarray,
-    q: int,
-    t: float,
-    ut: np.ndarray,
-    gf: np.ndarray,
-    duration_s: float,
+    q: int, t: float, pi_r: np.ndarray, pc_r: np.ndarray, plu_r: np.ndarray, st: KernelState
 ) -> None:
-    rf[q, FINISH] = t
-    ri[q, STATUS] = ST_COMPLETED
-    _release(ri, pi_r, pc_r, plu_r, q, t)
-    _user_next(rf, ri, q, t, ut, gf, duration_s)
+    st.rf[q, FINISH] = t
+    st.ri[q, STATUS] = ST_COMPLETED
+    _release(st.ri, pi_r, pc_r, plu_r, q, t)
+    user_next(q, t, st)
 
 
 @numba.njit(cache=True)
-def _user_next(
-    rf: np.ndarray,
-    ri: np.ndarray,
-    q: int,
-    t: float,
-    ut: np.ndarray,
-    gf: np.ndarray,
-    duration_s: float,
-) -> None:
-    # A closed-loop user thinks, then sends its next request (if the horizon allows).
+def user_next(q: int, t: float, st: KernelState) -> None:
+    """A closed-loop user thinks, then sends its next request (if the horizon allows); after
+    a rejection or a failure it waits at least ``RETRY_MIN_S``."""
+    ri, rf, ut, gf = st.ri, st.rf, st.ut, st.gf
     u = ri[q, USER]
     if u < 0:
         return
-    nxt = t + rf[q, THINK]
-    ut[u] = nxt if nxt < duration_s else np.inf
-    if ut[u] < gf[GF_UMIN]:
-        gf[GF_UMIN] = ut[u]
+    wait = rf[q, THINK]
+    if ri[q, STATUS] != ST_COMPLETED and wait < RETRY_MIN_S:
+        wait = RETRY_MIN_S
+    nxt = t + wait
+    ut[u] = nxt if nxt < gf[GF_STOP] else np.inf
+    heaps.fix(st.uh, st.up, ut, st.g, G_UN, u)
+    gf[GF_UMIN] = ut[st.uh[0]]
 
 
 @numba.njit(cache=True)
@@ -288,11 +307,93 @@ def _kv_need(run: np.ndarray, ri: np.ndarray, n: int, k: int, bt: int) -> int:
 
 
 @numba.njit(cache=True)
-def step_replica(r: int, bound: float, st: KernelState, duration_s: float) -> None:
+def started_before(v: np.ndarray, n: int, kv: float, k: int, room: float) -> int:
+    """How many of a decode run's ``k`` iterations start within ``room`` seconds of its
+    start (at least one)."""
+    if k > 1 and decode_run_time(v, n, kv, k - 1) >= room:
+        lo, hi = 1, k - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if decode_run_time(v, n, kv, mid - 1) < room:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+    return k
+
+
+@numba.njit(cache=True)
+def _apply_decode_run(
+    r: int, k: int, clock: float, kv: float, used_before: int, st: KernelState
+) -> None:
+    # k identical decode iterations of replica r's fixed batch, from `clock`
+    ri, pf, pi_r = st.ri, st.pf, st.pi[r]
+    pc_r, plu_r, run_r, coeffs = st.pc[r], st.plu[r], st.run[r], st.coeffs
+    bt = st.ep[E_B]
+    n = pi_r[NRUN]
+    dt = decode_run_time(coeffs, n, kv, k)
+    grown = 0
+    for j in range(n):
+        q = run_r[j]
+        ri[q, COMP] += k
+        ri[q, GEN] += k
+        nb = _cdiv(ri[q, COMP], bt) - ri[q, SHARED]
+        grown += nb - ri[q, BLK]
+        ri[q, BLK] = nb
+    _allocate(pi_r, pc_r, plu_r, grown)
+    pi_r[OUTST] -= n * k
+    used_after = st.ep[E_TOTAL] - pi_r[FREE]
+    pi_r[STEPS] += k
+    t_end = clock + dt
+    pf[r, BUSY] += dt
+    pf[r, BATCH_INT] += n * dt
+    c_s, m_s = decode_run_parts(coeffs, n, kv, k)
+    pf[r, COMPUTE_INT] += c_s
+    pf[r, MEMORY_INT] += m_s
+    pf[r, KV_INT] += 0.5 * (used_before + used_after) * dt
+    pf[r, CLOCK] = t_end
+    any_done = False
+    for j in range(n):
+        q = run_r[j]
+        if ri[q, GEN] >= ri[q, OUT]:
+            _finish(q, t_end, pi_r, pc_r, plu_r, st)
+            any_done = True
+    if any_done:
+        _compact_running(run_r, ri, pi_r)
+        if pi_r[STATE] == RS_DRAINING and pi_r[NRUN] == 0 and pi_r[QLEN] == 0:
+            pf[r, IDLE_AT] = t_end
+
+
+@numba.njit(cache=True)
+def settle(r: int, t: float, st: KernelState) -> None:
+    """Apply replica ``r``'s planned decode run up to ``t``: the iterations that start
+    before ``t`` (all of them when it ends by ``t``). Its state is then that of an engine
+    that stopped at the first iteration boundary at or after ``t``."""
+    k = st.pi[r, PEND_K]
+    if k == 0:
+        return
+    st.pi[r, PEND_K] = 0
+    pf = st.pf
+    c0, kv = pf[r, PEND_C0], pf[r, PEND_KV]
+    k = started_before(st.coeffs, st.pi[r, NRUN], kv, k, t - c0)
+    _apply_decode_run(r, k, c0, kv, int(pf[r, PEND_USED]), st)
+
+
+@numba.njit(cache=True)
+def step_replica(r: int, bound: float, st: KernelState) -> None:
     """Run replica ``r``'s next scheduler iteration (or a run of identical decode iterations
-    that all start before ``bound``)."""
+    that all start before ``bound``, or planned to run until it ends: see ``E_LAZY``); a
+    planned run is applied at its end."""
+    if st.pi[r, PEND_K] > 0:
+        # the planned run ends now; the next iteration follows at once unless something
+        # (the bound, a closed-loop request its finishes sent) comes first
+        settle(r, np.inf, st)
+        if st.pf[r, CLOCK] >= bound or st.gf[GF_UMIN] <= st.pf[r, CLOCK]:
+            return
+        if st.pi[r, NRUN] == 0 and st.pi[r, QLEN] == 0:
+            return  # nothing left: the dispatcher decides whether it pulls shared work
     rf, ri, pf, pi, ep, cls = st.rf, st.ri, st.pf, st.pi, st.ep, st.cls
-    pc, plu, coeffs, g, gf, ut = st.pc, st.plu, st.coeffs, st.g, st.gf, st.ut
+    pc, plu, coeffs, g = st.pc, st.plu, st.coeffs, st.g
     run = st.run
     chunk = st.chunk[r]
     pi_r = pi[r]
@@ -425,7 +526,7 @@ def step_replica(r: int, bound: float, st: KernelState, duration_s: float) -> No
                 g[G_CQTOK] -= ri[q, PFT] - ri[q, COMP]
             ri[q, STATUS] = ST_FAILED
             ri[q, REASON] = R_UNSCHEDULABLE
-            _user_next(rf, ri, q, clock, ut, gf, duration_s)
+            user_next(q, clock, st)
         return
     used_before = total_blocks - pi_r[FREE]
     nrun = pi_r[NRUN]
@@ -448,47 +549,16 @@ def step_replica(r: int, bound: float, st: KernelState, duration_s: float) -> No
                 else:
                     hi = mid - 1
             k = lo
-        room = bound - clock
-        if k > 1 and decode_run_time(coeffs, n, kv, k - 1) >= room:
-            lo, hi = 1, k - 1  # number of iterations that start before bound
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if decode_run_time(coeffs, n, kv, mid - 1) < room:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            k = lo
-        dt = decode_run_time(coeffs, n, kv, k)
-        grown = 0
-        for j in range(n):
-            q = run_r[j]
-            ri[q, COMP] += k
-            ri[q, GEN] += k
-            nb = _cdiv(ri[q, COMP], bt) - ri[q, SHARED]
-            grown += nb - ri[q, BLK]
-            ri[q, BLK] = nb
-        _allocate(pi_r, pc_r, plu_r, grown)
-        pi_r[OUTST] -= n * k
-        used_after = total_blocks - pi_r[FREE]
-        pi_r[STEPS] += k
-        t_end = clock + dt
-        pf[r, BUSY] += dt
-        pf[r, BATCH_INT] += n * dt
-        c_s, m_s = decode_run_parts(coeffs, n, kv, k)
-        pf[r, COMPUTE_INT] += c_s
-        pf[r, MEMORY_INT] += m_s
-        pf[r, KV_INT] += 0.5 * (used_before + used_after) * dt
-        pf[r, CLOCK] = t_end
-        any_done = False
-        for j in range(n):
-            q = run_r[j]
-            if ri[q, GEN] >= ri[q, OUT]:
-                _finish(rf, ri, pi_r, pc_r, plu_r, q, t_end, ut, gf, duration_s)
-                any_done = True
-        if any_done:
-            _compact_running(run_r, ri, pi_r)
-            if pi_r[STATE] == RS_DRAINING and pi_r[NRUN] == 0 and pi_r[QLEN] == 0:
-                pf[r, IDLE_AT] = t_end
+        if ep[E_LAZY] == 1:
+            # planned now, applied when it ends or when an arrival needs this replica
+            pi_r[PEND_K] = k
+            pf[r, PEND_C0] = clock
+            pf[r, PEND_KV] = kv
+            pf[r, PEND_USED] = used_before
+            pf[r, CLOCK] = clock + decode_run_time(coeffs, n, kv, k)
+            return
+        k = started_before(coeffs, n, kv, k, bound - clock)
+        _apply_decode_run(r, k, clock, kv, used_before, st)
         return
     # a general iteration
     dt = step_time(coeffs, tok, dec, pfl, kv, ap)
@@ -521,7 +591,7 @@ def step_replica(r: int, bound: float, st: KernelState, duration_s: float) -> No
         else:
             ri[q, GEN] += 1
         if ri[q, GEN] >= ri[q, OUT]:
-            _finish(rf, ri, pi_r, pc_r, plu_r, q, t_end, ut, gf, duration_s)
+            _finish(q, t_end, pi_r, pc_r, plu_r, st)
             any_done = True
     used_after = total_blocks - pi_r[FREE]
     pf[r, KV_INT] += 0.5 * (used_before + used_after) * dt
@@ -529,277 +599,3 @@ def step_replica(r: int, bound: float, st: KernelState, duration_s: float) -> No
         _compact_running(run_r, ri, pi_r)
     if pi_r[STATE] == RS_DRAINING and pi_r[NRUN] == 0 and pi_r[QLEN] == 0:
         pf[r, IDLE_AT] = t_end
-
-
-@numba.njit(cache=True)
-def _has_work(r: int, pi: np.ndarray, ep: np.ndarray, g: np.ndarray) -> bool:
-    state = pi[r, STATE]
-    if state < RS_READY:  # off or starting
-        return False
-    if pi[r, NRUN] > 0 or pi[r, QLEN] > 0:
-        return True
-    # the shared queue holds requests of the central router, and any request that arrived
-    # when no replica was ready; ready replicas pull from it
-    return state == RS_READY and g[G_CQLEN] > 0
-
-
-@numba.njit(cache=True)
-def _route(
-    q: int, pi: np.ndarray, ep: np.ndarray, g: np.ndarray, rnd: np.ndarray, nrep: int
-) -> int:
-    # among the ready replicas only; -1 when none is ready
-    ready = np.empty(nrep, dtype=np.int64)
-    m = 0
-    for r in range(nrep):
-        if pi[r, STATE] == RS_READY:
-            ready[m] = r
-            m += 1
-    if m == 0:
-        return -1
-    kind = ep[E_ROUTER]
-    if kind == RT_RR:
-        r = ready[g[G_RR] % m]
-        g[G_RR] += 1
-        return r
-    if kind == RT_RANDOM:
-        r = ready[min(int(rnd[g[G_RND]] * m), m - 1)]
-        g[G_RND] += 1
-        return r
-    if kind == RT_P2:
-        if m == 1:
-            return ready[0]
-        a = min(int(rnd[g[G_RND]] * m), m - 1)
-        b = min(int(rnd[g[G_RND] + 1] * (m - 1)), m - 2)
-        g[G_RND] += 2
-        if b >= a:
-            b += 1
-        ra, rb = ready[a], ready[b]
-        return ra if pi[ra, OUTST] <= pi[rb, OUTST] else rb
-    # least outstanding tokens (queued + running work), ties to the lowest index
-    best = ready[0]
-    for i in range(1, m):
-        r = ready[i]
-        if pi[r, OUTST] < pi[best, OUTST]:
-            best = r
-    return best
-
-
-@numba.njit(cache=True)
-def _spill(
-    r: int, prompt: int, pi: np.ndarray, ep: np.ndarray, epf: np.ndarray, g: np.ndarray
-) -> bool:
-    # is the fleet (replica r, or the central queue) past a spillover threshold?
-    nrep = pi.shape[0]
-    if r >= 0:
-        queued = float(pi[r, QLEN])
-        outstanding = float(pi[r, OUTST])
-        qtok = float(pi[r, QTOK])
-    else:  # central queue: its length and work shared over the replicas
-        queued = g[G_CQLEN] / nrep
-        outstanding = 0.0
-        for i in range(nrep):
-            outstanding += pi[i, OUTST]
-        outstanding = (outstanding + g[G_CQTOK]) / nrep
-        qtok = g[G_CQTOK] / nrep
-    if ep[E_SPILL_Q] >= 0 and queued >= ep[E_SPILL_Q]:
-        return True
-    if ep[E_SPILL_TOK] >= 0 and outstanding >= ep[E_SPILL_TOK]:
-        return True
-    ttft = epf[EF_SPILL_TTFT]
-    return ttft > 0.0 and (qtok + prompt) * epf[EF_PREFILL_S_PER_TOKEN] > ttft
-
-
-@numba.njit(cache=True)
-def _arrive(q: int, t: float, st: KernelState, duration_s: float) -> None:
-    rf, ri, pf, pi, ep, epf = st.rf, st.ri, st.pf, st.pi, st.ep, st.epf
-    cls, g, gf, ut, rnd = st.cls, st.g, st.gf, st.ut, st.rnd
-    nrep = pi.shape[0]
-    gf[GF_NOW] = t
-    prompt = ri[q, PROMPT]
-    out = ri[q, OUT]
-    policy = ep[E_POLICY]
-    flag = cls[ri[q, CLS], C_ROUTE]
-    may_leave = flag != CR_FLEET_ONLY and policy != PO_SELF
-    # CR_API: a class the fleet may not serve (or class_based sends away) always leaves
-    if may_leave and (policy == PO_API or flag == CR_API):
-        ri[q, STATUS] = ST_API
-        return
-    reason = R_NONE
-    if prompt + out > ep[E_MAXLEN]:
-        reason = R_MAXLEN
-    elif _cdiv(prompt + out - 1, ep[E_B]) > ep[E_TOTAL]:
-        reason = R_KV
-    elif ep[E_CHUNKED] == 0 and prompt > ep[E_MBT]:
-        reason = R_BUDGET
-    if reason == R_NONE:
-        central = ep[E_ROUTER] == RT_CENTRAL
-        r = -1 if central else _route(q, pi, ep, g, rnd, nrep)
-        any_ready = r >= 0
-        if central:
-            for i in range(nrep):
-                if pi[i, STATE] == RS_READY:
-                    any_ready = True
-                    break
-        if not any_ready:
-            ri[q, COLD] = 1
-            if may_leave and policy == PO_COLD:
-                ri[q, STATUS] = ST_API  # the fleet is starting: use the API meanwhile
-                return
-        if may_leave and policy == PO_SPILL and _spill(r, prompt, pi, ep, epf, g):
-            ri[q, STATUS] = ST_API
-            return
-        if central or r < 0:
-            if ep[E_MAXQ] >= 0 and g[G_CQLEN] >= ep[E_MAXQ]:
-                reason = R_QUEUE
-            else:
-                ri[q, STATUS] = ST_QUEUED
-                _q_push_back(ri, g, G_CQHEAD, q)
-                g[G_CQTOK] += prompt
-                for i in range(nrep):
-                    idle = pi[i, NRUN] == 0 and pi[i, QLEN] == 0
-                    if idle and pi[i, STATE] == RS_READY and pf[i, CLOCK] < t:
-                        pf[i, CLOCK] = t
-                return
-        elif ep[E_MAXQ] >= 0 and pi[r, QLEN] >= ep[E_MAXQ]:
-            reason = R_QUEUE
-        else:
-            ri[q, REP] = r
-            ri[q, STATUS] = ST_QUEUED
-            if pi[r, NRUN] == 0 and pi[r, QLEN] == 0 and pf[r, CLOCK] < t:
-                pf[r, CLOCK] = t
-            _q_push_back(ri, pi[r], QHEAD, q)
-            pi[r, QTOK] += prompt
-            pi[r, OUTST] += prompt + out - 1
-            return
-    if may_leave:
-        # what the fleet cannot take, the API can
-        ri[q, STATUS] = ST_API
-        return
-    ri[q, STATUS] = ST_REJECTED
-    ri[q, REASON] = reason
-    _user_next(rf, ri, q, t, ut, gf, duration_s)
-
-
-@numba.njit(cache=True)
-def interrupt(r: int, t: float, st: KernelState) -> int:
-    """Replica ``r`` disappears at ``t`` (spot reclaim, failure): its running and queued
-    requests lose their KV cache and go back to the front of the shared queue, oldest first,
-    to be recomputed by another replica. Returns how many requests it held."""
-    ri, pi, run, pc, plu, g = st.ri, st.pi, st.run, st.pc, st.plu, st.g
-    pi_r = pi[r]
-    pc_r = pc[r]
-    plu_r = plu[r]
-    moved = 0
-    # running requests (admission order) then queued ones (FCFS), pushed to the front of
-    # the shared queue newest first, so that the oldest ends at its head
-    held = np.empty(pi_r[NRUN] + pi_r[QLEN], dtype=np.int64)
-    n = 0
-    for i in range(pi_r[NRUN]):
-        held[n] = run[r, i]
-        n += 1
-    while pi_r[QLEN] > 0:
-        q = _q_pop_front(ri, pi_r, QHEAD)
-        pi_r[QTOK] -= ri[q, PFT] - ri[q, COMP]
-        held[n] = q
-        n += 1
-    for i in range(n - 1, -1, -1):
-        q = held[i]
-        if ri[q, STATUS] == ST_RUNNING:
-            _release(ri, pi_r, pc_r, plu_r, q, t)
-            ri[q, RECOMP] += ri[q, COMP]
-            ri[q, NINT] += 1
-        ri[q, COMP] = 0
-        ri[q, PFT] = ri[q, PROMPT] + ri[q, GEN]
-        ri[q, STATUS] = ST_QUEUED
-        ri[q, REP] = -1
-        _q_push_front(ri, g, G_CQHEAD, q)
-        g[G_CQTOK] += ri[q, PFT]
-        moved += 1
-    pi_r[NRUN] = 0
-    pi_r[OUTST] = 0
-    # the replica's memory is gone: cached prefixes too
-    for c in range(pc_r.shape[0]):
-        pc_r[c, PC_BLOCKS] = 0
-        pc_r[c, PC_REFS] = 0
-    pi_r[EVICT] = 0  # those blocks stay free, no longer holding anything
-    pi_r[STATE] = RS_OFF
-    return moved
-
-
-@numba.njit(cache=True)
-def run_until(t_end: float, st: KernelState, duration_s: float) -> int:
-    """Advance the whole fleet until every busy replica's clock is at or past ``t_end`` and
-    every arrival before ``t_end`` has been routed. Returns ``OK`` or a code asking the
-    caller to grow a buffer (closed-loop requests, their pre-drawn lengths, router random
-    numbers) and call again; the state is consistent at every return."""
-    rf, ri, pf, pi, ep, g, gf = st.rf, st.ri, st.pf, st.pi, st.ep, st.g, st.gf
-    ut, ucls, pool, pool_ptr, rnd = st.ut, st.ucls, st.pool, st.pool_ptr, st.rnd
-    nrep = pi.shape[0]
-    n_open = ep[E_NOPEN]
-    closed = ut.shape[0] > 0
-    while True:
-        # next arrival: open-loop list or a closed-loop user
-        t_open = rf[g[G_NEXT_OPEN], ARR] if g[G_NEXT_OPEN] < n_open else np.inf
-        t_user = gf[GF_UMIN] if closed else np.inf
-        t_arr = min(t_open, t_user)
-        # the replica with the earliest step boundary (and the second earliest)
-        rmin = -1
-        cmin = np.inf
-        c2 = np.inf
-        for r in range(nrep):
-            if _has_work(r, pi, ep, g):
-                c = pf[r, CLOCK]
-                if c < cmin:
-                    c2 = cmin
-                    cmin = c
-                    rmin = r
-                elif c < c2:
-                    c2 = c
-        horizon = min(t_arr, t_end)
-        if rmin >= 0 and cmin < horizon:
-            bound = horizon
-            if closed and c2 < bound:
-                # a finish may create an arrival: keep replicas in step with each other
-                bound = c2 if c2 > cmin else cmin + 1e-12
-            if (ep[E_ROUTER] == RT_P2 or ep[E_ROUTER] == RT_RANDOM) and g[G_RND] + 2 > rnd.shape[0]:
-                return NEED_RANDOM
-            step_replica(rmin, bound, st, duration_s)
-            continue
-        if t_arr < t_end:
-            if (ep[E_ROUTER] == RT_P2 or ep[E_ROUTER] == RT_RANDOM) and g[G_RND] + 2 > rnd.shape[0]:
-                return NEED_RANDOM
-            if t_open <= t_user:
-                q = g[G_NEXT_OPEN]
-                g[G_NEXT_OPEN] += 1
-            else:
-                # materialise the closed-loop user's request from its class pool
-                u = 0
-                for j in range(ut.shape[0]):
-                    if ut[j] == t_user:
-                        u = j
-                        break
-                c = ucls[u]
-                if g[G_NREQ] >= rf.shape[0]:
-                    return NEED_REQUESTS
-                if pool_ptr[c] >= pool.shape[1]:
-                    return NEED_POOL
-                q = g[G_NREQ]
-                g[G_NREQ] += 1
-                p = pool_ptr[c]
-                pool_ptr[c] += 1
-                rf[q, ARR] = t_user
-                rf[q, THINK] = pool[c, p, 2]
-                ri[q, PROMPT] = int(pool[c, p, 0])
-                ri[q, OUT] = int(pool[c, p, 1])
-                ri[q, PFT] = ri[q, PROMPT]
-                ri[q, CLS] = c
-                ri[q, USER] = u
-                ut[u] = np.inf
-                m = np.inf
-                for j in range(ut.shape[0]):
-                    if ut[j] < m:
-                        m = ut[j]
-                gf[GF_UMIN] = m
-            _arrive(q, rf[q, ARR], st, duration_s)
-            continue
-        return OK

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.engine import dispatch
 from sim.engine import kernel as K
 from sim.engine.replica import ReplicaConfig
 from sim.engine.routing import RoutingSpec
@@ -21,6 +22,11 @@ __all__ = ["REPLICA_STATES", "SAMPLE_COLUMNS", "FleetState"]
 
 SAMPLE_COLUMNS = ("t_s", "replica", "state", "queued", "running", "kv_used_blocks")
 REPLICA_STATES = ("off", "starting", "ready", "draining")
+# routers that read one or two replicas per arrival: decode runs are planned to their end
+# and applied early only for the replica an arrival is routed to (sim.engine.dispatch).
+# least_loaded compares every replica's load at the arrival and the central queue lets the
+# first replica at an iteration boundary take it: there every arrival bounds every run.
+LAZY_ROUTERS = ("round_robin", "random", "power_of_two")
 
 
 @dataclass
@@ -53,6 +59,13 @@ class FleetState:
     pool: np.ndarray = field(init=False)
     pool_ptr: np.ndarray = field(init=False)
     rnd: np.ndarray = field(init=False)
+    hh: np.ndarray = field(init=False)
+    hp: np.ndarray = field(init=False)
+    hk: np.ndarray = field(init=False)
+    rdy: np.ndarray = field(init=False)
+    scratch: np.ndarray = field(init=False)
+    uh: np.ndarray = field(init=False)
+    up: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         wl = self.workload
@@ -95,6 +108,7 @@ class FleetState:
         ep[K.E_ROUTER] = K.ROUTERS.index(fleet.router)
         ep[K.E_MAXQ] = -1 if fleet.max_queue is None else fleet.max_queue
         ep[K.E_NOPEN] = n_open
+        ep[K.E_LAZY] = int(fleet.router in LAZY_ROUTERS)
         routing = self.routing
         ep[K.E_POLICY] = K.POLICIES.index(routing.policy)
         spill = routing.spillover
@@ -128,6 +142,7 @@ class FleetState:
         self.g[K.G_CQHEAD] = -1
         self.g[K.G_CQTAIL] = -1
         self.gf = np.zeros(K.N_GF)
+        self.gf[K.GF_STOP] = self.duration_s
         # closed-loop users: each starts after a staggered fraction of one think time
         n_cls = len(wl.class_names)
         self.ut = np.full(users, np.inf)
@@ -145,6 +160,14 @@ class FleetState:
             self.ut[:] = np.where(first < self.duration_s, first, np.inf)
         self.gf[K.GF_UMIN] = self.ut.min() if users else np.inf
         self.rnd = self.router_rng.random(2 * n_open + 1024)
+        self.hh = np.full((K.N_H, nrep), -1, dtype=np.int64)
+        self.hp = np.full((K.N_H, nrep), -1, dtype=np.int64)
+        self.hk = np.zeros((K.N_H, nrep))
+        self.rdy = np.zeros(nrep, dtype=np.int64)
+        self.scratch = np.zeros(nrep, dtype=np.int64)
+        self.uh = np.zeros(users, dtype=np.int64)
+        self.up = np.full(users, -1, dtype=np.int64)
+        dispatch.init_heaps(self.kernel())
 
     def _first_think(self) -> np.ndarray:
         # one think-time draw per user, from the head of its class pool
@@ -201,12 +224,19 @@ class FleetState:
             pool=self.pool,
             pool_ptr=self.pool_ptr,
             rnd=self.rnd,
+            hh=self.hh,
+            hp=self.hp,
+            hk=self.hk,
+            rdy=self.rdy,
+            scratch=self.scratch,
+            uh=self.uh,
+            up=self.up,
         )
 
     def advance_to(self, t: float) -> None:
         """Run the engine until every busy replica is at or past ``t``."""
         while True:
-            code = K.run_until(t, self.kernel(), self.duration_s)
+            code = dispatch.run_until(t, self.kernel())
             if code == K.OK:
                 return
             if code == K.NEED_REQUESTS:
@@ -215,6 +245,14 @@ class FleetState:
                 self._grow_pool(self.pool.shape[1])
             else:
                 self.rnd = np.concatenate([self.rnd, self.router_rng.random(len(self.rnd))])
+
+    def set_replica_state(self, slot: int, new: int, now: float) -> None:
+        """Replica ``slot`` moves to lifecycle state ``new`` (``K.RS_*``) at ``now``."""
+        dispatch.set_state(slot, new, now, self.kernel())
+
+    def interrupt(self, slot: int, t: float) -> int:
+        """Replica ``slot`` disappears at ``t``; its work goes back to the shared queue."""
+        return int(dispatch.interrupt(slot, t, self.kernel()))
 
     @property
     def n_requests(self) -> int:

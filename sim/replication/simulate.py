@@ -14,6 +14,7 @@ from sim.engine.replica import ReplicaConfig, build_replica
 from sim.engine.serve import ROUTE_API, ROUTE_EITHER, ROUTE_FLEET_ONLY, Served, serve
 from sim.labels import labels
 from sim.replication.billing import replication_costs, simulate_apis
+from sim.replication.budget import check_memory
 from sim.replication.metrics import (
     LATENCIES,
     baseline_latency_metrics,
@@ -267,6 +268,7 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     >>> bool((out.requests["status"] == "completed").all())
     True
     """
+    check_memory(scenario)
     replica = build_replica(scenario.fleet)
     hz = scenario.horizon
     classes = scenario.workload.classes

@@ -1,0 +1,531 @@
+"""The fleet around the replicas: which replica steps next, where an arrival goes, and
+replicas changing state — each in ``O(log R)`` for a fleet of ``R`` replica slots.
+
+:mod:`sim.engine.kernel` runs one replica's scheduler iteration; this module orders those
+iterations and the arrivals in time. No operation scans every replica:
+
+* the next step boundary is the top of a heap: replicas with local work keyed by clock
+  (``H_WORK``); when the shared queue holds work, the ready idle replicas compete too, either
+  at their own clock (``H_IDLE``: an iteration that ended after the work arrived) or at the
+  time the work arrived (``H_FREE``: idle since before, by slot). Ties go to the lowest slot,
+  as a scan over every replica would give;
+* routing reads the ready replicas from a sorted array (round robin, random, power of two)
+  or the top of a heap keyed by outstanding tokens (least loaded); the central queue's
+  spillover reads a running total of outstanding tokens;
+* closed-loop users wait in a heap keyed by their next send time;
+* a replica's entries are re-filed after each of its iterations, each arrival routed to it,
+  and each change of its lifecycle state (:func:`set_state`), the only ways they change.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from sim.engine import heaps
+from sim.engine.kernel import (
+    ARR,
+    C_ROUTE,
+    CLOCK,
+    CLS,
+    COLD,
+    COMP,
+    CR_API,
+    CR_FLEET_ONLY,
+    E_B,
+    E_CHUNKED,
+    E_LAZY,
+    E_MAXLEN,
+    E_MAXQ,
+    E_MBT,
+    E_NOPEN,
+    E_POLICY,
+    E_ROUTER,
+    E_SPILL_Q,
+    E_SPILL_TOK,
+    E_TOTAL,
+    EF_PREFILL_S_PER_TOKEN,
+    EF_SPILL_TTFT,
+    EVICT,
+    G_CQHEAD,
+    G_CQLEN,
+    G_CQTOK,
+    G_HN,
+    G_NEXT_OPEN,
+    G_NREADY,
+    G_NREQ,
+    G_OUTSUM,
+    G_RND,
+    G_RR,
+    G_UN,
+    GEN,
+    GF_CQT,
+    GF_NOW,
+    GF_UMIN,
+    H_FREE,
+    H_IDLE,
+    H_LOAD,
+    H_WORK,
+    N_H,
+    NEED_POOL,
+    NEED_RANDOM,
+    NEED_REQUESTS,
+    NINT,
+    NRUN,
+    OK,
+    OSEEN,
+    OUT,
+    OUTST,
+    PC_BLOCKS,
+    PC_REFS,
+    PEND_C0,
+    PEND_K,
+    PEND_KV,
+    PFT,
+    PO_API,
+    PO_COLD,
+    PO_SELF,
+    PO_SPILL,
+    PROMPT,
+    QHEAD,
+    QLEN,
+    QTOK,
+    R_BUDGET,
+    R_KV,
+    R_MAXLEN,
+    R_NONE,
+    R_QUEUE,
+    REASON,
+    RECOMP,
+    REP,
+    RS_OFF,
+    RS_READY,
+    RT_CENTRAL,
+    RT_LL,
+    RT_P2,
+    RT_RANDOM,
+    RT_RR,
+    ST_API,
+    ST_QUEUED,
+    ST_REJECTED,
+    ST_RUNNING,
+    STATE,
+    STATUS,
+    THINK,
+    USER,
+    KernelState,
+    _cdiv,
+    _q_pop_front,
+    _q_push_back,
+    _q_push_front,
+    _release,
+    settle,
+    started_before,
+    step_replica,
+    user_next,
+)
+
+
+# --- the replica heaps --------------------------------------------------------------------
+@numba.njit(cache=True)
+def _file(st: KernelState, h: int, r: int, key: float, member: bool) -> None:
+    # make replica r a member of heap h with `key`, or not a member
+    hp = st.hp[h]
+    if member:
+        st.hk[h, r] = key
+        if hp[r] >= 0:
+            heaps.fix(st.hh[h], hp, st.hk[h], st.g, G_HN + h, r)
+        else:
+            heaps.push(st.hh[h], hp, st.hk[h], st.g, G_HN + h, r)
+    elif hp[r] >= 0:
+        heaps.remove(st.hh[h], hp, st.hk[h], st.g, G_HN + h, r)
+
+
+@numba.njit(cache=True)
+def refile(r: int, st: KernelState) -> None:
+    """Bring replica ``r``'s heap entries and the fleet's outstanding-token total up to
+    date with its state, counters and clock."""
+    pi, pf = st.pi, st.pf
+    state = pi[r, STATE]
+    work = state >= RS_READY and (pi[r, NRUN] > 0 or pi[r, QLEN] > 0)
+    _file(st, H_WORK, r, pf[r, CLOCK], work)
+    idle = state == RS_READY and not work
+    free = idle and st.hp[H_FREE, r] >= 0 and pf[r, CLOCK] <= st.gf[GF_CQT]
+    if not free:  # a free replica stays free while idle, unless it ran an iteration since
+        _file(st, H_FREE, r, float(r), False)
+        _file(st, H_IDLE, r, pf[r, CLOCK], idle)
+    if st.ep[E_ROUTER] == RT_LL:
+        # keyed by the least it can hold while its planned decode run goes on
+        low = pi[r, OUTST] - pi[r, NRUN] * pi[r, PEND_K]
+        _file(st, H_LOAD, r, float(low), state == RS_READY)
+    st.g[G_OUTSUM] += pi[r, OUTST] - pi[r, OSEEN]
+    pi[r, OSEEN] = pi[r, OUTST]
+
+
+@numba.njit(cache=True)
+def set_state(r: int, new: int, now: float, st: KernelState) -> None:
+    """Replica ``r`` moves to lifecycle state ``new`` at ``now`` (a replica becoming ready
+    is at ``now`` or later)."""
+    pi, g, rdy = st.pi, st.g, st.rdy
+    old = pi[r, STATE]
+    pi[r, STATE] = new
+    if new == RS_READY and st.pf[r, CLOCK] < now:
+        st.pf[r, CLOCK] = now
+    n = g[G_NREADY]
+    if new == RS_READY and old != RS_READY:
+        i = np.searchsorted(rdy[:n], r)
+        rdy[i + 1 : n + 1] = rdy[i:n].copy()
+        rdy[i] = r
+        g[G_NREADY] = n + 1
+    elif old == RS_READY and new != RS_READY:
+        i = np.searchsorted(rdy[:n], r)
+        rdy[i : n - 1] = rdy[i + 1 : n].copy()
+        g[G_NREADY] = n - 1
+    refile(r, st)
+
+
+@numba.njit(cache=True)
+def init_heaps(st: KernelState) -> None:
+    """File every replica slot and closed-loop user (the arrays are otherwise built)."""
+    st.hh[:] = -1
+    st.hp[:] = -1
+    for h in range(N_H):
+        st.g[G_HN + h] = 0
+    st.g[G_NREADY] = 0
+    for r in range(st.pi.shape[0]):
+        state = st.pi[r, STATE]
+        st.pi[r, STATE] = RS_OFF
+        set_state(r, state, st.pf[r, CLOCK], st)
+    st.up[:] = -1
+    st.g[G_UN] = 0
+    for u in range(st.ut.shape[0]):
+        heaps.push(st.uh, st.up, st.ut, st.g, G_UN, u)
+    st.gf[GF_UMIN] = st.ut[st.uh[0]] if st.ut.shape[0] > 0 else np.inf
+
+
+@numba.njit(cache=True)
+def _consider(r: int, c: float, rmin: int, cmin: float, c2: float) -> tuple[int, float, float]:
+    # (earliest replica, its time, second earliest time) after seeing replica r at time c
+    if c < cmin or (c == cmin and r < rmin):
+        return r, c, cmin
+    if c < c2:
+        return rmin, cmin, c
+    return rmin, cmin, c2
+
+
+@numba.njit(cache=True)
+def _earliest(st: KernelState) -> tuple[int, float, float]:
+    # the replica with the earliest step boundary, that time, and the second earliest
+    hh, hk, g = st.hh, st.hk, st.g
+    rmin, cmin, c2 = -1, np.inf, np.inf
+    for h in (H_WORK, H_IDLE, H_FREE):
+        if h != H_WORK and g[G_CQLEN] == 0:
+            break  # idle replicas have work only when the shared queue holds some
+        if h == H_IDLE:
+            # idle since before the shared queue last received work: they start then
+            t_cq = st.gf[GF_CQT]
+            while g[G_HN + H_IDLE] > 0 and hk[H_IDLE, hh[H_IDLE, 0]] <= t_cq:
+                r = hh[H_IDLE, 0]
+                heaps.remove(hh[H_IDLE], st.hp[H_IDLE], hk[H_IDLE], g, G_HN + H_IDLE, r)
+                hk[H_FREE, r] = float(r)
+                heaps.push(hh[H_FREE], st.hp[H_FREE], hk[H_FREE], g, G_HN + H_FREE, r)
+        if g[G_HN + h] == 0:
+            continue
+        top = hh[h, 0]
+        nxt = heaps.second(hh[h], hk[h], g, G_HN + h)
+        if h == H_FREE:
+            t_cq = st.gf[GF_CQT]
+            rmin, cmin, c2 = _consider(top, t_cq, rmin, cmin, c2)
+            if nxt >= 0:
+                rmin, cmin, c2 = _consider(nxt, t_cq, rmin, cmin, c2)
+        else:
+            rmin, cmin, c2 = _consider(top, hk[h, top], rmin, cmin, c2)
+            if nxt >= 0:
+                rmin, cmin, c2 = _consider(nxt, hk[h, nxt], rmin, cmin, c2)
+    return rmin, cmin, c2
+
+
+# --- arrivals -----------------------------------------------------------------------------
+@numba.njit(cache=True)
+def _look(r: int, t: float, st: KernelState) -> int:
+    # an arrival goes to replica r at t: its planned decode run is applied up to t first
+    if st.pi[r, PEND_K] > 0:
+        settle(r, t, st)
+        refile(r, st)
+    return r
+
+
+@numba.njit(cache=True)
+def _outstanding(r: int, t: float, st: KernelState) -> int:
+    # replica r's outstanding tokens at t, its planned decode run applied up to t
+    pi, pf = st.pi, st.pf
+    k = pi[r, PEND_K]
+    if k == 0:
+        return pi[r, OUTST]
+    n = pi[r, NRUN]
+    return pi[r, OUTST] - n * started_before(st.coeffs, n, pf[r, PEND_KV], k, t - pf[r, PEND_C0])
+
+
+@numba.njit(cache=True)
+def _least_loaded(t: float, st: KernelState) -> int:
+    # fewest outstanding tokens at t, ties to the lowest slot. The heap orders replicas by
+    # a lower bound (their load once their planned runs end), so a depth-first walk prunes
+    # every subtree whose bound is already worse than the best exact load found.
+    hh, hk, g = st.hh[H_LOAD], st.hk[H_LOAD], st.g
+    n = g[G_HN + H_LOAD]
+    best = hh[0]
+    best_v = _outstanding(best, t, st)
+    stack = st.scratch
+    top = 0
+    for c in (1, 2):
+        if c < n:
+            stack[top] = c
+            top += 1
+    while top > 0:
+        top -= 1
+        i = stack[top]
+        r = hh[i]
+        if hk[r] > best_v or (hk[r] == best_v and r > best):
+            continue  # so is everything below it
+        v = _outstanding(r, t, st)
+        if v < best_v or (v == best_v and r < best):
+            best, best_v = r, v
+        for c in (2 * i + 1, 2 * i + 2):
+            if c < n:
+                stack[top] = c
+                top += 1
+    return _look(best, t, st)
+
+
+@numba.njit(cache=True)
+def _route(q: int, t: float, st: KernelState) -> int:
+    # among the ready replicas only; -1 when none is ready
+    g, rnd, rdy = st.g, st.rnd, st.rdy
+    m = g[G_NREADY]
+    if m == 0:
+        return -1
+    kind = st.ep[E_ROUTER]
+    if kind == RT_RR:
+        r = rdy[g[G_RR] % m]
+        g[G_RR] += 1
+        return _look(r, t, st)
+    if kind == RT_RANDOM:
+        r = rdy[min(int(rnd[g[G_RND]] * m), m - 1)]
+        g[G_RND] += 1
+        return _look(r, t, st)
+    if kind == RT_P2:
+        if m == 1:
+            return _look(rdy[0], t, st)
+        a = min(int(rnd[g[G_RND]] * m), m - 1)
+        b = min(int(rnd[g[G_RND] + 1] * (m - 1)), m - 2)
+        g[G_RND] += 2
+        if b >= a:
+            b += 1
+        ra, rb = rdy[a], rdy[b]
+        return _look(ra if _outstanding(ra, t, st) <= _outstanding(rb, t, st) else rb, t, st)
+    # least outstanding tokens (queued + running work), ties to the lowest slot
+    return _least_loaded(t, st)
+
+
+@numba.njit(cache=True)
+def _spill(r: int, prompt: int, st: KernelState) -> bool:
+    # is the fleet (replica r, or the central queue) past a spillover threshold?
+    pi, ep, epf, g = st.pi, st.ep, st.epf, st.g
+    nrep = pi.shape[0]
+    if r >= 0:
+        queued = float(pi[r, QLEN])
+        outstanding = float(pi[r, OUTST])
+        qtok = float(pi[r, QTOK])
+    else:  # central queue: its length and work shared over the replica slots
+        queued = g[G_CQLEN] / nrep
+        outstanding = (g[G_OUTSUM] + g[G_CQTOK]) / nrep
+        qtok = g[G_CQTOK] / nrep
+    if ep[E_SPILL_Q] >= 0 and queued >= ep[E_SPILL_Q]:
+        return True
+    if ep[E_SPILL_TOK] >= 0 and outstanding >= ep[E_SPILL_TOK]:
+        return True
+    ttft = epf[EF_SPILL_TTFT]
+    return ttft > 0.0 and (qtok + prompt) * epf[EF_PREFILL_S_PER_TOKEN] > ttft
+
+
+@numba.njit(cache=True)
+def _arrive(q: int, t: float, st: KernelState) -> None:
+    ri, pf, pi, ep, cls, g, gf = st.ri, st.pf, st.pi, st.ep, st.cls, st.g, st.gf
+    gf[GF_NOW] = t
+    prompt = ri[q, PROMPT]
+    out = ri[q, OUT]
+    policy = ep[E_POLICY]
+    flag = cls[ri[q, CLS], C_ROUTE]
+    may_leave = flag != CR_FLEET_ONLY and policy != PO_SELF
+    # CR_API: a class the fleet may not serve (or class_based sends away) always leaves
+    if may_leave and (policy == PO_API or flag == CR_API):
+        ri[q, STATUS] = ST_API
+        return
+    reason = R_NONE
+    if prompt + out > ep[E_MAXLEN]:
+        reason = R_MAXLEN
+    elif _cdiv(prompt + out - 1, ep[E_B]) > ep[E_TOTAL]:
+        reason = R_KV
+    elif ep[E_CHUNKED] == 0 and prompt > ep[E_MBT]:
+        reason = R_BUDGET
+    if reason == R_NONE:
+        central = ep[E_ROUTER] == RT_CENTRAL
+        r = -1 if central else _route(q, t, st)
+        if g[G_NREADY] == 0:
+            ri[q, COLD] = 1
+            if may_leave and policy == PO_COLD:
+                ri[q, STATUS] = ST_API  # the fleet is starting: use the API meanwhile
+                return
+        if may_leave and policy == PO_SPILL and _spill(r, prompt, st):
+            ri[q, STATUS] = ST_API
+            return
+        if central or r < 0:
+            if ep[E_MAXQ] >= 0 and g[G_CQLEN] >= ep[E_MAXQ]:
+                reason = R_QUEUE
+            else:
+                ri[q, STATUS] = ST_QUEUED
+                _q_push_back(ri, g, G_CQHEAD, q)
+                g[G_CQTOK] += prompt
+                # idle ready replicas may start on it now (see _earliest)
+                if gf[GF_CQT] < t:
+                    gf[GF_CQT] = t
+                return
+        elif ep[E_MAXQ] >= 0 and pi[r, QLEN] >= ep[E_MAXQ]:
+            reason = R_QUEUE
+        else:
+            ri[q, REP] = r
+            ri[q, STATUS] = ST_QUEUED
+            if pi[r, NRUN] == 0 and pi[r, QLEN] == 0 and pf[r, CLOCK] < t:
+                pf[r, CLOCK] = t
+            _q_push_back(ri, pi[r], QHEAD, q)
+            pi[r, QTOK] += prompt
+            pi[r, OUTST] += prompt + out - 1
+            refile(r, st)
+            return
+    if may_leave:
+        # what the fleet cannot take, the API can
+        ri[q, STATUS] = ST_API
+        return
+    ri[q, STATUS] = ST_REJECTED
+    ri[q, REASON] = reason
+    user_next(q, t, st)
+
+
+# --- interruptions ------------------------------------------------------------------------
+@numba.njit(cache=True)
+def interrupt(r: int, t: float, st: KernelState) -> int:
+    """Replica ``r`` disappears at ``t`` (spot reclaim, failure): its running and queued
+    requests lose their KV cache and go back to the front of the shared queue, oldest first,
+    to be recomputed by another replica, which may start on them from ``t``. Returns how
+    many requests it held."""
+    ri, pi, run, pc, plu, g = st.ri, st.pi, st.run, st.pc, st.plu, st.g
+    pi_r = pi[r]
+    pc_r = pc[r]
+    plu_r = plu[r]
+    moved = 0
+    # running requests (admission order) then queued ones (FCFS), pushed to the front of
+    # the shared queue newest first, so that the oldest ends at its head
+    held = np.empty(pi_r[NRUN] + pi_r[QLEN], dtype=np.int64)
+    n = 0
+    for i in range(pi_r[NRUN]):
+        held[n] = run[r, i]
+        n += 1
+    while pi_r[QLEN] > 0:
+        q = _q_pop_front(ri, pi_r, QHEAD)
+        pi_r[QTOK] -= ri[q, PFT] - ri[q, COMP]
+        held[n] = q
+        n += 1
+    for i in range(n - 1, -1, -1):
+        q = held[i]
+        if ri[q, STATUS] == ST_RUNNING:
+            _release(ri, pi_r, pc_r, plu_r, q, t)
+            ri[q, RECOMP] += ri[q, COMP]
+            ri[q, NINT] += 1
+        ri[q, COMP] = 0
+        ri[q, PFT] = ri[q, PROMPT] + ri[q, GEN]
+        ri[q, STATUS] = ST_QUEUED
+        ri[q, REP] = -1
+        _q_push_front(ri, g, G_CQHEAD, q)
+        g[G_CQTOK] += ri[q, PFT]
+        moved += 1
+    pi_r[NRUN] = 0
+    pi_r[OUTST] = 0
+    # the replica's memory is gone: cached prefixes too
+    for c in range(pc_r.shape[0]):
+        pc_r[c, PC_BLOCKS] = 0
+        pc_r[c, PC_REFS] = 0
+    pi_r[EVICT] = 0  # those blocks stay free, no longer holding anything
+    if st.gf[GF_CQT] < t:
+        st.gf[GF_CQT] = t
+    set_state(r, RS_OFF, t, st)
+    return moved
+
+
+# --- the event loop -----------------------------------------------------------------------
+@numba.njit(cache=True)
+def run_until(t_end: float, st: KernelState) -> int:
+    """Advance the whole fleet until every busy replica's clock is at or past ``t_end`` and
+    every arrival before ``t_end`` has been routed. Returns ``OK`` or a code asking the
+    caller to grow a buffer (closed-loop requests, their pre-drawn lengths, router random
+    numbers) and call again; the state is consistent at every return."""
+    rf, ri, pf, ep, g, gf = st.rf, st.ri, st.pf, st.ep, st.g, st.gf
+    ut, ucls, pool, pool_ptr, rnd = st.ut, st.ucls, st.pool, st.pool_ptr, st.rnd
+    n_open = ep[E_NOPEN]
+    closed = ut.shape[0] > 0
+    draws = ep[E_ROUTER] == RT_P2 or ep[E_ROUTER] == RT_RANDOM
+    lazy = ep[E_LAZY] == 1
+    while True:
+        # next arrival: open-loop list or a closed-loop user
+        t_open = rf[g[G_NEXT_OPEN], ARR] if g[G_NEXT_OPEN] < n_open else np.inf
+        t_user = gf[GF_UMIN] if closed else np.inf
+        t_arr = min(t_open, t_user)
+        rmin, cmin, c2 = _earliest(st)
+        horizon = min(t_arr, t_end)
+        if rmin >= 0 and cmin < horizon:
+            bound = horizon
+            if closed and not lazy and c2 < bound:
+                # a finish may create an arrival: keep replicas in step with each other
+                bound = c2 if c2 > cmin else cmin + 1e-12
+            if draws and g[G_RND] + 2 > rnd.shape[0]:
+                return NEED_RANDOM
+            pf[rmin, CLOCK] = cmin
+            step_replica(rmin, bound, st)
+            refile(rmin, st)
+            continue
+        if t_arr < t_end:
+            if draws and g[G_RND] + 2 > rnd.shape[0]:
+                return NEED_RANDOM
+            if t_open <= t_user:
+                q = g[G_NEXT_OPEN]
+                g[G_NEXT_OPEN] += 1
+            else:
+                # materialise the closed-loop user's request from its class pool
+                u = st.uh[0]
+                c = ucls[u]
+                if g[G_NREQ] >= rf.shape[0]:
+                    return NEED_REQUESTS
+                if pool_ptr[c] >= pool.shape[1]:
+                    return NEED_POOL
+                q = g[G_NREQ]
+                g[G_NREQ] += 1
+                p = pool_ptr[c]
+                pool_ptr[c] += 1
+                rf[q, ARR] = t_user
+                rf[q, THINK] = pool[c, p, 2]
+                ri[q, PROMPT] = int(pool[c, p, 0])
+                ri[q, OUT] = int(pool[c, p, 1])
+                ri[q, PFT] = ri[q, PROMPT]
+                ri[q, CLS] = c
+                ri[q, USER] = u
+                ut[u] = np.inf
+                heaps.fix(st.uh, st.up, ut, g, G_UN, u)
+                gf[GF_UMIN] = ut[st.uh[0]]
+            _arrive(q, rf[q, ARR], st)
+            continue
+        if lazy:
+            # planned decode runs that span t_end stop at their first boundary after it
+            for r in range(st.pi.shape[0]):
+                if st.pi[r, PEND_K] > 0:
+                    settle(r, t_end, st)
+                    refile(r, st)
+        return OK

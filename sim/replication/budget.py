@@ -1,0 +1,103 @@
+"""Will one replication fit in memory? Checked before anything is drawn or allocated.
+
+A replication keeps one record per request (the engine's arrays, then the per-request
+table its metrics are computed from). Its expected number of open-loop requests follows
+from the scenario alone — each class's mean arrival rate, shaped by its daily profile,
+over the window — so a window that cannot fit is refused with one line saying how many
+requests, how much memory and what to change, rather than failing half-way with an
+out-of-memory error. Closed-loop classes are not counted: their number of requests is set
+by the fleet's speed (a rejected user backs off, see ``sim.engine.kernel.RETRY_MIN_S``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sim.scenario import Scenario
+from sim.scenario_io import ScenarioError
+from sim.workload.arrivals import ClosedLoopArrivals
+from sim.workload.trace import TraceArrivals
+
+__all__ = ["BYTES_PER_REQUEST", "available_memory_bytes", "check_memory", "expected_requests"]
+
+# Peak memory of ``sim.simulate`` per request, rounded up from the 558 bytes measured by
+# benchmarks/bench_scale.py (engine arrays, per-request table, metrics).
+BYTES_PER_REQUEST = 600
+# Share of the available memory one replication may plan to use.
+HEADROOM = 0.8
+GIB = 2**30
+
+
+def expected_requests(scenario: Scenario) -> float:
+    """Expected open-loop requests in one replication's window (all classes)."""
+    duration = scenario.horizon.duration_s
+    total = 0.0
+    for c in scenario.workload.classes:
+        arrivals = c.arrivals
+        if isinstance(arrivals, ClosedLoopArrivals):
+            continue
+        if isinstance(arrivals, TraceArrivals):
+            trace = arrivals.load(read_input_tokens=False, read_output_tokens=False)
+            total += trace.mean_rate_rps(arrivals.rate_scale) * duration
+            continue
+        rate = arrivals.mean_rate_rps()
+        if c.profile is None:
+            total += rate * duration
+        else:  # the profile's mean over the window, on a one-minute grid
+            grid = np.linspace(0.0, duration, max(2, math.ceil(duration / 60.0) + 1))
+            total += rate * float(np.mean(c.profile.multiplier(grid))) * duration
+    return total
+
+
+def available_memory_bytes() -> int | None:
+    """Memory available to a new allocation (Linux ``MemAvailable``), or ``None``."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(scenario: Scenario, *, available_bytes: int | None = None) -> None:
+    """Refuse a scenario whose replication cannot fit in memory.
+
+    Raises
+    ------
+    ScenarioError
+        One line: the expected requests, the memory they need, what is available and what
+        to change.
+
+    Examples
+    --------
+    >>> from sim import load_scenario
+    >>> s = load_scenario("scenarios/chat-startup.yaml")
+    >>> check_memory(s, available_bytes=2**40)  # fits
+    >>> check_memory(s, available_bytes=2**20)
+    Traceback (most recent call last):
+    ...
+    sim.scenario_io.ScenarioError: horizon.duration_s: one replication holds about ...
+    """
+    avail = available_memory_bytes() if available_bytes is None else available_bytes
+    if avail is None:
+        return
+    n = expected_requests(scenario)
+    # a Poisson count rarely exceeds its mean by 5 standard deviations
+    need = (n + 5.0 * math.sqrt(n)) * BYTES_PER_REQUEST
+    if need <= HEADROOM * avail:
+        return
+    fit = HEADROOM * avail / BYTES_PER_REQUEST
+    raise ScenarioError(
+        f"horizon.duration_s: one replication holds about {n:,.0f} requests, "
+        f"{need / GIB:,.1f} GiB at {BYTES_PER_REQUEST} bytes each, but "
+        f"{avail / GIB:,.1f} GiB of memory is available; shorten horizon.duration_s or "
+        f"lower the arrival rates to about {fit:,.0f} requests per replication"
+    )

@@ -1,0 +1,97 @@
+"""A replication that cannot fit in memory is refused before anything is allocated."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import sim
+from sim.cli import main
+from sim.replication.budget import BYTES_PER_REQUEST, check_memory, expected_requests
+from sim.replication.simulate import sample
+from sim.scenario_io import ScenarioError
+
+
+def _scenario(
+    arrivals: dict[str, object], profile: dict[str, object] | None = None
+) -> sim.Scenario:
+    cls: dict[str, object] = {
+        "name": "chat",
+        "arrivals": arrivals,
+        "prompt_tokens": {"dist": "fixed", "value": 100},
+        "output_tokens": {"dist": "fixed", "value": 10},
+    }
+    if profile is not None:
+        cls["profile"] = profile
+    return sim.Scenario.model_validate(
+        {
+            "name": "budget",
+            "horizon": {"duration_s": 7200.0, "warmup_s": 0.0},
+            "workload": {"classes": [cls]},
+            "fleet": {"model": "llama-3.1-8b", "gpu": "h100-sxm", "replicas": 1},
+        }
+    )
+
+
+CASES = {
+    "poisson": ({"process": "poisson", "rate_rps": 3.0}, None),
+    "gamma": ({"process": "gamma", "rate_rps": 2.0, "cv": 2.0}, None),
+    "diurnal": (
+        {"process": "poisson", "rate_rps": 3.0},
+        {"kind": "diurnal", "peak_hour": 1.0, "peak_to_trough": 4.0},
+    ),
+    "trace": (
+        {"process": "trace", "path": "scenarios/traces/AzureLLMInferenceTrace_conv.csv"},
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_expected_requests_match_what_is_drawn(case: str) -> None:
+    # the mean count of 20 sampled windows lies within 4 standard errors of the estimate
+    arrivals, profile = CASES[case]
+    scn = _scenario(arrivals, profile)
+    est = expected_requests(scn)
+    counts = np.array([len(sample(scn, seed).arrival_s) for seed in range(20)], dtype=float)
+    if case == "trace":  # a replay: the same count every time, the trace's mean rate
+        assert counts.std() == 0.0
+        assert counts.mean() == pytest.approx(est, rel=0.02)
+        return
+    se = max(counts.std(ddof=1), math.sqrt(est)) / math.sqrt(len(counts))
+    assert abs(counts.mean() - est) <= 4 * se, (counts.mean(), est)
+
+
+def test_closed_loops_are_not_counted() -> None:
+    scn = _scenario({"process": "closed_loop", "users": 10, "think_time_s": 1.0})
+    assert expected_requests(scn) == 0.0
+
+
+def test_a_window_too_large_for_memory_is_refused_with_the_numbers() -> None:
+    scn = _scenario({"process": "poisson", "rate_rps": 1000.0})  # 7.2 M requests
+    check_memory(scn, available_bytes=64 * 2**30)
+    with pytest.raises(ScenarioError) as err:
+        check_memory(scn, available_bytes=2**30)
+    msg = str(err.value)
+    assert msg.startswith("horizon.duration_s: one replication holds about 7,200,000 requests")
+    assert f"{BYTES_PER_REQUEST} bytes each" in msg and "\n" not in msg
+
+
+def test_the_cli_refuses_before_simulating(capsys: pytest.CaptureFixture[str]) -> None:
+    # a million requests per second for the scenario's window: refused at once, exit 2
+    code = main(
+        [
+            "run",
+            "scenarios/steady-api-replacement.yaml",
+            "--set",
+            "workload.classes.0.arrivals.rate_rps=1000000",
+            "--replications",
+            "1",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "GiB of memory is available" in err
+    assert "Traceback" not in err
