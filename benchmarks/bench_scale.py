@@ -68,16 +68,28 @@ def engine_rate(scn: sim.Scenario, seed: int = 1) -> dict[str, float]:
     }
 
 
-def memory_per_request(requests: int, rate: float) -> dict[str, float]:
-    """Peak traced bytes of ``sim.simulate`` per request (one replica)."""
+def _traced_peak(requests: int, rate: float) -> tuple[int, float]:
     scn = fleet_scenario(1, "least_loaded", rate=rate, requests=requests)
     gc.collect()
     tracemalloc.start()
     out = sim.simulate(scn, seed=1)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    n = len(out.requests)
-    return {"requests": float(n), "peak_bytes": float(peak), "bytes_per_request": peak / n}
+    return len(out.requests), float(peak)
+
+
+def memory_per_request(requests: int, rate: float) -> dict[str, float]:
+    """Peak traced bytes of ``sim.simulate`` (one replica) at ``requests`` and at three
+    times as many: per request in all, and per extra request (the slope, without the fixed
+    cost of a replication)."""
+    n1, p1 = _traced_peak(requests, rate)
+    n3, p3 = _traced_peak(3 * requests, rate)
+    return {
+        "requests": float(n3),
+        "peak_bytes": p3,
+        "bytes_per_request": p3 / n3,
+        "marginal_bytes_per_request": (p3 - p1) / (n3 - n1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     mem = memory_per_request(max(args.min_requests, 20_000), args.rate)
-    print(f"peak memory of sim.simulate: {mem['bytes_per_request']:.0f} bytes/request")
+    print(
+        f"peak memory of sim.simulate at {mem['requests']:,.0f} requests: "
+        f"{mem['bytes_per_request']:.0f} bytes/request "
+        f"({mem['marginal_bytes_per_request']:.0f} per extra request)"
+    )
     print()
     print("| router | " + " | ".join(f"{r} replicas" for r in args.replicas) + " |")
     print("|---|" + "---|" * len(args.replicas))

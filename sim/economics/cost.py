@@ -41,7 +41,6 @@ from sim.economics.gpu_bill import (
     resolve_gpu_hourly,
 )
 from sim.economics.spec import HOURS_PER_MONTH, ApiSpec, CalendarSpec, HiddenCostsSpec
-from sim.labels import labels
 
 __all__ = [
     "HOURS_PER_YEAR",
@@ -267,22 +266,25 @@ def cost_metrics(
         raise ValueError(f"fleet bill is for a {fleet.window_s} s window, not {span} s")
     arrival = requests["arrival_s"].to_numpy(dtype=np.float64)
     counted = (arrival >= w0) & (arrival < w1) & (requests["status"] == "completed").to_numpy()
-    sel = requests[counted]
-    inp = sel["input_tokens"].to_numpy(dtype=np.float64)
-    out = sel["output_tokens"].to_numpy(dtype=np.float64)
-    cached = _column(sel, "cached_input_tokens", 0.0).astype(np.float64)
-    prov = _column(sel, "api_provisioned", False).astype(bool)
-    to_api = (sel["route"] == "api").to_numpy(dtype=bool)
-    names = labels(sel["class_name"])
+    # the counted rows of the columns billed (no copy of the table); classes by code
+    inp = requests["input_tokens"].to_numpy()[counted].astype(np.float64)
+    out = requests["output_tokens"].to_numpy()[counted].astype(np.float64)
+    cached = _column(requests, "cached_input_tokens", 0.0)[counted].astype(np.float64)
+    prov = _column(requests, "api_provisioned", False)[counted].astype(bool)
+    to_api = (requests["route"] == "api").to_numpy(dtype=bool)[counted]
+    classes = requests["class_name"].astype("category")
+    cats = np.asarray(classes.cat.categories.astype(str), dtype=object)
+    codes = classes.cat.codes.to_numpy()[counted]
     batch_classes = [name for name, flag in (api_batch or {}).items() if flag]
-    batch = np.isin(names, batch_classes)
+    batch = np.isin(cats, batch_classes)[codes]
+    n_counted = len(codes)
 
     gpu = fleet.gpu_usd if fleet is not None else 0.0
     extra = hidden_costs(hidden, span) if hidden is not None else {"ops_usd": 0.0, "other_usd": 0.0}
     fleet_cost = gpu + extra["ops_usd"] + extra["other_usd"]
     nan = float("nan")
-    providers, used, rows = _provider_rows(api, names)
-    served = np.zeros(len(names), dtype=bool)
+    providers, used, rows = _provider_rows(api, codes, cats)
+    served = np.zeros(n_counted, dtype=bool)
     for r in rows.values():
         served |= r
     if (to_api & ~served).any():
@@ -359,7 +361,7 @@ def cost_metrics(
         "api_only_cost_usd_per_month": api_only * scale,
         "fleet_cost_usd_per_month": fleet_month,
         "api_cost_usd_per_month": api_month,
-        "cost_per_request_usd": _ratio(total, float(len(sel))),
+        "cost_per_request_usd": _ratio(total, float(n_counted)),
         "cost_per_1m_input_tokens_usd": _ratio(total, tokens_in, 1e6),
         "cost_per_1m_output_tokens_usd": _ratio(total, tokens_out, 1e6),
         "cost_per_1m_tokens_usd": _ratio(total, tokens, 1e6),
@@ -370,14 +372,15 @@ def cost_metrics(
     if isinstance(api, ApiProviders) and len(providers.of_class) > 1:
         for cls in providers.of_class:
             spec = providers.spec_of(cls)
-            routed_c, only_c = (0.0, nan) if spec is None else bill(spec, names == cls)
+            rows_c = np.isin(cats, [cls])[codes]
+            routed_c, only_c = (0.0, nan) if spec is None else bill(spec, rows_c)
             metrics[f"api_cost_usd_per_month[{cls}]"] = routed_c * scale
             metrics[f"api_only_cost_usd_per_month[{cls}]"] = only_c * scale
     return metrics
 
 
 def _provider_rows(
-    api: ApiSpec | ApiProviders | None, names: NDArray[Any]
+    api: ApiSpec | ApiProviders | None, codes: NDArray[Any], cats: NDArray[Any]
 ) -> tuple[ApiProviders, tuple[str, ...], dict[str, NDArray[np.bool_]]]:
     """The providers, those that serve a class (their fees are owed), and for each of them
     which rows (requests, by class name) it serves."""
@@ -385,10 +388,13 @@ def _provider_rows(
         # one API for every class, whichever classes the frame holds
         single = ApiProviders.single(api)
         used = tuple(single.specs)
-        return single, used, {name: np.ones(len(names), dtype=bool) for name in used}
+        return single, used, {name: np.ones(len(codes), dtype=bool) for name in used}
     fallback = MAIN_API if MAIN_API in api.specs else None
-    of_class = {str(c): api.of_class.get(str(c), fallback) for c in np.unique(names)}
+    present = cats[np.unique(codes)]
+    of_class = {str(c): api.of_class.get(str(c), fallback) for c in present}
     serving = set(api.of_class.values()) | set(of_class.values())
     used = tuple(name for name in api.specs if name in serving)
-    rows = {name: np.isin(names, [c for c, p in of_class.items() if p == name]) for name in used}
+    rows = {
+        name: np.isin(cats, [c for c, p in of_class.items() if p == name])[codes] for name in used
+    }
     return api, used, rows

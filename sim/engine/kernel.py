@@ -38,6 +38,9 @@ HASPFX, SHARED, HOLD = 14, 15, 16
 # times its work was lost to an interruption or failure; arrived with no replica ready
 NINT, COLD = 17, 18
 N_RI = 19
+# 32 bits hold every per-request count (tokens, replica, retries) and row index (up to
+# 2**31 requests in one replication): 76 bytes a request instead of 152
+RI_DTYPE = np.int32
 # request status
 ST_PENDING, ST_QUEUED, ST_RUNNING, ST_COMPLETED, ST_REJECTED, ST_FAILED, ST_API = range(7)
 # reasons

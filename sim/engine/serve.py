@@ -237,8 +237,8 @@ class Served:
         return ToApi(
             class_name=np.asarray(self.class_names)[ri[sent, K.CLS]],
             arrival_s=rf[sent, K.ARR],
-            input_tokens=ri[sent, K.PROMPT],
-            output_tokens=ri[sent, K.OUT],
+            input_tokens=ri[sent, K.PROMPT].astype(np.int64),
+            output_tokens=ri[sent, K.OUT].astype(np.int64),
         )
 
     def requests(self, api: ApiOutcome | None = None) -> pd.DataFrame:
@@ -251,13 +251,13 @@ class Served:
         n = state.n_requests
         rf = state.rf[:n]
         ri = state.ri[:n]
-        status = ri[:, K.STATUS].copy()
-        reason = ri[:, K.REASON].copy()
+        status = ri[:, K.STATUS].astype(np.int8)
+        reason = ri[:, K.REASON].astype(np.int8)
         to_api = status == K.ST_API
         unfinished = (status != K.ST_COMPLETED) & (status != K.ST_REJECTED) & ~to_api
         status[unfinished] = K.ST_FAILED
         reason[unfinished] = K.R_DRAIN
-        arrival = rf[:, K.ARR]
+        arrival = np.ascontiguousarray(rf[:, K.ARR])
         # the server's front end adds a constant to what the client sees (not to queueing)
         front = state.fleet.engine.frontend_latency_s
         first = rf[:, K.FIRST] - arrival + front
@@ -286,32 +286,39 @@ class Served:
         )
         with np.errstate(invalid="ignore", divide="ignore"):
             tpot = np.where(done & (out > 1), (e2e - first) / (out - 1), np.nan)
-        order = np.argsort(arrival, kind="stable")
+        # in place: no second copy of a column the size of the run
+        first[~done] = np.nan
+        e2e[~done] = np.nan
+        finish = arrival + e2e
         frame = pd.DataFrame(
             {
                 "arrival_s": arrival,
                 "class_name": _categorical(ri[:, K.CLS], self.class_names),
-                "input_tokens": ri[:, K.PROMPT],
-                "output_tokens": out,
+                "input_tokens": ri[:, K.PROMPT].astype(np.int64),
+                "output_tokens": out.astype(np.int64),
                 "prefix_tokens": prefix,
                 "route": _categorical(to_api.astype(np.int8), ("fleet", "api")),
-                "replica": ri[:, K.REP],
+                "replica": ri[:, K.REP].astype(np.int64),
                 "status": _categorical(_STATUS_CODE[status], STATUS_NAMES),
                 "reason": _categorical(reason, K.REASONS),
                 "queue_s": queue,
-                "ttft_s": np.where(done, first, np.nan),
+                "ttft_s": first,
                 "tpot_s": tpot,
-                "e2e_s": np.where(done, e2e, np.nan),
-                "finish_s": np.where(done, arrival + e2e, np.nan),
-                "preemptions": ri[:, K.NPRE],
-                "recomputed_tokens": ri[:, K.RECOMP],
-                "interruptions": ri[:, K.NINT],
+                "e2e_s": e2e,
+                "finish_s": finish,
+                "preemptions": ri[:, K.NPRE].astype(np.int64),
+                "recomputed_tokens": ri[:, K.RECOMP].astype(np.int64),
+                "interruptions": ri[:, K.NINT].astype(np.int64),
                 "cold_start": ri[:, K.COLD].astype(bool),
                 "api_attempts": attempts,
                 "api_provisioned": provisioned,
-            }
+            },
+            copy=False,  # every column is a fresh array: keep them as they are, unstacked
         )
-        return frame.iloc[order].reset_index(drop=True)
+        if n > 1 and not bool(np.all(arrival[1:] >= arrival[:-1])):
+            # closed-loop requests are added as they are sent, after the open-loop ones
+            frame = frame.iloc[np.argsort(arrival, kind="stable")].reset_index(drop=True)
+        return frame
 
     def replicas(self) -> pd.DataFrame:
         """One row per replica slot: utilisation inside the measurement window

@@ -7,7 +7,7 @@ Only :mod:`sim.engine` reads these arrays; everything else gets tidy results fro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 import numpy as np
 
@@ -35,7 +35,8 @@ class FleetState:
 
     fleet: FleetSpec
     replica: ReplicaConfig
-    workload: Workload
+    # copied into the arrays, not kept: its per-request arrays are freed with the caller's
+    workload: InitVar[Workload]
     duration_s: float
     router_rng: np.random.Generator
     routing: RoutingSpec = field(default_factory=RoutingSpec)
@@ -67,9 +68,10 @@ class FleetState:
     uh: np.ndarray = field(init=False)
     up: np.ndarray = field(init=False)
 
-    def __post_init__(self) -> None:
-        wl = self.workload
+    def __post_init__(self, workload: Workload) -> None:
+        wl = workload
         fleet = self.fleet
+        self._n_classes = len(wl.class_names)
         n_open = len(wl.arrival_s)
         users = sum(src.users for src in wl.closed_loop)
         # restart each closed-loop stream so every option simulated on this workload sees
@@ -77,7 +79,7 @@ class FleetState:
         self._sources = tuple(src.fresh() for src in wl.closed_loop)
         cap = n_open + 8 * users
         self.rf = np.full((max(cap, 1), K.N_RF), np.nan)
-        self.ri = np.zeros((max(cap, 1), K.N_RI), dtype=np.int64)
+        self.ri = np.zeros((max(cap, 1), K.N_RI), dtype=K.RI_DTYPE)
         self.rf[:n_open, K.ARR] = wl.arrival_s
         self.ri[:n_open, K.PROMPT] = wl.input_tokens
         self.ri[:n_open, K.OUT] = wl.output_tokens
@@ -178,8 +180,7 @@ class FleetState:
         return out
 
     def _grow_pool(self, extra: int) -> None:
-        wl = self.workload
-        n_cls = len(wl.class_names)
+        n_cls = self._n_classes
         old = self.pool.shape[1]
         pool = np.zeros((n_cls, old + extra, 3))
         pool[:, :old] = self.pool
@@ -194,7 +195,7 @@ class FleetState:
         n = self.rf.shape[0]
         rf = np.full((2 * n, K.N_RF), np.nan)
         rf[:n] = self.rf
-        ri = np.zeros((2 * n, K.N_RI), dtype=np.int64)
+        ri = np.zeros((2 * n, K.N_RI), dtype=K.RI_DTYPE)
         ri[:n] = self.ri
         ri[n:, K.REP] = -1
         ri[n:, K.NEXT] = -1

@@ -7,7 +7,7 @@ Latency metrics use the requests that *arrive* inside the measurement window
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,12 +20,17 @@ QUANTILES = (50, 90, 99)
 
 
 def _latency_stats(
-    suffix: str, frame: pd.DataFrame, out: dict[str, float], prefix: str = ""
+    suffix: str,
+    cols: Mapping[str, np.ndarray],
+    sel: np.ndarray,
+    out: dict[str, float],
+    prefix: str = "",
 ) -> None:
-    done = frame[frame["status"] == "completed"]
+    # mean and quantiles of each latency over the rows `sel` (completed requests chosen);
+    # columns are read in place, no table is copied
     for col in LATENCIES:
         base = prefix + col[: -len("_s")]
-        values = done[col].to_numpy(dtype=float)
+        values = cols[col][sel]
         values = values[~np.isnan(values)]
         if len(values):
             out[f"{base}_mean_s{suffix}"] = float(values.mean())
@@ -36,6 +41,15 @@ def _latency_stats(
             out[f"{base}_mean_s{suffix}"] = float("nan")
             for q in QUANTILES:
                 out[f"{base}_p{q}_s{suffix}"] = float("nan")
+
+
+def _latencies(requests: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {col: requests[col].to_numpy(dtype=float) for col in LATENCIES}
+
+
+def _in_window(requests: pd.DataFrame, warmup_s: float, duration_s: float) -> np.ndarray:
+    arrival = requests["arrival_s"].to_numpy(dtype=float)
+    return (arrival >= warmup_s) & (arrival < duration_s)
 
 
 def slo_met(frame: pd.DataFrame, classes: Sequence[ClassSpec]) -> np.ndarray:
@@ -79,14 +93,15 @@ def backlog(requests: pd.DataFrame, *, since_s: float, at_s: float) -> int:
     """
     arrival = requests["arrival_s"].to_numpy(dtype=float)
     finish = requests["finish_s"].to_numpy(dtype=float)
-    status = requests["status"].to_numpy()
+    status = requests["status"]
     on_fleet = (
         (requests["route"] == "fleet").to_numpy()
         if "route" in requests
         else np.ones(len(arrival), bool)
     )
-    arrived = (arrival >= since_s) & (arrival < at_s) & on_fleet & (status != "rejected")
-    done = (status == "completed") & (finish < at_s)
+    rejected = (status == "rejected").to_numpy()
+    arrived = (arrival >= since_s) & (arrival < at_s) & on_fleet & ~rejected
+    done = (status == "completed").to_numpy() & (finish < at_s)
     return int((arrived & ~done).sum())
 
 
@@ -99,51 +114,56 @@ def request_metrics(
 ) -> dict[str, float]:
     """Latency, throughput and SLO metrics over the measurement window."""
     span = duration_s - warmup_s
-    arrived = requests[(requests["arrival_s"] >= warmup_s) & (requests["arrival_s"] < duration_s)]
+    # boolean masks over the whole table: no copy of it is made
+    arrived = _in_window(requests, warmup_s, duration_s)
+    status = requests["status"]
+    completed = (status == "completed").to_numpy()
+    failed = (status == "failed").to_numpy()
+    n_arrived = int(arrived.sum())
     out: dict[str, float] = {}
-    status = arrived["status"]
-    out["requests_offered"] = float(len(arrived))
-    out["requests_completed"] = float((status == "completed").sum())
-    out["requests_rejected"] = float((status == "rejected").sum())
-    out["requests_failed"] = float((status == "failed").sum())
-    out["offered_rps"] = len(arrived) / span
+    out["requests_offered"] = float(n_arrived)
+    out["requests_completed"] = float((completed & arrived).sum())
+    out["requests_rejected"] = float(((status == "rejected").to_numpy() & arrived).sum())
+    out["requests_failed"] = float((failed & arrived).sum())
+    out["offered_rps"] = n_arrived / span
     fin = requests["finish_s"].to_numpy(dtype=float)
-    in_window = (requests["status"] == "completed") & (fin >= warmup_s) & (fin < duration_s)
-    served = requests[in_window]
-    out["throughput_rps"] = len(served) / span
-    out["input_tokens_per_s"] = float(served["input_tokens"].sum()) / span
-    out["output_tokens_per_s"] = float(served["output_tokens"].sum()) / span
-    met = slo_met(arrived, classes)
+    served = completed & (fin >= warmup_s) & (fin < duration_s)
+    out["throughput_rps"] = int(served.sum()) / span
+    out["input_tokens_per_s"] = float(requests["input_tokens"].to_numpy()[served].sum()) / span
+    out["output_tokens_per_s"] = float(requests["output_tokens"].to_numpy()[served].sum()) / span
+    met_all = slo_met(requests, classes)
+    met = met_all[arrived]
     out["slo_attainment"] = float(met.mean()) if len(met) else float("nan")
     out["goodput_rps"] = float(met.sum()) / span
     # does the fleet keep up? its backlog halfway through the window and at its end
     mid = (warmup_s + duration_s) / 2
     out["backlog_mid_requests"] = float(backlog(requests, since_s=warmup_s, at_s=mid))
     out["backlog_end_requests"] = float(backlog(requests, since_s=warmup_s, at_s=duration_s))
-    _latency_stats("", arrived, out)
-    to_api = (arrived["route"] == "api").to_numpy() if "route" in arrived else None
-    if to_api is not None and to_api.any():
-        out["api_share"] = float(to_api.mean())
-        on_api = arrived[to_api]
-        if "api_attempts" in on_api:
-            attempts = on_api["api_attempts"].to_numpy()
+    cols = _latencies(requests)
+    _latency_stats("", cols, completed & arrived, out)
+    api = (requests["route"] == "api").to_numpy() if "route" in requests else None
+    if api is not None and api[arrived].any():
+        on_api = arrived & api
+        out["api_share"] = float(api[arrived].mean())
+        if "api_attempts" in requests:
+            attempts = requests["api_attempts"].to_numpy()[on_api]
             out["api_retries"] = float((attempts - 1).clip(min=0).sum())
             out["api_rate_limited_requests"] = float((attempts > 1).sum())
-            out["api_requests_failed"] = float((on_api["status"] == "failed").sum())
-        for route, sel in (("fleet", ~to_api), ("api", to_api)):
-            _latency_stats(f"[route={route}]", arrived[sel], out)
-            out[f"slo_attainment[route={route}]"] = float(met[sel].mean()) if sel.any() else 0.0
+            out["api_requests_failed"] = float((failed & on_api).sum())
+        for route, sel in (("fleet", arrived & ~api), ("api", on_api)):
+            _latency_stats(f"[route={route}]", cols, sel & completed, out)
+            out[f"slo_attainment[route={route}]"] = float(met_all[sel].mean()) if sel.any() else 0.0
     if len(classes) > 1:
-        names = pd.Series(labels(arrived["class_name"]), index=arrived.index)
+        names = labels(requests["class_name"])
         for cls in classes:
-            part = arrived[names == cls.name]
+            part = arrived & (names == cls.name)
             suffix = f"[{cls.name}]"
-            _latency_stats(suffix, part, out)
-            m = met[(names == cls.name).to_numpy()]
+            _latency_stats(suffix, cols, part & completed, out)
+            m = met_all[part]
             out[f"slo_attainment{suffix}"] = float(m.mean()) if len(m) else float("nan")
-            out[f"offered_rps{suffix}"] = len(part) / span
-            if "route" in part:
-                share = (part["route"] == "api").mean() if len(part) else float("nan")
+            out[f"offered_rps{suffix}"] = int(part.sum()) / span
+            if api is not None:
+                share = api[part].mean() if part.any() else float("nan")
                 out[f"api_share{suffix}"] = float(share)
     return out
 
@@ -158,12 +178,14 @@ def baseline_latency_metrics(
 ) -> dict[str, float]:
     """Latency and SLO metrics of an alternative outcome of the same requests (e.g. every
     request sent to the API), named with ``prefix``."""
-    arrived = requests[(requests["arrival_s"] >= warmup_s) & (requests["arrival_s"] < duration_s)]
+    arrived = _in_window(requests, warmup_s, duration_s)
+    status = requests["status"]
+    completed = (status == "completed").to_numpy()
     out: dict[str, float] = {}
-    _latency_stats("", arrived, out, prefix=prefix)
-    met = slo_met(arrived, classes)
+    _latency_stats("", _latencies(requests), completed & arrived, out, prefix=prefix)
+    met = slo_met(requests, classes)[arrived]
     out[f"{prefix}slo_attainment"] = float(met.mean()) if len(met) else float("nan")
-    out[f"{prefix}requests_failed"] = float((arrived["status"] == "failed").sum())
+    out[f"{prefix}requests_failed"] = float(((status == "failed").to_numpy() & arrived).sum())
     return out
 
 

@@ -125,14 +125,26 @@ def class_routes(scenario: Scenario) -> np.ndarray:
     return np.asarray(codes, dtype=np.int64)
 
 
+def _completed_by_replica(requests: pd.DataFrame, replicas: pd.DataFrame) -> np.ndarray:
+    # requests each replica slot completed (those the API served have replica -1)
+    completed = (requests["status"] == "completed").to_numpy()
+    on_fleet = requests["replica"].to_numpy()[completed]
+    served_by = np.bincount(on_fleet[on_fleet >= 0], minlength=len(replicas))
+    return served_by[replicas["replica"].to_numpy()]
+
+
 def _api_cached_tokens(requests: pd.DataFrame, scenario: Scenario) -> np.ndarray:
     # prompt tokens the API would bill at its cached-input price: the shared prefix a request
     # carries, plus the class's declared cached share of the rest of its prompt
     frac = {c.name: c.api_cached_input_fraction for c in scenario.workload.classes}
-    share = pd.Series(labels(requests["class_name"])).map(frac).to_numpy(dtype=float)
+    names = requests["class_name"].astype("category")
+    share = np.array([frac[str(c)] for c in names.cat.categories], dtype=float)
     prefix = requests["prefix_tokens"].to_numpy()
-    rest = requests["input_tokens"].to_numpy() - prefix
-    return prefix + np.round(share * rest).astype(np.int64)
+    rest = (requests["input_tokens"].to_numpy() - prefix).astype(float)
+    rest *= share[names.cat.codes.to_numpy()]
+    cached = np.round(rest, out=rest).astype(np.int64)
+    cached += prefix
+    return cached
 
 
 def _api_baseline(
@@ -143,8 +155,10 @@ def _api_baseline(
     # Without an API for every class there is no such alternative: NaN.
     hz = scenario.horizon
     classes = scenario.workload.classes
-    order = np.argsort(requests["arrival_s"].to_numpy(), kind="stable")
-    frame = requests.iloc[order]
+    arrival = requests["arrival_s"].to_numpy()
+    frame = requests  # the table is sorted by arrival: copy only if it is not
+    if len(arrival) > 1 and not bool(np.all(arrival[1:] >= arrival[:-1])):
+        frame = requests.iloc[np.argsort(arrival, kind="stable")]
     if not providers.complete:
         empty = pd.DataFrame({col: [] for col in ("arrival_s", "class_name", "status", *LATENCIES)})
         names = baseline_latency_metrics(
@@ -291,8 +305,7 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
         request_metrics(requests, classes, warmup_s=hz.warmup_s, duration_s=hz.duration_s)
     )
     replicas = served.replicas()
-    served_by = requests[requests["status"] == "completed"].groupby("replica").size()
-    replicas["requests_completed"] = served_by.reindex(replicas["replica"], fill_value=0).to_numpy()
+    replicas["requests_completed"] = _completed_by_replica(requests, replicas)
     metrics.update(fleet_metrics(replicas))
     requests["cached_input_tokens"] = _api_cached_tokens(requests, scenario)
     metrics.update(replication_costs(scenario, requests, replicas, served, providers))
