@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from sim.report import report
     from sim.scenario import Scenario
     from sim.scenario_io import ScenarioError, dump_scenario, load_scenario
+    from sim.study.capacity import CapacityAtSLO, capacity_at_slo
     from sim.study.crossover import CrossoverResult, crossover, find_crossover
     from sim.study.decide import Decision
     from sim.study.montecarlo import Precision, RunResult, run
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from sim.study.sweep import SweepResult, sweep
 
 __all__ = [
+    "CapacityAtSLO",
     "CapacityPlan",
     "CrossoverResult",
     "Decision",
@@ -50,6 +52,7 @@ __all__ = [
     "ScenarioError",
     "SweepResult",
     "analytic",
+    "capacity_at_slo",
     "crossover",
     "dump_scenario",
     "find_crossover",
@@ -70,6 +73,7 @@ __version__ = "0.1.0"
 
 # where each public name lives ("sim": the name is a submodule, exported as such)
 _HOMES = {
+    "CapacityAtSLO": "sim.study.capacity",
     "CapacityPlan": "sim.study.planning",
     "CrossoverResult": "sim.study.crossover",
     "Decision": "sim.study.decide",
@@ -82,6 +86,7 @@ _HOMES = {
     "ScenarioError": "sim.scenario_io",
     "SweepResult": "sim.study.sweep",
     "analytic": "sim",
+    "capacity_at_slo": "sim.study.capacity",
     "crossover": "sim.study.crossover",
     "dump_scenario": "sim.scenario_io",
     "find_crossover": "sim.study.crossover",

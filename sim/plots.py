@@ -76,6 +76,11 @@ def _axes(ax: Axes | None) -> Axes:
     return new
 
 
+#: Room for a right-hand axis's tick labels and label, inches: a legend beside such an axis
+#: starts this far to the right of the plot.
+RIGHT_AXIS_INCHES = 0.75
+
+
 def legend_outside(ax: Axes, **kwargs: Any) -> None:
     """The legend to the right of the axes, outside the data area, so it hides no data
     (a constrained-layout figure makes room for it)."""
@@ -279,7 +284,8 @@ def utilisation(result: RunResult | pd.DataFrame, *, ax: Axes | None = None) -> 
 
 def timeseries(outcome: Outcome | pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     """Running and queued sequences over the fleet against time, and — when replicas
-    start, drain or stop — the replicas ready (right axis).
+    start, drain or stop — the replicas ready (right axis), with one legend outside the data
+    (beside the right axis when there is one).
 
     ``outcome`` is an :class:`~sim.replication.simulate.Outcome` or its ``timeseries`` frame.
     """
@@ -302,8 +308,22 @@ def timeseries(outcome: Outcome | pd.DataFrame, *, ax: Axes | None = None) -> Ax
         right.step(hours, ready.to_numpy(), where="post", color="C2", label="replicas ready")
         right.set_ylabel("replicas ready")
         right.set_ylim(0, max(1, int(ready.max())) + 1)
-        right.legend(loc="upper right", fontsize="small")
-    ax.legend(loc="upper left", fontsize="small")
+        # one legend for both axes, outside the data: to the right of the right axis's tick
+        # labels and label (a fixed offset in inches, whatever the size or resolution)
+        from matplotlib.transforms import ScaledTranslation
+
+        handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+        shift = ScaledTranslation(RIGHT_AXIS_INCHES, 0.0, ax.figure.dpi_scale_trans)
+        ax.legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+            bbox_transform=ax.transAxes + shift,
+            borderaxespad=0.0,
+            fontsize="small",
+        )
+        return ax
+    legend_outside(ax)
     return ax
 
 

@@ -24,7 +24,7 @@ from sim.intervals import (
     summarize,
     t_interval,
 )
-from sim.report.build import _with_ci
+from sim.report.build import with_ci
 from sim.study.verdict import _ci_text, number, usd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,9 +197,9 @@ def test_money_puts_the_sign_before_the_dollar() -> None:
     assert number("${:.3f}", -0.0001) == "$0.000"  # rounds to zero: no sign
     assert number("{:.1%}", -0.007) == "-0.7%"  # not money: as formatted
     assert usd(-1165.0) == "-$1,165" and usd(-56.0) == "-$56.00"
-    assert _with_ci("${:,.0f}", -1165.0, -2000.0, -300.0) == "-$1,165 (-$2,000 – -$300)"
-    assert _with_ci("{:.3f} s", 0.25, 0.25, 0.25) == "0.250 s (identical in every replication)"
-    assert _with_ci("{:.3f} s", 0.25, math.nan, math.nan, NOTE_ONE) == (
+    assert with_ci("${:,.0f}", -1165.0, -2000.0, -300.0) == "-$1,165 (-$2,000 – -$300)"
+    assert with_ci("{:.3f} s", 0.25, 0.25, 0.25) == "0.250 s (identical in every replication)"
+    assert with_ci("{:.3f} s", 0.25, math.nan, math.nan, NOTE_ONE) == (
         "0.250 s (one replication: no interval)"
     )
     assert _ci_text(-10.0, 20.0) == "95% CI -$10.00 – $20.00"

@@ -74,7 +74,9 @@ def test_every_point_uses_the_same_replication_seeds() -> None:
 def test_summary_is_a_t_interval_per_point_and_metric() -> None:
     res = sweep(_scenario(), grid={RATE: [2.0, 4.0]}, replications=3, executor="serial")
     table = res.summary()
-    assert list(table.columns) == ["point", RATE, "metric", "mean", "ci_low", "ci_high", "n"]
+    assert list(table.columns) == [
+        "point", RATE, "metric", "mean", "ci_low", "ci_high", "n", "note"
+    ]  # fmt: skip
     assert len(table) == 2 * len(res.metrics())
     row = table[(table["point"] == 1) & (table["metric"] == "ttft_p99_s")].iloc[0]
     mean, lo, hi = t_interval(res.runs.loc[res.runs["point"] == 1, "ttft_p99_s"].to_numpy())

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from sim.cli.common import CommandParser, add_quiet, add_set, load_with_overrides, run_command
+from sim.scenario_io import dump_scenario
 from sim.study.planning import describe, plan_capacity
 
 __all__ = ["HELP", "main", "parser", "rounded"]
@@ -80,6 +81,9 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        # written first, as `crossover run` does: what was asked for is on disk even if the
+        # search fails, and `crossover report` lists the scenario's assumptions from it
+        (out / "scenario.resolved.yaml").write_text(dump_scenario(scenario), encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"--out {out}: cannot write there ({exc.strerror})") from None
     show = not args.quiet and sys.stderr.isatty()  # progress on a terminal only

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import textwrap
 import time
@@ -24,11 +25,12 @@ from sim.cli.common import (
     run_scenario_command,
 )
 from sim.scenario_io import ScenarioError, dump_scenario
+from sim.study.capacity import CapacityAtSLO
 from sim.study.decide import Decision
 from sim.study.montecarlo import RunResult, run
 from sim.study.verdict import calendar_line, number
 
-__all__ = ["HELP", "main", "parser", "print_summary"]
+__all__ = ["HELP", "capacity_lines", "main", "parser", "print_summary", "write_capacity"]
 
 HELP = "run replications of a scenario and write the results"
 
@@ -68,12 +70,19 @@ def parser() -> CommandParser:
         default=1,
         help_text="local worker processes for the replications (0: one per core; default 1)",
     )
+    p.add_argument(
+        "--no-capacity",
+        action="store_true",
+        help="skip the search for the capacity at the SLO (capacity.json; it simulates the "
+        "traffic scaled up until the SLO fails, cached in DIR/.cache)",
+    )
     add_quiet(p)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``crossover run SCENARIO [-n] [--seed] [--out DIR] [--set PATH=VALUE] [-j] [-q]``.
+    """``crossover run SCENARIO [-n] [--seed] [--out DIR] [--set PATH=VALUE] [-j]
+    [--no-capacity] [-q]``.
 
     Returns 0 on success, 2 on bad input (``error: …`` on stderr naming the file and field).
     """
@@ -121,9 +130,77 @@ def _run(args: argparse.Namespace) -> int:
     result.option_runs().to_csv(out_dir / "options.csv", index=False)
     decision.table.to_csv(out_dir / "decision.csv", index=False)
     (out_dir / "verdict.txt").write_text(decision.verdict + "\n", encoding="utf-8")
+    if not args.no_capacity:
+        write_capacity(result, out_dir, progress=progress is not None)
     if not args.quiet:
         print_summary(result, decision, out_dir, time.perf_counter() - t0)
     return 0
+
+
+def write_capacity(result: RunResult, out_dir: Path, *, progress: bool = False) -> None:
+    """Search the capacity at the SLO (cached in ``out_dir/.cache``) and write
+    ``capacity.json`` (the result) and ``capacity.csv`` (one row per load multiplier tried).
+    """
+    report = None
+    if progress:
+        sys.stderr.write("capacity at the SLO: scaling the traffic\n")
+
+        def report(done: int, scale: float, holds: bool) -> None:
+            word = "holds" if holds else "fails"
+            sys.stderr.write(f"\r  ×{scale:.3g}: the SLO {word} ({done} loads tried)   ")
+
+    try:
+        capacity = result.capacity(cache_dir=out_dir / ".cache", progress=report)
+    except ValueError as exc:  # no class may run on the fleet: nothing to search
+        (out_dir / "capacity.json").write_text(json.dumps({"error": str(exc)}) + "\n")
+        return
+    finally:
+        if progress:
+            sys.stderr.write("\n")
+    text = json.dumps(capacity.to_dict() | {"summary": capacity.describe()}, indent=1)
+    (out_dir / "capacity.json").write_text(text + "\n", encoding="utf-8")
+    capacity.evaluations.to_csv(out_dir / "capacity.csv", index=False)
+
+
+def capacity_lines(cap: CapacityAtSLO) -> list[str]:
+    """The capacity at the SLO as ``crossover run`` prints it: the load at which the SLO
+    would just hold, the share of it the traffic uses and the GPU bill split on that basis.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> cap = CapacityAtSLO(2.0, 2.2, 3.0, 6.0, 0.5, 100.0, 50.0, 50.0, {"chat": 0.99}, 1,
+    ...                     "", pd.DataFrame(), 0.1, 1, 0, 64.0)
+    >>> for line in capacity_lines(cap):
+    ...     print(line)
+      capacity at SLO ×2 the traffic = 6 req/s (it fails at ×2.2; found to within 10%)
+      share used      50.0% of the capacity at the SLO (GPU busy below is occupancy, not this)
+      GPU bill split  $50 used + $50 paid for but unused = $100/month
+    """
+    label = f"  {'capacity at SLO':<15} "
+    if not math.isfinite(cap.scale):
+        lines = [label + cap.describe()]
+    else:
+        bound = (
+            f"it fails at ×{cap.scale_high:.3g}"
+            if math.isfinite(cap.scale_high)
+            else f"it holds at every load searched, up to ×{cap.max_scale:g}"
+        )
+        lines = [
+            f"{label}×{cap.scale:.3g} the traffic = {cap.capacity_rps:.3g} req/s "
+            f"({bound}; found to within {cap.tolerance:.0%})",
+            f"  {'share used':<15} {cap.used_share:.1%} of the capacity at the SLO "
+            "(GPU busy below is occupancy, not this)",
+        ]
+        if math.isfinite(cap.gpu_usd_per_month):
+            lines.append(
+                f"  {'GPU bill split':<15} {number('${:,.0f}', cap.used_usd_per_month)} used + "
+                f"{number('${:,.0f}', cap.unused_usd_per_month)} paid for but unused = "
+                f"{number('${:,.0f}', cap.gpu_usd_per_month)}/month"
+            )
+    if cap.note:
+        lines.append(f"  {'':<15} note: {cap.note}")
+    return lines
 
 
 def _fmt(summary_row: object, fmt: str) -> str:
@@ -152,9 +229,18 @@ def print_summary(result: RunResult, decision: Decision, out_dir: Path, elapsed_
         f"router {s.fleet.router}"
     )
     print(calendar_line(s))
+    capacity = result.capacity_found
     for key, label, fmt in _HEADLINE:
+        if key == "gpu_busy_fraction" and capacity is not None:
+            # utilisation as the guide means it first, then occupancy, MFU and MBU
+            for line in capacity_lines(capacity):
+                print(line)
+            capacity = None
         if key in table.index:
             print(f"  {label:<15} {_fmt(table.loc[key], fmt)}")
+    if capacity is not None:  # no utilisation rows to put it before
+        for line in capacity_lines(capacity):
+            print(line)
     means = table["mean"].astype(float)
     rej = float(means.get("requests_rejected", 0.0)) + float(means.get("requests_failed", 0.0))
     if rej > 0:

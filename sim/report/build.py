@@ -34,6 +34,7 @@ from sim.replication.simulate import Outcome, scenario_apis
 from sim.report.figures import Figure, decision_figures, run_figures
 from sim.scenario import Scenario
 from sim.scenario_io import ScenarioError, dump_scenario, validate_scenario
+from sim.study.capacity import CapacityAtSLO
 from sim.study.crossover import CrossoverResult, metric_unit, unit_of
 from sim.study.crossover import describe as describe_crossover
 from sim.study.decide import Decision
@@ -42,7 +43,24 @@ from sim.study.sensitivity import tornado_bars
 from sim.study.sweep import SweepResult
 from sim.study.verdict import calendar_line, number
 
-__all__ = ["assumptions", "latency_table", "load_run", "report", "scenario_inputs"]
+__all__ = [
+    "UTILISATION_TERMS",
+    "assumptions",
+    "capacity_bill_rows",
+    "format_number",
+    "latency_table",
+    "load_run",
+    "read_capacity",
+    "read_scenario",
+    "report",
+    "scenario_inputs",
+    "study_context",
+    "table_records",
+    "tornado_output_label",
+    "utilisation_rows",
+    "with_ci",
+    "write_report",
+]
 
 #: (label, option metric, API-only metric, format), the side-by-side table.
 SIDE_BY_SIDE = (
@@ -69,18 +87,30 @@ GROUPED = (
 RUN_FILES = ("replications.csv", "requests.parquet", "scenario.resolved.yaml")
 
 
-def _fmt(fmt: str, value: float) -> str:
+def format_number(fmt: str, value: float) -> str:
+    """``value`` in ``fmt`` as the report writes numbers (:func:`sim.study.verdict.number`);
+    ``–`` when it is not finite.
+
+    Examples
+    --------
+    >>> format_number("${:,.0f}", -1165.0), format_number("{:.1%}", float("nan"))
+    ('-$1,165', '–')
+    """
     return number(fmt, value) if math.isfinite(value) else "–"
 
 
-def _with_ci(fmt: str, mean: float, lo: float, hi: float, note: str = "") -> str:
+def with_ci(fmt: str, mean: float, lo: float, hi: float, note: str = "") -> str:
     """``mean (lo – hi)``; instead of an interval, ``note`` (why there is none), or the
     note of equal bounds: the same value in every replication."""
-    text = _fmt(fmt, mean)
+    text = format_number(fmt, mean)
     if note:
         text += f" ({note})"
     elif math.isfinite(lo) and math.isfinite(hi):
-        text += f" ({NOTE_IDENTICAL})" if lo == hi else f" ({_fmt(fmt, lo)} – {_fmt(fmt, hi)})"
+        text += (
+            f" ({NOTE_IDENTICAL})"
+            if lo == hi
+            else f" ({format_number(fmt, lo)} – {format_number(fmt, hi)})"
+        )
     return text
 
 
@@ -134,7 +164,98 @@ def load_run(directory: str | Path) -> RunResult:
             result = result.with_option_runs(pd.read_csv(d / "options.csv"))
         except (OSError, ValueError) as exc:
             raise ScenarioError(f"{d / 'options.csv'}: cannot read it ({exc})") from None
+    capacity = read_capacity(d)  # after the options: a copy with option runs starts afresh
+    if capacity is not None:
+        result = result.with_capacity(capacity)
     return result
+
+
+def read_capacity(directory: Path) -> CapacityAtSLO | None:
+    """The capacity at the SLO a ``crossover run`` directory holds (``capacity.json`` and
+    ``capacity.csv``); None when it has none (``--no-capacity``) or cannot be read."""
+    try:
+        data = json.loads((directory / "capacity.json").read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or "scale" not in data:
+            return None
+        path = directory / "capacity.csv"
+        evaluations = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        return CapacityAtSLO.from_dict(data, evaluations)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+#: The utilisation measures, in the order the report gives them: (metric, name, meaning).
+UTILISATION_TERMS = (
+    (
+        "gpu_busy_fraction",
+        "busy (occupancy)",
+        "the share of paid GPU time with any work at all (one running sequence counts as "
+        "much as two hundred): it says nothing about how much more the GPU could take",
+    ),
+    (
+        "compute_utilisation",
+        "MFU",
+        "model FLOPs utilisation: the share of the GPU's peak FLOP/s the model's arithmetic used",
+    ),
+    (
+        "bandwidth_utilisation",
+        "MBU",
+        "memory-bandwidth utilisation: the share of the GPU's peak memory bandwidth used "
+        "(weights and KV cache read every step)",
+    ),
+)
+
+
+def utilisation_rows(result: RunResult) -> list[list[str]]:
+    """The report's utilisation table: the share of the capacity at the SLO first (when
+    searched), then occupancy, MFU and MBU, each with its value and one sentence on what it
+    means."""
+    rows: list[list[str]] = []
+    cap = result.capacity_found
+    if cap is not None and math.isfinite(cap.scale):
+        bound = (
+            f"fails at ×{cap.scale_high:.3g}"
+            if math.isfinite(cap.scale_high)
+            else f"at least this: it holds at every load searched, up to ×{cap.max_scale:g}"
+        )
+        meaning = (
+            "the utilisation a cost comparison needs: the offered load divided by the load at "
+            f"which every class's SLO attainment target would just hold on this fleet "
+            f"(×{cap.scale:.3g} the traffic, {cap.capacity_rps:.3g} req/s; {bound}; found by "
+            f"simulation to within {cap.tolerance:.0%})"
+        )
+        if cap.note:
+            meaning += f"; {cap.note}"
+        rows.append(["share of capacity at the SLO", f"{cap.used_share:.1%}", meaning])
+    elif cap is not None:  # no traffic (0 %), or the SLO fails at every load (–)
+        shown = f"{cap.used_share:.1%}" if math.isfinite(cap.used_share) else "–"
+        rows.append(["share of capacity at the SLO", shown, cap.describe()])
+    summary = {str(r["metric"]): r for r in result.summary().to_dict("records")}
+    for metric, name, meaning in UTILISATION_TERMS:
+        if metric not in summary:
+            continue
+        r = summary[metric]
+        value = with_ci(
+            "{:.1%}", float(r["mean"]), float(r["ci_low"]), float(r["ci_high"]), _text(r["note"])
+        )
+        rows.append([name, value, meaning])
+    return rows
+
+
+def capacity_bill_rows(result: RunResult) -> list[list[str]]:
+    """The GPU bill split on the capacity at the SLO: used and paid for but unused."""
+    cap = result.capacity_found
+    if cap is None or not math.isfinite(cap.gpu_usd_per_month) or not math.isfinite(cap.used_share):
+        return []
+    return [
+        ["capacity used (bill × share of capacity at the SLO)", money(cap.used_usd_per_month)],
+        ["capacity paid for but unused", money(cap.unused_usd_per_month)],
+        ["GPU bill", money(cap.gpu_usd_per_month)],
+    ]
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def read_scenario(source: Path) -> Scenario:
@@ -180,11 +301,19 @@ def verdict_context(d: Decision | None) -> dict[str, Any]:
                 "description": r["description"],
                 "feasible": "yes" if r["feasible"] else "no",
                 "reason": r["reason"],
-                "cost": _with_ci(
-                    "${:,.0f}", r["cost_per_month_usd"], r["ci_low"], r["ci_high"], one
+                "cost": with_ci(
+                    "${:,.0f}",
+                    r["cost_per_month_usd"],
+                    r["ci_low"],
+                    r["ci_high"],
+                    _text(r.get("ci_note")) or one,
                 ),
-                "slo": _with_ci(
-                    "{:.1%}", r["slo_attainment"], r["slo_ci_low"], r["slo_ci_high"], one
+                "slo": with_ci(
+                    "{:.1%}",
+                    r["slo_attainment"],
+                    r["slo_ci_low"],
+                    r["slo_ci_high"],
+                    _text(r.get("slo_ci_note")) or one,
                 ),
                 "p_cheapest": f"{r['p_cheapest']:.0%}" if r["feasible"] else "–",
                 "payback": _payback_text(
@@ -204,7 +333,7 @@ def verdict_context(d: Decision | None) -> dict[str, Any]:
         "headline": headline,
         "line": d.verdict.removeprefix("verdict: "),
         "options": rows,
-        "classes": _records(d.classes),
+        "classes": table_records(d.classes),
         "option": d.recommended or "option",
     }
 
@@ -232,7 +361,7 @@ def latency_table(result: RunResult) -> pd.DataFrame:
             if metric in table.index:
                 m, lo, hi = plots.ci_row(table, metric)
                 note = table.loc[metric].get("note", "")
-                cells.append(_with_ci(fmt, m, lo, hi, note if isinstance(note, str) else ""))
+                cells.append(with_ci(fmt, m, lo, hi, note if isinstance(note, str) else ""))
             else:
                 cells.append("–")
         rows.append(cells)
@@ -250,7 +379,9 @@ def grouped_table(result: RunResult) -> pd.DataFrame:
         for name, fmt in GROUPED:
             if base == name:
                 group = rest.removesuffix("]")
-                groups.setdefault(group, {})[name] = _fmt(fmt, float(table.loc[metric, "mean"]))
+                groups.setdefault(group, {})[name] = format_number(
+                    fmt, float(table.loc[metric, "mean"])
+                )
     rows = [
         {"group": g, **{name: cells.get(name, "–") for name, _ in GROUPED}}
         for g, cells in groups.items()
@@ -464,7 +595,9 @@ def scenario_inputs(scenario: Scenario) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["path", "value"])
 
 
-def _records(frame: pd.DataFrame) -> list[list[str]]:
+def table_records(frame: pd.DataFrame) -> list[list[str]]:
+    """The rows of ``frame`` as text cells for the template (floats to 4 significant
+    digits, ``–`` when not finite)."""
     return [[_cell(v) for v in row] for row in frame.itertuples(index=False)]
 
 
@@ -528,9 +661,9 @@ def report(
     # a table that cannot be drawn fails here, before any figure is rendered
     bars = tornado_bars(sensitivity) if sensitivity is not None else None
     decision = decision_of(result)
-    study = _study_context(crossover, sensitivity, bars)
+    study = study_context(crossover, sensitivity, bars)
     figures = run_figures(result) + decision_figures(
-        sweep=sweep, crossover=crossover, sensitivity=bars, output_label=_output_label(study)
+        sweep=sweep, crossover=crossover, sensitivity=bars, output_label=tornado_output_label(study)
     )
     tables: dict[str, pd.DataFrame] = {
         "summary": result.summary(),
@@ -544,6 +677,8 @@ def report(
         "assumptions": assumptions(result.scenario),
         "scenario_inputs": scenario_inputs(result.scenario),
     }
+    if result.capacity_found is not None:
+        tables["capacity_at_slo"] = result.capacity_found.evaluations
     if crossover is not None:
         tables["crossover_points"] = crossover.points
     if sensitivity is not None:
@@ -567,19 +702,22 @@ def report(
             + f"; {calendar_line(s)}"
         ),
         "verdict": verdict_context(decision),
-        "side_by_side": _records(tables["side_by_side"]),
+        "side_by_side": table_records(tables["side_by_side"]),
         "grouped": tables["by_class_and_route"],
         "costs": [
             [str(r["component"]), *(money(float(r[k])) for k in ("mean", "ci_low", "ci_high"))]
             for r in tables["cost_breakdown"].to_dict("records")
         ],
-        "assumptions": _records(tables["assumptions"]),
-        "inputs": _records(tables["scenario_inputs"]),
+        "assumptions": table_records(tables["assumptions"]),
+        "inputs": table_records(tables["scenario_inputs"]),
+        "utilisation": utilisation_rows(result),
+        "capacity_bill": capacity_bill_rows(result),
+        "capacity_searched": result.capacity_found is not None,
     }
-    return _write(out, context, figures, tables)
+    return write_report(out, context, figures, tables)
 
 
-def _output_label(study: dict[str, Any]) -> str:
+def tornado_output_label(study: dict[str, Any]) -> str:
     """The tornado's output with its unit, as the sensitivity table names it."""
     sens = study.get("sensitivity") or {}
     metric, unit = sens.get("metric", ""), sens.get("unit", "")
@@ -588,7 +726,7 @@ def _output_label(study: dict[str, Any]) -> str:
     return f"{metric} ({unit})" if unit else metric
 
 
-def _study_context(
+def study_context(
     crossover: CrossoverResult | None,
     sensitivity: pd.DataFrame | None,
     bars: pd.DataFrame | None,
@@ -618,12 +756,12 @@ def _study_context(
         sens = {
             "metric": metric,
             "unit": metric_unit(metric) if metric else "",
-            "rows": _records(bars[["parameter", "low", "high", "base"]]),
+            "rows": table_records(bars[["parameter", "low", "high", "base"]]),
         }
     return {
         "run": False,
         "crossover": cross,
-        "crossover_points": _records(crossover.points) if crossover is not None else [],
+        "crossover_points": table_records(crossover.points) if crossover is not None else [],
         "sensitivity": sens,
         "variance": [],
         "sweep_points": {},
@@ -632,12 +770,18 @@ def _study_context(
         "verdict": {},
         "assumptions": [],
         "inputs": [],
+        "utilisation": [],
+        "capacity_bill": [],
+        "capacity_searched": False,
     }
 
 
-def _write(
+def write_report(
     out: Path, context: dict[str, Any], figures: list[Figure], tables: dict[str, pd.DataFrame]
 ) -> Path:
+    """Render the template with ``context`` to ``out`` and write ``<stem>_files/`` beside it
+    (each figure as PNG, each table as CSV); a write error is a one-line
+    :class:`~sim.scenario_io.ScenarioError`."""
     files = out.with_name(f"{out.stem}_files")
     context = {
         **context,

@@ -18,17 +18,17 @@ import pandas as pd
 
 from sim import plots
 from sim.report.build import (
-    _fmt,
-    _output_label,
-    _records,
-    _study_context,
-    _with_ci,
-    _write,
     assumptions,
+    format_number,
     load_run,
     read_scenario,
     report,
     scenario_inputs,
+    study_context,
+    table_records,
+    tornado_output_label,
+    with_ci,
+    write_report,
 )
 from sim.report.figures import Figure, decision_figures, render
 from sim.scenario import Scenario
@@ -114,7 +114,7 @@ def sweep_table(result: SweepResult) -> pd.DataFrame:
         for metric, fmt in SWEEP_METRICS:
             if (point["point"], metric) in summary.index:
                 r = summary.loc[(point["point"], metric)]
-                row[metric] = _with_ci(
+                row[metric] = with_ci(
                     fmt, float(r["mean"]), float(r["ci_low"]), float(r["ci_high"])
                 )
         rows.append(row)
@@ -124,8 +124,8 @@ def sweep_table(result: SweepResult) -> pd.DataFrame:
 def _scenario_context(scenario: Scenario) -> dict[str, Any]:
     return {
         "scenario": scenario,
-        "assumptions": _records(assumptions(scenario)),
-        "inputs": _records(scenario_inputs(scenario)),
+        "assumptions": table_records(assumptions(scenario)),
+        "inputs": table_records(scenario_inputs(scenario)),
     }
 
 
@@ -171,7 +171,7 @@ def _sweep_report(d: Path, out: Path) -> Path:
         tables["crossover_points"] = cross.points
     swept = ", ".join(result.parameters)
     context = {
-        **_study_context(cross, None, None),
+        **study_context(cross, None, None),
         **_scenario_context(s),
         "title": f"crossover sweep report: {s.name}",
         "run_line": (
@@ -179,9 +179,9 @@ def _sweep_report(d: Path, out: Path) -> Path:
             f"replications × {s.horizon.duration_s:g} s (warm-up {s.horizon.warmup_s:g} s "
             "excluded)" + (f", seed {result.seed}" if result.seed >= 0 else "")
         ),
-        "sweep_points": {"columns": list(table.columns), "rows": _records(table)},
+        "sweep_points": {"columns": list(table.columns), "rows": table_records(table)},
     }
-    return _write(out, context, figures, tables)
+    return write_report(out, context, figures, tables)
 
 
 def _sensitivity_report(d: Path, out: Path) -> Path:
@@ -196,16 +196,16 @@ def _sensitivity_report(d: Path, out: Path) -> Path:
         raise ScenarioError(f"{d / 'tornado.csv'}: {exc}") from None
     source = d / "scenario.resolved.yaml"
     scenario = read_scenario(source) if source.is_file() else None
-    study = _study_context(None, table, bars)
+    study = study_context(None, table, bars)
     figures = decision_figures(
-        sweep=None, crossover=None, sensitivity=bars, output_label=_output_label(study)
+        sweep=None, crossover=None, sensitivity=bars, output_label=tornado_output_label(study)
     )
     tables: dict[str, pd.DataFrame] = {"sensitivity": table}
     context = {**study, "scenario": scenario}
     if variance is not None:
         tables["variance"] = variance
         figures.append(_variance_figure(variance))
-        context["variance"] = _records(variance)
+        context["variance"] = table_records(variance)
     if scenario is not None:
         tables["assumptions"] = assumptions(scenario)
         tables["scenario_inputs"] = scenario_inputs(scenario)
@@ -217,7 +217,7 @@ def _sensitivity_report(d: Path, out: Path) -> Path:
         f"one at a time: {table['parameter'].nunique()} parameters at a low and a high value"
         + (f", {int(n)} replications each, the same seeds as the base" if n == n else "")
     )
-    return _write(out, context, figures, tables)
+    return write_report(out, context, figures, tables)
 
 
 def _variance_figure(variance: pd.DataFrame) -> Figure:
@@ -249,21 +249,28 @@ def _plan_report(d: Path, out: Path) -> Path:
     cheapest = ""
     if feasible and "cost_per_month" in table:
         best = table[table["feasible"].astype(bool)].sort_values("cost_per_month").iloc[0]
-        cost = _fmt("${:,.0f}", float(best["cost_per_month"]))
+        cost = format_number("${:,.0f}", float(best["cost_per_month"]))
         what = ", ".join(
             f"{k} {best[k]}" for k in ("gpu", "tp", "replicas", "pricing") if k in best
         )
         cheapest = f"; the cheapest feasible: {what} at {cost} per month"
+    source = d / "scenario.resolved.yaml"
+    scenario = read_scenario(source) if source.is_file() else None
+    tables: dict[str, pd.DataFrame] = {"plan": table}
     context = {
-        **_study_context(None, None, None),
-        "scenario": None,
-        "title": f"crossover plan report: {d.name}",
+        **study_context(None, None, None),
+        "scenario": scenario,
+        "title": f"crossover plan report: {scenario.name if scenario is not None else d.name}",
         "run_line": (
             f"{len(table)} configurations simulated, {feasible} meeting the SLO target" + cheapest
         ),
         "plan": {
             "columns": [str(c) for c in table.columns],
-            "rows": _records(table),
+            "rows": table_records(table),
         },
     }
-    return _write(out, context, [], {"plan": table})
+    if scenario is not None:
+        tables["assumptions"] = assumptions(scenario)
+        tables["scenario_inputs"] = scenario_inputs(scenario)
+        context.update(_scenario_context(scenario))
+    return write_report(out, context, [], tables)

@@ -26,6 +26,7 @@ import pandas as pd
 from sim.intervals import (
     NOTE_IDENTICAL,
     bounded_t_interval,
+    metric_interval,
     metric_range,
     t_interval,
     wilson_interval,
@@ -46,11 +47,13 @@ DECISION_COLUMNS = (
     "cost_per_month_usd",
     "ci_low",
     "ci_high",
+    "ci_note",
     "fleet_cost_per_month_usd",
     "api_cost_per_month_usd",
     "slo_attainment",
     "slo_ci_low",
     "slo_ci_high",
+    "slo_ci_note",
     "ttft_p99_s",
     "api_share",
     "p_cheapest",
@@ -322,12 +325,14 @@ def decide(
     rows = []
     for o in options:
         r = by_option[o.name]
-        # within their physical range: a cost is not negative, attainment is in [0, 1]
-        mean, lo, hi = bounded_t_interval(
-            cost[o.name], metric_range("total_cost_usd_per_month"), confidence
+        # as the run's summary has them: within their physical range (a cost is not
+        # negative, attainment is in [0, 1]); NaN bounds and a note saying why when the
+        # replications are one or identical
+        mean, lo, hi, cost_note = metric_interval(
+            "total_cost_usd_per_month", cost[o.name], confidence
         )
-        slo, slo_lo, slo_hi = bounded_t_interval(
-            _column(r, "slo_attainment"), metric_range("slo_attainment"), confidence
+        slo, slo_lo, slo_hi, slo_note = metric_interval(
+            "slo_attainment", _column(r, "slo_attainment"), confidence
         )
         k = wins[o.name] if o.name in feasible else 0
         p_lo, p_hi = wilson_interval(k, n_valid, confidence) if o.name in feasible else (0.0, 0.0)
@@ -353,11 +358,13 @@ def decide(
                 "cost_per_month_usd": mean,
                 "ci_low": lo,
                 "ci_high": hi,
+                "ci_note": cost_note,
                 "fleet_cost_per_month_usd": fleet_cost,
                 "api_cost_per_month_usd": _mean(_column(r, "api_cost_usd_per_month")),
                 "slo_attainment": slo,
                 "slo_ci_low": slo_lo,
                 "slo_ci_high": slo_hi,
+                "slo_ci_note": slo_note,
                 "ttft_p99_s": _mean(_column(r, "ttft_p99_s")),
                 "api_share": _mean(np.nan_to_num(_column(r, "api_share"))),
                 "p_cheapest": k / n_valid if n_valid and o.name in feasible else 0.0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from sim.intervals import (
 from sim.replication.simulate import Outcome, simulate
 from sim.scenario import Scenario, option_scenario
 from sim.seeds import replication_seeds
+from sim.study.capacity import CapacityAtSLO, capacity_at_slo, capacity_scenario, gpu_usd_per_month
 from sim.study.decide import Decision, decide
 from sim.study.executors import Executor, SerialExecutor, make_executor, session
 from sim.study.options import Option, resolve_options
@@ -138,6 +140,63 @@ class RunResult:
     def options_simulated(self) -> bool:
         """Whether :meth:`option_runs` is at hand without simulating."""
         return "option_runs" in self._cache
+
+    def capacity(
+        self,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        tolerance: float = 0.1,
+        replications: int = 1,
+        progress: Callable[[int, float, bool], None] | None = None,
+    ) -> CapacityAtSLO:
+        """The capacity at the SLO of this run's fleet and workload, and the share of it the
+        traffic uses (:func:`sim.study.capacity.capacity_at_slo`, with this run's seed).
+
+        The bill split is this run's mean GPU bill per month. When the capacity scenario is
+        the scenario as run (a fixed self-hosted fleet, nominal values), the run's own first
+        replications stand for the ``s = 1`` point. Kept after the first call (and
+        :meth:`with_capacity`); a call with other settings searches again.
+        """
+        key = (None if cache_dir is None else str(cache_dir), tolerance, replications)
+        held = self._cache.get("capacity")
+        if held is not None and (self._cache.get("capacity_key") in (None, key)):
+            found: CapacityAtSLO = held
+            return found
+        base, _ = capacity_scenario(self.scenario)
+        nominal = self.scenario.model_copy(update={"options": None, "uncertainty": None})
+        same = base == nominal and not self.uncertainty
+        known = (
+            [{str(k): v for k, v in row.items()} for row in self.replications.to_dict("records")]
+            if same
+            else None
+        )
+        found = capacity_at_slo(
+            self.scenario,
+            seed=self.seed if self.seed >= 0 else 0,
+            replications=replications,
+            tolerance=tolerance,
+            gpu_bill_usd_per_month=gpu_usd_per_month(self.replications),
+            known=known,
+            cache_dir=cache_dir,
+            executor=self.executor,
+            progress=progress,
+        )
+        self._cache["capacity"] = found
+        self._cache["capacity_key"] = key
+        return found
+
+    def with_capacity(self, capacity: CapacityAtSLO) -> RunResult:
+        """A copy whose :meth:`capacity` is ``capacity`` (as read back from ``capacity.json``)."""
+        copy = dataclasses.replace(self, _cache=dict(self._cache))
+        copy._cache["capacity"] = capacity
+        copy._cache["capacity_key"] = None
+        return copy
+
+    @property
+    def capacity_found(self) -> CapacityAtSLO | None:
+        """The capacity at the SLO when it is at hand without simulating, else None."""
+        found: CapacityAtSLO | None = self._cache.get("capacity")
+        return found
 
     def decision(self, *, confidence: float = 0.95) -> Decision:
         """Constraints first, then the cheapest feasible option with its CI, P(cheapest)

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from scipy.stats import qmc
 
+from sim.intervals import metric_interval
 from sim.scenario import Scenario
 from sim.study.executors import Executor, make_executor
 from sim.study.montecarlo import PARAM_PREFIX, Unit, run_unit
@@ -84,8 +84,13 @@ class SweepResult:
 
     def summary(self, *, confidence: float = 0.95) -> pd.DataFrame:
         """One row per point × metric: the point's parameters, ``metric``, ``mean``, its
-        Student-t interval ``ci_low``/``ci_high`` over replications, and ``n`` (finite
-        values).
+        ``confidence`` interval ``ci_low``/``ci_high`` over replications, ``n`` (finite
+        values) and ``note``.
+
+        The intervals are the run summary's (:func:`sim.intervals.metric_interval`): a
+        Student-t interval kept inside the metric's physical range (a cost is not negative,
+        an attainment is in [0, 1]); with fewer than two finite values, or the same value in
+        every replication, NaN bounds and a ``note`` saying why.
 
         Examples
         --------
@@ -101,25 +106,17 @@ class SweepResult:
             id_vars=["point"], value_vars=metrics, var_name="metric", value_name="value"
         )
         long["metric"] = pd.Categorical(long["metric"], categories=metrics)
-        g = long.groupby(["point", "metric"], observed=True, sort=True)["value"]
-        table = g.agg(["mean", "std", "count"]).reset_index()
-        n = table["count"].to_numpy(dtype=float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            t = stats.t.ppf(0.5 + confidence / 2, np.where(n > 1, n - 1, np.nan))
-            half = t * table["std"].to_numpy(dtype=float) / np.sqrt(n)
-        mean = table["mean"].to_numpy(dtype=float)
+        rows = []
+        for (point, metric), group in long.groupby(["point", "metric"], observed=True, sort=True):
+            x = group["value"].to_numpy(dtype=float)
+            finite = x[~np.isnan(x)]
+            mean, lo, hi, note = metric_interval(str(metric), finite, confidence)
+            rows.append((point, str(metric), mean, lo, hi, len(finite), note))
         out = pd.DataFrame(
-            {
-                "point": table["point"].to_numpy(),
-                "metric": table["metric"].astype(str).to_numpy(),
-                "mean": mean,
-                "ci_low": mean - half,
-                "ci_high": mean + half,
-                "n": table["count"].to_numpy(dtype=np.int64),
-            }
-        )
+            rows, columns=["point", "metric", "mean", "ci_low", "ci_high", "n", "note"]
+        ).astype({"n": np.int64})
         out = self.points.merge(out, on="point", how="right", sort=False)
-        return out[["point", *self.parameters, "metric", "mean", "ci_low", "ci_high", "n"]]
+        return out[["point", *self.parameters, "metric", "mean", "ci_low", "ci_high", "n", "note"]]
 
 
 def sweep(

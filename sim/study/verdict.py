@@ -98,9 +98,12 @@ def usd(x: float) -> str:
     return number("${:,.0f}" if abs(x) >= 100 else "${:,.2f}", x)
 
 
-def _ci_text(lo: float, hi: float) -> str:
-    """The interval of a monthly figure, or why there is none (NaN bounds: one
-    replication; equal bounds: the same value in every replication)."""
+def _ci_text(lo: float, hi: float, note: str = "") -> str:
+    """The interval of a monthly figure, or why there is none: ``note`` when given (the
+    decision table's ``ci_note``), else NaN bounds: one replication; equal bounds: the same
+    value in every replication."""
+    if isinstance(note, str) and note:
+        return note
     if lo != lo or hi != hi:
         return NOTE_ONE
     if lo == hi:
@@ -206,7 +209,7 @@ def compose_verdict(
     lead = "Cheapest feasible option" if has_api else "Cheapest feasible fleet"
     text = (
         f"{lead}: {d.recommended} ({best['description']}) at {usd(best['cost_per_month_usd'])}"
-        f"/month ({_ci_text(best['ci_low'], best['ci_high'])})"
+        f"/month ({_ci_text(best['ci_low'], best['ci_high'], best.get('ci_note', ''))})"
     )
     if d.runner_up is None:
         text += ", the only feasible option."
