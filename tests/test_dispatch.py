@@ -3,17 +3,22 @@ the closed-loop retry bound (sim.engine.heaps, sim.engine.dispatch)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
 import sim.engine.state as engine_state
+from sim.cli import main
 from sim.engine import heaps
 from sim.engine import kernel as K
 from sim.engine.replica import build_replica
 from sim.replication.simulate import sample, serve_scenario
+from sim.scenario_io import ScenarioError
 
 # --- the heap against a sorted list -----------------------------------------------------
 
@@ -162,10 +167,8 @@ def test_a_fleet_of_hundreds_of_replicas_is_served_in_order() -> None:
 # --- closed loops that cannot make progress ---------------------------------------------
 
 
-def test_a_rejected_closed_loop_user_backs_off_instead_of_spinning() -> None:
-    # every request exceeds the model's context: each user is rejected at once, and with no
-    # think time would resend at the same instant forever; it waits RETRY_MIN_S instead
-    scn = sim.Scenario.model_validate(
+def _hopeless(prompt_tokens: dict[str, object]) -> sim.Scenario:
+    return sim.Scenario.model_validate(
         {
             "name": "hopeless",
             "horizon": {"duration_s": 60.0, "warmup_s": 0.0},
@@ -174,7 +177,7 @@ def test_a_rejected_closed_loop_user_backs_off_instead_of_spinning() -> None:
                     {
                         "name": "huge",
                         "arrivals": {"process": "closed_loop", "users": 5, "think_time_s": 0.0},
-                        "prompt_tokens": {"dist": "fixed", "value": 200_000},
+                        "prompt_tokens": prompt_tokens,
                         "output_tokens": {"dist": "fixed", "value": 10},
                     }
                 ]
@@ -182,9 +185,33 @@ def test_a_rejected_closed_loop_user_backs_off_instead_of_spinning() -> None:
             "fleet": {"model": "llama-3.1-8b", "gpu": "h100-sxm", "replicas": 1},
         }
     )
-    out = sim.simulate(scn, seed=1)
-    req = out.requests
-    assert (req["status"] == "rejected").all()
+
+
+def test_a_rejected_closed_loop_user_backs_off_instead_of_spinning() -> None:
+    # every request exceeds the model's context: each user is rejected at once, and with no
+    # think time would resend at the same instant forever; it waits RETRY_MIN_S instead
+    scn = _hopeless({"dist": "fixed", "value": 200_000})
+    served = serve_scenario(scn, sample(scn, 1), 1, build_replica(scn.fleet))
+    n = served.n_requests
+    status = served.state.ri[:n, K.STATUS]
+    assert (status == K.ST_REJECTED).all()
     per_user = 60.0 / K.RETRY_MIN_S
-    assert len(req) <= 5 * (per_user + 1)
-    assert len(req) >= 5 * (per_user - 1)
+    assert 5 * (per_user - 1) <= n <= 5 * (per_user + 1)
+
+
+def test_a_closed_loop_that_cannot_make_progress_ends_with_a_clear_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    scn = _hopeless({"dist": "fixed", "value": 200_000})
+    with pytest.raises(ScenarioError, match=r"workload\.classes\.0 \(huge\): all [0-9,]+ "):
+        sim.simulate(scn, seed=1)
+    path = tmp_path / "hopeless.yaml"
+    path.write_text(yaml.safe_dump(scn.model_dump(mode="json", exclude_none=True)))
+    code = main(["run", str(path), "--replications", "1", "--no-capacity", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "exceeds_max_model_len" in err
+    # some requests fit: the loop makes progress and its rejections are only counted
+    mixed = _hopeless({"dist": "lognormal", "median": 60_000, "p90": 200_000, "max": 300_000})
+    out = sim.simulate(mixed, seed=1)
+    assert (out.requests["status"] == "rejected").any()
+    assert (out.requests["status"] == "completed").any()

@@ -22,6 +22,7 @@ from sim.replication.metrics import (
     request_metrics,
 )
 from sim.scenario import Scenario
+from sim.scenario_io import ScenarioError
 from sim.seeds import (
     STREAM_API,
     STREAM_API_BASELINE,
@@ -33,6 +34,7 @@ from sim.seeds import (
     substream,
 )
 from sim.workload import Workload, sample_workload
+from sim.workload.arrivals import ClosedLoopArrivals
 
 __all__ = ["Outcome", "class_routes", "sample", "scenario_apis", "serve_scenario", "simulate"]
 
@@ -123,6 +125,23 @@ def class_routes(scenario: Scenario) -> np.ndarray:
         else:
             codes.append(ROUTE_EITHER)
     return np.asarray(codes, dtype=np.int64)
+
+
+def _check_progress(scenario: Scenario, requests: pd.DataFrame) -> None:
+    # a closed loop whose every request the fleet rejected never made progress: its users
+    # only backed off and retried; say so rather than report a window of rejections
+    for i, cls in enumerate(scenario.workload.classes):
+        if not isinstance(cls.arrivals, ClosedLoopArrivals):
+            continue
+        mine = requests[requests["class_name"] == cls.name]
+        if len(mine) == 0 or not (mine["status"] == "rejected").all():
+            continue
+        reason = mine["reason"].astype(str).value_counts().index[0]
+        raise ScenarioError(
+            f"workload.classes.{i} ({cls.name}): all {len(mine):,} requests its closed-loop "
+            f"users sent were rejected ({reason}); the loop cannot make progress: make its "
+            "requests fit the fleet (prompt_tokens, output_tokens) or the fleet take them"
+        )
 
 
 def _completed_by_replica(requests: pd.DataFrame, replicas: pd.DataFrame) -> np.ndarray:
@@ -300,6 +319,7 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
             rng_of=lambda name: np.random.default_rng(provider_stream(seed, STREAM_API, name)),
         )
     requests = served.requests(api_result)
+    _check_progress(scenario, requests)
     metrics: dict[str, Any] = {}
     metrics.update(
         request_metrics(requests, classes, warmup_s=hz.warmup_s, duration_s=hz.duration_s)
