@@ -18,7 +18,8 @@ from sim.economics.apis import ApiProviders, api_providers
 from sim.economics.spec import ApiSpec, CalendarSpec, HiddenCostsSpec, PricedFleetSpec
 from sim.engine.replica import build_replica, resolve_model
 from sim.engine.routing import RoutingSpec
-from sim.engine.spec import Horizon
+from sim.engine.spec import Horizon, RooflineStep
+from sim.engine.steptime import resolve_roofline
 from sim.overrides import apply_overrides
 from sim.uncertainty import ParamDistribution, check_uncertain_path
 from sim.workload.spec import WorkloadSpec
@@ -181,6 +182,13 @@ class Scenario(Frozen):
             known=list_models,
         )
         _check(("fleet", "gpu"), fleet.gpu, lambda: get_gpu(fleet.gpu), kind="GPU", known=list_gpus)
+        step = fleet.step_time
+        if isinstance(step, RooflineStep):
+            _check(
+                ("fleet", "step_time", "profile"),
+                step.profile,
+                lambda: resolve_roofline(step, get_gpu(fleet.gpu).name),
+            )
         # Both names resolve, so what is left is the fit (or a dtype the GPU cannot run).
         _check(("fleet", "model"), fleet.model, lambda: build_replica(fleet))
         return self

@@ -20,8 +20,11 @@ __all__ = [
     "GLOBAL_DEFAULTS",
     "ROOFLINE_FIELDS",
     "gpu_family",
+    "profile_families",
+    "profile_fitted_range",
     "profile_names",
     "profiles",
+    "profiles_text",
 ]
 
 ROOFLINE_FIELDS = (
@@ -29,6 +32,7 @@ ROOFLINE_FIELDS = (
     "bandwidth_efficiency",
     "overhead_s",
     "allreduce_latency_s",
+    "allreduce_hop_s",
 )
 DEFAULT_PROFILE = "vllm"
 
@@ -50,6 +54,46 @@ def profiles() -> Mapping[str, Any]:
 def profile_names() -> list[str]:
     """Names of the step-time profiles, sorted."""
     return sorted(_profiles_file()["profiles"])
+
+
+def profile_families(name: str) -> tuple[str, ...] | None:
+    """The GPU families profile ``name`` was fitted on, or None when it serves every family
+    (the default ``vllm``, which falls back to its Hopper values).
+
+    Examples
+    --------
+    >>> profile_families("splitwise-2023"), profile_families("vllm")
+    (('ampere',), None)
+    """
+    fams = _profiles_file()["profiles"][name].get("families")
+    return None if fams is None else tuple(str(f) for f in fams)
+
+
+def profile_fitted_range(name: str, family: str) -> Mapping[str, Any]:
+    """What profile ``name``'s ``family`` entry was fitted on (``gpus``, ``tp`` as
+    ``[low, high]``, ``models``); empty when the profile does not say."""
+    fitted = _profiles_file()["profiles"][name].get("fitted") or {}
+    return MappingProxyType(dict(fitted.get(family) or {}))
+
+
+def profiles_text() -> str:
+    """One line naming every profile and the GPU families it was fitted on.
+
+    Examples
+    --------
+    >>> "splitwise-2023 (ampere)" in profiles_text()
+    True
+    """
+    parts = []
+    for name in profile_names():
+        fams = profile_families(name)
+        if fams is None:
+            prof = _profiles_file()["profiles"][name]
+            have = [f for f in ("hopper", "ampere", "ada") if f in prof]
+            parts.append(f"{name} (default; fitted on {', '.join(have)}, other GPUs take hopper)")
+        else:
+            parts.append(f"{name} ({', '.join(fams)})")
+    return ", ".join(parts)
 
 
 def _global_defaults() -> dict[str, float]:

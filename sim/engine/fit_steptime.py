@@ -96,6 +96,9 @@ PARAMS: Mapping[str, ParamRange] = MappingProxyType(
         # One tensor-parallel all-reduce, in µs. Physical: 0-100 µs (NCCL small-message
         # latency is 5-30 µs); wide allows twice that.
         "allreduce_latency_s": ParamRange(1e-6, (0.0, 2e-4), (0.0, 1e-4)),
+        # One step (hop) of a ring all-reduce, in µs; an all-reduce takes 2(tp-1) of them.
+        # Physical: 0-50 µs (one NVLink / PCIe message plus its synchronisation).
+        "allreduce_hop_s": ParamRange(1e-6, (0.0, 1e-4), (0.0, 5e-5)),
         # Linear coefficients: per iteration (ms), per decoding sequence and per prompt token
         # (10 µs), per KV-cache token read (10 ns).
         "c0_s": _linear(1e-3),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sim.catalog import GpuSpec, ModelSpec, get_gpu, get_model, model_from_hf_config
+from sim.engine.memory import MemoryBudget, vllm_memory_budget
 from sim.engine.spec import ConstantStep, FleetSpec, LinearStep
 from sim.engine.steptime import (
     StepCoefficients,
@@ -63,19 +64,44 @@ def resolve_model(model: str | dict[str, Any]) -> ModelSpec:
 
 
 def kv_blocks_for(fleet: FleetSpec, model: ModelSpec, gpu: GpuSpec) -> int:
-    """Paged KV-cache blocks of one replica, as vLLM sizes it.
+    """Paged KV-cache blocks of one replica, as vLLM V1 sizes them.
 
-    ``(tp · memory · kv_memory_fraction − weights − tp · activation_reserve) /
-    (kv_bytes_per_token · block_tokens)``, floored. Returns 0 or less when the model does not
-    fit.
+    ``engine.kv_blocks`` when given. Otherwise, per GPU, ``kv_memory_fraction`` × the memory
+    CUDA sees − weights/tp − the peak activation of vLLM's profiling pass at
+    ``max_num_batched_tokens`` − non-torch memory (more under tensor parallelism) [− CUDA
+    graphs], over the KV bytes of one block on one GPU (:func:`sim.engine.memory.
+    vllm_memory_budget`). A scenario that sets ``engine.activation_reserve_gib`` keeps the
+    former formula ``(tp · memory · kv_memory_fraction − weights − tp · reserve) /
+    (kv_bytes_per_token · block_tokens)``. Floored; 0 or less when the model does not fit.
     """
     eng = fleet.engine
     if eng.kv_blocks is not None:
         return eng.kv_blocks
-    usable = fleet.tp * gpu.memory_gib * GIB * eng.kv_memory_fraction
-    free = usable - model.weight_bytes(fleet.dtype) - fleet.tp * eng.activation_reserve_gib * GIB
-    per_block = model.kv_bytes_per_token(fleet.kv_dtype_resolved) * eng.block_tokens
-    return int(free // per_block)
+    if eng.activation_reserve_gib is not None:
+        usable = fleet.tp * gpu.memory_gib * GIB * eng.kv_memory_fraction
+        reserve = fleet.tp * eng.activation_reserve_gib * GIB
+        free = usable - model.weight_bytes(fleet.dtype) - reserve
+        per_block = model.kv_bytes_per_token(fleet.kv_dtype_resolved) * eng.block_tokens
+        return int(free // per_block)
+    return memory_budget(fleet, model, gpu).kv_blocks
+
+
+def memory_budget(fleet: FleetSpec, model: ModelSpec, gpu: GpuSpec) -> MemoryBudget:
+    """Where each GPU's memory goes under ``fleet``'s engine settings (vLLM V1 sizing)."""
+    eng = fleet.engine
+    return vllm_memory_budget(
+        model,
+        gpu,
+        tp=fleet.tp,
+        dtype=fleet.dtype,
+        kv_dtype=fleet.kv_dtype_resolved,
+        gpu_memory_utilization=eng.kv_memory_fraction,
+        max_num_batched_tokens=eng.max_num_batched_tokens,
+        max_num_seqs=eng.max_num_seqs,
+        block_tokens=eng.block_tokens,
+        enforce_eager=eng.enforce_eager,
+        cuda_graphs_in_kv_budget=eng.cuda_graphs_in_kv_budget,
+    )
 
 
 def build_replica(fleet: FleetSpec) -> ReplicaConfig:
@@ -91,9 +117,16 @@ def build_replica(fleet: FleetSpec) -> ReplicaConfig:
     blocks = kv_blocks_for(fleet, model, gpu)
     if blocks < 1:
         need = model.weight_bytes(fleet.dtype) / GIB / fleet.tp
+        rest = ""
+        if fleet.engine.kv_blocks is None and fleet.engine.activation_reserve_gib is None:
+            b = memory_budget(fleet, model, gpu)
+            rest = (
+                f" and {b.activation_gib + b.non_torch_gib + b.cuda_graph_gib:.1f} GiB of "
+                "activations and runtime"
+            )
         raise ValueError(
             f"fleet: {model.name} in {fleet.dtype} needs {need:.1f} GiB of weights per GPU at "
-            f"tp={fleet.tp}, leaving no room for a KV cache on {gpu.name} "
+            f"tp={fleet.tp}{rest}, leaving no room for a KV cache on {gpu.name} "
             f"({gpu.memory_gib:g} GiB × kv_memory_fraction {fleet.engine.kv_memory_fraction}); "
             "raise tp, use a smaller dtype or a larger GPU"
         )

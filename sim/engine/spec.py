@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from sim._base import Frozen
-from sim.catalog.profiles import profile_names
+from sim.catalog.profiles import profile_names, profiles_text
 
 Dtype = Literal["bf16", "fp16", "fp8", "int8", "int4", "fp4"]
 RouterKind = Literal["round_robin", "least_loaded", "power_of_two", "central", "random"]
@@ -54,16 +54,33 @@ class EngineSpec(Frozen):
 
     max_num_seqs: int = Field(256, ge=1, le=4096)
     max_num_batched_tokens: int = Field(8192, ge=1)
-    kv_memory_fraction: float = Field(0.9, gt=0, le=1.0)
+    kv_memory_fraction: float = Field(
+        0.9,
+        gt=0,
+        le=1.0,
+        description="vLLM's gpu_memory_utilization: the share of each GPU's memory the "
+        "engine may use for weights, activations and the KV cache.",
+    )
     block_tokens: int = Field(16, ge=1, le=1024)
     chunked_prefill: bool = True
     max_model_len: int | None = Field(
         None, ge=1, description="Longest prompt+output accepted; default: the model's context."
     )
-    activation_reserve_gib: float = Field(
-        1.5,
+    activation_reserve_gib: float | None = Field(
+        None,
         ge=0,
-        description="Per-GPU memory kept for activations, CUDA graphs and the runtime.",
+        description="Legacy: a constant per-GPU reserve for activations, CUDA graphs and the "
+        "runtime, taken from the nominal memory. Unset (default): the KV cache is sized as "
+        "vLLM V1 does, from the model's shape and these settings (sim.engine.memory).",
+    )
+    enforce_eager: bool = Field(
+        False, description="No CUDA graphs (vLLM --enforce-eager): no graph memory to keep."
+    )
+    cuda_graphs_in_kv_budget: bool = Field(
+        False,
+        description="Take the CUDA graphs' memory out of the KV budget (recent vLLM with "
+        "VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS); the releases of the published logs "
+        "capture the graphs after sizing the KV cache.",
     )
     kv_blocks: int | None = Field(
         None, ge=1, description="Override the computed KV-cache size (blocks per replica)."
@@ -79,17 +96,22 @@ class EngineSpec(Frozen):
 class RooflineStep(Frozen):
     """Step time = overhead + max(compute time, memory time) + tensor-parallel all-reduce.
 
-    Each of the four constants may be given here; those left out come from the named
-    ``profile`` of ``sim/catalog/profiles.yaml`` (default ``vllm``: fitted to vLLM on H100 and
-    to the Splitwise A100 profile; ``trtllm``: fitted to TensorRT-LLM's published offline
-    throughput) for the GPU's family, else from the documented global defaults (compute
-    efficiency 0.55, bandwidth efficiency 0.81, overhead 1 ms, all-reduce latency 15 µs); see
+    Each constant may be given here; those left out come from the named ``profile`` of
+    ``sim/catalog/profiles.yaml`` for the GPU's family: an engine version (``vllm-2026``:
+    vLLM on H100; ``splitwise-2023``: the 2023 A100 stack of the Splitwise profile;
+    ``trtllm``: TensorRT-LLM's published offline throughput), refused on a GPU family it was
+    not fitted on, or the default ``vllm`` (per family the stack measured on it, the Hopper
+    values elsewhere); else from the documented global defaults (the ``vllm-2026`` values);
+    see
     :func:`sim.engine.steptime.resolve_roofline`.
     """
 
     model: Literal["roofline"] = "roofline"
     profile: str | None = Field(
-        None, description="Named coefficient profile (vllm, trtllm); default: vllm."
+        None,
+        description="Named coefficient profile: an engine and version (vllm-2026, "
+        "splitwise-2023, trtllm) or the default vllm (per GPU family, the stack measured "
+        "on it).",
     )
     compute_efficiency: float | None = Field(
         None, gt=0, le=1, description="Achieved share of the dense tensor-core peak."
@@ -101,14 +123,18 @@ class RooflineStep(Frozen):
     allreduce_latency_s: float | None = Field(
         None, ge=0, description="Latency of one tensor-parallel all-reduce (2 per layer)."
     )
+    allreduce_hop_s: float | None = Field(
+        None,
+        ge=0,
+        description="Latency of one step of a ring all-reduce: each all-reduce takes "
+        "2·(tp − 1) steps, so the fixed cost per iteration grows with tp.",
+    )
 
     @field_validator("profile")
     @classmethod
     def _known_profile(cls, v: str | None) -> str | None:
-        if v is not None:
-            names = profile_names()
-            if v not in names:
-                raise ValueError(f"unknown step-time profile {v!r}; known: {', '.join(names)}")
+        if v is not None and v not in profile_names():
+            raise ValueError(f"unknown step-time profile {v!r}; known: {profiles_text()}")
         return v
 
 

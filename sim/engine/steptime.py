@@ -12,16 +12,19 @@ with, for the iteration: ``T`` tokens computed, ``D`` decoding sequences, ``P`` 
 the FLOP and byte terms from the model and GPU; ``linear`` uses ``overhead`` and the ``c_dec``,
 ``c_pf``, ``c_kv`` terms; ``constant`` only ``overhead``.
 
-The roofline's four constants (``compute_efficiency``, ``bandwidth_efficiency``,
-``overhead_s``, ``allreduce_latency_s``) come, field by field, from the ``step_time:`` block
-when it gives them, else from a named *profile* of ``sim/catalog/profiles.yaml`` (``vllm``
-unless ``profile`` says otherwise) for the GPU's family (hopper: H100/H200; ampere: A100;
-ada: L40S/L4; ``default`` for the rest), else from :data:`GLOBAL_DEFAULTS`. Each profile
+The roofline's five constants (``compute_efficiency``, ``bandwidth_efficiency``,
+``overhead_s``, ``allreduce_latency_s``, ``allreduce_hop_s``: a tensor-parallel all-reduce
+costs its latency plus ``2(tp − 1)`` ring hops) come, field by field, from the
+``step_time:`` block when it gives them, else from a named *profile* of
+``sim/catalog/profiles.yaml`` (``vllm`` unless ``profile`` names an engine version) for
+the GPU's family (hopper: H100/H200; ampere: A100; ada: L40S/L4; ``default`` for the rest),
+else from :data:`GLOBAL_DEFAULTS`. Each profile
 value records the data it was fitted on and its error (see :func:`resolve_roofline`).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -35,7 +38,10 @@ from sim.catalog.profiles import (
     GLOBAL_DEFAULTS,
     ROOFLINE_FIELDS,
     gpu_family,
+    profile_families,
+    profile_fitted_range,
     profiles,
+    profiles_text,
 )
 from sim.engine.spec import ConstantStep, LinearStep, RooflineStep
 
@@ -50,18 +56,19 @@ _ACT_BYTES = 2.0
 
 @dataclass(frozen=True)
 class ResolvedRoofline:
-    """The four roofline constants in force, and where each came from."""
+    """The roofline constants in force, and where each came from."""
 
     compute_efficiency: float
     bandwidth_efficiency: float
     overhead_s: float
     allreduce_latency_s: float
+    allreduce_hop_s: float
     profile: str
     family: str
     origin: Mapping[str, str]
 
     def as_dict(self) -> dict[str, float]:
-        """The four constants by field name."""
+        """The constants by field name."""
         return {k: float(getattr(self, k)) for k in ROOFLINE_FIELDS}
 
 
@@ -75,6 +82,8 @@ def resolve_roofline(spec: RooflineStep, gpu_name: str) -> ResolvedRoofline:
     ------
     KeyError
         If ``spec.profile`` names no profile.
+    ValueError
+        If the profile was fitted on other GPU families than ``gpu_name``'s.
 
     Examples
     --------
@@ -86,9 +95,15 @@ def resolve_roofline(spec: RooflineStep, gpu_name: str) -> ResolvedRoofline:
     name = spec.profile or DEFAULT_PROFILE
     table = profiles()
     if name not in table:
-        raise KeyError(f"unknown step-time profile {name!r}; known: {', '.join(sorted(table))}")
+        raise KeyError(f"unknown step-time profile {name!r}; known: {profiles_text()}")
     prof = table[name]
     family = gpu_family(gpu_name)
+    fams = profile_families(name)
+    if fams is not None and family not in fams:
+        raise ValueError(
+            f"step-time profile {name!r} was fitted on {', '.join(fams)} GPUs, not on "
+            f"{gpu_name} ({family}); profiles: {profiles_text()}"
+        )
     values: dict[str, float] = {}
     origin: dict[str, str] = {}
     for key in ROOFLINE_FIELDS:
@@ -105,6 +120,36 @@ def resolve_roofline(spec: RooflineStep, gpu_name: str) -> ResolvedRoofline:
         else:
             values[key], origin[key] = GLOBAL_DEFAULTS[key], "global default"
     return ResolvedRoofline(**values, profile=name, family=family, origin=MappingProxyType(origin))
+
+
+def profile_extrapolation(r: ResolvedRoofline, *, gpu: str, tp: int) -> list[str]:
+    """What lies outside the data profile ``r`` was fitted on: the GPU, the tensor-parallel
+    degree (one sentence each; empty when inside or when the profile records no range).
+
+    Examples
+    --------
+    >>> from sim.engine.spec import RooflineStep
+    >>> r = resolve_roofline(RooflineStep(profile="vllm-2026"), "h200-sxm")
+    >>> for line in profile_extrapolation(r, gpu="h200-sxm", tp=8):
+    ...     print(line)
+    step-time profile 'vllm-2026' was fitted on h100-sxm, not h200-sxm: extrapolating
+    step-time profile 'vllm-2026' was fitted at tp 1-4, not tp 8: extrapolating
+    """
+    fitted = profile_fitted_range(r.profile, r.family)
+    out = []
+    gpus = [str(g) for g in fitted.get("gpus", ())]
+    if gpus and gpu not in gpus:
+        out.append(
+            f"step-time profile {r.profile!r} was fitted on {', '.join(gpus)}, not {gpu}: "
+            "extrapolating"
+        )
+    span = fitted.get("tp")
+    if span and not int(span[0]) <= tp <= int(span[1]):
+        out.append(
+            f"step-time profile {r.profile!r} was fitted at tp {span[0]}-{span[1]}, not tp "
+            f"{tp}: extrapolating"
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -158,10 +203,15 @@ def roofline_coefficients(
     (for a mixture of experts, the dense part always and each expert only when at least one
     token in the batch routes to it), plus the KV cache entries read and written, at HBM
     bandwidth times ``bandwidth_efficiency``. Tensor parallelism divides both by ``tp`` and adds
-    two ring all-reduces of the activations per layer. Fields ``spec`` leaves unset come from
+    two ring all-reduces of the activations per layer, each costing ``allreduce_latency_s``
+    plus ``2(tp − 1)`` hops of ``allreduce_hop_s`` (a ring passes its message GPU by GPU)
+    plus the bytes over the link. Fields ``spec`` leaves unset come from
     its profile (:func:`resolve_roofline`).
     """
     r = resolve_roofline(spec, gpu.name)
+    if spec.profile is not None:
+        for why in profile_extrapolation(r, gpu=gpu.name, tp=tp):
+            warnings.warn(why, UserWarning, stacklevel=2)
     v = np.zeros(N_COEFFS)
     flops_s = gpu.peak_tflops(dtype) * 1e12 * r.compute_efficiency * tp
     bytes_s = gpu.mem_bandwidth_tb_s * 1e12 * r.bandwidth_efficiency * tp
@@ -186,7 +236,10 @@ def roofline_coefficients(
     if tp > 1:
         ring = 2.0 * (tp - 1) / tp
         link_s = gpu.interconnect_gb_s * 1e9
-        v[AR_STEP] = 2 * model.num_layers * r.allreduce_latency_s
+        # a ring all-reduce passes 2(tp − 1) messages one after another, each paying a hop
+        v[AR_STEP] = (
+            2 * model.num_layers * (r.allreduce_latency_s + 2 * (tp - 1) * r.allreduce_hop_s)
+        )
         v[AR_TOK] = 2 * model.num_layers * ring * model.hidden_size * _ACT_BYTES / link_s
     return StepCoefficients(v, "roofline", (r.compute_efficiency, r.bandwidth_efficiency))
 

@@ -1,0 +1,120 @@
+"""Engine versions as step-time profiles: the tp-dependent ring all-reduce cost, a profile
+refused on a GPU family it was not fitted on (one line, exit 2), and the warning when a named
+profile is used outside the data it was fitted on."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from sim.catalog import get_gpu, get_model
+from sim.catalog.profiles import profile_families, profile_names, profiles, profiles_text
+from sim.cli import main
+from sim.engine.spec import RooflineStep
+from sim.engine.steptime import (
+    AR_STEP,
+    OVERHEAD,
+    profile_extrapolation,
+    resolve_roofline,
+    roofline_coefficients,
+)
+from sim.scenario import Scenario
+
+DATA = Path(__file__).resolve().parent / "data"
+GOOD = DATA / "good-tiny.yaml"
+
+
+def _coeffs(spec: RooflineStep, gpu: str, tp: int):  # type: ignore[no-untyped-def]
+    return roofline_coefficients(
+        spec, model=get_model("llama-2-70b"), gpu=get_gpu(gpu), tp=tp, dtype="bf16",
+        kv_dtype="bf16",
+    )  # fmt: skip
+
+
+def test_ring_allreduce_fixed_cost_grows_with_tp() -> None:
+    spec = RooflineStep(overhead_s=0.01, allreduce_latency_s=2e-5, allreduce_hop_s=5e-6)
+    for tp in (2, 4, 8):
+        v = _coeffs(spec, "a100-80gb-sxm", tp).vector
+        # 2 all-reduces per layer × 80 layers, each latency + 2(tp − 1) hops
+        assert v[AR_STEP] == pytest.approx(2 * 80 * (2e-5 + 2 * (tp - 1) * 5e-6))
+        assert v[OVERHEAD] == 0.01
+    assert _coeffs(spec, "a100-80gb-sxm", 1).vector[AR_STEP] == 0.0
+
+
+def test_engine_version_profiles_exist_with_their_families() -> None:
+    names = profile_names()
+    assert {"vllm", "vllm-2026", "splitwise-2023", "trtllm"} <= set(names)
+    assert profile_families("vllm-2026") == ("hopper",)
+    assert profile_families("splitwise-2023") == ("ampere",)
+    assert profile_families("vllm") is None
+    # the default takes, per family, the engine version measured on it
+    table = profiles()
+    assert table["vllm"]["hopper"] == table["vllm-2026"]["hopper"]
+    assert table["vllm"]["ampere"] == table["splitwise-2023"]["ampere"]
+    # the two stacks differ by an order of magnitude in fixed cost per iteration
+    hop = resolve_roofline(RooflineStep(profile="vllm-2026"), "h100-sxm")
+    amp = resolve_roofline(RooflineStep(profile="splitwise-2023"), "a100-80gb-sxm")
+    assert amp.overhead_s > 5 * hop.overhead_s
+    assert amp.allreduce_hop_s > 0.0
+
+
+def test_profile_on_another_family_is_refused_naming_what_exists() -> None:
+    with pytest.raises(ValueError, match="fitted on ampere GPUs, not on h100-sxm") as err:
+        resolve_roofline(RooflineStep(profile="splitwise-2023"), "h100-sxm")
+    assert profiles_text() in str(err.value)
+    with pytest.raises(ValidationError) as verr:
+        Scenario.model_validate(
+            {
+                "name": "t",
+                "horizon": {"duration_s": 60},
+                "workload": {"classes": [{
+                    "name": "c", "arrivals": {"process": "poisson", "rate_rps": 1.0},
+                    "prompt_tokens": {"dist": "fixed", "value": 100},
+                    "output_tokens": {"dist": "fixed", "value": 10},
+                }]},
+                "fleet": {"model": "llama-3.1-8b", "gpu": "h100-sxm",
+                          "step_time": {"model": "roofline", "profile": "splitwise-2023"}},
+            }
+        )  # fmt: skip
+    errs = verr.value.errors()
+    assert len(errs) == 1
+    assert errs[0]["loc"] == ("fleet", "step_time", "profile")
+
+
+@pytest.mark.parametrize(
+    ("profile", "words"),
+    [
+        ("splitwise-2023", ("fleet.step_time.profile", "fitted on ampere GPUs",
+                            "vllm-2026 (hopper)")),
+        ("vllm-2099", ("fleet.step_time.profile", "unknown step-time profile 'vllm-2099'",
+                       "splitwise-2023 (ampere)")),
+    ],
+)  # fmt: skip
+def test_cli_bad_profile_is_one_line_exit_2(
+    profile: str, words: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", str(GOOD), "--set", f"fleet.step_time.profile={profile}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for w in words:
+        assert w in lines[0]
+
+
+def test_named_profile_outside_its_data_warns() -> None:
+    r = resolve_roofline(RooflineStep(profile="vllm-2026"), "h100-sxm")
+    assert profile_extrapolation(r, gpu="h100-sxm", tp=4) == []
+    assert profile_extrapolation(r, gpu="h100-sxm", tp=8) == [
+        "step-time profile 'vllm-2026' was fitted at tp 1-4, not tp 8: extrapolating"
+    ]
+    with pytest.warns(UserWarning, match="fitted on h100-sxm, not h200-sxm"):
+        _coeffs(RooflineStep(profile="vllm-2026"), "h200-sxm", 2)
+    # inside the data, or with the default profile: silent
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _coeffs(RooflineStep(profile="splitwise-2023"), "a100-80gb-sxm", 4)
+        _coeffs(RooflineStep(), "h200-sxm", 8)
