@@ -71,6 +71,8 @@ METRIC_RANGES: tuple[tuple[str, tuple[float, float] | None], ...] = (
 NOTE_IDENTICAL = "identical in every replication"
 NOTE_ONE = "one replication: no interval"
 NOTE_NONE = "no finite value"
+#: Said instead of an interval whose bounds print the same as its mean.
+NOTE_NARROW = "95% CI narrower than the last digit shown"
 
 
 def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:

@@ -211,6 +211,12 @@ def test_cli_headline_shows_the_note_and_signed_money() -> None:
     assert _fmt(row, "${:,.0f}") == "-$1,165  (95% CI -$2,000 – -$300)"
     row = pd.Series({"mean": 0.25, "ci_low": np.nan, "ci_high": np.nan, "note": NOTE_IDENTICAL})
     assert _fmt(row, "{:.3f} s") == "0.250 s  (identical in every replication)"
+    # a real but narrow interval is not printed as if it had zero width
+    row = pd.Series({"mean": 11146.86, "ci_low": 11146.73, "ci_high": 11146.99, "note": ""})
+    assert _fmt(row, "${:,.0f}") == "$11,147  (95% CI narrower than the last digit shown)"
+    assert with_ci("${:,.0f}", 11146.86, 11146.73, 11146.99) == (
+        "$11,147 (95% CI narrower than the last digit shown)"
+    )
 
 
 @pytest.fixture(scope="module")

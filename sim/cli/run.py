@@ -24,6 +24,7 @@ from sim.cli.common import (
     load_with_overrides,
     run_scenario_command,
 )
+from sim.intervals import NOTE_NARROW
 from sim.scenario_io import ScenarioError, dump_scenario
 from sim.study.capacity import CapacityAtSLO
 from sim.study.decide import Decision
@@ -207,7 +208,9 @@ def _fmt(summary_row: object, fmt: str) -> str:
     mean, lo, hi = summary_row["mean"], summary_row["ci_low"], summary_row["ci_high"]  # type: ignore[index]
     note = summary_row.get("note", "")  # type: ignore[attr-defined]
     text = number(fmt, mean)
-    if lo == lo and hi == hi:  # not NaN
+    if lo == lo and hi == hi and number(fmt, lo) == number(fmt, hi):
+        text += f"  ({NOTE_NARROW})"  # a real interval, not a zero-width one
+    elif lo == lo and hi == hi:  # not NaN
         text += f"  (95% CI {number(fmt, lo)} – {number(fmt, hi)})"
     elif isinstance(note, str) and note:  # identical in every replication, or one of them
         text += f"  ({note})"

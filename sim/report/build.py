@@ -29,7 +29,7 @@ from sim.economics.cost import resolve_api_prices, resolve_gpu_hourly
 from sim.engine.replica import build_replica, resolve_model
 from sim.engine.spec import ConstantStep, LinearStep
 from sim.engine.steptime import resolve_roofline
-from sim.intervals import NOTE_IDENTICAL, NOTE_ONE
+from sim.intervals import NOTE_IDENTICAL, NOTE_NARROW, NOTE_ONE
 from sim.replication.simulate import Outcome, scenario_apis
 from sim.report.figures import Figure, decision_figures, run_figures
 from sim.scenario import Scenario
@@ -106,11 +106,13 @@ def with_ci(fmt: str, mean: float, lo: float, hi: float, note: str = "") -> str:
     if note:
         text += f" ({note})"
     elif math.isfinite(lo) and math.isfinite(hi):
-        text += (
-            f" ({NOTE_IDENTICAL})"
-            if lo == hi
-            else f" ({format_number(fmt, lo)} – {format_number(fmt, hi)})"
-        )
+        low, high = format_number(fmt, lo), format_number(fmt, hi)
+        if lo == hi:
+            text += f" ({NOTE_IDENTICAL})"
+        elif low == high:  # a real interval, narrower than the digits shown
+            text += f" ({NOTE_NARROW})"
+        else:
+            text += f" ({low} – {high})"
     return text
 
 
