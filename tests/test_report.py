@@ -250,6 +250,11 @@ def test_report_reads_in_words_with_one_number_format(tmp_path: Path) -> None:
     costs = re.search(r'<section id="costs">(.*?)</section>', html, re.S)
     assert costs is not None
     assert not re.search(r"\de[+]\d", costs.group(1)) and "$" in costs.group(1)
+    # one format in it: whole dollars, an interval or the note saying why there is none
+    cells = re.findall(r'<td class="num">(.*?)</td>', costs.group(1))
+    assert cells and all(
+        re.fullmatch(r"-?\$[\d,]+ \((-?\$[\d,]+ – -?\$[\d,]+|[a-z0-9% ]+)\)", c) for c in cells
+    ), cells
 
 
 def test_cdfs_of_two_classes_draw_both_panels(evil_result: sim.RunResult) -> None:

@@ -707,7 +707,10 @@ def report(
         "side_by_side": table_records(tables["side_by_side"]),
         "grouped": tables["by_class_and_route"],
         "costs": [
-            [str(r["component"]), *(money(float(r[k])) for k in ("mean", "ci_low", "ci_high"))]
+            [
+                str(r["component"]),
+                with_ci("${:,.0f}", float(r["mean"]), float(r["ci_low"]), float(r["ci_high"])),
+            ]
             for r in tables["cost_breakdown"].to_dict("records")
         ],
         "assumptions": table_records(tables["assumptions"]),
