@@ -18,6 +18,7 @@ import pandas as pd
 
 from sim.intervals import bounded_t_interval, metric_range
 from sim.replication.simulate import Outcome
+from sim.study.capacity import month_factor
 from sim.study.crossover import (
     CrossoverResult,
     crossover,
@@ -186,20 +187,6 @@ def latency_cdf(
     return ax
 
 
-def _month_factor(reps: pd.DataFrame) -> np.ndarray:
-    """Per replication, window USD → USD per month (from the run's own ``*_per_month``)."""
-    for total in ("total_cost_usd", "api_only_cost_usd"):
-        monthly = f"{total}_per_month"
-        if total in reps and monthly in reps:
-            a = reps[monthly].to_numpy(dtype=float)
-            b = reps[total].to_numpy(dtype=float)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                f = np.where(b > 0, a / b, np.nan)
-            if np.isfinite(f).any():
-                return np.where(np.isfinite(f), f, np.nanmean(f))
-    return np.ones(len(reps))
-
-
 def cost_components(result: RunResult | pd.DataFrame) -> pd.DataFrame:
     """The option's monthly bill by component and the all-API bill, over replications.
 
@@ -207,7 +194,8 @@ def cost_components(result: RunResult | pd.DataFrame) -> pd.DataFrame:
     USD per month); the last two rows are the option's total and ``API only``.
     """
     reps = _replications(result)
-    factor = _month_factor(reps)
+    factor = month_factor(reps)
+    factor = np.ones(len(reps)) if factor is None else factor
     rows = []
     for metric, label in COST_COMPONENTS:
         if metric in reps:

@@ -260,14 +260,9 @@ def capacity_scenario(scenario: Scenario) -> tuple[Scenario, str]:
     return Scenario.model_validate(data), "; ".join(notes)
 
 
-def gpu_usd_per_month(replications: pd.DataFrame) -> float:
-    """Mean GPU bill per month over replications: ``fleet_gpu_usd`` scaled to a month as
-    the run's own totals are (``total_cost_usd_per_month / total_cost_usd``, as the report's
-    cost breakdown does); NaN without those columns."""
-    if "fleet_gpu_usd" not in replications:
-        return math.nan
-    gpu = replications["fleet_gpu_usd"].to_numpy(dtype=float)
-    factor = np.full(len(gpu), math.nan)
+def month_factor(replications: pd.DataFrame) -> np.ndarray | None:
+    """Per replication, what turns a window's USD into USD per month: the run's own
+    ``*_per_month`` over the window total (the calendar's scale); ``None`` without them."""
     for total in ("total_cost_usd", "api_only_cost_usd"):
         monthly = f"{total}_per_month"
         if total in replications and monthly in replications:
@@ -276,9 +271,19 @@ def gpu_usd_per_month(replications: pd.DataFrame) -> float:
             with np.errstate(invalid="ignore", divide="ignore"):
                 f = np.where(b > 0, a / b, np.nan)
             if np.isfinite(f).any():
-                factor = np.where(np.isfinite(f), f, np.nanmean(f))
-                break
-    values = gpu * factor
+                return np.where(np.isfinite(f), f, np.nanmean(f))
+    return None
+
+
+def gpu_usd_per_month(replications: pd.DataFrame) -> float:
+    """Mean GPU bill per month over replications: ``fleet_gpu_usd`` scaled to a month as
+    the run's own totals are (``total_cost_usd_per_month / total_cost_usd``, as the report's
+    cost breakdown does); NaN without those columns."""
+    if "fleet_gpu_usd" not in replications:
+        return math.nan
+    gpu = replications["fleet_gpu_usd"].to_numpy(dtype=float)
+    factor = month_factor(replications)
+    values = gpu * (np.full(len(gpu), math.nan) if factor is None else factor)
     return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
 
 
