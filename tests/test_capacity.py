@@ -299,3 +299,24 @@ def test_no_traffic_uses_none_of_the_capacity() -> None:
     assert len(cap.evaluations) == 1  # nothing to scale: no search
     assert cap.used_usd_per_month == 0.0 and cap.unused_usd_per_month == cap.gpu_usd_per_month
     assert "no request arrived" in cap.describe()
+
+
+def test_the_search_beside_the_replications_finds_what_the_search_after_them_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with a spare core `crossover run` searches in a child process during the run; on one
+    # core it searches after it, reusing the run's first replication: the same file either way
+    import sim.cli.run as cli_run
+    from sim.cli import main
+
+    path = tmp_path / "mm1.yaml"
+    path.write_text(sim.dump_scenario(_mm1(rate_rps=0.3, duration_s=3_000.0)))
+    files = {}
+    for cores in (2, 1):
+        monkeypatch.setattr(cli_run.os, "cpu_count", lambda cores=cores: cores)
+        out = tmp_path / f"cores{cores}"
+        assert main(["run", str(path), "-n", "2", "--seed", "4", "--out", str(out), "-q"]) == 0
+        files[cores] = json.loads((out / "capacity.json").read_text())
+        assert (out / "capacity.csv").read_text().startswith("scale,holds,offered_rps")
+    assert files[2] == files[1]
+    assert files[2]["scale"] > 1.0

@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sim import __version__
@@ -25,8 +26,9 @@ from sim.cli.common import (
     run_scenario_command,
 )
 from sim.intervals import NOTE_NARROW
+from sim.scenario import Scenario
 from sim.scenario_io import ScenarioError, dump_scenario
-from sim.study.capacity import CapacityAtSLO
+from sim.study.capacity import BackgroundCapacity, CapacityAtSLO
 from sim.study.decide import Decision
 from sim.study.montecarlo import RunResult, run
 from sim.study.verdict import calendar_line, number
@@ -108,6 +110,25 @@ def _run(args: argparse.Namespace) -> int:
             if done == total:
                 sys.stderr.write("\n")
 
+    search = None
+    if not args.no_capacity and args.workers == 1 and (os.cpu_count() or 1) > 1:
+        # a spare core searches the capacity at the SLO while the replications run
+        search = BackgroundCapacity(scenario, seed=args.seed, cache_dir=out_dir / ".cache")
+    try:
+        return _run_and_write(args, scenario, out_dir, t0, progress, search)
+    finally:
+        if search is not None:
+            search.cancel()
+
+
+def _run_and_write(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    out_dir: Path,
+    t0: float,
+    progress: Callable[[int, int], None] | None,
+    search: BackgroundCapacity | None,
+) -> int:
     result = run(
         scenario,
         replications=args.replications,
@@ -131,11 +152,36 @@ def _run(args: argparse.Namespace) -> int:
     result.option_runs().to_csv(out_dir / "options.csv", index=False)
     decision.table.to_csv(out_dir / "decision.csv", index=False)
     (out_dir / "verdict.txt").write_text(decision.verdict + "\n", encoding="utf-8")
-    if not args.no_capacity:
+    if search is not None:
+        if progress is not None:
+            sys.stderr.write("capacity at the SLO: waiting for the search\n")
+        result = adopt_capacity(result, search, out_dir)
+    elif not args.no_capacity:
         write_capacity(result, out_dir, progress=progress is not None)
     if not args.quiet:
         print_summary(result, decision, out_dir, time.perf_counter() - t0)
     return 0
+
+
+def adopt_capacity(result: RunResult, search: BackgroundCapacity, out_dir: Path) -> RunResult:
+    """``result`` with the capacity the background ``search`` found (its files written)."""
+    try:
+        capacity = search.result(result)
+    except ValueError as exc:  # no class may run on the fleet: nothing to search
+        _write_capacity_error(out_dir, exc)
+        return result
+    _write_capacity_files(capacity, out_dir)
+    return result.with_capacity(capacity)
+
+
+def _write_capacity_error(out_dir: Path, exc: ValueError) -> None:
+    (out_dir / "capacity.json").write_text(json.dumps({"error": str(exc)}) + "\n")
+
+
+def _write_capacity_files(capacity: CapacityAtSLO, out_dir: Path) -> None:
+    text = json.dumps(capacity.to_dict() | {"summary": capacity.describe()}, indent=1)
+    (out_dir / "capacity.json").write_text(text + "\n", encoding="utf-8")
+    capacity.evaluations.to_csv(out_dir / "capacity.csv", index=False)
 
 
 def write_capacity(result: RunResult, out_dir: Path, *, progress: bool = False) -> None:
@@ -153,14 +199,12 @@ def write_capacity(result: RunResult, out_dir: Path, *, progress: bool = False) 
     try:
         capacity = result.capacity(cache_dir=out_dir / ".cache", progress=report)
     except ValueError as exc:  # no class may run on the fleet: nothing to search
-        (out_dir / "capacity.json").write_text(json.dumps({"error": str(exc)}) + "\n")
+        _write_capacity_error(out_dir, exc)
         return
     finally:
         if progress:
             sys.stderr.write("\n")
-    text = json.dumps(capacity.to_dict() | {"summary": capacity.describe()}, indent=1)
-    (out_dir / "capacity.json").write_text(text + "\n", encoding="utf-8")
-    capacity.evaluations.to_csv(out_dir / "capacity.csv", index=False)
+    _write_capacity_files(capacity, out_dir)
 
 
 def capacity_lines(cap: CapacityAtSLO) -> list[str]:

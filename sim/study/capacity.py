@@ -35,10 +35,11 @@ import hashlib
 import importlib.metadata
 import json
 import math
+import multiprocessing
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,13 @@ class CapacityAtSLO:
     seed: int
     max_scale: float
     cached: bool = False
+
+    def with_bill(self, bill: float) -> CapacityAtSLO:
+        """The same capacity with ``bill`` (USD per month) split on its basis."""
+        used, unused = _split(bill, self.used_share)
+        return replace(
+            self, gpu_usd_per_month=bill, used_usd_per_month=used, unused_usd_per_month=unused
+        )
 
     def describe(self) -> str:
         """One sentence: the capacity at the SLO, the share used and the bill's split.
@@ -520,6 +528,12 @@ def _search(
             hi = mid
 
 
+def _split(bill: float, used_share: float) -> tuple[float, float]:
+    # the bill split into capacity used and paid for but unused (the share capped at 1)
+    share = min(used_share, 1.0) if math.isfinite(used_share) else math.nan
+    return bill * share, bill * (1.0 - share)
+
+
 def _result(
     rows: list[dict[str, Any]],
     *,
@@ -550,7 +564,7 @@ def _result(
         note = "; ".join(x for x in (note, "no request arrived in the window") if x)
     elif not math.isfinite(hi) and math.isfinite(lo):
         note = "; ".join(x for x in (note, f"the SLO holds at every load up to ×{lo:g}") if x)
-    share = min(used_share, 1.0) if math.isfinite(used_share) else math.nan
+    used, unused = _split(bill, used_share)
     return CapacityAtSLO(
         scale=lo,
         scale_high=hi,
@@ -558,8 +572,8 @@ def _result(
         capacity_rps=lo * offered,
         used_share=used_share,
         gpu_usd_per_month=bill,
-        used_usd_per_month=bill * share,
-        unused_usd_per_month=bill * (1.0 - share),
+        used_usd_per_month=used,
+        unused_usd_per_month=unused,
         targets=dict(targets),
         replicas=replicas,
         note=note,
@@ -570,3 +584,67 @@ def _result(
         max_scale=max_scale,
         cached=cached,
     )
+
+
+def _search_in_child(
+    conn: Any, scenario: Scenario, seed: int, cache_dir: str | None
+) -> None:  # pragma: no cover - runs in a child process (its outcome is tested)
+    try:
+        found: CapacityAtSLO | BaseException = capacity_at_slo(
+            scenario, seed=seed, cache_dir=cache_dir
+        )
+    except BaseException as exc:  # sent back and raised by the parent
+        found = exc
+    conn.send(found)
+    conn.close()
+
+
+class BackgroundCapacity:
+    """:func:`capacity_at_slo` of a scenario searched in a child process while the caller
+    runs its replications: on a machine with two cores or more the search then adds little
+    to a run's time. The numbers are those of :meth:`RunResult.capacity
+    <sim.study.montecarlo.RunResult.capacity>` with the same seed (the child simulates the
+    ``s = 1`` point itself, with the run's first seed).
+
+    Examples
+    --------
+    >>> from sim import load_scenario, run
+    >>> s = load_scenario("scenarios/chat-startup.yaml").with_overrides(
+    ...     {"horizon.duration_s": 300, "horizon.warmup_s": 0})
+    >>> search = BackgroundCapacity(s, seed=1)
+    >>> result = run(s, replications=2, seed=1)
+    >>> cap = search.result(result)
+    >>> cap.used_share == result.capacity().used_share
+    True
+    """
+
+    def __init__(
+        self, scenario: Scenario, *, seed: int, cache_dir: str | os.PathLike[str] | None = None
+    ) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe(duplex=False)
+        where = None if cache_dir is None else str(cache_dir)
+        self._proc = ctx.Process(
+            target=_search_in_child, args=(child, scenario, seed, where), daemon=True
+        )
+        self._proc.start()
+        child.close()
+
+    def result(self, run: Any) -> CapacityAtSLO:
+        """Wait for the search; the bill is split as ``run`` (a :class:`RunResult` of the
+        same scenario and seed) bills it. Raises what the search raised."""
+        try:
+            found = self._conn.recv()
+        except EOFError:
+            raise RuntimeError("the capacity search's process ended without a result") from None
+        finally:
+            self._proc.join()
+        if isinstance(found, BaseException):
+            raise found
+        return found.with_bill(gpu_usd_per_month(run.replications))
+
+    def cancel(self) -> None:
+        """Stop the search (a search stopped early caches nothing)."""
+        if self._proc.is_alive():
+            self._proc.terminate()
+        self._proc.join()

@@ -224,7 +224,7 @@ class RunResult:
             a = reps[mine].to_numpy(dtype=float)
             b = reps[theirs].to_numpy(dtype=float)
             diff, lo, hi = t_interval(a - b, confidence)
-            rows.append((label, float(np.nanmean(a)), float(np.nanmean(b)), diff, lo, hi))
+            rows.append((label, _mean(a), _mean(b), diff, lo, hi))
         return pd.DataFrame(
             rows,
             columns=["quantity", "option", "api_only", "difference", "diff_ci_low", "diff_ci_high"],
@@ -537,3 +537,9 @@ def run_unit(unit: Unit) -> dict[str, Any]:
 
 def _row(params: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
     return {**{f"{PARAM_PREFIX}{k}": v for k, v in params.items()}, **metrics}
+
+
+def _mean(x: np.ndarray) -> float:
+    # np.nanmean, without its warning when every value is NaN
+    kept = x[~np.isnan(x)]
+    return float(kept.mean()) if kept.size else float("nan")
