@@ -24,7 +24,7 @@ from sim.intervals import (
     summarize,
     t_interval,
 )
-from sim.report.build import with_ci
+from sim.report.tables import with_ci
 from sim.study.verdict import _ci_text, number, usd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -265,7 +265,7 @@ def test_run_summary_never_prints_dollar_minus_nor_out_of_range(
 
 
 def test_report_tables_never_print_dollar_minus(tiny_run: sim.RunResult) -> None:
-    from sim.report.build import latency_table, verdict_context
+    from sim.report.tables import latency_table, verdict_context
 
     reps = tiny_run.replications.copy()
     reps["total_cost_usd_per_month"] = [10.0, 2500.0]

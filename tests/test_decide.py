@@ -343,7 +343,7 @@ def test_shipped_scenario_with_every_kind_of_constraint() -> None:
         "the open model fails troubleshooting's evaluation bar: the fleet may not serve it",
     )
     # both API providers are priced in the report's assumptions
-    from sim.report.build import assumptions
+    from sim.report.tables import assumptions
 
     keys = set(assumptions(s)["input"])
     assert {"openai/gpt-4.1: output", "deepinfra/Meta-Llama-3.1-8B-Instruct-Turbo: output"} <= keys

@@ -1,5 +1,5 @@
 """The report flags stale and weak prices: a "check these prices" list near the assumptions
-and a marker on each flagged row (sim.report.build.assumptions, price_flags)."""
+and a marker on each flagged row (sim.report.tables.assumptions, price_flags)."""
 
 from __future__ import annotations
 

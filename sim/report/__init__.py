@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
-from sim.report.build import assumptions, load_run, report
+from sim.report.build import report
 from sim.report.directory import directory_kind, load_sweep, report_directory
+from sim.report.reading import load_run
+from sim.report.tables import assumptions
 
 __all__ = [
     "assumptions",

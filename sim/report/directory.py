@@ -17,20 +17,16 @@ from typing import Any, Literal
 import pandas as pd
 
 from sim import plots
-from sim.report.build import (
+from sim.report.build import report, study_context, tornado_output_label, write_report
+from sim.report.figures import Figure, decision_figures, render
+from sim.report.reading import load_run, read_scenario
+from sim.report.tables import (
     assumptions,
     format_number,
-    load_run,
-    read_scenario,
-    report,
     scenario_inputs,
-    study_context,
     table_records,
-    tornado_output_label,
     with_ci,
-    write_report,
 )
-from sim.report.figures import Figure, decision_figures, render
 from sim.scenario import Scenario
 from sim.scenario_io import ScenarioError
 from sim.study.crossover import CrossoverResult, crossover
