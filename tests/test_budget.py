@@ -95,3 +95,22 @@ def test_the_cli_refuses_before_simulating(capsys: pytest.CaptureFixture[str]) -
     assert code == 2
     assert err.count("\n") == 1 and "GiB of memory is available" in err
     assert "Traceback" not in err
+
+
+def test_replications_running_at_once_must_fit_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 1.2 M requests ≈ 0.34 GiB per replication: one fits in 0.6 GiB, three at once do not
+    import sim.replication.budget as budget
+    from sim.study.executors import ProcessExecutor, SerialExecutor, local_processes
+
+    scn = _scenario({"process": "poisson", "rate_rps": 166.0})
+    avail = int(0.6 * 2**30)
+    check_memory(scn, available_bytes=avail, concurrent=1)
+    with pytest.raises(ScenarioError, match="3 replications at once"):
+        check_memory(scn, available_bytes=avail, concurrent=3)
+    assert local_processes(SerialExecutor(), 9) == 1
+    assert local_processes(ProcessExecutor(workers=4), 9) == 4
+    assert local_processes(ProcessExecutor(workers=4), 2) == 2
+    # sim.run counts its workers and the calling process before starting any of them
+    monkeypatch.setattr(budget, "available_memory_bytes", lambda: avail)
+    with pytest.raises(ScenarioError, match="3 replications at once"):
+        sim.run(scn, replications=5, workers=2)

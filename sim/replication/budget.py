@@ -68,8 +68,11 @@ def available_memory_bytes() -> int | None:
         return None
 
 
-def check_memory(scenario: Scenario, *, available_bytes: int | None = None) -> None:
-    """Refuse a scenario whose replication cannot fit in memory.
+def check_memory(
+    scenario: Scenario, *, available_bytes: int | None = None, concurrent: int = 1
+) -> None:
+    """Refuse a scenario whose replication cannot fit in memory, ``concurrent`` replications
+    at a time (local worker processes).
 
     Raises
     ------
@@ -92,13 +95,19 @@ def check_memory(scenario: Scenario, *, available_bytes: int | None = None) -> N
         return
     n = expected_requests(scenario)
     # a Poisson count rarely exceeds its mean by 5 standard deviations
+    at_once = max(1, concurrent)
     need = (n + 5.0 * math.sqrt(n)) * BYTES_PER_REQUEST
-    if need <= HEADROOM * avail:
+    if need * at_once <= HEADROOM * avail:
         return
-    fit = HEADROOM * avail / BYTES_PER_REQUEST
+    fit = HEADROOM * avail / BYTES_PER_REQUEST / at_once
+    several = (
+        ""
+        if at_once == 1
+        else f" ({at_once} replications at once: {need * at_once / GIB:,.1f} GiB; fewer workers)"
+    )
     raise ScenarioError(
         f"horizon.duration_s: one replication holds about {n:,.0f} requests, "
-        f"{need / GIB:,.1f} GiB at {BYTES_PER_REQUEST} bytes each, but "
+        f"{need / GIB:,.1f} GiB at {BYTES_PER_REQUEST} bytes each{several}, but "
         f"{avail / GIB:,.1f} GiB of memory is available; shorten horizon.duration_s or "
         f"lower the arrival rates to about {fit:,.0f} requests per replication"
     )

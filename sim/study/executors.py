@@ -62,6 +62,16 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
+def local_processes(runner: Executor, units: int) -> int:
+    """How many replications ``runner`` holds in this machine's memory at once for ``units``
+    units of work (a remote Dask cluster's workers are on other machines: none here)."""
+    if isinstance(runner, _Pooled):
+        if isinstance(runner, DaskExecutor) and runner.scheduler is not None:
+            return 0
+        return min(runner.workers or _cores(), units)
+    return 1 if units > 0 else 0
+
+
 @dataclass(frozen=True)
 class SerialExecutor:
     """Everything in this process, in order (debugging, tiny sweeps, notebooks)."""

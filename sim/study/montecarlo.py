@@ -21,12 +21,19 @@ from sim.intervals import (
     summarize,
     t_interval,
 )
+from sim.replication.budget import check_memory
 from sim.replication.simulate import Outcome, simulate
 from sim.scenario import Scenario, option_scenario
 from sim.seeds import replication_seeds
 from sim.study.capacity import CapacityAtSLO, capacity_at_slo, capacity_scenario, gpu_usd_per_month
 from sim.study.decide import Decision, decide
-from sim.study.executors import Executor, SerialExecutor, make_executor, session
+from sim.study.executors import (
+    Executor,
+    SerialExecutor,
+    local_processes,
+    make_executor,
+    session,
+)
 from sim.study.options import Option, resolve_options
 from sim.uncertainty import realise
 
@@ -369,6 +376,10 @@ def run(
             raise ValueError(f"max_replications must be at least 2, got {max_replications}")
         if not metrics:
             raise ValueError("target_rel_ci needs at least one metric")
+    # refused before any work when the replications running at once cannot fit in memory
+    # (the calling process keeps the first replication's records too)
+    at_once = 1 + (local_processes(runner, replications - 1) if replications > 1 else 0)
+    check_memory(scenario, concurrent=at_once)
     draws = uncertainty and bool(scenario.uncertainty)
     rows: list[dict[str, Any]] = []
     first: Outcome | None = None

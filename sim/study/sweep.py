@@ -23,8 +23,9 @@ import pandas as pd
 from scipy.stats import qmc
 
 from sim.intervals import metric_interval
+from sim.replication.budget import check_memory, expected_requests
 from sim.scenario import Scenario
-from sim.study.executors import Executor, make_executor
+from sim.study.executors import Executor, local_processes, make_executor
 from sim.study.montecarlo import PARAM_PREFIX, Unit, run_unit
 from sim.study.store import SweepStore, scenario_hash
 from sim.uncertainty import value_at
@@ -195,6 +196,11 @@ def sweep(
     paths = tuple(design["grid"] if "grid" in design else design["ranges"])
     draws = uncertainty and bool(scenario.uncertainty)
     scenarios = _point_scenarios(scenario, paths, params, uncertainty=draws)
+    # the largest point, as many at once as there are local workers, must fit in memory
+    at_once = local_processes(runner, len(params) * replications)
+    largest = max(scenarios, key=expected_requests, default=None)
+    if largest is not None:
+        check_memory(largest, concurrent=at_once)
 
     box = None
     if store is not None:
