@@ -37,3 +37,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	find sim -name '*.nbi' -delete -o -name '*.nbc' -delete

@@ -39,7 +39,7 @@ import sim  # noqa: E402
 from sim.engine.replica import build_replica  # noqa: E402
 from sim.replication.simulate import sample, serve_scenario  # noqa: E402
 
-ROUTERS = ("round_robin", "power_of_two", "random", "least_loaded", "central")
+ROUTERS = ("round_robin", "power_of_two", "random", "least_requests", "least_loaded", "central")
 
 
 def fleet_scenario(replicas: int, router: str, *, rate: float, requests: int) -> sim.Scenario:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from engine_helpers import fleet, run_small, workload
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -101,6 +102,7 @@ def _served(
 
 
 CASES = {
+    "least_requests": {},
     "round_robin": {},
     "random": {},
     "power_of_two": {},
@@ -141,7 +143,8 @@ def test_planned_decode_runs_match_runs_bounded_by_every_arrival(
     router = case.split(",")[0]
     scn = _fleet_scenario(router, **CASES[case])
     eager = _served(scn, (), monkeypatch)
-    lazy = _served(scn, ("round_robin", "random", "power_of_two", "least_loaded"), monkeypatch)
+    everything = ("round_robin", "random", "power_of_two", "least_loaded", "least_requests")
+    lazy = _served(scn, everything, monkeypatch)
     n = int(eager.g[K.G_NREQ])
     assert n == int(lazy.g[K.G_NREQ]) > 500
     np.testing.assert_array_equal(eager.ri[:n, : K.NEXT], lazy.ri[:n, : K.NEXT])
@@ -215,3 +218,39 @@ def test_a_closed_loop_that_cannot_make_progress_ends_with_a_clear_error(
     out = sim.simulate(mixed, seed=1)
     assert (out.requests["status"] == "rejected").any()
     assert (out.requests["status"] == "completed").any()
+
+
+@pytest.mark.parametrize(("router", "third_goes_to"), [("least_requests", 0), ("least_loaded", 1)])
+def test_least_requests_counts_requests_where_least_loaded_counts_tokens(
+    router: str, third_goes_to: int
+) -> None:
+    # replica 0 holds one long request, replica 1 one short one: the third arrival ties on
+    # requests (to the lowest slot) but not on outstanding tokens
+    reqs = [(0.0, 4000, 100), (0.001, 10, 5), (0.002, 10, 5)]
+    df, _ = run_small(fleet(replicas=2, router=router), workload(reqs))
+    assert df.sort_values("arrival_s")["replica"].tolist() == [0, 1, third_goes_to]
+    assert (df["status"] == "completed").all()
+
+
+def test_least_requests_sends_each_arrival_to_a_replica_holding_the_fewest() -> None:
+    # constant 20 ms iterations, so a request's last iteration starts exactly 20 ms before it
+    # finishes: at every arrival, count on each replica the requests routed there earlier
+    # whose last iteration had not started (the engine's state at an arrival is that after
+    # every iteration started before it); the chosen replica holds the fewest, ties going to
+    # the lowest slot
+    step = 0.02
+    scn = _fleet_scenario(
+        "least_requests", **{"fleet.step_time": {"model": "constant", "step_s": step}}
+    )
+    served = serve_scenario(scn, sample(scn, 5), 5, build_replica(scn.fleet))
+    n = served.n_requests
+    ri, rf = served.state.ri[:n], served.state.rf[:n]
+    rep = ri[:, K.REP].astype(np.int64)
+    arr, last_start = rf[:, K.ARR], rf[:, K.FINISH] - step
+    order = np.argsort(arr, kind="stable")
+    for i, q in enumerate(order):
+        before = order[:i]
+        held = np.bincount(rep[before][last_start[before] >= arr[q]], minlength=scn.fleet.replicas)
+        assert rep[q] == int(np.argmin(held)), (i, held, rep[q])
+    assert n > 500 and (ri[:, K.STATUS] == K.ST_COMPLETED).all()
+    assert len(set(rep.tolist())) == scn.fleet.replicas

@@ -102,6 +102,7 @@ from sim.engine.kernel import (
     RS_READY,
     RT_CENTRAL,
     RT_LL,
+    RT_LR,
     RT_P2,
     RT_RANDOM,
     RT_RR,
@@ -158,6 +159,9 @@ def refile(r: int, st: KernelState) -> None:
         # keyed by the least it can hold while its planned decode run goes on
         low = pi[r, OUTST] - pi[r, NRUN] * pi[r, PEND_K]
         _file(st, H_LOAD, r, float(low), state == RS_READY)
+    elif st.ep[E_ROUTER] == RT_LR:
+        # requests it holds: a planned decode run changes them only at its end
+        _file(st, H_LOAD, r, float(pi[r, NRUN] + pi[r, QLEN]), state == RS_READY)
     st.g[G_OUTSUM] += pi[r, OUTST] - pi[r, OSEEN]
     pi[r, OSEEN] = pi[r, OUTST]
 
@@ -323,6 +327,8 @@ def _route(q: int, t: float, st: KernelState) -> int:
             b += 1
         ra, rb = rdy[a], rdy[b]
         return _look(ra if _outstanding(ra, t, st) <= _outstanding(rb, t, st) else rb, t, st)
+    if kind == RT_LR:  # fewest requests held (running + queued), ties to the lowest slot
+        return _look(st.hh[H_LOAD, 0], t, st)
     # least outstanding tokens (queued + running work), ties to the lowest slot
     return _least_loaded(t, st)
 

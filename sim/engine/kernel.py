@@ -94,8 +94,8 @@ CR_FLEET_ONLY, CR_ELIGIBLE, CR_API = 0, 1, 2
 C_ROUTE, C_PFX_BLOCKS = 0, 1
 # per replica and class prefix cache (PC array last axis): cached blocks, references
 PC_BLOCKS, PC_REFS = 0, 1
-ROUTERS = ("round_robin", "least_loaded", "power_of_two", "central", "random")
-RT_RR, RT_LL, RT_P2, RT_CENTRAL, RT_RANDOM = 0, 1, 2, 3, 4
+ROUTERS = ("round_robin", "least_loaded", "power_of_two", "central", "random", "least_requests")
+RT_RR, RT_LL, RT_P2, RT_CENTRAL, RT_RANDOM, RT_LR = 0, 1, 2, 3, 4, 5
 # --- global int state (G) ---
 G_NEXT_OPEN, G_RR, G_NREQ, G_CQHEAD, G_CQTAIL, G_CQLEN, G_RND, G_CQTOK = range(8)
 # sizes of the replica heaps (G_HN + H_*), of the user heap; ready replicas; sum of OUTST
@@ -388,8 +388,9 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
     that all start before ``bound``, or planned to run until it ends: see ``E_LAZY``); a
     planned run is applied at its end."""
     if st.pi[r, PEND_K] > 0:
-        # the planned run ends now; the next iteration follows at once unless something
-        # (the bound, a closed-loop request its finishes sent) comes first
+        # the planned run's last iteration starts now: apply the run; the next iteration
+        # follows at once unless something (the bound, a closed-loop request its finishes
+        # sent) comes first
         settle(r, np.inf, st)
         if st.pf[r, CLOCK] >= bound or st.gf[GF_UMIN] <= st.pf[r, CLOCK]:
             return
@@ -553,12 +554,13 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
                     hi = mid - 1
             k = lo
         if ep[E_LAZY] == 1:
-            # planned now, applied when it ends or when an arrival needs this replica
+            # planned now, applied when its last iteration starts (as an engine stepping
+            # every iteration would) or when an arrival needs this replica before that
             pi_r[PEND_K] = k
             pf[r, PEND_C0] = clock
             pf[r, PEND_KV] = kv
             pf[r, PEND_USED] = used_before
-            pf[r, CLOCK] = clock + decode_run_time(coeffs, n, kv, k)
+            pf[r, CLOCK] = clock + decode_run_time(coeffs, n, kv, k - 1)
             return
         k = started_before(coeffs, n, kv, k, bound - clock)
         _apply_decode_run(r, k, clock, kv, used_before, st)

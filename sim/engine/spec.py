@@ -15,7 +15,9 @@ from sim._base import Frozen
 from sim.catalog.profiles import profile_names, profiles_text
 
 Dtype = Literal["bf16", "fp16", "fp8", "int8", "int4", "fp4"]
-RouterKind = Literal["round_robin", "least_loaded", "power_of_two", "central", "random"]
+RouterKind = Literal[
+    "round_robin", "least_loaded", "power_of_two", "central", "random", "least_requests"
+]
 
 
 class Horizon(Frozen):

@@ -22,11 +22,12 @@ __all__ = ["REPLICA_STATES", "SAMPLE_COLUMNS", "FleetState"]
 
 SAMPLE_COLUMNS = ("t_s", "replica", "state", "queued", "running", "kv_used_blocks")
 REPLICA_STATES = ("off", "starting", "ready", "draining")
-# routers that read one or two replicas per arrival: decode runs are planned to their end
-# and applied early only for the replica an arrival is routed to (sim.engine.dispatch).
+# routers that read one or two replicas per arrival, or what changes only when a request
+# arrives or leaves (least_requests): decode runs are planned to their end and applied early
+# only for the replica an arrival is routed to (sim.engine.dispatch).
 # least_loaded compares every replica's load at the arrival and the central queue lets the
 # first replica at an iteration boundary take it: there every arrival bounds every run.
-LAZY_ROUTERS = ("round_robin", "random", "power_of_two")
+LAZY_ROUTERS = ("round_robin", "random", "power_of_two", "least_requests")
 
 
 @dataclass
