@@ -82,6 +82,7 @@ def memory_per_request(requests: int, rate: float) -> dict[str, float]:
     """Peak traced bytes of ``sim.simulate`` (one replica) at ``requests`` and at three
     times as many: per request in all, and per extra request (the slope, without the fixed
     cost of a replication)."""
+    _traced_peak(1_000, rate)  # one-off allocations (catalogue, caches) out of the figures
     n1, p1 = _traced_peak(requests, rate)
     n3, p3 = _traced_peak(3 * requests, rate)
     return {

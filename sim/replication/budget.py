@@ -26,7 +26,7 @@ __all__ = ["BYTES_PER_REQUEST", "available_memory_bytes", "check_memory", "expec
 
 # Peak memory of ``sim.simulate`` per request, rounded up from what
 # benchmarks/bench_scale.py measures (engine arrays, per-request table, metrics): 291 bytes
-# a request at 300,000 requests, 207 per extra request.
+# a request at 300,000 requests, and as much per extra request.
 BYTES_PER_REQUEST = 300
 # Share of the available memory one replication may plan to use.
 HEADROOM = 0.8
