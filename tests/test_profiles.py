@@ -118,3 +118,19 @@ def test_named_profile_outside_its_data_warns() -> None:
         warnings.simplefilter("error")
         _coeffs(RooflineStep(profile="splitwise-2023"), "a100-80gb-sxm", 4)
         _coeffs(RooflineStep(), "h200-sxm", 8)
+
+
+def test_cpu_per_sequence_is_a_profile_constant_with_its_origin() -> None:
+    hop = resolve_roofline(RooflineStep(), "h100-sxm")
+    assert hop.seq_cpu_s == profiles()["vllm-2026"]["hopper"]["seq_cpu_s"]["value"] > 0.0
+    assert hop.origin["seq_cpu_s"] == "profile vllm/hopper"
+    assert hop.as_dict()["seq_cpu_s"] == hop.seq_cpu_s
+    # the stacks fitted without it hold it at 0 rather than take the Hopper default
+    assert resolve_roofline(RooflineStep(), "a100-80gb-sxm").seq_cpu_s == 0.0
+    assert resolve_roofline(RooflineStep(profile="trtllm"), "h100-sxm").seq_cpu_s == 0.0
+    # a family with no data takes the global default (the vllm/hopper fit)
+    other = resolve_roofline(RooflineStep(), "l40s")
+    assert other.seq_cpu_s == hop.seq_cpu_s
+    # an engine property: a scenario's step_time block does not set it
+    with pytest.raises(ValidationError):
+        RooflineStep.model_validate({"seq_cpu_s": 1e-5})

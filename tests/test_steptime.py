@@ -23,6 +23,7 @@ coef = st.floats(0.0, 1e-2, allow_nan=False)
     c_attn=st.floats(0.0, 1e-7),
     m_const=st.floats(0.0, 2e-2),
     m_kv=st.floats(0.0, 1e-6),
+    seq_cpu=st.floats(0.0, 1e-4),
     n=st.integers(1, 300),
     kv0=st.integers(1, 200_000),
     k=st.integers(1, 400),
@@ -33,6 +34,7 @@ def test_decode_run_closed_form_equals_sum_of_steps(
     c_attn: float,
     m_const: float,
     m_kv: float,
+    seq_cpu: float,
     n: int,
     kv0: int,
     k: int,
@@ -40,13 +42,40 @@ def test_decode_run_closed_form_equals_sum_of_steps(
     # the compute and memory lines may cross anywhere inside the run
     v = np.zeros(S.N_COEFFS)
     v[S.OVERHEAD], v[S.C_TOK], v[S.C_ATTN] = overhead, c_tok, c_attn
-    v[S.M_CONST], v[S.M_KV] = m_const, m_kv
+    v[S.M_CONST], v[S.M_KV], v[S.SEQ_CPU] = m_const, m_kv, seq_cpu
     steps = [S.step_time(v, n, n, 0, kv0 + n * j, kv0 + n * j) for j in range(k)]
     assert S.decode_run_time(v, n, float(kv0), k) == pytest.approx(sum(steps), rel=1e-9)
     parts = [S.step_parts(v, n, n, 0, kv0 + n * j, kv0 + n * j) for j in range(k)]
     c_sum, m_sum = S.decode_run_parts(v, n, float(kv0), k)
     assert c_sum == pytest.approx(sum(p[0] for p in parts), rel=1e-9, abs=1e-15)
     assert m_sum == pytest.approx(sum(p[1] for p in parts), rel=1e-9, abs=1e-15)
+
+
+def test_cpu_per_sequence_adds_to_the_fixed_cost_by_hand() -> None:
+    # 1 ms overhead, 20 µs of CPU per decoding sequence, 5 ms of weights, 1 µs per KV token
+    v = np.zeros(S.N_COEFFS)
+    v[S.OVERHEAD], v[S.SEQ_CPU], v[S.M_CONST], v[S.M_KV] = 1e-3, 2e-5, 5e-3, 1e-6
+    # 10 decoding sequences reading 1000 KV tokens: 1 + 10 × 0.02 + 5 + 1000 × 0.001 ms
+    assert S.step_time(v, 10, 10, 0, 1000, 1000) == pytest.approx(7.2e-3, rel=1e-12)
+    # a prefill-only iteration (no decoding sequence) pays no per-sequence CPU time
+    assert S.step_time(v, 500, 0, 500, 500, 500 * 501 / 2) == pytest.approx(6.5e-3, rel=1e-12)
+    # the term is fixed cost, outside the compute and memory terms the MFU / MBU integrate
+    assert S.step_parts(v, 10, 10, 0, 1000, 1000) == pytest.approx((0.0, 6e-3))
+    # 3 decode iterations of 10 sequences, 1000 KV tokens growing by 10 per iteration:
+    # 3 × (1 + 0.2 + 5) ms + (1000 + 1010 + 1020) µs
+    assert S.decode_run_time(v, 10, 1000.0, 3) == pytest.approx(21.63e-3, rel=1e-12)
+
+
+def test_cpu_per_sequence_comes_from_the_profile() -> None:
+    prof = S.profiles()
+    hop = prof["vllm"]["hopper"]["seq_cpu_s"]["value"]
+    assert hop > 0.0
+    # the default profile on Hopper, and the stacks fitted without the term (held at 0)
+    assert _coeffs().vector[S.SEQ_CPU] == pytest.approx(hop)
+    assert _coeffs(gpu="a100-80gb-sxm").vector[S.SEQ_CPU] == 0.0
+    assert _coeffs(step_time={"model": "roofline", "profile": "trtllm"}).vector[S.SEQ_CPU] == 0.0
+    linear = {"model": "linear", "c0_s": 1e-3, "c_decode_s": 1e-5}
+    assert _coeffs(step_time=linear).vector[S.SEQ_CPU] == 0.0
 
 
 def _coeffs(**fleet_fields: object) -> S.StepCoefficients:
@@ -61,7 +90,7 @@ def test_roofline_decode_is_bandwidth_bound_and_prefill_compute_bound() -> None:
     hop = S.profiles()["vllm"]["hopper"]
     be, overhead = hop["bandwidth_efficiency"]["value"], hop["overhead_s"]["value"]
     weights = 8.03e9 * 2 - 128256 * 4096 * 2  # the input embedding table is not streamed
-    expected = overhead + weights / (3.35e12 * be)
+    expected = overhead + hop["seq_cpu_s"]["value"] + weights / (3.35e12 * be)
     assert c.time_s(1, 1, 0, 1000, 1000) == pytest.approx(expected, rel=0.01)
     compute, memory = S.step_parts(c.vector, 1, 1, 0, 1000, 1000)
     assert memory > 20 * compute

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pandas as pd
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,3 +55,38 @@ def test_old_defaults_carry_no_ring_hop() -> None:
         "compute_efficiency", "bandwidth_efficiency", "overhead_s", "allreduce_hop_s"
     }  # fmt: skip
     assert v.SPLIT_FIXED["allreduce_latency_s"] == 0.0
+
+
+def test_cpu_per_sequence_is_passed_around_the_scenario_block() -> None:
+    # seq_cpu_s is no field of a scenario's step_time block: step_spec leaves it out and
+    # replica_of writes it into the coefficient vector
+    from sim.engine.steptime import SEQ_CPU
+
+    v = _validate_model()
+    assert v.OLD_DEFAULTS["seq_cpu_s"] == 0.0 and v.SPLIT_FIXED["seq_cpu_s"] == 0.0
+    params = {"overhead_s": 1e-3, "seq_cpu_s": 3e-5}
+    assert v.step_spec(params) == {"model": "roofline", "overhead_s": 1e-3}
+    fleet = v.splitwise_fleet("llama2-70b", "a100-80gb", 2, params)
+    assert v.replica_of(fleet, params).coefficients.vector[SEQ_CPU] == 3e-5
+    # not given: the profile's value (the A100 stack holds it at 0)
+    assert v.replica_of(fleet, {"overhead_s": 1e-3}).coefficients.vector[SEQ_CPU] == 0.0
+
+
+def test_shipped_profiles_are_the_reported_in_sample_fits_rounded() -> None:
+    # benchmarks/validation.md (written by validate_model.py --fit) prints the in-sample fits;
+    # profiles.yaml ships them rounded
+    import yaml
+
+    from sim.catalog.profiles import profiles
+
+    text = (REPO / "benchmarks" / "validation.md").read_text(encoding="utf-8")
+    block = text.split("In-sample fits:", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    fitted = yaml.safe_load(block)
+    for key in ("vllm/hopper", "vllm/ampere"):
+        name, family = key.split("/")
+        shipped = profiles()[name][family]
+        for field, value in fitted[key].items():
+            assert shipped[field]["value"] == pytest.approx(value, rel=0.01, abs=1e-9), (
+                key,
+                field,
+            )

@@ -18,6 +18,8 @@ import yaml
 __all__ = [
     "DEFAULT_PROFILE",
     "GLOBAL_DEFAULTS",
+    "PROFILE_FIELDS",
+    "PROFILE_ONLY_FIELDS",
     "ROOFLINE_FIELDS",
     "gpu_family",
     "profile_families",
@@ -34,6 +36,11 @@ ROOFLINE_FIELDS = (
     "allreduce_latency_s",
     "allreduce_hop_s",
 )
+# Constants a profile carries that a scenario's ``step_time:`` block does not set: the
+# serving stack's CPU time per running sequence per iteration (scheduler, sampler,
+# detokenisation and streaming of each sequence), a property of the engine, not of a fleet.
+PROFILE_ONLY_FIELDS = ("seq_cpu_s",)
+PROFILE_FIELDS = ROOFLINE_FIELDS + PROFILE_ONLY_FIELDS
 DEFAULT_PROFILE = "vllm"
 
 
@@ -98,7 +105,7 @@ def profiles_text() -> str:
 
 def _global_defaults() -> dict[str, float]:
     d = _profiles_file()["defaults"]
-    return {k: float(d[k]) for k in ROOFLINE_FIELDS}
+    return {k: float(d[k]) for k in PROFILE_FIELDS}
 
 
 GLOBAL_DEFAULTS: Mapping[str, float] = MappingProxyType(_global_defaults())

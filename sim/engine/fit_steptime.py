@@ -26,11 +26,12 @@ from typing import Literal
 import numpy as np
 from scipy import optimize
 
-from sim.catalog.profiles import ROOFLINE_FIELDS
+from sim.catalog.profiles import PROFILE_FIELDS, ROOFLINE_FIELDS
 
 __all__ = [
     "LINEAR_KEYS",
     "PARAMS",
+    "PROFILE_KEYS",
     "ROOFLINE_KEYS",
     "BoundsKind",
     "ParamRange",
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 ROOFLINE_KEYS: tuple[str, ...] = ROOFLINE_FIELDS
+# What a profile carries: the roofline's fields and the stack's CPU time per decoding sequence
+# (``seq_cpu_s``, set by a profile only, not by a scenario's ``step_time:`` block).
+PROFILE_KEYS: tuple[str, ...] = PROFILE_FIELDS
 LINEAR_KEYS = ("c0_s", "c_decode_s", "c_prefill_token_s", "c_kv_token_s")
 
 BoundsKind = Literal["wide", "physical"]
@@ -99,6 +103,10 @@ PARAMS: Mapping[str, ParamRange] = MappingProxyType(
         # One step (hop) of a ring all-reduce, in µs; an all-reduce takes 2(tp-1) of them.
         # Physical: 0-50 µs (one NVLink / PCIe message plus its synchronisation).
         "allreduce_hop_s": ParamRange(1e-6, (0.0, 1e-4), (0.0, 5e-5)),
+        # CPU time per decoding sequence per iteration (scheduler, sampler, detokenisation,
+        # streaming), in 10 µs. Physical: 0-100 µs (vLLM's per-sequence Python work is tens
+        # of µs at most); wide allows twice that.
+        "seq_cpu_s": ParamRange(1e-5, (0.0, 2e-4), (0.0, 1e-4)),
         # Linear coefficients: per iteration (ms), per decoding sequence and per prompt token
         # (10 µs), per KV-cache token read (10 ns).
         "c0_s": _linear(1e-3),

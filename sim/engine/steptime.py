@@ -3,7 +3,7 @@
 All three models (``roofline``, ``linear``, ``constant``) are reduced to one coefficient
 vector read by the compiled engine, so the engine has a single code path::
 
-    t = overhead + max(compute, memory) + allreduce_step + allreduce_token * T
+    t = overhead + seq_cpu * D + max(compute, memory) + allreduce_step + allreduce_token * T
     compute = c_tok*T + c_attn*AP + c_dec*D + c_pf*P + c_kv*KV
     memory  = m_const + m_kv*KV + m_expert * E * (1 - (1 - k/E)**T)
 
@@ -12,14 +12,20 @@ with, for the iteration: ``T`` tokens computed, ``D`` decoding sequences, ``P`` 
 the FLOP and byte terms from the model and GPU; ``linear`` uses ``overhead`` and the ``c_dec``,
 ``c_pf``, ``c_kv`` terms; ``constant`` only ``overhead``.
 
+``seq_cpu`` is the serving stack's CPU time per running sequence per iteration (scheduler,
+sampler, detokenisation and streaming of each sequence), paid before the GPU work and not
+overlapped with it. The engine passes the decoding sequences ``D``, not the prefilling ones
+(their number is not among the step's arguments), so the term counts ``D``.
+
 The roofline's five constants (``compute_efficiency``, ``bandwidth_efficiency``,
 ``overhead_s``, ``allreduce_latency_s``, ``allreduce_hop_s``: a tensor-parallel all-reduce
 costs its latency plus ``2(tp − 1)`` ring hops) come, field by field, from the
 ``step_time:`` block when it gives them, else from a named *profile* of
 ``sim/catalog/profiles.yaml`` (``vllm`` unless ``profile`` names an engine version) for
 the GPU's family (hopper: H100/H200; ampere: A100; ada: L40S/L4; ``default`` for the rest),
-else from :data:`GLOBAL_DEFAULTS`. Each profile
-value records the data it was fitted on and its error (see :func:`resolve_roofline`).
+else from :data:`GLOBAL_DEFAULTS`. ``seq_cpu_s`` comes from the profile (or the global
+default) only. Each profile value records the data it was fitted on and its error (see
+:func:`resolve_roofline`).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from sim.catalog import DTYPE_BYTES, GpuSpec, ModelSpec
 from sim.catalog.profiles import (
     DEFAULT_PROFILE,
     GLOBAL_DEFAULTS,
-    ROOFLINE_FIELDS,
+    PROFILE_FIELDS,
     gpu_family,
     profile_families,
     profile_fitted_range,
@@ -48,7 +54,8 @@ from sim.engine.spec import ConstantStep, LinearStep, RooflineStep
 # Layout of the coefficient vector (compile-time constants for the engine).
 OVERHEAD, C_TOK, C_ATTN, C_DEC, C_PF, C_KV = 0, 1, 2, 3, 4, 5
 M_CONST, M_KV, M_EXPERT, N_EXPERTS, K_EXPERTS, AR_STEP, AR_TOK = 6, 7, 8, 9, 10, 11, 12
-N_COEFFS = 13
+SEQ_CPU = 13
+N_COEFFS = 14
 
 # Activations crossing the tensor-parallel all-reduce are kept in 16-bit.
 _ACT_BYTES = 2.0
@@ -63,13 +70,14 @@ class ResolvedRoofline:
     overhead_s: float
     allreduce_latency_s: float
     allreduce_hop_s: float
+    seq_cpu_s: float
     profile: str
     family: str
     origin: Mapping[str, str]
 
     def as_dict(self) -> dict[str, float]:
         """The constants by field name."""
-        return {k: float(getattr(self, k)) for k in ROOFLINE_FIELDS}
+        return {k: float(getattr(self, k)) for k in PROFILE_FIELDS}
 
 
 def resolve_roofline(spec: RooflineStep, gpu_name: str) -> ResolvedRoofline:
@@ -77,6 +85,7 @@ def resolve_roofline(spec: RooflineStep, gpu_name: str) -> ResolvedRoofline:
 
     Order, per field: the value in ``spec``; the profile's entry for the GPU family; the
     profile's ``default`` entry; :data:`GLOBAL_DEFAULTS`. ``origin`` says which, per field.
+    ``seq_cpu_s`` is not a field of :class:`RooflineStep`: it comes from the profile.
 
     Raises
     ------
@@ -106,8 +115,8 @@ def resolve_roofline(spec: RooflineStep, gpu_name: str) -> ResolvedRoofline:
         )
     values: dict[str, float] = {}
     origin: dict[str, str] = {}
-    for key in ROOFLINE_FIELDS:
-        given = getattr(spec, key)
+    for key in PROFILE_FIELDS:
+        given = getattr(spec, key, None)
         if given is not None:
             values[key], origin[key] = float(given), "step_time"
             continue
@@ -205,8 +214,9 @@ def roofline_coefficients(
     bandwidth times ``bandwidth_efficiency``. Tensor parallelism divides both by ``tp`` and adds
     two ring all-reduces of the activations per layer, each costing ``allreduce_latency_s``
     plus ``2(tp − 1)`` hops of ``allreduce_hop_s`` (a ring passes its message GPU by GPU)
-    plus the bytes over the link. Fields ``spec`` leaves unset come from
-    its profile (:func:`resolve_roofline`).
+    plus the bytes over the link. Every decoding sequence adds ``seq_cpu_s`` of CPU time
+    to the iteration's fixed part. Fields ``spec`` leaves unset come from its profile
+    (:func:`resolve_roofline`).
     """
     r = resolve_roofline(spec, gpu.name)
     if spec.profile is not None:
@@ -217,6 +227,7 @@ def roofline_coefficients(
     bytes_s = gpu.mem_bandwidth_tb_s * 1e12 * r.bandwidth_efficiency * tp
     wbytes = DTYPE_BYTES[dtype]
     v[OVERHEAD] = r.overhead_s
+    v[SEQ_CPU] = r.seq_cpu_s
     v[C_TOK] = 2.0 * model.matmul_params_per_token / flops_s
     v[C_ATTN] = 4.0 * model.num_layers * model.num_heads * model.head_dim / flops_s
     expert_params = model.expert_params_per_layer * model.num_layers
@@ -283,7 +294,7 @@ def step_parts(
 def step_time(v: np.ndarray, tokens: float, dec: float, pf: float, kv: float, ap: float) -> float:
     """One iteration's duration (see the module docstring for the formula)."""
     compute, memory = step_parts(v, tokens, dec, pf, kv, ap)
-    return v[OVERHEAD] + max(compute, memory) + v[AR_STEP] + v[AR_TOK] * tokens
+    return v[OVERHEAD] + v[SEQ_CPU] * dec + max(compute, memory) + v[AR_STEP] + v[AR_TOK] * tokens
 
 
 @numba.njit(cache=True)
@@ -315,7 +326,7 @@ def decode_run_time(v: np.ndarray, n: int, kv0: float, k: int) -> float:
     """
     if k <= 0:
         return 0.0
-    const = v[OVERHEAD] + v[AR_STEP] + v[AR_TOK] * n
+    const = v[OVERHEAD] + v[SEQ_CPU] * n + v[AR_STEP] + v[AR_TOK] * n
     a1 = (v[C_TOK] + v[C_DEC]) * n + (v[C_ATTN] + v[C_KV]) * kv0
     b1 = (v[C_ATTN] + v[C_KV]) * n
     a2 = v[M_CONST] + v[M_EXPERT] * _experts_touched(v, float(n)) + v[M_KV] * kv0
