@@ -129,17 +129,25 @@ from sim.engine.kernel import (
 
 # --- the replica heaps --------------------------------------------------------------------
 @numba.njit(cache=True)
-def _file(st: KernelState, h: int, r: int, key: float, member: bool) -> None:
-    # make replica r a member of heap h with `key`, or not a member
-    hp = st.hp[h]
+def _file(
+    heap: np.ndarray,
+    pos: np.ndarray,
+    key: np.ndarray,
+    g: np.ndarray,
+    s: int,
+    r: int,
+    value: float,
+    member: bool,
+) -> None:
+    # make replica r a member of a heap with key `value`, or not a member
     if member:
-        st.hk[h, r] = key
-        if hp[r] >= 0:
-            heaps.fix(st.hh[h], hp, st.hk[h], st.g, G_HN + h, r)
+        key[r] = value
+        if pos[r] >= 0:
+            heaps.fix(heap, pos, key, g, s, r)
         else:
-            heaps.push(st.hh[h], hp, st.hk[h], st.g, G_HN + h, r)
-    elif hp[r] >= 0:
-        heaps.remove(st.hh[h], hp, st.hk[h], st.g, G_HN + h, r)
+            heaps.push(heap, pos, key, g, s, r)
+    elif pos[r] >= 0:
+        heaps.remove(heap, pos, key, g, s, r)
 
 
 @numba.njit(cache=True)
@@ -149,19 +157,39 @@ def refile(r: int, st: KernelState) -> None:
     pi, pf = st.pi, st.pf
     state = pi[r, STATE]
     work = state >= RS_READY and (pi[r, NRUN] > 0 or pi[r, QLEN] > 0)
-    _file(st, H_WORK, r, pf[r, CLOCK], work)
+    _file(st.hh[H_WORK], st.hp[H_WORK], st.hk[H_WORK], st.g, G_HN + H_WORK, r, pf[r, CLOCK], work)
     idle = state == RS_READY and not work
     free = idle and st.hp[H_FREE, r] >= 0 and pf[r, CLOCK] <= st.gf[GF_CQT]
     if not free:  # a free replica stays free while idle, unless it ran an iteration since
-        _file(st, H_FREE, r, float(r), False)
-        _file(st, H_IDLE, r, pf[r, CLOCK], idle)
+        _file(st.hh[H_FREE], st.hp[H_FREE], st.hk[H_FREE], st.g, G_HN + H_FREE, r, float(r), False)
+        _file(
+            st.hh[H_IDLE], st.hp[H_IDLE], st.hk[H_IDLE], st.g, G_HN + H_IDLE, r, pf[r, CLOCK], idle
+        )
     if st.ep[E_ROUTER] == RT_LL:
         # keyed by the least it can hold while its planned decode run goes on
         low = pi[r, OUTST] - pi[r, NRUN] * pi[r, PEND_K]
-        _file(st, H_LOAD, r, float(low), state == RS_READY)
+        _file(
+            st.hh[H_LOAD],
+            st.hp[H_LOAD],
+            st.hk[H_LOAD],
+            st.g,
+            G_HN + H_LOAD,
+            r,
+            float(low),
+            state == RS_READY,
+        )
     elif st.ep[E_ROUTER] == RT_LR:
         # requests it holds: a planned decode run changes them only at its end
-        _file(st, H_LOAD, r, float(pi[r, NRUN] + pi[r, QLEN]), state == RS_READY)
+        _file(
+            st.hh[H_LOAD],
+            st.hp[H_LOAD],
+            st.hk[H_LOAD],
+            st.g,
+            G_HN + H_LOAD,
+            r,
+            float(pi[r, NRUN] + pi[r, QLEN]),
+            state == RS_READY,
+        )
     st.g[G_OUTSUM] += pi[r, OUTST] - pi[r, OSEEN]
     pi[r, OSEEN] = pi[r, OUTST]
 
