@@ -165,31 +165,14 @@ def refile(r: int, st: KernelState) -> None:
         _file(
             st.hh[H_IDLE], st.hp[H_IDLE], st.hk[H_IDLE], st.g, G_HN + H_IDLE, r, pf[r, CLOCK], idle
         )
-    if st.ep[E_ROUTER] == RT_LL:
-        # keyed by the least it can hold while its planned decode run goes on
-        low = pi[r, OUTST] - pi[r, NRUN] * pi[r, PEND_K]
-        _file(
-            st.hh[H_LOAD],
-            st.hp[H_LOAD],
-            st.hk[H_LOAD],
-            st.g,
-            G_HN + H_LOAD,
-            r,
-            float(low),
-            state == RS_READY,
-        )
-    elif st.ep[E_ROUTER] == RT_LR:
-        # requests it holds: a planned decode run changes them only at its end
-        _file(
-            st.hh[H_LOAD],
-            st.hp[H_LOAD],
-            st.hk[H_LOAD],
-            st.g,
-            G_HN + H_LOAD,
-            r,
-            float(pi[r, NRUN] + pi[r, QLEN]),
-            state == RS_READY,
-        )
+    router = st.ep[E_ROUTER]
+    if router in (RT_LL, RT_LR):
+        if router == RT_LL:  # the least it can hold while its planned decode run goes on
+            load = float(pi[r, OUTST] - pi[r, NRUN] * pi[r, PEND_K])
+        else:  # requests it holds: a planned decode run changes them only at its end
+            load = float(pi[r, NRUN] + pi[r, QLEN])
+        hh, hp, hk = st.hh[H_LOAD], st.hp[H_LOAD], st.hk[H_LOAD]
+        _file(hh, hp, hk, st.g, G_HN + H_LOAD, r, load, state == RS_READY)
     st.g[G_OUTSUM] += pi[r, OUTST] - pi[r, OSEEN]
     pi[r, OSEEN] = pi[r, OUTST]
 
