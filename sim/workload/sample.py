@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sim.workload.arrivals import ClosedLoopArrivals
+from sim.workload.identity import PromptBlocks
 from sim.workload.lengths import EmpiricalLength, FixedLength, GeometricLength, LognormalLength
 from sim.workload.profile import thin
 from sim.workload.spec import ClassSpec, WorkloadSpec
@@ -134,6 +135,9 @@ class Workload:
     has_prefix
         bool, the request carries its class's shared prefix (already counted in
         ``input_tokens``); ``None`` means no request does.
+    prompt_blocks
+        Per request, its chained prompt-block hashes (:mod:`sim.workload.identity`), aligned
+        with the arrays; ``None`` when the workload carries no prompt identity.
     """
 
     arrival_s: NDArray[np.float64]
@@ -143,6 +147,7 @@ class Workload:
     class_names: tuple[str, ...]
     closed_loop: tuple[ClosedLoopSource, ...]
     has_prefix: NDArray[np.bool_] | None = None
+    prompt_blocks: PromptBlocks | None = None
 
     def __len__(self) -> int:
         return int(self.arrival_s.size)
