@@ -182,7 +182,9 @@ def test_one_replica_capacity_matches_the_mm1_bound() -> None:
     ev = cap.evaluations
     assert ev["scale"].iloc[0] == 1.0 and bool(ev["holds"].iloc[0])
     # the bill splits into used and unused capacity, and adds up
-    assert cap.gpu_usd_per_month == pytest.approx(2.0 * 730.0, rel=1e-6)
+    # (the window's 9,000 s and the drain after it: at most a few seconds here)
+    assert cap.gpu_usd_per_month == pytest.approx(2.0 * 730.0, rel=1e-3)
+    assert cap.gpu_usd_per_month >= 2.0 * 730.0
     assert cap.used_usd_per_month == pytest.approx(cap.gpu_usd_per_month * cap.used_share)
     assert cap.used_usd_per_month + cap.unused_usd_per_month == pytest.approx(cap.gpu_usd_per_month)
 

@@ -141,7 +141,11 @@ def _run_and_write(
     result.first.requests.to_parquet(out_dir / "requests.parquet", index=False)
     result.first.timeseries.to_csv(out_dir / "timeseries.csv", index=False)
     result.first.replicas.to_csv(out_dir / "replicas.csv", index=False)
-    run_info = {"seed": result.seed, "replications": len(result.replications)}
+    run_info = {
+        "seed": result.seed,
+        "replications": len(result.replications),
+        "requests": result.first.n_requests,
+    }
     (out_dir / "run.json").write_text(json.dumps(run_info | {"version": __version__}) + "\n")
     compare = result.compare()
     if len(compare):
@@ -293,5 +297,9 @@ def print_summary(result: RunResult, decision: Decision, out_dir: Path, elapsed_
     if rej > 0:
         print(f"  not served      {rej:.0f} requests per replication (rejected or failed)")
     print(textwrap.fill(decision.verdict, width=100, break_on_hyphens=False))
-    n_req = len(result.first.requests)
-    print(f"wrote {out_dir}/ in {elapsed_s:.1f} s ({n_req:,} requests in replication 0)")
+    first = result.first
+    n_req = first.n_requests
+    kept = ""
+    if len(first.requests) < n_req:
+        kept = f"; {len(first.requests):,} of them in requests.parquet"
+    print(f"wrote {out_dir}/ in {elapsed_s:.1f} s ({n_req:,} requests in replication 0{kept})")

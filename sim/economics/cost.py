@@ -277,14 +277,16 @@ def cost_metrics(
     codes = classes.cat.codes.to_numpy()[counted]
     batch_classes = [name for name, flag in (api_batch or {}).items() if flag]
     batch = np.isin(cats, batch_classes)[codes]
-    n_counted = len(codes)
+    # a row may stand for several requests with the same class, route and provisioning
+    # (their token counts summed: every bill here is linear in them)
+    n_counted = float(_column(requests, "n_requests", 1)[counted].sum())
 
     gpu = fleet.gpu_usd if fleet is not None else 0.0
     extra = hidden_costs(hidden, span) if hidden is not None else {"ops_usd": 0.0, "other_usd": 0.0}
     fleet_cost = gpu + extra["ops_usd"] + extra["other_usd"]
     nan = float("nan")
     providers, used, rows = _provider_rows(api, codes, cats)
-    served = np.zeros(n_counted, dtype=bool)
+    served = np.zeros(len(codes), dtype=bool)
     for r in rows.values():
         served |= r
     if (to_api & ~served).any():
@@ -361,7 +363,7 @@ def cost_metrics(
         "api_only_cost_usd_per_month": api_only * scale,
         "fleet_cost_usd_per_month": fleet_month,
         "api_cost_usd_per_month": api_month,
-        "cost_per_request_usd": _ratio(total, float(n_counted)),
+        "cost_per_request_usd": _ratio(total, n_counted),
         "cost_per_1m_input_tokens_usd": _ratio(total, tokens_in, 1e6),
         "cost_per_1m_output_tokens_usd": _ratio(total, tokens_out, 1e6),
         "cost_per_1m_tokens_usd": _ratio(total, tokens, 1e6),

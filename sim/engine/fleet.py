@@ -8,6 +8,7 @@ processes or events: they are rows of preallocated arrays.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from sim.engine.routing import RoutingSpec
 from sim.engine.spec import FleetSpec, Horizon
 from sim.engine.state import REPLICA_STATES, SAMPLE_COLUMNS, FleetState
 from sim.workload import Workload
+from sim.workload.sample import WorkloadStream
 
 __all__ = ["REPLICA_STATES", "SAMPLE_COLUMNS", "FleetRun", "FleetState", "run_fleet"]
 
@@ -46,7 +48,7 @@ class FleetRun:
 def run_fleet(
     fleet: FleetSpec,
     replica: ReplicaConfig,
-    workload: Workload,
+    workload: Workload | WorkloadStream,
     horizon: Horizon,
     *,
     router_rng: np.random.Generator,
@@ -54,13 +56,24 @@ def run_fleet(
     class_route: np.ndarray | None = None,
     prefix_tokens: np.ndarray | None = None,
     fault_rng: np.random.Generator | None = None,
+    window_s: float | None = None,
+    retire: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> FleetRun:
     """Simulate one replication of ``workload`` on ``fleet`` over ``horizon``.
 
     ``routing`` and ``class_route`` (per class, one of ``kernel.CR_FLEET_ONLY``,
     ``CR_ELIGIBLE``, ``CR_API``) decide which requests leave for the API; those end with
     engine status ``ST_API`` and are simulated by :mod:`sim.hosted_api` afterwards.
+
+    A :class:`~sim.workload.sample.WorkloadStream` is read ``window_s`` seconds at a time as
+    the clock advances, and each request's rows go to ``retire`` once it has finished (the
+    rest at the end): memory follows the requests in flight, not the horizon.
     """
+    stream = None
+    if isinstance(workload, WorkloadStream):
+        if window_s is None or retire is None:
+            raise ValueError("a streamed workload needs window_s and retire")
+        stream, workload = workload, workload.until(window_s)
     state = FleetState(
         fleet,
         replica,
@@ -71,6 +84,9 @@ def run_fleet(
         class_route=class_route,
         prefix_tokens=prefix_tokens,
     )
+    if stream is not None:
+        assert window_s is not None and retire is not None
+        state.stream_from(stream, window_s=window_s, retire=retire)
     env = simpy.Environment()
     window: dict[str, dict[str, np.ndarray]] = {}
     samples: list[np.ndarray] = []
@@ -117,6 +133,7 @@ def run_fleet(
     state.advance_to(horizon.drain_limit_s)
     arr = np.concatenate(samples) if samples else np.empty((0, len(SAMPLE_COLUMNS)))
     end = float(max(np.nanmax(state.pf[:, K.CLOCK]), horizon.duration_s))
+    state.retire_all()
     if dynamics is None:
         return FleetRun(state=state, window=window, samples=arr, end_s=end)
     dynamics.release_idle()

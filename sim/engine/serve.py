@@ -10,8 +10,8 @@ layout.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -24,15 +24,18 @@ from sim.engine.routing import RoutingSpec
 from sim.engine.spec import FleetSpec, Horizon
 from sim.engine.state import FleetState
 from sim.workload import Workload
+from sim.workload.sample import WorkloadStream
 
 __all__ = [
     "ROUTE_API",
     "ROUTE_EITHER",
     "ROUTE_FLEET_ONLY",
     "ApiOutcome",
+    "Retired",
     "Served",
     "ToApi",
     "replica_table",
+    "request_frame",
     "serve",
 ]
 
@@ -79,8 +82,160 @@ class ToApi:
         return len(self.arrival_s)
 
 
+@dataclass(frozen=True)
+class Retired:
+    """Requests a streamed run has finished with (or, at the end, abandoned), handed over
+    before their engine rows are reused; :meth:`frame` gives their records."""
+
+    rf: np.ndarray = field(repr=False)
+    ri: np.ndarray = field(repr=False)
+    class_names: tuple[str, ...]
+    prefix_tokens: np.ndarray | None = field(repr=False)
+    frontend_latency_s: float
+
+    def __len__(self) -> int:
+        return len(self.rf)
+
+    def _rows(self, sel: np.ndarray) -> Retired:
+        return Retired(
+            self.rf[sel],
+            self.ri[sel],
+            self.class_names,
+            self.prefix_tokens,
+            self.frontend_latency_s,
+        )
+
+    def split_api(self) -> tuple[Retired, Retired]:
+        """``(on the fleet, routed to the API)``."""
+        api = self.ri[:, K.STATUS] == K.ST_API
+        return self._rows(~api), self._rows(api)
+
+    def drain(self, warmup_s: float, duration_s: float) -> tuple[bool, float]:
+        """Of the requests arriving in ``[warmup_s, duration_s)``: is one neither finished,
+        rejected nor sent to the API, and the last finish on the fleet (0 if none)."""
+        arrival = self.rf[:, K.ARR]
+        status = self.ri[:, K.STATUS]
+        mine = (arrival >= warmup_s) & (arrival < duration_s)
+        ended = np.isin(status, (K.ST_COMPLETED, K.ST_REJECTED, K.ST_FAILED, K.ST_API))
+        done = mine & (status == K.ST_COMPLETED)
+        last = float(self.rf[done, K.FINISH].max()) if done.any() else 0.0
+        return bool((mine & ~ended).any()), last
+
+    @staticmethod
+    def concat(parts: Sequence[Retired]) -> Retired:
+        """The requests of ``parts``, sorted by arrival (stably)."""
+        rf = np.concatenate([p.rf for p in parts])
+        ri = np.concatenate([p.ri for p in parts])
+        order = np.argsort(rf[:, K.ARR], kind="stable")
+        first = parts[0]
+        return Retired(
+            rf[order], ri[order], first.class_names, first.prefix_tokens, first.frontend_latency_s
+        )
+
+    def to_api(self) -> ToApi:
+        """These requests as the hosted API takes them."""
+        return ToApi(
+            class_name=np.asarray(self.class_names)[self.ri[:, K.CLS]],
+            arrival_s=self.rf[:, K.ARR],
+            input_tokens=self.ri[:, K.PROMPT].astype(np.int64),
+            output_tokens=self.ri[:, K.OUT].astype(np.int64),
+        )
+
+    def frame(self, api: ApiOutcome | None = None) -> pd.DataFrame:
+        """Per-request records in row order (:func:`request_frame`)."""
+        return request_frame(
+            self.rf,
+            self.ri,
+            self.class_names,
+            prefix_tokens=self.prefix_tokens,
+            frontend_latency_s=self.frontend_latency_s,
+            api=api,
+        )
+
+
 def _categorical(codes: np.ndarray, names: Sequence[str]) -> pd.Categorical[str]:
     return pd.Categorical.from_codes(codes.astype(np.int64), categories=pd.Index(list(names)))
+
+
+def request_frame(
+    rf: np.ndarray,
+    ri: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    prefix_tokens: np.ndarray | None,
+    frontend_latency_s: float,
+    api: ApiOutcome | None = None,
+) -> pd.DataFrame:
+    """Per-request records of the engine rows ``rf``, ``ri`` as a tidy DataFrame, in row
+    order; a request neither finished nor rejected nor sent to the API has failed (the
+    drain limit). ``api`` holds the hosted API's outcome of the rows sent there, in order.
+    """
+    n = len(rf)
+    status = ri[:, K.STATUS].astype(np.int8)
+    reason = ri[:, K.REASON].astype(np.int8)
+    to_api = status == K.ST_API
+    unfinished = (status != K.ST_COMPLETED) & (status != K.ST_REJECTED) & ~to_api
+    status[unfinished] = K.ST_FAILED
+    reason[unfinished] = K.R_DRAIN
+    arrival = np.ascontiguousarray(rf[:, K.ARR])
+    # the server's front end adds a constant to what the client sees (not to queueing)
+    front = frontend_latency_s
+    first = rf[:, K.FIRST] - arrival + front
+    e2e = rf[:, K.FINISH] - arrival + front
+    queue = rf[:, K.ADMIT] - arrival
+    attempts = np.zeros(n, dtype=np.int64)
+    provisioned = np.zeros(n, dtype=bool)
+    if to_api.any():
+        if api is None or len(api.status) != int(to_api.sum()):
+            raise ValueError("requests routed to the API need its simulated outcome")
+        ok = api.status == 0
+        status[to_api] = np.where(ok, K.ST_COMPLETED, K.ST_FAILED)
+        reason[to_api] = np.where(ok, K.R_NONE, K.R_RATE)
+        first[to_api] = api.ttft_s
+        e2e[to_api] = api.e2e_s
+        queue[to_api] = np.nan
+        attempts[to_api] = api.attempts
+        provisioned[to_api] = api.provisioned
+    done = status == K.ST_COMPLETED
+    out = ri[:, K.OUT]
+    pfx_len = prefix_tokens
+    prefix = (
+        np.zeros(n, dtype=np.int64)
+        if pfx_len is None
+        else np.asarray(pfx_len, dtype=np.int64)[ri[:, K.CLS]] * ri[:, K.HASPFX]
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(done & (out > 1), (e2e - first) / (out - 1), np.nan)
+    # in place: no second copy of a column the size of the run
+    first[~done] = np.nan
+    e2e[~done] = np.nan
+    finish = arrival + e2e
+    frame = pd.DataFrame(
+        {
+            "arrival_s": arrival,
+            "class_name": _categorical(ri[:, K.CLS], class_names),
+            "input_tokens": ri[:, K.PROMPT].astype(np.int64),
+            "output_tokens": out.astype(np.int64),
+            "prefix_tokens": prefix,
+            "route": _categorical(to_api.astype(np.int8), ("fleet", "api")),
+            "replica": ri[:, K.REP].astype(np.int64),
+            "status": _categorical(_STATUS_CODE[status], STATUS_NAMES),
+            "reason": _categorical(reason, K.REASONS),
+            "queue_s": queue,
+            "ttft_s": first,
+            "tpot_s": tpot,
+            "e2e_s": e2e,
+            "finish_s": finish,
+            "preemptions": ri[:, K.NPRE].astype(np.int64),
+            "recomputed_tokens": ri[:, K.RECOMP].astype(np.int64),
+            "interruptions": ri[:, K.NINT].astype(np.int64),
+            "cold_start": ri[:, K.COLD].astype(bool),
+            "api_attempts": attempts,
+            "api_provisioned": provisioned,
+        },
+        copy=False,  # every column is a fresh array: keep them as they are, unstacked
+    )
+    return frame
 
 
 def replica_table(
@@ -249,72 +404,15 @@ class Served:
         """
         state = self.run.state
         n = state.n_requests
-        rf = state.rf[:n]
-        ri = state.ri[:n]
-        status = ri[:, K.STATUS].astype(np.int8)
-        reason = ri[:, K.REASON].astype(np.int8)
-        to_api = status == K.ST_API
-        unfinished = (status != K.ST_COMPLETED) & (status != K.ST_REJECTED) & ~to_api
-        status[unfinished] = K.ST_FAILED
-        reason[unfinished] = K.R_DRAIN
-        arrival = np.ascontiguousarray(rf[:, K.ARR])
-        # the server's front end adds a constant to what the client sees (not to queueing)
-        front = state.fleet.engine.frontend_latency_s
-        first = rf[:, K.FIRST] - arrival + front
-        e2e = rf[:, K.FINISH] - arrival + front
-        queue = rf[:, K.ADMIT] - arrival
-        attempts = np.zeros(n, dtype=np.int64)
-        provisioned = np.zeros(n, dtype=bool)
-        if to_api.any():
-            if api is None or len(api.status) != int(to_api.sum()):
-                raise ValueError("requests routed to the API need its simulated outcome")
-            ok = api.status == 0
-            status[to_api] = np.where(ok, K.ST_COMPLETED, K.ST_FAILED)
-            reason[to_api] = np.where(ok, K.R_NONE, K.R_RATE)
-            first[to_api] = api.ttft_s
-            e2e[to_api] = api.e2e_s
-            queue[to_api] = np.nan
-            attempts[to_api] = api.attempts
-            provisioned[to_api] = api.provisioned
-        done = status == K.ST_COMPLETED
-        out = ri[:, K.OUT]
-        pfx_len = state.prefix_tokens
-        prefix = (
-            np.zeros(n, dtype=np.int64)
-            if pfx_len is None
-            else np.asarray(pfx_len, dtype=np.int64)[ri[:, K.CLS]] * ri[:, K.HASPFX]
+        frame = request_frame(
+            state.rf[:n],
+            state.ri[:n],
+            self.class_names,
+            prefix_tokens=state.prefix_tokens,
+            frontend_latency_s=state.fleet.engine.frontend_latency_s,
+            api=api,
         )
-        with np.errstate(invalid="ignore", divide="ignore"):
-            tpot = np.where(done & (out > 1), (e2e - first) / (out - 1), np.nan)
-        # in place: no second copy of a column the size of the run
-        first[~done] = np.nan
-        e2e[~done] = np.nan
-        finish = arrival + e2e
-        frame = pd.DataFrame(
-            {
-                "arrival_s": arrival,
-                "class_name": _categorical(ri[:, K.CLS], self.class_names),
-                "input_tokens": ri[:, K.PROMPT].astype(np.int64),
-                "output_tokens": out.astype(np.int64),
-                "prefix_tokens": prefix,
-                "route": _categorical(to_api.astype(np.int8), ("fleet", "api")),
-                "replica": ri[:, K.REP].astype(np.int64),
-                "status": _categorical(_STATUS_CODE[status], STATUS_NAMES),
-                "reason": _categorical(reason, K.REASONS),
-                "queue_s": queue,
-                "ttft_s": first,
-                "tpot_s": tpot,
-                "e2e_s": e2e,
-                "finish_s": finish,
-                "preemptions": ri[:, K.NPRE].astype(np.int64),
-                "recomputed_tokens": ri[:, K.RECOMP].astype(np.int64),
-                "interruptions": ri[:, K.NINT].astype(np.int64),
-                "cold_start": ri[:, K.COLD].astype(bool),
-                "api_attempts": attempts,
-                "api_provisioned": provisioned,
-            },
-            copy=False,  # every column is a fresh array: keep them as they are, unstacked
-        )
+        arrival = frame["arrival_s"].to_numpy()
         if n > 1 and not bool(np.all(arrival[1:] >= arrival[:-1])):
             # closed-loop requests are added as they are sent, after the open-loop ones
             frame = frame.iloc[np.argsort(arrival, kind="stable")].reset_index(drop=True)
@@ -345,7 +443,7 @@ class Served:
 def serve(
     fleet: FleetSpec,
     replica: ReplicaConfig,
-    workload: Workload,
+    workload: Workload | WorkloadStream,
     horizon: Horizon,
     *,
     router_rng: np.random.Generator,
@@ -353,47 +451,63 @@ def serve(
     class_route: Sequence[int] | np.ndarray | None = None,
     prefix_tokens: Sequence[int] | np.ndarray | None = None,
     fault_rng: np.random.Generator | None = None,
+    window_s: float | None = None,
+    retire: Callable[[Retired], None] | None = None,
 ) -> Served:
     """Simulate ``workload``'s requests on ``fleet`` over ``horizon``.
 
-    Parameters
-    ----------
-    fleet, replica
-        The fleet section and the replica it resolves to
-        (:func:`sim.engine.replica.build_replica`).
-    workload
-        The sampled requests (:func:`sim.workload.sample_workload`).
-    horizon
-        Arrivals in ``[0, duration_s)``, metrics over ``[warmup_s, duration_s)``, then the
-        drain.
-    router_rng, fault_rng
-        The router's random stream; the fleet dynamics' (spot reclaims, failures).
-    routing
-        The routing policy (default: everything on the fleet).
-    class_route
-        Per class, :data:`ROUTE_FLEET_ONLY`, :data:`ROUTE_EITHER` or :data:`ROUTE_API`
-        (default: every class fleet-only).
-    prefix_tokens
-        Per class, the shared prefix length its requests carry (0: none).
+        Parameters
+        ----------
+        fleet, replica
+            The fleet section and the replica it resolves to
+            (:func:`sim.engine.replica.build_replica`).
+        workload
+            The sampled requests (:func:`sim.workload.sample_workload`).
+        horizon
+            Arrivals in ``[0, duration_s)``, metrics over ``[warmup_s, duration_s)``, then the
+            drain.
+        router_rng, fault_rng
+            The router's random stream; the fleet dynamics' (spot reclaims, failures).
+        routing
+            The routing policy (default: everything on the fleet).
+        class_route
+            Per class, :data:`ROUTE_FLEET_ONLY`, :data:`ROUTE_EITHER` or :data:`ROUTE_API`
+            (default: every class fleet-only).
+        prefix_tokens
+            Per class, the shared prefix length its requests carry (0: none).
+        window_s, retire
+            With a :class:`~sim.workload.sample.WorkloadStream`: seconds of arrivals read at a
+            time, and what receives the finished requests (:class:`Retired`) before their rows
+            are reused; the :class:`Served` then holds no requests.
 
-    Returns
-    -------
-    Served
+        Returns
+        -------
+        Served
 
-    Examples
-    --------
-    >>> from sim.engine.replica import build_replica
-    >>> from sim.workload import Workload
-    >>> spec = FleetSpec.model_validate({"model": "llama-3.1-8b", "gpu": "h100-sxm",
-    ...     "step_time": {"model": "constant", "step_s": 0.1}})
-    >>> wl = Workload(arrival_s=np.array([0.0]), input_tokens=np.array([10]),
-    ...     output_tokens=np.array([3]), class_id=np.array([0], dtype=np.int32),
-    ...     class_names=("chat",), closed_loop=())
-    >>> out = serve(spec, build_replica(spec), wl, Horizon(duration_s=10),
-    ...             router_rng=np.random.default_rng(0))
-    >>> out.requests()[["status", "output_tokens"]].values.tolist()
-    [['completed', 3]]
+        Examples
+        --------
+        >>> from sim.engine.replica import build_replica
+        >>> from sim.workload import Workload
+    from sim.workload.sample import WorkloadStream
+        >>> spec = FleetSpec.model_validate({"model": "llama-3.1-8b", "gpu": "h100-sxm",
+        ...     "step_time": {"model": "constant", "step_s": 0.1}})
+        >>> wl = Workload(arrival_s=np.array([0.0]), input_tokens=np.array([10]),
+        ...     output_tokens=np.array([3]), class_id=np.array([0], dtype=np.int32),
+        ...     class_names=("chat",), closed_loop=())
+        >>> out = serve(spec, build_replica(spec), wl, Horizon(duration_s=10),
+        ...             router_rng=np.random.default_rng(0))
+        >>> out.requests()[["status", "output_tokens"]].values.tolist()
+        [['completed', 3]]
     """
+    names = tuple(workload.class_names)
+    pfx = None if prefix_tokens is None else np.asarray(prefix_tokens)
+    on_rows = None
+    if retire is not None:
+        hand_over = retire
+
+        def on_rows(rf: np.ndarray, ri: np.ndarray) -> None:
+            hand_over(Retired(rf, ri, names, pfx, fleet.engine.frontend_latency_s))
+
     run = run_fleet(
         fleet,
         replica,
@@ -404,5 +518,7 @@ def serve(
         class_route=None if class_route is None else np.asarray(class_route, dtype=np.int64),
         prefix_tokens=None if prefix_tokens is None else np.asarray(prefix_tokens),
         fault_rng=fault_rng,
+        window_s=window_s,
+        retire=on_rows,
     )
     return Served(run, tuple(workload.class_names), horizon)

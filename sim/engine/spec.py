@@ -36,6 +36,18 @@ class Horizon(Frozen):
     sample_interval_s: float = Field(
         60.0, gt=0, description="Spacing of the fleet time series (queue, batch, KV use)."
     )
+    records: Literal["all", "sample", "none"] = Field(
+        "all",
+        description=(
+            "Per-request records kept: all (exact latency quantiles), a reproducible sample "
+            "or none. With sample or none, requests are generated as the clock advances and "
+            "folded into the metrics once finished (memory follows what is in flight) and "
+            "latency quantiles come from a sketch within 0.5 % (relative)."
+        ),
+    )
+    records_sample: float = Field(
+        0.01, gt=0, le=1, description="Share of requests recorded when records is sample."
+    )
 
     @model_validator(mode="after")
     def _warmup_inside(self) -> Horizon:

@@ -7,6 +7,8 @@ Only :mod:`sim.engine` reads these arrays; everything else gets tidy results fro
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 
 import numpy as np
@@ -17,6 +19,7 @@ from sim.engine.replica import ReplicaConfig
 from sim.engine.routing import RoutingSpec
 from sim.engine.spec import FleetSpec
 from sim.workload import Workload
+from sim.workload.sample import WorkloadStream
 
 __all__ = ["REPLICA_STATES", "SAMPLE_COLUMNS", "FleetState"]
 
@@ -28,6 +31,10 @@ REPLICA_STATES = ("off", "starting", "ready", "draining")
 # least_loaded compares every replica's load at the arrival and the central queue lets the
 # first replica at an iteration boundary take it: there every arrival bounds every run.
 LAZY_ROUTERS = ("round_robin", "random", "power_of_two", "least_requests")
+
+
+def _no_retire(rf: np.ndarray, ri: np.ndarray) -> None:  # pragma: no cover - never called
+    raise RuntimeError("rows retired without a stream")
 
 
 @dataclass
@@ -171,6 +178,9 @@ class FleetState:
         self.uh = np.zeros(users, dtype=np.int64)
         self.up = np.full(users, -1, dtype=np.int64)
         dispatch.init_heaps(self.kernel())
+        self._stream: WorkloadStream | None = None
+        self._window_s = math.inf
+        self._retire: Callable[[np.ndarray, np.ndarray], None] = _no_retire
 
     def _first_think(self) -> np.ndarray:
         # one think-time draw per user, from the head of its class pool
@@ -193,15 +203,7 @@ class FleetState:
         self.pool = pool
 
     def _grow_requests(self) -> None:
-        n = self.rf.shape[0]
-        rf = np.full((2 * n, K.N_RF), np.nan)
-        rf[:n] = self.rf
-        ri = np.zeros((2 * n, K.N_RI), dtype=K.RI_DTYPE)
-        ri[:n] = self.ri
-        ri[n:, K.REP] = -1
-        ri[n:, K.NEXT] = -1
-        ri[n:, K.USER] = -1
-        self.rf, self.ri = rf, ri
+        self._resize(2 * self.rf.shape[0])
 
     def kernel(self) -> K.KernelState:
         """The arrays as the kernel takes them (built per call: a grown buffer replaces its
@@ -235,8 +237,118 @@ class FleetState:
             up=self.up,
         )
 
+    # --- streaming: arrivals read as the clock advances, finished rows handed back --------
+    def stream_from(
+        self,
+        stream: WorkloadStream,
+        *,
+        window_s: float,
+        retire: Callable[[np.ndarray, np.ndarray], None],
+    ) -> None:
+        """Read the open-loop arrivals from ``stream`` as the clock advances, ``window_s``
+        seconds of them at a time (the state must have been built with the stream's first
+        window), and hand every finished request's rows to ``retire(rf_rows, ri_rows)``
+        before reusing them; :meth:`retire_all` hands over the rest at the end.
+
+        The engine stops at the same times whatever ``window_s`` (a window is read before
+        the clock needs it, never by stopping the clock), and rows are renumbered keeping
+        their order, so the simulation is bit-identical to one with every arrival loaded.
+        """
+        if not window_s > 0:
+            raise ValueError(f"window_s must be > 0, got {window_s}")
+        self._stream = stream
+        self._window_s = window_s
+        self._retire = retire
+
+    def _feed(self, t: float) -> None:
+        stream = self._stream
+        if stream is None or stream.read_s >= min(t, stream.duration_s):
+            return
+        self._relayout(retire=True)
+        wl = stream.until(max(t, stream.read_s + self._window_s))
+        n0, m = int(self.ep[K.E_NOPEN]), len(wl)
+        need = n0 + m + 8 * len(self.ut) + 1
+        if need > self.rf.shape[0]:
+            self._resize(need + need // 2)
+        sl = slice(n0, n0 + m)
+        self.rf[sl, K.ARR] = wl.arrival_s
+        self.ri[sl, K.PROMPT] = wl.input_tokens
+        self.ri[sl, K.OUT] = wl.output_tokens
+        self.ri[sl, K.PFT] = wl.input_tokens
+        self.ri[sl, K.CLS] = wl.class_id
+        if wl.has_prefix is not None:
+            self.ri[sl, K.HASPFX] = wl.has_prefix
+        self.ep[K.E_NOPEN] = n0 + m
+        self.g[K.G_NREQ] = n0 + m
+
+    def _relayout(self, *, retire: bool) -> None:
+        # rows: [arrived, kept, in order][open-loop not yet arrived]; finished rows are
+        # handed to the retire callback first; request indices held elsewhere renumbered
+        n, n_open, nxt = int(self.g[K.G_NREQ]), int(self.ep[K.E_NOPEN]), int(self.g[K.G_NEXT_OPEN])
+        ri, rf = self.ri, self.rf
+        idx = np.arange(n)
+        arrived = (idx < nxt) | (idx >= n_open)
+        done = np.zeros(n, dtype=bool)
+        if retire:
+            st = ri[:n, K.STATUS]
+            done = arrived & ((st == K.ST_COMPLETED) | (st == K.ST_REJECTED) | (st == K.ST_API))
+            if done.any():
+                self._retire(rf[:n][done], ri[:n][done])
+        kept = np.flatnonzero(arrived & ~done)
+        order = np.concatenate([kept, np.arange(nxt, n_open)])
+        k = order.size
+        new = np.full(n + 1, -1, dtype=np.int64)  # new[-1] = -1 maps "no request" to itself
+        new[order] = np.arange(k)
+        rf[:k] = rf[order]
+        ri[:k] = ri[order]
+        rf[k:n] = np.nan
+        ri[k:n] = 0
+        ri[k:n, K.REP] = -1
+        ri[k:n, K.NEXT] = -1
+        ri[k:n, K.USER] = -1
+        ri[:k, K.NEXT] = new[ri[:k, K.NEXT]]
+        self.run[:] = new[self.run]
+        for col in (K.QHEAD, K.QTAIL):
+            self.pi[:, col] = new[self.pi[:, col]]
+        for col in (K.G_CQHEAD, K.G_CQTAIL):
+            self.g[col] = new[self.g[col]]
+        self.g[K.G_NEXT_OPEN] = kept.size
+        self.ep[K.E_NOPEN] = k
+        self.g[K.G_NREQ] = k
+        # router random numbers and closed-loop draws already used
+        self.rnd = self.rnd[self.g[K.G_RND] :].copy()
+        self.g[K.G_RND] = 0
+        for src in self._sources:
+            c, used = src.class_id, int(self.pool_ptr[src.class_id])
+            if used:
+                self.pool[c, :-used] = self.pool[c, used:]
+                inp, out, think = src.draw(used)
+                self.pool[c, -used:, 0] = inp
+                self.pool[c, -used:, 1] = out
+                self.pool[c, -used:, 2] = think
+                self.pool_ptr[c] = 0
+
+    def _resize(self, rows: int) -> None:
+        n = min(self.rf.shape[0], rows)
+        rf = np.full((rows, K.N_RF), np.nan)
+        rf[:n] = self.rf[:n]
+        ri = np.zeros((rows, K.N_RI), dtype=K.RI_DTYPE)
+        ri[:n] = self.ri[:n]
+        ri[n:, K.REP] = -1
+        ri[n:, K.NEXT] = -1
+        ri[n:, K.USER] = -1
+        self.rf, self.ri = rf, ri
+
+    def retire_all(self) -> None:
+        """Hand every row left (finished or not) to the retire callback, in row order."""
+        n = int(self.g[K.G_NREQ])
+        if self._stream is not None and n:
+            self._retire(self.rf[:n].copy(), self.ri[:n].copy())
+            self.g[K.G_NREQ] = self.g[K.G_NEXT_OPEN] = self.ep[K.E_NOPEN] = 0
+
     def advance_to(self, t: float) -> None:
         """Run the engine until every busy replica is at or past ``t``."""
+        self._feed(t)
         while True:
             code = dispatch.run_until(t, self.kernel())
             if code == K.OK:

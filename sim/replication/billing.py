@@ -162,17 +162,26 @@ def replication_costs(
     replicas: pd.DataFrame,
     served: Served,
     providers: ApiProviders,
+    *,
+    fleet_used: bool | None = None,
+    drain_s: float | None = None,
 ) -> dict[str, float]:
     """The cost metrics of one replication (:func:`sim.economics.cost_metrics`).
 
     Under ``routing.policy: api_only`` a fleet that served no request is not paid for: no
     GPU and no hidden costs (classes that cannot leave the fleet keep it billed).
+    ``fleet_used`` (any request routed to the fleet) and ``drain_s`` (:attr:`Served.drain_s`)
+    are read from ``requests`` and ``served`` unless given (a streamed replication keeps
+    neither its requests nor the engine's rows).
     """
     hz = scenario.horizon
-    unused = scenario.routing.policy == "api_only" and not (requests["route"] == "fleet").any()
+    if fleet_used is None:
+        fleet_used = bool((requests["route"] == "fleet").any())
+    unused = scenario.routing.policy == "api_only" and not fleet_used
     bill = None
     if not unused:
-        bill = run_fleet_bill(scenario, replicas, served, drain=served.drain_s)
+        drain = served.drain_s if drain_s is None else drain_s
+        bill = run_fleet_bill(scenario, replicas, served, drain=drain)
     return cost_metrics(
         requests,
         window=(hz.warmup_s, hz.duration_s),

@@ -22,7 +22,13 @@ from sim.scenario_io import ScenarioError
 from sim.workload.arrivals import ClosedLoopArrivals
 from sim.workload.trace import TraceArrivals
 
-__all__ = ["BYTES_PER_REQUEST", "available_memory_bytes", "check_memory", "expected_requests"]
+__all__ = [
+    "BYTES_PER_REQUEST",
+    "available_memory_bytes",
+    "check_memory",
+    "expected_requests",
+    "held_requests",
+]
 
 # Peak memory of ``sim.simulate`` per request, rounded up from what
 # benchmarks/bench_scale.py measures (engine arrays, per-request table, metrics): 291 bytes
@@ -68,11 +74,24 @@ def available_memory_bytes() -> int | None:
         return None
 
 
+def held_requests(scenario: Scenario, n: float) -> float:
+    """Requests one replication holds at its peak: all of them when it keeps every record;
+    with ``horizon.records: sample`` or ``none``, a window of arrivals read ahead of the
+    clock (what is in flight beyond it is not known before the run) and the sample."""
+    hz = scenario.horizon
+    if hz.records == "all":
+        return n
+    from sim.replication.stream import WINDOW_REQUESTS
+
+    window = min(n, 2.0 * WINDOW_REQUESTS)
+    return window + (hz.records_sample * n if hz.records == "sample" else 0.0)
+
+
 def check_memory(
     scenario: Scenario, *, available_bytes: int | None = None, concurrent: int = 1
-) -> None:
+) -> float:
     """Refuse a scenario whose replication cannot fit in memory, ``concurrent`` replications
-    at a time (local worker processes).
+    at a time (local worker processes). Returns its expected number of requests.
 
     Raises
     ------
@@ -84,30 +103,40 @@ def check_memory(
     --------
     >>> from sim import load_scenario
     >>> s = load_scenario("scenarios/chat-startup.yaml")
-    >>> check_memory(s, available_bytes=2**40)  # fits
+    >>> n = check_memory(s, available_bytes=2**40)  # fits
     >>> check_memory(s, available_bytes=2**20)
     Traceback (most recent call last):
     ...
     sim.scenario_io.ScenarioError: horizon.duration_s: one replication holds about ...
     """
+    n = expected_requests(scenario)
     avail = available_memory_bytes() if available_bytes is None else available_bytes
     if avail is None:
-        return
-    n = expected_requests(scenario)
+        return n
+    held = held_requests(scenario, n)
     # a Poisson count rarely exceeds its mean by 5 standard deviations
     at_once = max(1, concurrent)
-    need = (n + 5.0 * math.sqrt(n)) * BYTES_PER_REQUEST
+    need = (held + 5.0 * math.sqrt(held)) * BYTES_PER_REQUEST
     if need * at_once <= HEADROOM * avail:
-        return
+        return n
     fit = HEADROOM * avail / BYTES_PER_REQUEST / at_once
     several = (
         ""
         if at_once == 1
         else f" ({at_once} replications at once: {need * at_once / GIB:,.1f} GiB; fewer workers)"
     )
+    records = scenario.horizon.records
+    change = (
+        "set horizon.records to none or sample (metrics folded as requests finish), "
+        "shorten horizon.duration_s or lower the arrival rates"
+        if records == "all"
+        else "lower horizon.records_sample"
+        if records == "sample"
+        else "lower the arrival rates"
+    )
     raise ScenarioError(
-        f"horizon.duration_s: one replication holds about {n:,.0f} requests, "
+        f"horizon.duration_s: one replication holds about {held:,.0f} requests, "
         f"{need / GIB:,.1f} GiB at {BYTES_PER_REQUEST} bytes each{several}, but "
-        f"{avail / GIB:,.1f} GiB of memory is available; shorten horizon.duration_s or "
-        f"lower the arrival rates to about {fit:,.0f} requests per replication"
+        f"{avail / GIB:,.1f} GiB of memory is available; {change} "
+        f"(about {fit:,.0f} requests held per replication fit)"
     )

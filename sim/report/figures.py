@@ -75,11 +75,22 @@ def run_figures(result: RunResult) -> list[Figure]:
         ),
     ]
     requests = result.first.requests
+    if not len(requests):  # horizon.records: none keeps no per-request records
+        return out
     groupings = cdf_groupings(requests)
     by_words = " and by ".join(plots.GROUP_WORDS[g] for g in groupings)
+    sampled = ""
+    if len(requests) < result.first.n_requests:
+        sampled = (
+            f" (the {len(requests):,} requests recorded, a reproducible "
+            f"{len(requests) / result.first.n_requests:.1%} sample of "
+            f"{result.first.n_requests:,})"
+        )
     for column, label in LATENCIES:
         marks = baseline_percentiles(result.first.metrics, column)
-        title = f"{label}, seconds on a log scale: share of completed requests by {by_words}"
+        title = (
+            f"{label}, seconds on a log scale: share of completed requests{sampled} by {by_words}"
+        )
         if marks:
             title += (
                 "; diamonds: the API-only baseline's p50, p90 and p99 for the same requests "

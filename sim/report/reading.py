@@ -64,10 +64,13 @@ def load_run(directory: str | Path) -> RunResult:
         replica = build_replica(scenario.fleet)
     except (ValueError, KeyError) as exc:
         raise ScenarioError(f"{source}: fleet: {exc}") from None
-    first = Outcome(scenario, requests, metrics, ts, replicas, replica)
     seed = -1  # older directories, or written by hand: the report omits the seed
+    n_requests = -1  # unless run.json says so, the table holds every request
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        seed = int(json.loads((d / "run.json").read_text(encoding="utf-8"))["seed"])
+        info = json.loads((d / "run.json").read_text(encoding="utf-8"))
+        seed = int(info["seed"])
+        n_requests = int(info.get("requests", -1))
+    first = Outcome(scenario, requests, metrics, ts, replicas, replica, n_requests=n_requests)
     result = RunResult(scenario, reps, first, seed)
     if (d / "options.csv").is_file():
         try:

@@ -5,6 +5,10 @@ Each open-loop process draws sorted arrival times in ``[0, duration_s)`` from a
 index of dispersion of counts (IDC, ``Var N(t) / E N(t)``). All open-loop processes start in
 their stationary regime, so ``E N[0, T) = rate · T`` exactly, with no warm-up transient.
 
+Times are generated as a *stream* (:meth:`stream`): in fixed batches whose size does not
+depend on the horizon or on how far the caller reads, so reading ``[0, T)`` at once or in
+any number of pieces gives bit-identical times. :meth:`sample` reads ``[0, T)`` at once.
+
 The closed-loop process has no arrival times of its own: ``users`` clients each send a
 request, wait for its response, think, and send the next; the fleet simulation drives it.
 """
@@ -21,6 +25,8 @@ from pydantic import Field, model_validator
 from sim._base import Frozen
 
 __all__ = [
+    "BATCH",
+    "ArrivalStream",
     "ClosedLoopArrivals",
     "GammaArrivals",
     "MMPPArrivals",
@@ -29,9 +35,117 @@ __all__ = [
 ]
 
 
-def _below(t: NDArray[np.float64], duration_s: float) -> NDArray[np.float64]:
-    # u·T with u < 1 can still round up to T in floating point.
-    return t[t < duration_s]
+# gaps (or sojourns) drawn per batch: fixed, so that the times never depend on how far a
+# caller reads at once
+BATCH = 4096
+
+
+class ArrivalStream:
+    """Sorted arrival times read forward in time: :meth:`until` returns the arrivals in
+    ``[t, t_end)`` where ``t`` is where the previous call stopped (0 at first).
+
+    Subclasses draw a batch at a time (:meth:`_batch`, sorted, after the previous batch);
+    the batches are those of one read of the whole horizon, whatever the reads' ends.
+    """
+
+    def __init__(self) -> None:
+        self._buf = np.empty(0)
+        self._pos = 0
+
+    def _batch(self) -> NDArray[np.float64]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def until(self, t_end: float) -> NDArray[np.float64]:
+        """The next arrivals, up to (not including) ``t_end``."""
+        parts = []
+        while True:
+            buf, i = self._buf, self._pos
+            j = i + int(np.searchsorted(buf[i:], t_end, side="left"))
+            parts.append(buf[i:j])
+            self._pos = j
+            if j < buf.size:
+                break
+            self._buf, self._pos = self._batch(), 0
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+class _PoissonStream(ArrivalStream):
+    def __init__(self, rng: np.random.Generator, rate: float) -> None:
+        super().__init__()
+        self._rng, self._mean_gap, self._last = rng, 1.0 / rate, 0.0
+
+    def _batch(self) -> NDArray[np.float64]:
+        t = self._last + np.cumsum(self._rng.exponential(self._mean_gap, BATCH))
+        self._last = float(t[-1])
+        return t
+
+
+class _GammaStream(ArrivalStream):
+    def __init__(self, rng: np.random.Generator, shape: float, scale: float) -> None:
+        super().__init__()
+        self._rng, self._shape, self._scale = rng, shape, scale
+        self._last = math.nan
+
+    def _batch(self) -> NDArray[np.float64]:
+        if math.isnan(self._last):
+            # equilibrium start: a uniform point of a length-biased gap
+            self._last = self._rng.random() * self._rng.gamma(self._shape + 1.0, self._scale)
+            return np.array([self._last])
+        t = self._last + np.cumsum(self._rng.gamma(self._shape, self._scale, BATCH))
+        self._last = float(t[-1])
+        return t
+
+
+class _MMPPStream(ArrivalStream):
+    # arrivals are drawn a time block at a time (blocks of about BATCH expected arrivals:
+    # a sojourn can be far longer than the horizon), the sojourns BATCH at a time
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        rates: NDArray[np.float64],
+        dwell: NDArray[np.float64],
+        state0: int,
+        mean_rate: float,
+    ) -> None:
+        super().__init__()
+        self._rng, self._rates, self._dwell = rng, rates, dwell
+        self._block_s = BATCH / mean_rate
+        self._t0 = 0.0  # start of the next block
+        self._state = state0  # state of the sojourn after the last one drawn
+        self._ends = np.empty(0)  # sojourns not yet left behind: their ends and states
+        self._states = np.empty(0, dtype=np.intp)
+        self._start = 0.0  # start of the first of them
+
+    def _sojourns(self) -> None:
+        rng, m = self._rng, self._rates.size
+        # the next state is the current one plus a uniform shift in 1..m-1 (mod m)
+        shifts = rng.integers(1, m, size=BATCH)
+        shifts[0] = 0
+        s = (self._state + np.cumsum(shifts)) % m
+        last = self._ends[-1] if self._ends.size else self._start
+        ends = last + np.cumsum(rng.exponential(1.0, BATCH) * self._dwell[s])
+        self._state = int((s[-1] + rng.integers(1, m)) % m)
+        self._ends = np.concatenate([self._ends, ends])
+        self._states = np.concatenate([self._states, s])
+
+    def _batch(self) -> NDArray[np.float64]:
+        a, b = self._t0, self._t0 + self._block_s
+        self._t0 = b
+        while not self._ends.size or self._ends[-1] < b:
+            self._sojourns()
+        # the pieces of the sojourns that overlap [a, b)
+        i1 = int(np.searchsorted(self._ends, b, side="left"))
+        ends = np.minimum(self._ends[: i1 + 1], b)
+        starts = np.maximum(np.concatenate([[self._start], self._ends[:i1]]), a)
+        length = ends - starts
+        counts = self._rng.poisson(self._rates[self._states[: i1 + 1]] * length)
+        total = int(counts.sum())
+        t = np.repeat(starts, counts) + self._rng.random(total) * np.repeat(length, counts)
+        # sojourns that ended inside this block are left behind
+        if i1 > 0:
+            self._start = float(self._ends[i1 - 1])
+            self._ends, self._states = self._ends[i1:], self._states[i1:]
+        return np.sort(t)
 
 
 class PoissonArrivals(Frozen):
@@ -61,15 +175,15 @@ class PoissonArrivals(Frozen):
         del window_s
         return 1.0
 
+    def stream(self, rng: np.random.Generator, *, rate_factor: float = 1.0) -> ArrivalStream:
+        """Arrival times at ``rate_rps · rate_factor``: cumulative exponential gaps."""
+        return _PoissonStream(rng, self.rate_rps * rate_factor)
+
     def sample(
         self, rng: np.random.Generator, duration_s: float, *, rate_factor: float = 1.0
     ) -> NDArray[np.float64]:
-        """Sorted arrival times in ``[0, duration_s)`` at ``rate_rps · rate_factor``.
-
-        Draws ``N ~ Poisson(rate·T)`` and sorts ``N`` uniforms (the order statistics property).
-        """
-        n = rng.poisson(self.rate_rps * rate_factor * duration_s)
-        return _below(np.sort(rng.random(n) * duration_s), duration_s)
+        """Sorted arrival times in ``[0, duration_s)`` at ``rate_rps · rate_factor``."""
+        return self.stream(rng, rate_factor=rate_factor).until(duration_s)
 
 
 class GammaArrivals(Frozen):
@@ -108,22 +222,16 @@ class GammaArrivals(Frozen):
             raise ValueError("GammaArrivals only states the asymptotic IDC (window_s=inf)")
         return self.cv**2
 
+    def stream(self, rng: np.random.Generator, *, rate_factor: float = 1.0) -> ArrivalStream:
+        """Arrival times at ``rate_rps · rate_factor``, started in equilibrium."""
+        shape = 1.0 / self.cv**2
+        return _GammaStream(rng, shape, 1.0 / (self.rate_rps * rate_factor * shape))
+
     def sample(
         self, rng: np.random.Generator, duration_s: float, *, rate_factor: float = 1.0
     ) -> NDArray[np.float64]:
         """Sorted arrival times in ``[0, duration_s)`` at ``rate_rps · rate_factor``."""
-        shape = 1.0 / self.cv**2
-        scale = 1.0 / (self.rate_rps * rate_factor * shape)
-        first = rng.random() * rng.gamma(shape + 1.0, scale)
-        chunks = [np.array([first])]
-        last = first
-        while last < duration_s:
-            remaining = (duration_s - last) / (scale * shape)
-            size = int(remaining + 6.0 * self.cv * math.sqrt(remaining + 1.0) + 16)
-            t = last + np.cumsum(rng.gamma(shape, scale, size))
-            chunks.append(t)
-            last = float(t[-1])
-        return _below(np.concatenate(chunks), duration_s)
+        return self.stream(rng, rate_factor=rate_factor).until(duration_s)
 
 
 class MMPPArrivals(Frozen):
@@ -220,37 +328,24 @@ class MMPPArrivals(Frozen):
         m2 = 2.0 * float(phi @ inv @ inv @ ones)
         return math.sqrt(m2 - m1 * m1) / m1
 
+    def stream(self, rng: np.random.Generator, *, rate_factor: float = 1.0) -> ArrivalStream:
+        """Arrival times with every state's rate times ``rate_factor``, the first state
+        drawn from the stationary distribution."""
+        m = len(self.rates_rps)
+        state0 = min(int(np.searchsorted(np.cumsum(self.stationary_probs()), rng.random())), m - 1)
+        return _MMPPStream(
+            rng,
+            np.asarray(self.rates_rps, dtype=np.float64) * rate_factor,
+            np.asarray(self.mean_dwell_s, dtype=np.float64),
+            state0,
+            self.mean_rate_rps() * rate_factor,
+        )
+
     def sample(
         self, rng: np.random.Generator, duration_s: float, *, rate_factor: float = 1.0
     ) -> NDArray[np.float64]:
         """Sorted arrival times in ``[0, duration_s)``, all state rates times ``rate_factor``."""
-        m = len(self.rates_rps)
-        dwell = np.asarray(self.mean_dwell_s, dtype=np.float64)
-        rates = np.asarray(self.rates_rps, dtype=np.float64) * rate_factor
-        state0 = min(int(np.searchsorted(np.cumsum(self.stationary_probs()), rng.random())), m - 1)
-        states: list[NDArray[np.intp]] = []
-        ends: list[NDArray[np.float64]] = []
-        now, current = 0.0, state0
-        mean_visit = float(dwell.mean())  # the jump chain visits states uniformly
-        while now < duration_s:
-            size = int((duration_s - now) / mean_visit * 1.2 + 16)
-            # The next state is the current one plus a uniform shift in 1..m-1 (mod m).
-            shifts = rng.integers(1, m, size=size)
-            shifts[0] = 0
-            s = (current + np.cumsum(shifts)) % m
-            t = now + np.cumsum(rng.exponential(1.0, size) * dwell[s])
-            states.append(s)
-            ends.append(t)
-            now = float(t[-1])
-            current = int((s[-1] + rng.integers(1, m)) % m)
-        state = np.concatenate(states)
-        end = np.minimum(np.concatenate(ends), duration_s)
-        start = np.concatenate([[0.0], end[:-1]])
-        length = end - start
-        counts = rng.poisson(rates[state] * length)
-        total = int(counts.sum())
-        t = np.repeat(start, counts) + rng.random(total) * np.repeat(length, counts)
-        return _below(np.sort(t), duration_s)
+        return self.stream(rng, rate_factor=rate_factor).until(duration_s)
 
 
 class ClosedLoopArrivals(Frozen):

@@ -11,20 +11,27 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from sim.workload.arrivals import ClosedLoopArrivals
+from sim.workload.arrivals import ArrivalStream, ClosedLoopArrivals
 from sim.workload.identity import PromptBlocks
 from sim.workload.lengths import EmpiricalLength, FixedLength, GeometricLength, LognormalLength
 from sim.workload.profile import thin
 from sim.workload.spec import ClassSpec, WorkloadSpec
-from sim.workload.trace import TraceArrivals
+from sim.workload.trace import TraceArrivals, TraceStream
 
-__all__ = ["ClosedLoopSource", "Workload", "component_seed", "sample_workload"]
+__all__ = [
+    "ClosedLoopSource",
+    "Workload",
+    "WorkloadStream",
+    "component_seed",
+    "sample_workload",
+]
 
 _Length = FixedLength | GeometricLength | LognormalLength | EmpiricalLength
 
@@ -88,20 +95,25 @@ class ClosedLoopSource:
     prompt_tokens: _Length = field(repr=False)
     output_tokens: _Length = field(repr=False)
     seed: np.random.SeedSequence = field(repr=False)
-    _rngs: tuple[np.random.Generator, ...] = field(init=False, repr=False)
+    _rngs: tuple[_Buffered, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        rngs = tuple(_rng(self.seed, c) for c in ("prompt_tokens", "output_tokens", "think_s"))
+        # drawn in fixed batches: a request's values never depend on how many were drawn
+        # at once
+        rngs = tuple(
+            _Buffered(draw, _rng(self.seed, c))
+            for draw, c in (
+                (self.prompt_tokens.sample, "prompt_tokens"),
+                (self.output_tokens.sample, "output_tokens"),
+                (self.arrivals.sample_think, "think_s"),
+            )
+        )
         object.__setattr__(self, "_rngs", rngs)
 
     def draw(self, n: int) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
         """``n`` more ``(input_tokens, output_tokens, think_s)`` from this class's streams."""
         r_in, r_out, r_think = self._rngs
-        return (
-            self.prompt_tokens.sample(r_in, n),
-            self.output_tokens.sample(r_out, n),
-            self.arrivals.sample_think(r_think, n),
-        )
+        return r_in.take(n), r_out.take(n), r_think.take(n)
 
     def fresh(self) -> ClosedLoopSource:
         """A new source that starts this class's streams again from the beginning."""
@@ -153,47 +165,186 @@ class Workload:
         return int(self.arrival_s.size)
 
 
-def _sample_class(
-    spec: ClassSpec, duration_s: float, seed: np.random.SeedSequence
-) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
-    arrivals = spec.arrivals
-    if isinstance(arrivals, TraceArrivals):
-        trace = arrivals.load(
-            read_input_tokens=spec.prompt_tokens is None,
-            read_output_tokens=spec.output_tokens is None,
-        )
-        if arrivals.bootstrap_block_s is None:
-            t, row = trace.replay(duration_s, rate_scale=arrivals.rate_scale)
-        else:
-            t, row = trace.bootstrap(
-                duration_s,
-                _rng(seed, "bootstrap"),
-                block_s=arrivals.bootstrap_block_s,
-                rate_scale=arrivals.rate_scale,
+# lengths and prefix draws are taken from per-class streams in fixed batches, so that a
+# request's draws never depend on how many requests were read at once
+_LENGTH_BATCH = 65_536
+
+
+class _Buffered:
+    """Values of ``draw(rng, _LENGTH_BATCH)`` handed out ``n`` at a time, in order."""
+
+    def __init__(
+        self, draw: Callable[[np.random.Generator, int], NDArray[Any]], rng: np.random.Generator
+    ) -> None:
+        self._draw, self._rng = draw, rng
+        self._buf: NDArray[Any] | None = None
+        self._pos = 0
+
+    def take(self, n: int) -> NDArray[Any]:
+        parts = []
+        while n > 0:
+            if self._buf is None or self._pos == self._buf.size:
+                self._buf, self._pos = self._draw(self._rng, _LENGTH_BATCH), 0
+            k = min(n, self._buf.size - self._pos)
+            parts.append(self._buf[self._pos : self._pos + k])
+            self._pos += k
+            n -= k
+        if not parts:
+            return self._draw(self._rng, 0)
+        return parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
+
+
+class _ClassStream:
+    """One open-loop class's requests read forward in time."""
+
+    def __init__(self, spec: ClassSpec, seed: np.random.SeedSequence) -> None:
+        arrivals = spec.arrivals
+        self._rows: TraceStream | None = None
+        self._times: ArrivalStream | None = None
+        self._trace = None
+        self._thin: np.random.Generator | None = None
+        self._profile = spec.profile
+        if isinstance(arrivals, TraceArrivals):
+            self._trace = arrivals.load(
+                read_input_tokens=spec.prompt_tokens is None,
+                read_output_tokens=spec.output_tokens is None,
             )
-        inp = trace.input_tokens[row] if trace.input_tokens is not None else None
-        out = trace.output_tokens[row] if trace.output_tokens is not None else None
-    elif isinstance(arrivals, ClosedLoopArrivals):  # pragma: no cover - filtered by caller
-        raise TypeError("closed-loop classes have no arrival times")
-    else:
-        profile = spec.profile
-        factor = 1.0 if profile is None else profile.peak_multiplier()
-        t = arrivals.sample(_rng(seed, "arrivals"), duration_s, rate_factor=factor)
-        if profile is not None:
-            t = thin(t, profile, _rng(seed, "profile"))
+            boot = arrivals.bootstrap_block_s
+            self._rows = self._trace.stream(
+                rate_scale=arrivals.rate_scale,
+                rng=None if boot is None else _rng(seed, "bootstrap"),
+                block_s=boot,
+            )
+        elif isinstance(arrivals, ClosedLoopArrivals):  # pragma: no cover - filtered by caller
+            raise TypeError("closed-loop classes have no arrival times")
+        else:
+            factor = 1.0 if spec.profile is None else spec.profile.peak_multiplier()
+            self._times = arrivals.stream(_rng(seed, "arrivals"), rate_factor=factor)
+            if spec.profile is not None:
+                self._thin = _rng(seed, "profile")
+        self._inp = self._out = None
+        if spec.prompt_tokens is not None:
+            self._inp = _Buffered(spec.prompt_tokens.sample, _rng(seed, "prompt_tokens"))
+        if spec.output_tokens is not None:
+            self._out = _Buffered(spec.output_tokens.sample, _rng(seed, "output_tokens"))
+        self._prefix = spec.prefix
+        self._share = None
+        if spec.prefix is not None:
+            self._share = _Buffered(lambda rng, n: rng.random(n), _rng(seed, "prefix"))
+
+    def until(
+        self, t_end: float
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
+        """The class's next requests arriving before ``t_end``: times, input and output
+        tokens, whether each carries the class prefix."""
         inp = out = None
-    if spec.prompt_tokens is not None:
-        inp = spec.prompt_tokens.sample(_rng(seed, "prompt_tokens"), t.size)
-    if spec.output_tokens is not None:
-        out = spec.output_tokens.sample(_rng(seed, "output_tokens"), t.size)
-    assert inp is not None and out is not None  # guaranteed by ClassSpec validation
-    prefix = spec.prefix
-    if prefix is None:
-        has = np.zeros(t.size, dtype=bool)
-    else:
-        has = _rng(seed, "prefix").random(t.size) < prefix.share
-        inp = inp + np.where(has, prefix.tokens, 0)
-    return t, inp, out, has
+        if self._rows is not None:
+            assert self._trace is not None
+            t, row = self._rows.until(t_end)
+            if self._trace.input_tokens is not None:
+                inp = self._trace.input_tokens[row]
+            if self._trace.output_tokens is not None:
+                out = self._trace.output_tokens[row]
+        else:
+            assert self._times is not None
+            t = self._times.until(t_end)
+            if self._thin is not None:
+                assert self._profile is not None
+                t = thin(t, self._profile, self._thin)
+        if self._inp is not None:
+            inp = self._inp.take(t.size)
+        if self._out is not None:
+            out = self._out.take(t.size)
+        assert inp is not None and out is not None  # guaranteed by ClassSpec validation
+        if self._share is None or self._prefix is None:
+            has = np.zeros(t.size, dtype=bool)
+        else:
+            has = self._share.take(t.size) < self._prefix.share
+            inp = inp + np.where(has, self._prefix.tokens, 0)
+        return t, inp, out, has
+
+
+class WorkloadStream:
+    """A replication's open-loop requests read forward in time, a window at a time.
+
+    :meth:`until` returns the requests arriving in ``[t, t_end)`` (``t`` where the previous
+    call stopped; never past ``duration_s``) as a :class:`Workload`. Every random stream is
+    drawn in fixed batches, so the requests of ``[0, T)`` are bit-identical whether read at
+    once (:func:`sample_workload`) or in any number of windows: a simulation can generate
+    arrivals as its clock advances and hold only those of the current window.
+
+    Examples
+    --------
+    >>> spec = WorkloadSpec.model_validate({"classes": [{
+    ...     "name": "chat",
+    ...     "arrivals": {"process": "gamma", "rate_rps": 5.0, "cv": 2.0},
+    ...     "prompt_tokens": {"dist": "lognormal", "median": 1000, "p90": 3000},
+    ...     "output_tokens": {"dist": "geometric", "mean": 200},
+    ... }]})
+    >>> whole = sample_workload(spec, duration_s=600.0, seed=np.random.SeedSequence(7))
+    >>> s = WorkloadStream(spec, duration_s=600.0, seed=np.random.SeedSequence(7))
+    >>> parts = [s.until(t) for t in (1.5, 200.0, 600.0)]
+    >>> bool(np.array_equal(np.concatenate([p.input_tokens for p in parts]), whole.input_tokens))
+    True
+    """
+
+    def __init__(
+        self, spec: WorkloadSpec, *, duration_s: float, seed: np.random.SeedSequence
+    ) -> None:
+        if not (math.isfinite(duration_s) and duration_s > 0):
+            raise ValueError(f"duration_s must be finite and > 0, got {duration_s}")
+        self.duration_s = duration_s
+        self.class_names = spec.class_names()
+        self._classes: list[tuple[int, _ClassStream]] = []
+        closed: list[ClosedLoopSource] = []
+        for class_id, cls in enumerate(spec.classes):
+            class_seed = component_seed(seed, cls.name)
+            if isinstance(cls.arrivals, ClosedLoopArrivals):
+                assert cls.prompt_tokens is not None and cls.output_tokens is not None
+                closed.append(
+                    ClosedLoopSource(
+                        class_id=class_id,
+                        users=cls.arrivals.users,
+                        arrivals=cls.arrivals,
+                        prompt_tokens=cls.prompt_tokens,
+                        output_tokens=cls.output_tokens,
+                        seed=class_seed,
+                    )
+                )
+            else:
+                self._classes.append((class_id, _ClassStream(cls, class_seed)))
+        self.closed_loop = tuple(closed)
+        self.read_s = 0.0
+
+    def until(self, t_end: float) -> Workload:
+        """The open-loop requests arriving in ``[read_s, min(t_end, duration_s))``, merged by
+        a stable sort on arrival time (ties keep declaration order)."""
+        t_end = min(t_end, self.duration_s)
+        times: list[NDArray[np.float64]] = [np.empty(0)]
+        inputs: list[NDArray[np.int64]] = [np.empty(0, np.int64)]
+        outputs: list[NDArray[np.int64]] = [np.empty(0, np.int64)]
+        ids: list[NDArray[np.int32]] = [np.empty(0, np.int32)]
+        prefixed: list[NDArray[np.bool_]] = [np.empty(0, bool)]
+        if t_end > self.read_s:
+            for class_id, cls in self._classes:
+                t, inp, out, has = cls.until(t_end)
+                times.append(t)
+                inputs.append(inp)
+                outputs.append(out)
+                ids.append(np.full(t.size, class_id, dtype=np.int32))
+                prefixed.append(has)
+            self.read_s = t_end
+        arrival = np.concatenate(times)
+        order = np.argsort(arrival, kind="stable")
+        return Workload(
+            arrival_s=_readonly(arrival[order]),
+            input_tokens=_readonly(np.concatenate(inputs)[order]),
+            output_tokens=_readonly(np.concatenate(outputs)[order]),
+            class_id=_readonly(np.concatenate(ids)[order]),
+            class_names=self.class_names,
+            closed_loop=self.closed_loop,
+            has_prefix=_readonly(np.concatenate(prefixed)[order]),
+        )
 
 
 def sample_workload(
@@ -230,46 +381,4 @@ def sample_workload(
     >>> 17_000 < len(w) < 19_000, w.class_names
     (True, ('chat',))
     """
-    if not (math.isfinite(duration_s) and duration_s > 0):
-        raise ValueError(f"duration_s must be finite and > 0, got {duration_s}")
-    times: list[NDArray[np.float64]] = []
-    inputs: list[NDArray[np.int64]] = []
-    outputs: list[NDArray[np.int64]] = []
-    ids: list[NDArray[np.int32]] = []
-    closed: list[ClosedLoopSource] = []
-    prefixed: list[NDArray[np.bool_]] = []
-    for class_id, cls in enumerate(spec.classes):
-        class_seed = component_seed(seed, cls.name)
-        if isinstance(cls.arrivals, ClosedLoopArrivals):
-            assert cls.prompt_tokens is not None and cls.output_tokens is not None
-            source = ClosedLoopSource(
-                class_id=class_id,
-                users=cls.arrivals.users,
-                arrivals=cls.arrivals,
-                prompt_tokens=cls.prompt_tokens,
-                output_tokens=cls.output_tokens,
-                seed=class_seed,
-            )
-            closed.append(source)
-            continue
-        t, inp, out, has = _sample_class(cls, duration_s, class_seed)
-        prefixed.append(has)
-        times.append(t)
-        inputs.append(inp)
-        outputs.append(out)
-        ids.append(np.full(t.size, class_id, dtype=np.int32))
-    if not times:  # only closed-loop classes
-        times, inputs, outputs = [np.empty(0)], [np.empty(0, np.int64)], [np.empty(0, np.int64)]
-        ids = [np.empty(0, np.int32)]
-        prefixed = [np.empty(0, bool)]
-    arrival = np.concatenate(times)
-    order = np.argsort(arrival, kind="stable")
-    return Workload(
-        arrival_s=_readonly(arrival[order]),
-        input_tokens=_readonly(np.concatenate(inputs)[order]),
-        output_tokens=_readonly(np.concatenate(outputs)[order]),
-        class_id=_readonly(np.concatenate(ids)[order]),
-        class_names=spec.class_names(),
-        closed_loop=tuple(closed),
-        has_prefix=_readonly(np.concatenate(prefixed)[order]),
-    )
+    return WorkloadStream(spec, duration_s=duration_s, seed=seed).until(duration_s)

@@ -174,12 +174,7 @@ class Trace:
         >>> t.tolist(), row.tolist()
         ([0.0, 1.0, 3.0, 4.5, 5.5, 7.5], [0, 1, 2, 0, 1, 2])
         """
-        period = self.period_s(rate_scale)
-        passes = max(math.ceil(duration_s / period), 1)
-        t = (self.offset_s[None, :] / rate_scale + period * np.arange(passes)[:, None]).ravel()
-        row = np.tile(np.arange(self.n_rows, dtype=np.intp), passes)
-        keep = t < duration_s
-        return t[keep], row[keep]
+        return self.stream(rate_scale=rate_scale).until(duration_s)
 
     def bootstrap(
         self,
@@ -208,26 +203,86 @@ class Trace:
         >>> bool(np.all(np.diff(t) >= 0) and t.max() < 20.0), set(row.tolist()) <= {0, 1, 2}
         (True, True)
         """
-        if not (math.isfinite(block_s) and block_s > 0):
+        return self.stream(rate_scale=rate_scale, rng=rng, block_s=block_s).until(duration_s)
+
+    def stream(
+        self,
+        *,
+        rate_scale: float = 1.0,
+        rng: np.random.Generator | None = None,
+        block_s: float | None = None,
+    ) -> TraceStream:
+        """:meth:`replay` (``block_s`` None) or :meth:`bootstrap` read forward in time: the
+        same arrivals and rows, generated a pass (or about :data:`BOOTSTRAP_ROWS` rows) at a
+        time, whatever the ends of the reads."""
+        return TraceStream(self, rate_scale, rng, block_s)
+
+
+# rows drawn at a time (on average) by a streamed bootstrap, in whole blocks
+BOOTSTRAP_ROWS = 65_536
+
+
+class TraceStream:
+    """Arrival times and trace rows read forward in time (:meth:`Trace.stream`)."""
+
+    def __init__(
+        self,
+        trace: Trace,
+        rate_scale: float,
+        rng: np.random.Generator | None,
+        block_s: float | None,
+    ) -> None:
+        if block_s is not None and not (math.isfinite(block_s) and block_s > 0):
             raise ValueError(f"block_s must be finite and > 0, got {block_s}")
-        period = self.period_s()
-        span_trace_s = duration_s * rate_scale  # the horizon on the trace's own clock
-        n_blocks = max(math.ceil(span_trace_s / block_s), 1)
-        start = rng.random(n_blocks) * period
-        # Enough passes back to back that [u, u + block_s) fits for every u < period.
+        if block_s is not None and rng is None:
+            raise ValueError("a bootstrap stream needs rng")
+        self._trace, self._scale, self._rng, self._block_s = trace, rate_scale, rng, block_s
+        self._k = 0  # passes or blocks drawn
+        self._t = np.empty(0)
+        self._row = np.empty(0, dtype=np.intp)
+        self._pos = 0
+
+    def _batch(self) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+        tr, k = self._trace, self._k
+        if self._block_s is None:
+            # one pass of the trace, as in Trace.replay
+            self._k += 1
+            t = tr.offset_s / self._scale + tr.period_s(self._scale) * k
+            return t, np.arange(tr.n_rows, dtype=np.intp)
+        assert self._rng is not None
+        block_s = self._block_s
+        period = tr.period_s()
+        # blocks of about BOOTSTRAP_ROWS rows in all (at least one block)
+        n_blocks = max(1, math.ceil(BOOTSTRAP_ROWS * period / (tr.n_rows * block_s)))
+        self._k += n_blocks
+        start = self._rng.random(n_blocks) * period
         passes = math.ceil((period + block_s) / period) + 1
-        ext = (self.offset_s[None, :] + period * np.arange(passes)[:, None]).ravel()
+        ext = (tr.offset_s[None, :] + period * np.arange(passes)[:, None]).ravel()
         lo = np.searchsorted(ext, start, side="left")
         hi = np.searchsorted(ext, start + block_s, side="left")
         size = hi - lo
         block = np.repeat(np.arange(n_blocks), size)
-        # index of each kept row in ``ext``: lo of its block plus its rank inside the block
         first = np.cumsum(size) - size
         idx = np.repeat(lo, size) + (np.arange(int(size.sum())) - np.repeat(first, size))
-        t = (ext[idx] - start[block] + block * block_s) / rate_scale
-        row = (idx % self.n_rows).astype(np.intp)
-        keep = t < duration_s
-        return t[keep], row[keep]
+        t = (ext[idx] - start[block] + (block + k) * block_s) / self._scale
+        return t, (idx % tr.n_rows).astype(np.intp)
+
+    def until(self, t_end: float) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+        """The next arrival times up to (not including) ``t_end`` and their trace rows."""
+        ts, rows = [], []
+        while True:
+            t, i = self._t, self._pos
+            j = i + int(np.searchsorted(t[i:], t_end, side="left"))
+            ts.append(t[i:j])
+            rows.append(self._row[i:j])
+            self._pos = j
+            if j < t.size:
+                break
+            self._t, self._row = self._batch()
+            self._pos = 0
+        if len(ts) == 1:
+            return ts[0], rows[0]
+        return np.concatenate(ts), np.concatenate(rows)
 
 
 def load_trace(

@@ -1,0 +1,324 @@
+"""A replication that keeps no per-request records (``horizon.records: sample`` or ``none``).
+
+The workload is generated as the clock advances (:class:`~sim.workload.sample.WorkloadStream`)
+and every request is folded into the replication's metrics once it has finished
+(:class:`StreamFold`), its engine rows then reused: memory follows the requests in flight,
+not the horizon. The simulation itself is bit-identical to a replication with every record
+kept (same seed); what differs is only what is remembered:
+
+* counts, sums, means and bills are exact (sums may differ in the last bits: they are
+  added in another order);
+* latency quantiles come from a :class:`~sim.replication.sketch.QuantileSketch`, within
+  0.5 % (relative) of the exact order statistic;
+* ``records: sample`` keeps every request whose hash of its arrival time, class and sizes
+  falls below ``records_sample`` — the same requests whatever the window, executor or
+  number of workers — as ``Outcome.requests``;
+* requests routed to the hosted API are kept in the engine's compact form (about 100 bytes
+  each) until the end, because rate limits and retries are simulated over all of them at
+  once; the latency of the every-request-to-the-API alternative (``api_only_*`` latency
+  metrics) needs every request and is not computed (NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim.economics.apis import ApiProviders
+from sim.engine.replica import ReplicaConfig
+from sim.engine.serve import Retired, Served, serve
+from sim.replication.billing import replication_costs, simulate_apis
+from sim.replication.fold import RequestStats
+from sim.replication.metrics import fleet_metrics
+from sim.replication.parts import (
+    api_baseline_names,
+    api_cached_tokens,
+    check_progress,
+    class_routes,
+    completed_by_replica,
+    dynamics_metrics,
+    dynamics_sums,
+    progress_counts,
+    scenario_apis,
+)
+from sim.scenario import Scenario
+from sim.seeds import (
+    STREAM_API,
+    STREAM_FAULTS,
+    STREAM_ROUTER,
+    STREAM_WORKLOAD,
+    SeedLike,
+    provider_stream,
+    substream,
+)
+from sim.workload.sample import WorkloadStream
+
+__all__ = ["WINDOW_REQUESTS", "StreamFold", "sample_mask", "stream_window_s"]
+
+# requests generated at a time (on average): the window of arrivals read ahead of the clock
+WINDOW_REQUESTS = 50_000
+
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+
+
+def sample_mask(
+    arrival_s: np.ndarray, class_id: np.ndarray, prompt: np.ndarray, fraction: float
+) -> np.ndarray:
+    """Which requests a ``records: sample`` run keeps: a 64-bit hash (splitmix64) of the
+    arrival time's bits, the class and the prompt length below ``fraction · 2⁶⁴``. A
+    function of the request alone, so the sample does not depend on the order requests
+    finish in."""
+    with np.errstate(over="ignore"):
+        z = np.ascontiguousarray(arrival_s, dtype=np.float64).view(np.uint64).copy()
+        z ^= np.asarray(class_id).astype(np.uint64) * _M2
+        z ^= np.asarray(prompt).astype(np.uint64) * _M3
+        z += _M1
+        z = (z ^ (z >> np.uint64(30))) * _M2
+        z = (z ^ (z >> np.uint64(27))) * _M3
+        z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) < fraction * 2.0**53
+
+
+def stream_window_s(scenario: Scenario, expected_requests: float) -> float:
+    """Seconds of arrivals generated at a time: about :data:`WINDOW_REQUESTS` requests."""
+    duration = scenario.horizon.duration_s
+    if expected_requests <= WINDOW_REQUESTS:
+        return duration
+    return max(duration * WINDOW_REQUESTS / expected_requests, 1e-3)
+
+
+class StreamFold:
+    """Everything a replication's metrics need of its requests, folded as they finish.
+
+    :meth:`retire` takes the requests the engine has finished with
+    (:class:`~sim.engine.serve.Retired`); :meth:`finish_api` folds the requests the API
+    served once it has been simulated.
+    """
+
+    def __init__(self, scenario: Scenario, replica: ReplicaConfig, slots: int) -> None:
+        hz = scenario.horizon
+        self.scenario = scenario
+        self.names = scenario.workload.class_names()
+        self.w0, self.w1 = hz.warmup_s, hz.duration_s
+        self.stats = RequestStats(
+            scenario.workload.classes, warmup_s=hz.warmup_s, duration_s=hz.duration_s, exact=False
+        )
+        self.requests = 0
+        self.completed_by_replica = np.zeros(slots, dtype=np.int64)
+        self.fleet_used = False
+        self.dynamics = np.zeros(5)
+        self.progress: dict[str, tuple[int, int, dict[str, int]]] = {}
+        # counted requests (completed, arrived in the window) by class, route and
+        # provisioning: count and token sums (every bill is linear in them)
+        self._costs: dict[tuple[str, str, bool], np.ndarray] = {}
+        self._api_rows: list[Retired] = []
+        self._kept: list[pd.DataFrame] = []
+        self._sample = hz.records_sample if hz.records == "sample" else 0.0
+        # drain: the last finish of a request arriving in the window, or the drain limit
+        self._unfinished = False
+        self._last_finish = 0.0
+
+    # --- the engine's callback ------------------------------------------------------------
+    def retire(self, done: Retired) -> None:
+        """Fold requests the engine has finished with."""
+        self.requests += len(done)
+        unfinished, last = done.drain(self.w0, self.w1)
+        self._unfinished = self._unfinished or unfinished
+        self._last_finish = max(self._last_finish, last)
+        fleet, api = done.split_api()
+        if len(api):
+            self._api_rows.append(api)
+        if len(fleet):
+            self.fleet_used = True
+            self._fold(fleet.frame())
+
+    def finish_api(self, providers: ApiProviders, seed: SeedLike) -> None:
+        """Simulate the hosted API on every request routed there (in arrival order, as a
+        replication with its records would) and fold them."""
+        if not self._api_rows:
+            return
+        sent = Retired.concat(self._api_rows)
+        self._api_rows = []
+        to_api = sent.to_api()
+        res = simulate_apis(
+            providers,
+            to_api.class_name,
+            to_api.arrival_s,
+            to_api.input_tokens,
+            to_api.output_tokens,
+            rng_of=lambda name: np.random.default_rng(provider_stream(seed, STREAM_API, name)),
+        )
+        self._fold(sent.frame(res))
+
+    # --- folding ----------------------------------------------------------------------------
+    def _fold(self, frame: pd.DataFrame) -> None:
+        scenario = self.scenario
+        frame["cached_input_tokens"] = api_cached_tokens(frame, scenario)
+        self.stats.add(frame)
+        self.completed_by_replica += completed_by_replica(frame, len(self.completed_by_replica))
+        self.dynamics += dynamics_sums(frame, self.w0, self.w1)
+        for name, (n, rej, reasons) in progress_counts(scenario, frame).items():
+            n0, rej0, reasons0 = self.progress.get(name, (0, 0, {}))
+            merged = dict(reasons0)
+            for k, v in reasons.items():
+                merged[k] = merged.get(k, 0) + v
+            self.progress[name] = (n0 + n, rej0 + rej, merged)
+        arrival = frame["arrival_s"].to_numpy()
+        counted = (
+            (arrival >= self.w0) & (arrival < self.w1) & (frame["status"] == "completed").to_numpy()
+        )
+        if counted.any():
+            part = frame.loc[
+                counted,
+                [
+                    "class_name",
+                    "route",
+                    "api_provisioned",
+                    "input_tokens",
+                    "cached_input_tokens",
+                    "output_tokens",
+                ],
+            ]
+            sums = part.groupby(
+                ["class_name", "route", "api_provisioned"], observed=True, sort=False
+            ).agg(
+                n=("input_tokens", "size"),
+                inp=("input_tokens", "sum"),
+                cached=("cached_input_tokens", "sum"),
+                out=("output_tokens", "sum"),
+            )
+            for idx, row in zip(sums.index, sums.to_numpy(dtype=np.int64), strict=True):
+                key = (str(idx[0]), str(idx[1]), bool(idx[2]))
+                if key in self._costs:
+                    self._costs[key] += row
+                else:
+                    self._costs[key] = row.copy()
+        if self._sample > 0:
+            keep = sample_mask(
+                arrival,
+                frame["class_name"].cat.codes.to_numpy(),
+                frame["input_tokens"].to_numpy(),
+                self._sample,
+            )
+            if keep.any():
+                self._kept.append(frame[keep])
+
+    # --- results ----------------------------------------------------------------------------
+    @property
+    def drain_s(self) -> float:
+        """As :attr:`sim.engine.serve.Served.drain_s`."""
+        hz = self.scenario.horizon
+        end = hz.drain_limit_s if self._unfinished else self._last_finish
+        return max(0.0, end - hz.duration_s)
+
+    def cost_rows(self) -> pd.DataFrame:
+        """The counted requests, one row per class, route and provisioning, with their
+        count (``n_requests``) and summed tokens, as :func:`sim.economics.cost_metrics`
+        takes them."""
+        keys = sorted(self._costs)
+        values = np.array([self._costs[k] for k in keys], dtype=np.int64).reshape(-1, 4)
+        return pd.DataFrame(
+            {
+                "arrival_s": np.full(len(keys), self.w0),
+                "status": "completed",
+                "class_name": pd.Categorical([k[0] for k in keys], categories=self.names),
+                "route": [k[1] for k in keys],
+                "api_provisioned": [k[2] for k in keys],
+                "n_requests": values[:, 0],
+                "input_tokens": values[:, 1],
+                "cached_input_tokens": values[:, 2],
+                "output_tokens": values[:, 3],
+            }
+        )
+
+    def sample(self) -> pd.DataFrame:
+        """The recorded requests, sorted by arrival (empty with ``records: none``)."""
+        if not self._kept:
+            return pd.DataFrame(columns=list(_EMPTY_COLUMNS))
+        frame = pd.concat(self._kept, ignore_index=True)
+        order = np.argsort(frame["arrival_s"].to_numpy(), kind="stable")
+        return frame.iloc[order].reset_index(drop=True)
+
+
+_EMPTY_COLUMNS = (
+    "arrival_s",
+    "class_name",
+    "input_tokens",
+    "output_tokens",
+    "prefix_tokens",
+    "route",
+    "replica",
+    "status",
+    "reason",
+    "queue_s",
+    "ttft_s",
+    "tpot_s",
+    "e2e_s",
+    "finish_s",
+    "preemptions",
+    "recomputed_tokens",
+    "interruptions",
+    "cold_start",
+    "api_attempts",
+    "api_provisioned",
+    "cached_input_tokens",
+)
+
+
+def simulate_streamed(
+    scenario: Scenario, seed: SeedLike, replica: ReplicaConfig, expected_requests: float
+) -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """One replication without per-request records: ``(sample, metrics, timeseries,
+    replicas)`` as :func:`sim.replication.simulate.simulate` puts them in its Outcome."""
+    hz = scenario.horizon
+    stream = WorkloadStream(
+        scenario.workload, duration_s=hz.duration_s, seed=substream(seed, STREAM_WORKLOAD)
+    )
+    fold = StreamFold(scenario, replica, scenario.fleet.max_slots)
+    served: Served = serve(
+        scenario.fleet,
+        replica,
+        stream,
+        hz,
+        router_rng=np.random.default_rng(substream(seed, STREAM_ROUTER)),
+        routing=scenario.routing,
+        class_route=class_routes(scenario),
+        prefix_tokens=[
+            0 if c.prefix is None else c.prefix.tokens for c in scenario.workload.classes
+        ],
+        fault_rng=np.random.default_rng(substream(seed, STREAM_FAULTS)),
+        window_s=stream_window_s(scenario, expected_requests),
+        retire=fold.retire,
+    )
+    providers = scenario_apis(scenario)
+    fold.finish_api(providers, seed)
+    check_progress(scenario, fold.progress)
+    metrics: dict[str, Any] = dict(fold.stats.metrics())
+    replicas = served.replicas()
+    replicas["requests_completed"] = fold.completed_by_replica[: len(replicas)]
+    metrics.update(fleet_metrics(replicas))
+    metrics.update(
+        replication_costs(
+            scenario,
+            fold.cost_rows(),
+            replicas,
+            served,
+            providers,
+            fleet_used=fold.fleet_used,
+            drain_s=fold.drain_s,
+        )
+    )
+    if providers.used():
+        metrics.update(dict.fromkeys(api_baseline_names(scenario), math.nan))
+    ts = served.timeseries()
+    if scenario.fleet.dynamic:
+        metrics.update(
+            dynamics_metrics(served, fold.dynamics, replicas, ts, hz.warmup_s, hz.duration_s)
+        )
+    metrics["requests_simulated"] = float(fold.requests)
+    return fold.sample(), metrics, ts, replicas
