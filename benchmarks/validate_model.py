@@ -1556,7 +1556,7 @@ def main(argv: list[str] | None = None) -> int:
                     "model; an engine that admits a new request one iteration later than the "
                     "simulated scheduler (for instance one that plans iteration i + 1 while "
                     "iteration i runs), 2.5 iterations plus a front end of about 5 ms, would "
-                    "fit all nine runs within a few ms. The simulated scheduler does not model "
+                    "put all nine medians within 6 ms. The simulated scheduler does not model "
                     "such a lag; near saturation the lag adds to the queueing, which is where "
                     "the largest TTFT misses are (load table below).",
                     md_table(ttft_in_iterations(runs, DEFAULT_PARAMS)),
