@@ -1440,7 +1440,9 @@ def main(argv: list[str] | None = None) -> int:
                     "rises with the tokens in the iteration (TP 8: 0.13 ms at 2,048 tokens, "
                     "0.23 ms at 32,768), which no constant of a roofline follows (a "
                     "separate attention efficiency for the quadratic term was tried: 0.3 pp "
-                    "better in-sample, not kept). Leave-one-TP-out errors are in section 4.",
+                    "better in-sample, not kept; so was an efficiency of the all-reduce's "
+                    "bytes over NVLink, fitted at 0.21: TP 2 prefill 7 % in-sample, but TP 8 "
+                    "left out 26 %). Leave-one-TP-out errors are in section 4.",
                     "<details><summary>Per configuration (defaults)</summary>\n\n"
                     + md_table(splitwise_detail(pred))
                     + "\n\n</details>",
