@@ -242,3 +242,102 @@ def test_main_refuses_a_bad_fit_unless_forced(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "WARNING" in err[0] and "--force" in err[0]
     assert yaml.safe_load(out.read_text())["step_time"]["model"] == "roofline"
+
+
+# ---------------------------------------------------------------------------------------------
+# the serving stack's CPU time per sequence
+
+
+def _stack_samples(seq_cpu_s: float, d: np.ndarray, fleet: FleetSpec) -> pd.DataFrame:
+    from sim.engine.steptime import apply_stack_constants
+
+    true = RooflineStep(compute_efficiency=0.5, bandwidth_efficiency=0.75, overhead_s=0.003)
+    replica = build_replica(fleet.model_copy(update={"step_time": true}))
+    apply_stack_constants(
+        replica.coefficients,
+        true,
+        model=replica.model,
+        gpu_name=replica.gpu.name,
+        values={"seq_cpu_s": seq_cpu_s},
+    )
+    v = replica.coefficients
+    s = _samples(d.size, seed=3)
+    s["decode_seqs"] = d
+    s["step_s"] = [
+        v.time_s(a + b, a, b, c, c)
+        for a, b, c in zip(s.decode_seqs, s.prefill_tokens, s.kv_tokens, strict=True)
+    ]
+    return s
+
+
+def test_roofline_fit_recovers_the_cpu_time_per_sequence_when_the_batch_varies() -> None:
+    fleet = FleetSpec.model_validate(FLEET)
+    d = np.random.default_rng(4).integers(1, 256, 80).astype(float)
+    r = fit_step_model(_stack_samples(3e-5, d, fleet), model="roofline", fleet=fleet)
+    # closed-form data without noise: recovered to the optimiser's tolerance
+    assert r.stack["seq_cpu_s"] == pytest.approx(3e-5, rel=1e-3)
+    assert r.spec.overhead_s == pytest.approx(0.003, rel=1e-3)
+    assert r.notes == () and r.ok
+    # a scenario's step_time block cannot carry it: it follows as a commented profile entry
+    text = r.to_yaml()
+    assert yaml.safe_load(text) == {"step_time": r.spec.model_dump(mode="json", exclude_none=True)}
+    commented = "\n".join(line.removeprefix("#   ") for line in text.splitlines()[-2:])
+    assert yaml.safe_load(commented)["seq_cpu_s"]["value"] == pytest.approx(3e-5, rel=1e-2)
+
+
+def test_a_constant_batch_does_not_determine_the_cpu_time_per_sequence() -> None:
+    # every iteration decodes the same number of sequences: seq_cpu_s · D is a constant,
+    # exactly collinear with overhead_s; the fit keeps the profile's value and says so
+    fleet = FleetSpec.model_validate(FLEET)
+    r = fit_step_model(
+        _stack_samples(3e-5, np.full(60, 32.0), fleet), model="roofline", fleet=fleet
+    )
+    assert r.stack == {} and "seq_cpu_s" not in r.to_yaml()
+    assert len(r.notes) == 1 and r.notes[0].startswith("seq_cpu_s not determined")
+    profile_value = resolve_roofline(RooflineStep(), "h100-sxm").seq_cpu_s
+    assert f"{1e6 * profile_value:.1f} µs" in r.notes[0]
+    # the overhead absorbs the difference: 32 × (3e-5 − the profile's value)
+    assert r.spec.overhead_s == pytest.approx(0.003 + 32 * (3e-5 - profile_value), rel=1e-3)
+
+
+def test_a_request_benchmark_at_two_rates_determines_the_cpu_time_per_sequence() -> None:
+    from sim.engine.calibrate import (
+        LOG_NOISE_FLOOR,
+        SEQ_CPU_RESOLUTION_S,
+        RequestBench,
+        _replay,
+        fit_from_requests,
+    )
+
+    fleet = FleetSpec.model_validate(FLEET)
+    rng = np.random.default_rng(5)
+    n = 240
+    # two load stages (2 and 25 requests/s): the batch grows from a few to ~30 sequences
+    gaps = np.concatenate([rng.exponential(1 / 2.0, n // 2), rng.exponential(1 / 25.0, n // 2)])
+    arrival = np.cumsum(gaps) - gaps[0]
+    inp = rng.integers(100, 800, n)
+    out = rng.integers(100, 300, n)
+    true = RooflineStep(compute_efficiency=0.5, bandwidth_efficiency=0.75, overhead_s=0.003)
+    fr = _replay(
+        RequestBench(inp, out, np.ones(n), np.ones(n), np.ones(n), arrival_s=arrival),
+        fleet,
+        true,
+        {"seq_cpu_s": 4e-5},
+        0,
+    )
+    ttft, e2e = fr["ttft_s"].to_numpy(), fr["e2e_s"].to_numpy()
+    bench = RequestBench(inp, out, ttft, e2e, fr["tpot_s"].to_numpy(), arrival_s=arrival)
+    r = fit_from_requests(bench, fleet=fleet, model="roofline")
+    assert r.notes == () and "seq_cpu_s" in r.stack
+    assert r.mape < 1.0
+    # an exact replay fits within the noise floor, and the constant within the resolution
+    # the fit demanded of it (twice its standard error below SEQ_CPU_RESOLUTION_S)
+    res = r.residuals["rel_err"].to_numpy()
+    assert np.sqrt(np.mean(np.log1p(res) ** 2)) < LOG_NOISE_FLOOR
+    assert abs(r.stack["seq_cpu_s"] - 4e-5) < SEQ_CPU_RESOLUTION_S
+    # all at once under a fixed client concurrency: the batch is constant, the time per
+    # sequence is not determined and keeps the profile's value
+    closed = RequestBench(inp[:40], out[:40], ttft[:40], e2e[:40], fr["tpot_s"].to_numpy()[:40],
+                          concurrency=8)  # fmt: skip
+    r = fit_from_requests(closed, fleet=fleet, model="roofline")
+    assert r.stack == {} and r.notes and "two or more request rates" in r.notes[0]

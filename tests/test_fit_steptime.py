@@ -18,9 +18,11 @@ from sim.engine.spec import FleetSpec, LinearStep, RooflineStep
 def test_every_constant_has_a_unit_and_nested_ranges() -> None:
     assert set(F.PARAMS) == {*F.PROFILE_KEYS, *F.LINEAR_KEYS}
     assert set(F.ROOFLINE_KEYS) <= set(RooflineStep.model_fields)
-    # a profile-only constant (the stack's CPU time per sequence) is not a scenario field
-    assert set(F.PROFILE_KEYS) - set(F.ROOFLINE_KEYS) == {"seq_cpu_s"}
+    # profile-only constants (the stack's CPU time per sequence and time per layer) are not
+    # scenario fields
+    assert set(F.PROFILE_KEYS) - set(F.ROOFLINE_KEYS) == {"seq_cpu_s", "layer_s"}
     assert "seq_cpu_s" not in RooflineStep.model_fields
+    assert "layer_s" not in RooflineStep.model_fields
     assert set(F.LINEAR_KEYS) <= set(LinearStep.model_fields)
     for key, p in F.PARAMS.items():
         assert p.scale > 0, key

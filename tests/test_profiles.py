@@ -17,6 +17,7 @@ from sim.engine.spec import RooflineStep
 from sim.engine.steptime import (
     AR_STEP,
     OVERHEAD,
+    ResolvedRoofline,
     profile_extrapolation,
     resolve_roofline,
     roofline_coefficients,
@@ -40,7 +41,9 @@ def test_ring_allreduce_fixed_cost_grows_with_tp() -> None:
         v = _coeffs(spec, "a100-80gb-sxm", tp).vector
         # 2 all-reduces per layer × 80 layers, each latency + 2(tp − 1) hops
         assert v[AR_STEP] == pytest.approx(2 * 80 * (2e-5 + 2 * (tp - 1) * 5e-6))
-        assert v[OVERHEAD] == 0.01
+        # the profile's time per layer adds to the fixed cost (80 layers)
+        layer = resolve_roofline(spec, "a100-80gb-sxm").layer_s
+        assert v[OVERHEAD] == pytest.approx(0.01 + 80 * layer, rel=1e-12)
     assert _coeffs(spec, "a100-80gb-sxm", 1).vector[AR_STEP] == 0.0
 
 
@@ -54,10 +57,15 @@ def test_engine_version_profiles_exist_with_their_families() -> None:
     table = profiles()
     assert table["vllm"]["hopper"] == table["vllm-2026"]["hopper"]
     assert table["vllm"]["ampere"] == table["splitwise-2023"]["ampere"]
-    # the two stacks differ by an order of magnitude in fixed cost per iteration
+    # the 2023 stack pays several times the current one's fixed cost per iteration
     hop = resolve_roofline(RooflineStep(profile="vllm-2026"), "h100-sxm")
     amp = resolve_roofline(RooflineStep(profile="splitwise-2023"), "a100-80gb-sxm")
-    assert amp.overhead_s > 5 * hop.overhead_s
+
+    # (one iteration of the same 80-layer model at batch 1, all-reduces aside)
+    def fixed(r: ResolvedRoofline) -> float:
+        return r.overhead_s + 80 * r.layer_s + r.seq_cpu_s
+
+    assert fixed(amp) > 3 * fixed(hop)
     assert amp.allreduce_hop_s > 0.0
 
 
@@ -125,8 +133,11 @@ def test_cpu_per_sequence_is_a_profile_constant_with_its_origin() -> None:
     assert hop.seq_cpu_s == profiles()["vllm-2026"]["hopper"]["seq_cpu_s"]["value"] > 0.0
     assert hop.origin["seq_cpu_s"] == "profile vllm/hopper"
     assert hop.as_dict()["seq_cpu_s"] == hop.seq_cpu_s
-    # the stacks fitted without it hold it at 0 rather than take the Hopper default
-    assert resolve_roofline(RooflineStep(), "a100-80gb-sxm").seq_cpu_s == 0.0
+    # the 2023 A100 stack pays far more per sequence; the stack fitted without it holds it
+    # at 0 rather than take the Hopper default
+    amp = resolve_roofline(RooflineStep(), "a100-80gb-sxm")
+    assert amp.seq_cpu_s == profiles()["splitwise-2023"]["ampere"]["seq_cpu_s"]["value"]
+    assert amp.seq_cpu_s > 10 * hop.seq_cpu_s
     assert resolve_roofline(RooflineStep(profile="trtllm"), "h100-sxm").seq_cpu_s == 0.0
     # a family with no data takes the global default (the vllm/hopper fit)
     other = resolve_roofline(RooflineStep(), "l40s")
@@ -134,3 +145,13 @@ def test_cpu_per_sequence_is_a_profile_constant_with_its_origin() -> None:
     # an engine property: a scenario's step_time block does not set it
     with pytest.raises(ValidationError):
         RooflineStep.model_validate({"seq_cpu_s": 1e-5})
+
+
+def test_time_per_layer_is_a_profile_constant_with_its_origin() -> None:
+    hop = resolve_roofline(RooflineStep(), "h100-sxm")
+    assert hop.layer_s == profiles()["vllm-2026"]["hopper"]["layer_s"]["value"] > 0.0
+    assert hop.origin["layer_s"] == "profile vllm/hopper"
+    assert resolve_roofline(RooflineStep(profile="trtllm"), "h100-sxm").layer_s == 0.0
+    assert resolve_roofline(RooflineStep(), "l40s").layer_s == hop.layer_s
+    with pytest.raises(ValidationError):
+        RooflineStep.model_validate({"layer_s": 1e-5})

@@ -70,9 +70,12 @@ def test_cpu_per_sequence_comes_from_the_profile() -> None:
     prof = S.profiles()
     hop = prof["vllm"]["hopper"]["seq_cpu_s"]["value"]
     assert hop > 0.0
-    # the default profile on Hopper, and the stacks fitted without the term (held at 0)
+    # the default profile on Hopper and on Ampere (the 2023 stack's), and the stack fitted
+    # without the term (held at 0)
     assert _coeffs().vector[S.SEQ_CPU] == pytest.approx(hop)
-    assert _coeffs(gpu="a100-80gb-sxm").vector[S.SEQ_CPU] == 0.0
+    amp = prof["vllm"]["ampere"]["seq_cpu_s"]["value"]
+    assert _coeffs(gpu="a100-80gb-sxm").vector[S.SEQ_CPU] == pytest.approx(amp)
+    assert amp > hop
     assert _coeffs(step_time={"model": "roofline", "profile": "trtllm"}).vector[S.SEQ_CPU] == 0.0
     linear = {"model": "linear", "c0_s": 1e-3, "c_decode_s": 1e-5}
     assert _coeffs(step_time=linear).vector[S.SEQ_CPU] == 0.0
@@ -90,7 +93,8 @@ def test_roofline_decode_is_bandwidth_bound_and_prefill_compute_bound() -> None:
     hop = S.profiles()["vllm"]["hopper"]
     be, overhead = hop["bandwidth_efficiency"]["value"], hop["overhead_s"]["value"]
     weights = 8.03e9 * 2 - 128256 * 4096 * 2  # the input embedding table is not streamed
-    expected = overhead + hop["seq_cpu_s"]["value"] + weights / (3.35e12 * be)
+    fixed = overhead + 32 * hop["layer_s"]["value"] + hop["seq_cpu_s"]["value"]  # 32 layers
+    expected = fixed + weights / (3.35e12 * be)
     assert c.time_s(1, 1, 0, 1000, 1000) == pytest.approx(expected, rel=0.01)
     compute, memory = S.step_parts(c.vector, 1, 1, 0, 1000, 1000)
     assert memory > 20 * compute
@@ -142,3 +146,27 @@ def test_engine_busy_time_equals_sum_of_its_iterations_with_roofline() -> None:
     parts += [S.step_parts(v, 1, 1, 0, 101 + j, 101 + j) for j in range(4)]
     assert run.state.pf[0, K.COMPUTE_INT] == pytest.approx(sum(p[0] for p in parts))
     assert run.state.pf[0, K.MEMORY_INT] == pytest.approx(sum(p[1] for p in parts))
+
+
+def test_time_per_layer_adds_to_the_fixed_cost_by_depth() -> None:
+    from sim.catalog import get_gpu, get_model
+    from sim.engine.spec import RooflineStep
+
+    prof = S.profiles()["vllm"]["hopper"]
+    layer, overhead = prof["layer_s"]["value"], prof["overhead_s"]["value"]
+    assert layer > 0.0
+    gpu = get_gpu("h100-sxm")
+    for name in ("llama-2-7b", "llama-2-70b"):
+        m = get_model(name)
+        c = S.roofline_coefficients(
+            RooflineStep(), model=m, gpu=gpu, tp=1, dtype="bf16", kv_dtype="bf16"
+        )
+        assert c.vector[S.OVERHEAD] == pytest.approx(overhead + m.num_layers * layer, rel=1e-12)
+        # a fit varies the profile-only constants in place: the vector is then what a profile
+        # with those values would give
+        S.apply_stack_constants(
+            c, RooflineStep(), model=m, gpu_name=gpu.name, values={"layer_s": 2 * layer}
+        )
+        assert c.vector[S.OVERHEAD] == pytest.approx(overhead + 2 * m.num_layers * layer, rel=1e-12)
+        S.apply_stack_constants(c, RooflineStep(), model=m, gpu_name=gpu.name, values={})
+        assert c.vector[S.OVERHEAD] == pytest.approx(overhead + 2 * m.num_layers * layer, rel=1e-12)

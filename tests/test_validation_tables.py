@@ -51,25 +51,39 @@ def test_old_defaults_carry_no_ring_hop() -> None:
     # 'before' figures must not pick up the new ring-hop term from the profile
     v = _validate_model()
     assert v.OLD_DEFAULTS["allreduce_hop_s"] == 0.0
+    assert v.OLD_DEFAULTS["layer_s"] == 0.0
     assert set(v.SPLIT_FREE) == {
-        "compute_efficiency", "bandwidth_efficiency", "overhead_s", "allreduce_hop_s"
+        "compute_efficiency", "layer_s", "allreduce_hop_s", "seq_cpu_s"
     }  # fmt: skip
     assert v.SPLIT_FIXED["allreduce_latency_s"] == 0.0
+    # every constant of a fit is either free or held
+    for free, fixed in [(v.SPLIT_FREE, v.SPLIT_FIXED), *v.SPLIT_FORMER.values()]:
+        assert not set(free) & set(fixed)
+        assert set(free) | set(fixed) | {"compute_efficiency"} >= set(v.PROFILE_KEYS) - {
+            "compute_efficiency"
+        }
+    assert set(v.VLLM_FREE) | set(v.VLLM_FIXED) == set(v.PROFILE_KEYS) - {"compute_efficiency"}
 
 
 def test_cpu_per_sequence_is_passed_around_the_scenario_block() -> None:
     # seq_cpu_s is no field of a scenario's step_time block: step_spec leaves it out and
     # replica_of writes it into the coefficient vector
-    from sim.engine.steptime import SEQ_CPU
+    from sim.engine.spec import RooflineStep
+    from sim.engine.steptime import OVERHEAD, SEQ_CPU, resolve_roofline
 
     v = _validate_model()
-    assert v.OLD_DEFAULTS["seq_cpu_s"] == 0.0 and v.SPLIT_FIXED["seq_cpu_s"] == 0.0
-    params = {"overhead_s": 1e-3, "seq_cpu_s": 3e-5}
+    assert v.OLD_DEFAULTS["seq_cpu_s"] == 0.0
+    params = {"overhead_s": 1e-3, "seq_cpu_s": 3e-5, "layer_s": 1e-5}
     assert v.step_spec(params) == {"model": "roofline", "overhead_s": 1e-3}
     fleet = v.splitwise_fleet("llama2-70b", "a100-80gb", 2, params)
-    assert v.replica_of(fleet, params).coefficients.vector[SEQ_CPU] == 3e-5
-    # not given: the profile's value (the A100 stack holds it at 0)
-    assert v.replica_of(fleet, {"overhead_s": 1e-3}).coefficients.vector[SEQ_CPU] == 0.0
+    vec = v.replica_of(fleet, params).coefficients.vector
+    assert vec[SEQ_CPU] == 3e-5
+    assert vec[OVERHEAD] == pytest.approx(1e-3 + 80 * 1e-5, rel=1e-12)  # 80 layers
+    # not given: the profile's values
+    amp = resolve_roofline(RooflineStep(), "a100-80gb-sxm")
+    vec = v.replica_of(fleet, {"overhead_s": 1e-3}).coefficients.vector
+    assert vec[SEQ_CPU] == amp.seq_cpu_s
+    assert vec[OVERHEAD] == pytest.approx(1e-3 + 80 * amp.layer_s, rel=1e-12)
 
 
 def test_shipped_profiles_are_the_reported_in_sample_fits_rounded() -> None:
@@ -90,3 +104,30 @@ def test_shipped_profiles_are_the_reported_in_sample_fits_rounded() -> None:
                 key,
                 field,
             )
+
+
+def test_leave_one_out_fits_on_the_rest_and_evaluates_on_the_held_out_part() -> None:
+    from sim.engine.fit_steptime import StepFit
+
+    v = _validate_model()
+    rows = pd.DataFrame({"model": ["a", "a", "b", "c"], "x": [1.0, 2.0, 3.0, 4.0]})
+    splits = v.frame_splits(rows, "model", "model {}")
+    assert [held for held, _, _ in splits] == ["model a", "model b", "model c"]
+    for _, train, test in splits:
+        assert set(train["model"]).isdisjoint(test["model"])
+        assert len(train) + len(test) == len(rows)
+
+    def fit(train: pd.DataFrame) -> StepFit:
+        return StepFit({"overhead_s": float(train["x"].sum())}, ("overhead_s",), 0.0, 1)
+
+    def evaluate(test: pd.DataFrame, p: object) -> str:
+        return f"{list(test['x'])} {dict(p)['overhead_s']:g}"  # type: ignore[call-overload]
+
+    out = v.leave_one_out(splits, fit, evaluate)
+    # fitted on the others' x (sum), evaluated on the held-out rows, old defaults first
+    assert [(h, f.params["overhead_s"], after) for h, f, _, after in out] == [
+        ("model a", 7.0, "[1.0, 2.0] 7"),
+        ("model b", 7.0, "[3.0] 7"),
+        ("model c", 6.0, "[4.0] 6"),
+    ]
+    assert out[0][2] == f"[1.0, 2.0] {v.OLD_DEFAULTS['overhead_s']:g}"

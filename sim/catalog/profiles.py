@@ -36,10 +36,12 @@ ROOFLINE_FIELDS = (
     "allreduce_latency_s",
     "allreduce_hop_s",
 )
-# Constants a profile carries that a scenario's ``step_time:`` block does not set: the
-# serving stack's CPU time per running sequence per iteration (scheduler, sampler,
-# detokenisation and streaming of each sequence), a property of the engine, not of a fleet.
-PROFILE_ONLY_FIELDS = ("seq_cpu_s",)
+# Constants a profile carries that a scenario's ``step_time:`` block does not set, properties
+# of the engine, not of a fleet: the serving stack's CPU time per running sequence per
+# iteration (scheduler, sampler, detokenisation and streaming of each sequence), and its fixed
+# time per transformer layer per iteration (the layer's kernels each take a minimum time
+# however small the batch: launch, synchronisation, a latency-bound kernel's floor).
+PROFILE_ONLY_FIELDS = ("seq_cpu_s", "layer_s")
 PROFILE_FIELDS = ROOFLINE_FIELDS + PROFILE_ONLY_FIELDS
 DEFAULT_PROFILE = "vllm"
 

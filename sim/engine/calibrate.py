@@ -20,7 +20,24 @@ Two kinds of input:
   per-request E2E and per-token latencies (TTFT is reported, not fitted: it contains the API
   server's own latency).
 
-The result's :meth:`CalibrationResult.to_yaml` is a ``step_time:`` block for a scenario.
+Both roofline fits also fit the serving stack's CPU time per decoding sequence per iteration
+(``seq_cpu_s``) when the data identify it: per-iteration timings whose ``decode_seqs`` vary,
+or a request benchmark whose batch size varies (two or more load levels: request rates or
+client concurrencies). One constant-rate run hardly moves the batch, so the per-sequence time
+trades off against the fixed cost per iteration; the fit then keeps the profile's value and
+says so in :attr:`CalibrationResult.notes`. The test is the fit's own standard error: the
+constant is kept only when twice its standard error (residuals taken as at least 1 %,
+:data:`LOG_NOISE_FLOOR`) is below 10 µs (:data:`SEQ_CPU_RESOLUTION_S`). The fixed time
+per layer (``layer_s``) is never fitted here: for one model it is a constant per iteration,
+exactly collinear with ``overhead_s``; fitting it needs models of different depths
+(``benchmarks/validate_model.py --fit``). The profile's per-layer time stays in force, so a
+fitted ``overhead_s`` is what the stack costs per iteration beyond it, exactly as the written
+block adds it in a scenario on the same profile.
+
+The result's :meth:`CalibrationResult.to_yaml` is a ``step_time:`` block for a scenario;
+``seq_cpu_s`` belongs to the engine, not to a scenario's block, so a fitted value is written
+below it as a commented profile entry (:attr:`CalibrationResult.stack`) for
+``sim/catalog/profiles.yaml``.
 
 Every fit judges itself (:attr:`CalibrationResult.problems`): its MAPE above
 :data:`MAX_MAPE_PCT` (25 %), or a fitted constant within :data:`BOUND_TOL` (0.1 %) of the
@@ -35,7 +52,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -48,12 +65,14 @@ from sim.engine.fit_steptime import (
     LINEAR_KEYS,
     PARAMS,
     ROOFLINE_KEYS,
+    StepFit,
     fit_constants,
     fit_linear_relative,
 )
-from sim.engine.replica import build_replica
+from sim.engine.replica import ReplicaConfig, build_replica
 from sim.engine.serve import serve
 from sim.engine.spec import FleetSpec, Horizon, LinearStep, RooflineStep
+from sim.engine.steptime import apply_stack_constants, resolve_roofline
 from sim.workload import Workload
 
 if TYPE_CHECKING:
@@ -61,7 +80,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BOUND_TOL",
+    "LOG_NOISE_FLOOR",
     "MAX_MAPE_PCT",
+    "SEQ_CPU_RESOLUTION_S",
     "CalibrationResult",
     "fit_from_requests",
     "fit_step_model",
@@ -73,6 +94,13 @@ MAX_MAPE_PCT = 25.0
 #: A fitted constant this close to a limit of its range (a share of the range's width) sits
 #: at the bound.
 BOUND_TOL = 1e-3
+#: ``seq_cpu_s`` is taken from a fit only when twice its standard error is below this (10 µs,
+#: the unit it is fitted in: a current vLLM spends about 15 µs per sequence).
+SEQ_CPU_RESOLUTION_S = PARAMS["seq_cpu_s"].scale
+#: The standard error of a fitted constant is taken with residuals of at least 1 % (log
+#: error): a measured latency is not known better, and an exact fit to noise-free data
+#: would otherwise call any constant determined.
+LOG_NOISE_FLOOR = 0.01
 
 STEP_COLUMNS = ("decode_seqs", "prefill_tokens", "kv_tokens", "step_s")
 # where a roofline fit starts (fitted within the wide bounds of sim.engine.fit_steptime)
@@ -107,6 +135,11 @@ class CalibrationResult:
     problems
         Why the fit should not be trusted, one sentence each (empty for a good fit): the MAPE
         above :data:`MAX_MAPE_PCT`, or a fitted constant at a limit of its range.
+    stack
+        Fitted constants of the serving stack that a scenario's ``step_time:`` block does not
+        carry (``seq_cpu_s``), for a profile entry; empty when none was fitted.
+    notes
+        What the fit could not determine and kept from the profile, one sentence each.
     """
 
     spec: StepSpec
@@ -115,6 +148,8 @@ class CalibrationResult:
     what: str = "step_s"
     extra: Mapping[str, float] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    stack: Mapping[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -122,7 +157,8 @@ class CalibrationResult:
         return not self.problems
 
     def to_yaml(self) -> str:
-        """A ``step_time:`` block for a scenario's ``fleet:`` section.
+        """A ``step_time:`` block for a scenario's ``fleet:`` section; fitted stack constants
+        (:attr:`stack`) follow as a commented ``profiles.yaml`` entry.
 
         Examples
         --------
@@ -136,7 +172,17 @@ class CalibrationResult:
           c_kv_token_s: 0.0
         """
         body = self.spec.model_dump(mode="json", exclude_none=True)
-        return yaml.safe_dump({"step_time": body}, sort_keys=False)
+        text = yaml.safe_dump({"step_time": body}, sort_keys=False)
+        if not self.stack:
+            return text
+        entry = {k: {"value": float(f"{v:.3g}")} for k, v in self.stack.items()}
+        lines = yaml.safe_dump(entry, sort_keys=False).splitlines()
+        return (
+            text
+            + "# Serving-stack constants fitted too (a profile sets them, not a scenario): add\n"
+            + "# them to a profile's family entry in sim/catalog/profiles.yaml.\n"
+            + "".join(f"#   {line}\n" for line in lines)
+        )
 
     def plot_residuals(self, ax: Axes | None = None) -> Axes:
         """Relative error against the measured value (matplotlib); returns the Axes."""
@@ -179,11 +225,18 @@ def _residual_frame(measured: np.ndarray, predicted: np.ndarray, **cols: Any) ->
 
 
 def judge_fit(
-    spec: StepSpec, mape: float, free: Sequence[str], *, what: str = "step_s"
+    spec: StepSpec,
+    mape: float,
+    free: Sequence[str],
+    *,
+    what: str = "step_s",
+    stack: Mapping[str, float] | None = None,
 ) -> tuple[str, ...]:
     """Why a fit should not be trusted: its MAPE above :data:`MAX_MAPE_PCT`, or a fitted
     (``free``) constant within :data:`BOUND_TOL` of a limit of its ``wide`` range (a linear
-    coefficient at 0 excepted: that term is not needed).
+    coefficient at 0 excepted: that term is not needed). Fitted ``stack`` constants (taken
+    from there, not from ``spec``) are judged at their upper limit only: a CPU time per
+    sequence of 0 is a stack that needs none.
 
     Examples
     --------
@@ -199,13 +252,14 @@ def judge_fit(
         problems.append(f"{what} MAPE is not finite")
     elif mape > MAX_MAPE_PCT:
         problems.append(f"{what} MAPE {mape:.1f}% is above {MAX_MAPE_PCT:g}%")
+    stack = stack or {}
     for key in free:
-        value = getattr(spec, key, None)
+        value = stack.get(key, getattr(spec, key, None))
         if value is None:
             continue
         lo, hi = PARAMS[key].wide
         tol = BOUND_TOL * (hi - lo)
-        if value <= lo + tol and not isinstance(spec, LinearStep):
+        if value <= lo + tol and not isinstance(spec, LinearStep) and key not in stack:
             problems.append(f"{key} {value:.4g} is at its lower bound {lo:g}")
         elif value >= hi - tol:
             problems.append(f"{key} {value:.4g} is at its upper bound {hi:g}")
@@ -217,6 +271,62 @@ def _roofline_free(fleet: FleetSpec) -> tuple[str, ...]:
     # with ``overhead_s`` for one fleet: it stays at the profile's value.
     del fleet
     return ROOFLINE_KEYS[:3]
+
+
+def _profile_of(fleet: FleetSpec) -> str | None:
+    return fleet.step_time.profile if isinstance(fleet.step_time, RooflineStep) else None
+
+
+def _profile_seq_cpu(fleet: FleetSpec) -> float:
+    return resolve_roofline(RooflineStep(profile=_profile_of(fleet)), fleet.gpu).seq_cpu_s
+
+
+def _split_params(
+    params: Mapping[str, float], profile: str | None
+) -> tuple[RooflineStep, dict[str, float]]:
+    # the scenario's step_time block, and the stack constants it cannot carry
+    step = {k: v for k, v in params.items() if k in ROOFLINE_KEYS}
+    stack = {k: v for k, v in params.items() if k not in ROOFLINE_KEYS}
+    return RooflineStep(profile=profile, **step), stack
+
+
+def _with_stack(replica: ReplicaConfig, step: RooflineStep, stack: Mapping[str, float]) -> None:
+    if stack:
+        apply_stack_constants(
+            replica.coefficients,
+            step,
+            model=replica.model,
+            gpu_name=replica.gpu.name,
+            values=stack,
+        )
+
+
+def _fit_roofline(
+    residuals: Callable[[dict[str, float]], np.ndarray],
+    fleet: FleetSpec,
+    *,
+    diff_step: float,
+    evidence: str,
+) -> tuple[StepFit, tuple[str, ...]]:
+    """The roofline's constants and ``seq_cpu_s``; ``seq_cpu_s`` is dropped (the fit repeated
+    without it, the profile's value kept) when twice its standard error is not below
+    :data:`SEQ_CPU_RESOLUTION_S`. Returns the fit and the notes."""
+    seq = _profile_seq_cpu(fleet)
+    # from the profile's value, or 10 µs where the profile holds it at 0 (a start at a bound
+    # has no room to move)
+    start = {**_ROOFLINE_START, "seq_cpu_s": seq if seq > 0 else SEQ_CPU_RESOLUTION_S}
+    free = (*_roofline_free(fleet), "seq_cpu_s")
+    fit = fit_constants(residuals, free, [start], diff_step=diff_step)
+    se = fit.std_err("seq_cpu_s", floor=LOG_NOISE_FLOOR)
+    if 2.0 * se < SEQ_CPU_RESOLUTION_S:
+        return fit, ()
+    fit = fit_constants(residuals, free[:-1], [start], diff_step=diff_step)
+    spread = "not determined at all" if not math.isfinite(se) else f"± {2e6 * se:.0f} µs"
+    note = (
+        f"seq_cpu_s not determined by these data ({spread}; {evidence}): kept at the "
+        f"profile's {1e6 * seq:.1f} µs"
+    )
+    return fit, (note,)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,6 +370,8 @@ def fit_step_model(
         raise ValueError("samples: column 'step_s' must be positive")
     ap = samples["attn_pairs"].to_numpy(float) if "attn_pairs" in samples.columns else kv
     ident = {"decode_seqs": d, "prefill_tokens": p, "kv_tokens": kv}
+    stack: dict[str, float] = {}
+    notes: tuple[str, ...] = ()
     if model == "linear":
         coef = fit_linear_relative(np.column_stack([np.ones_like(t), d, p, kv]), t)
         spec: StepSpec = LinearStep(model="linear", **dict(zip(LINEAR_KEYS, coef, strict=True)))
@@ -269,31 +381,33 @@ def fit_step_model(
         if fleet is None:
             raise ValueError("a roofline fit needs the fleet (model, GPU, tp): pass --scenario")
 
-        profile = fleet.step_time.profile if isinstance(fleet.step_time, RooflineStep) else None
+        profile = _profile_of(fleet)
 
         def predict(params: Mapping[str, float]) -> np.ndarray:
-            f = fleet.model_copy(update={"step_time": RooflineStep(profile=profile, **params)})
-            v = build_replica(f).coefficients
+            step, stack = _split_params(params, profile)
+            replica = build_replica(fleet.model_copy(update={"step_time": step}))
+            _with_stack(replica, step, stack)
+            v = replica.coefficients
             return np.array(
                 [v.time_s(a + b, a, b, c, e) for a, b, c, e in zip(d, p, kv, ap, strict=True)]
             )
 
         # the prediction is closed-form and smooth: a small finite-difference step
-        free = _roofline_free(fleet)
-        best = fit_constants(
+        fit, notes = _fit_roofline(
             lambda q: np.log(predict(q) / t),
-            free,
-            [_ROOFLINE_START],
+            fleet,
             diff_step=1e-4,
-        ).params
-        spec = RooflineStep(profile=profile, **best)
-        pred = predict(best)
+            evidence="decode_seqs varies too little",
+        )
+        free = fit.free
+        spec, stack = _split_params(fit.params, profile)
+        pred = predict(fit.params)
     else:
         raise ValueError(f"unknown model {model!r}: expected 'linear' or 'roofline'")
     res = _residual_frame(t, pred, **ident)
     mape = _mape(res["rel_err"].to_numpy())
-    problems = judge_fit(spec, mape, free)
-    return CalibrationResult(spec, mape, res, "step_s", problems=problems)
+    problems = judge_fit(spec, mape, free, stack=stack)
+    return CalibrationResult(spec, mape, res, "step_s", problems=problems, stack=stack, notes=notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,7 +514,13 @@ def read_request_bench(path: str | Path) -> RequestBench:
     )
 
 
-def _replay(bench: RequestBench, fleet: FleetSpec, step: StepSpec, seed: int) -> pd.DataFrame:
+def _replay(
+    bench: RequestBench,
+    fleet: FleetSpec,
+    step: StepSpec,
+    stack: Mapping[str, float],
+    seed: int,
+) -> pd.DataFrame:
 
     n = bench.input_tokens.size
     engine = fleet.engine
@@ -432,7 +552,10 @@ def _replay(bench: RequestBench, fleet: FleetSpec, step: StepSpec, seed: int) ->
     hz = Horizon(
         duration_s=float(arrival.max()) + 1.0, warmup_s=0.0, drain_s=1e7, sample_interval_s=1e7
     )
-    fr = serve(f, build_replica(f), wl, hz, router_rng=np.random.default_rng(seed)).requests()
+    replica = build_replica(f)
+    if isinstance(step, RooflineStep):
+        _with_stack(replica, step, stack)
+    fr = serve(f, replica, wl, hz, router_rng=np.random.default_rng(seed)).requests()
     # back to the input order (requests_frame sorts by arrival, stably)
     back = np.empty(n, dtype=np.int64)
     back[order] = np.arange(n)
@@ -462,14 +585,13 @@ def fit_from_requests(
     ok = np.isfinite(bench.e2e_s) & (bench.e2e_s > 0)
     tp_ok = np.isfinite(bench.tpot_s) & (bench.tpot_s > 0)
 
-    def spec_of(params: Mapping[str, float]) -> StepSpec:
+    def spec_of(params: Mapping[str, float]) -> tuple[StepSpec, dict[str, float]]:
         if model == "linear":
-            return LinearStep(model="linear", **params)
-        prof = fleet.step_time.profile if isinstance(fleet.step_time, RooflineStep) else None
-        return RooflineStep(profile=prof, **params)
+            return LinearStep(model="linear", **params), {}
+        return _split_params(params, _profile_of(fleet))
 
     def residuals(params: Mapping[str, float]) -> np.ndarray:
-        fr = _replay(bench, fleet, spec_of(params), seed)
+        fr = _replay(bench, fleet, *spec_of(params), seed)
         e2e = fr["e2e_s"].to_numpy(float)
         tpot = fr["tpot_s"].to_numpy(float)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -478,18 +600,25 @@ def fit_from_requests(
             )
 
     # a replay is a discrete-event simulation: finite differences over 3 % steps
+    notes: tuple[str, ...] = ()
     if model == "roofline":
-        best = fit_constants(
-            residuals, _roofline_free(fleet), [_ROOFLINE_START], diff_step=0.03
-        ).params
+        fit, notes = _fit_roofline(
+            residuals,
+            fleet,
+            diff_step=0.03,
+            evidence="the batch size hardly varies; a benchmark at two or more request "
+            "rates or concurrencies determines it",
+        )
+        best, free = fit.params, fit.free
     elif model == "linear":
         med = float(np.nanmedian(bench.tpot_s))
         start = {"c0_s": med, "c_decode_s": 1e-5, "c_prefill_token_s": 1e-5, "c_kv_token_s": 1e-8}
         best = fit_constants(residuals, LINEAR_KEYS, [start], diff_step=0.03).params
+        free = LINEAR_KEYS
     else:
         raise ValueError(f"unknown model {model!r}: expected 'linear' or 'roofline'")
-    spec = spec_of(best)
-    fr = _replay(bench, fleet, spec, seed)
+    spec, stack = spec_of(best)
+    fr = _replay(bench, fleet, spec, stack, seed)
     res = _residual_frame(
         bench.e2e_s,
         fr["e2e_s"].to_numpy(float),
@@ -501,6 +630,5 @@ def fit_from_requests(
         ttft_err = fr["ttft_s"].to_numpy(float) / bench.ttft_s - 1.0
     extra = {"tpot_mape": _mape(tpot_err), "ttft_mape": _mape(ttft_err)}
     mape = _mape(res["rel_err"].to_numpy()[ok])
-    free = LINEAR_KEYS if model == "linear" else _roofline_free(fleet)
-    problems = judge_fit(spec, mape, free, what="e2e_s")
-    return CalibrationResult(spec, mape, res, "e2e_s", extra, problems)
+    problems = judge_fit(spec, mape, free, what="e2e_s", stack=stack)
+    return CalibrationResult(spec, mape, res, "e2e_s", extra, problems, stack, notes)

@@ -19,7 +19,7 @@ constants are searched is here.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
@@ -43,7 +43,8 @@ __all__ = [
 
 ROOFLINE_KEYS: tuple[str, ...] = ROOFLINE_FIELDS
 # What a profile carries: the roofline's fields and the stack's CPU time per decoding sequence
-# (``seq_cpu_s``, set by a profile only, not by a scenario's ``step_time:`` block).
+# (``seq_cpu_s``) and fixed time per layer (``layer_s``), set by a profile only, not by a
+# scenario's ``step_time:`` block.
 PROFILE_KEYS: tuple[str, ...] = PROFILE_FIELDS
 LINEAR_KEYS = ("c0_s", "c_decode_s", "c_prefill_token_s", "c_kv_token_s")
 
@@ -104,9 +105,14 @@ PARAMS: Mapping[str, ParamRange] = MappingProxyType(
         # Physical: 0-50 µs (one NVLink / PCIe message plus its synchronisation).
         "allreduce_hop_s": ParamRange(1e-6, (0.0, 1e-4), (0.0, 5e-5)),
         # CPU time per decoding sequence per iteration (scheduler, sampler, detokenisation,
-        # streaming), in 10 µs. Physical: 0-100 µs (vLLM's per-sequence Python work is tens
-        # of µs at most); wide allows twice that.
-        "seq_cpu_s": ParamRange(1e-5, (0.0, 2e-4), (0.0, 1e-4)),
+        # streaming), in 10 µs. Physical: 0-1 ms (a current vLLM spends tens of µs per
+        # sequence; the 2023 stack of the Splitwise profile, hundreds); wide allows twice that.
+        "seq_cpu_s": ParamRange(1e-5, (0.0, 2e-3), (0.0, 1e-3)),
+        # Fixed time per transformer layer per iteration (the floor of the layer's dozen
+        # kernels: launch, synchronisation, a latency-bound kernel's minimum), in 10 µs.
+        # Physical: 0-500 µs (a few µs per kernel with CUDA graphs, tens without); wide
+        # allows twice that.
+        "layer_s": ParamRange(1e-5, (0.0, 1e-3), (0.0, 5e-4)),
         # Linear coefficients: per iteration (ms), per decoding sequence and per prompt token
         # (10 µs), per KV-cache token read (10 ns).
         "c0_s": _linear(1e-3),
@@ -131,12 +137,30 @@ class StepFit:
         Root mean square of the residuals at the fit.
     nfev
         Residual evaluations of the winning start.
+    spread
+        ``sqrt(diag((JᵀJ)⁻¹))`` per fitted constant (in its own unit), from the Jacobian J of
+        the residuals at the fit: how far the constant moves, the others refitted, per unit
+        of residual RMS; infinite for a constant the residuals do not determine (a column of
+        J that is zero or a combination of the others).
     """
 
     params: dict[str, float]
     free: tuple[str, ...]
     rms: float
     nfev: int
+    spread: Mapping[str, float] = field(default_factory=dict)
+
+    def std_err(self, key: str, *, floor: float = 0.0) -> float:
+        """Standard error of constant ``key``: its :attr:`spread` times the residual RMS, or
+        times ``floor`` when that is larger (the residuals' noise when a fit is exact).
+
+        Examples
+        --------
+        >>> StepFit({"overhead_s": 1e-3}, ("overhead_s",), 0.0, 1, {"overhead_s": 0.5}).std_err(
+        ...     "overhead_s", floor=0.01)
+        0.005
+        """
+        return self.spread[key] * max(self.rms, floor)
 
 
 def fit_constants(
@@ -208,10 +232,33 @@ def fit_constants(
         )
         rms = float(np.sqrt(np.mean(res.fun**2)))
         if best is None or rms < best.rms:
-            best = StepFit(params_of(res.x), tuple(free), rms, int(res.nfev))
+            spread = _spread(res.jac) * scale
+            best = StepFit(
+                params_of(res.x),
+                tuple(free),
+                rms,
+                int(res.nfev),
+                MappingProxyType({k: float(e) for k, e in zip(free, spread, strict=True)}),
+            )
     if best is None:
         raise ValueError("fit_constants: no starting point")
     return best
+
+
+def _spread(jac: np.ndarray) -> np.ndarray:
+    # sqrt(diag((JᵀJ)⁻¹)), infinite where JᵀJ is singular in that direction
+    jac = np.atleast_2d(np.asarray(jac, dtype=float))
+    n = jac.shape[1]
+    _, sv, vt = np.linalg.svd(jac, full_matrices=False)
+    tiny = sv <= 1e-9 * (sv.max() if sv.size else 0.0)
+    out = np.empty(n)
+    for j in range(n):
+        w = vt[:, j]
+        if np.any(tiny & (np.abs(w) > 1e-6)):
+            out[j] = np.inf
+        else:
+            out[j] = float(np.sqrt(np.sum((w[~tiny] / sv[~tiny]) ** 2)))
+    return out
 
 
 def fit_linear_relative(features: np.ndarray, measured: np.ndarray) -> np.ndarray:

@@ -15,7 +15,11 @@ the FLOP and byte terms from the model and GPU; ``linear`` uses ``overhead`` and
 ``seq_cpu`` is the serving stack's CPU time per running sequence per iteration (scheduler,
 sampler, detokenisation and streaming of each sequence), paid before the GPU work and not
 overlapped with it. The engine passes the decoding sequences ``D``, not the prefilling ones
-(their number is not among the step's arguments), so the term counts ``D``.
+(their number is not among the step's arguments), so the term counts ``D``. The roofline's
+``overhead`` is the stack's fixed cost per iteration plus ``layers · layer_s``: every
+transformer layer runs a dozen kernels (norms, projections, attention, activation, the
+all-reduce), each taking a minimum time however small the batch (launch, synchronisation,
+a latency-bound kernel's floor), so the fixed cost grows with the model's depth.
 
 The roofline's five constants (``compute_efficiency``, ``bandwidth_efficiency``,
 ``overhead_s``, ``allreduce_latency_s``, ``allreduce_hop_s``: a tensor-parallel all-reduce
@@ -23,8 +27,8 @@ costs its latency plus ``2(tp − 1)`` ring hops) come, field by field, from the
 ``step_time:`` block when it gives them, else from a named *profile* of
 ``sim/catalog/profiles.yaml`` (``vllm`` unless ``profile`` names an engine version) for
 the GPU's family (hopper: H100/H200; ampere: A100; ada: L40S/L4; ``default`` for the rest),
-else from :data:`GLOBAL_DEFAULTS`. ``seq_cpu_s`` comes from the profile (or the global
-default) only. Each profile value records the data it was fitted on and its error (see
+else from :data:`GLOBAL_DEFAULTS`. ``seq_cpu_s`` and ``layer_s`` come from the profile (or
+the global default) only. Each profile value records the data it was fitted on and its error (see
 :func:`resolve_roofline`).
 """
 
@@ -71,6 +75,7 @@ class ResolvedRoofline:
     allreduce_latency_s: float
     allreduce_hop_s: float
     seq_cpu_s: float
+    layer_s: float
     profile: str
     family: str
     origin: Mapping[str, str]
@@ -85,7 +90,8 @@ def resolve_roofline(spec: RooflineStep, gpu_name: str) -> ResolvedRoofline:
 
     Order, per field: the value in ``spec``; the profile's entry for the GPU family; the
     profile's ``default`` entry; :data:`GLOBAL_DEFAULTS`. ``origin`` says which, per field.
-    ``seq_cpu_s`` is not a field of :class:`RooflineStep`: it comes from the profile.
+    ``seq_cpu_s`` and ``layer_s`` are not fields of :class:`RooflineStep`: they come from
+    the profile.
 
     Raises
     ------
@@ -215,8 +221,8 @@ def roofline_coefficients(
     two ring all-reduces of the activations per layer, each costing ``allreduce_latency_s``
     plus ``2(tp − 1)`` hops of ``allreduce_hop_s`` (a ring passes its message GPU by GPU)
     plus the bytes over the link. Every decoding sequence adds ``seq_cpu_s`` of CPU time
-    to the iteration's fixed part. Fields ``spec`` leaves unset come from its profile
-    (:func:`resolve_roofline`).
+    to the iteration's fixed part, and every layer ``layer_s`` (the floor of its kernels).
+    Fields ``spec`` leaves unset come from its profile (:func:`resolve_roofline`).
     """
     r = resolve_roofline(spec, gpu.name)
     if spec.profile is not None:
@@ -226,7 +232,7 @@ def roofline_coefficients(
     flops_s = gpu.peak_tflops(dtype) * 1e12 * r.compute_efficiency * tp
     bytes_s = gpu.mem_bandwidth_tb_s * 1e12 * r.bandwidth_efficiency * tp
     wbytes = DTYPE_BYTES[dtype]
-    v[OVERHEAD] = r.overhead_s
+    v[OVERHEAD] = r.overhead_s + model.num_layers * r.layer_s
     v[SEQ_CPU] = r.seq_cpu_s
     v[C_TOK] = 2.0 * model.matmul_params_per_token / flops_s
     v[C_ATTN] = 4.0 * model.num_layers * model.num_heads * model.head_dim / flops_s
@@ -253,6 +259,41 @@ def roofline_coefficients(
         )
         v[AR_TOK] = 2 * model.num_layers * ring * model.hidden_size * _ACT_BYTES / link_s
     return StepCoefficients(v, "roofline", (r.compute_efficiency, r.bandwidth_efficiency))
+
+
+def apply_stack_constants(
+    coeffs: StepCoefficients,
+    spec: RooflineStep,
+    *,
+    model: ModelSpec,
+    gpu_name: str,
+    values: Mapping[str, float],
+) -> None:
+    """Set profile-only constants (``seq_cpu_s``, ``layer_s``) in a roofline's coefficients.
+
+    A scenario's ``step_time:`` block cannot set them (they belong to the serving stack), but
+    a fit must vary them: ``coeffs`` (built from ``spec`` for ``model`` on ``gpu_name``) is
+    changed in place as if the profile gave ``values``. Keys other than those two are
+    ignored.
+
+    Examples
+    --------
+    >>> from sim.catalog import get_gpu, get_model
+    >>> from sim.engine.spec import RooflineStep
+    >>> spec, m, g = RooflineStep(), get_model("llama-2-7b"), get_gpu("h100-sxm")
+    >>> c = roofline_coefficients(spec, model=m, gpu=g, tp=1, dtype="bf16", kv_dtype="bf16")
+    >>> apply_stack_constants(c, spec, model=m, gpu_name=g.name,
+    ...                       values={"seq_cpu_s": 2e-5, "layer_s": 0.0})
+    >>> r = resolve_roofline(spec, g.name)
+    >>> float(c.vector[SEQ_CPU]), bool(c.vector[OVERHEAD] == r.overhead_s)
+    (2e-05, True)
+    """
+    v = coeffs.vector
+    if values.get("seq_cpu_s") is not None:
+        v[SEQ_CPU] = float(values["seq_cpu_s"])
+    if values.get("layer_s") is not None:
+        r = resolve_roofline(spec, gpu_name)
+        v[OVERHEAD] += model.num_layers * (float(values["layer_s"]) - r.layer_s)
 
 
 def linear_coefficients(spec: LinearStep) -> StepCoefficients:
