@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sim.workload.arrivals import ClosedLoopArrivals
-from sim.workload.identity import PromptBlocks
+from sim.workload.identity import PromptBlocks, synthetic_blocks, unique_hashes
 from sim.workload.lengths import EmpiricalLength, FixedLength, GeometricLength, LognormalLength
 from sim.workload.profile import thin
 from sim.workload.spec import ClassSpec, WorkloadSpec
@@ -155,8 +155,15 @@ class Workload:
 
 def _sample_class(
     spec: ClassSpec, duration_s: float, seed: np.random.SeedSequence
-) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
+) -> tuple[
+    NDArray[np.float64],
+    NDArray[np.int64],
+    NDArray[np.int64],
+    NDArray[np.bool_],
+    PromptBlocks | None,
+]:
     arrivals = spec.arrivals
+    blocks = None
     if isinstance(arrivals, TraceArrivals):
         trace = arrivals.load(
             read_input_tokens=spec.prompt_tokens is None,
@@ -173,6 +180,13 @@ def _sample_class(
             )
         inp = trace.input_tokens[row] if trace.input_tokens is not None else None
         out = trace.output_tokens[row] if trace.output_tokens is not None else None
+        if trace.prompt_blocks is not None:
+            if spec.prefix is not None:
+                raise ValueError(
+                    f"class {spec.name!r}: a shared prefix cannot be added to a trace that "
+                    "carries prompt identity (set prompt_identity: false on its arrivals)"
+                )
+            blocks = trace.prompt_blocks.take(row)
     elif isinstance(arrivals, ClosedLoopArrivals):  # pragma: no cover - filtered by caller
         raise TypeError("closed-loop classes have no arrival times")
     else:
@@ -193,7 +207,46 @@ def _sample_class(
     else:
         has = _rng(seed, "prefix").random(t.size) < prefix.share
         inp = inp + np.where(has, prefix.tokens, 0)
-    return t, inp, out, has
+    return t, inp, out, has, blocks
+
+
+def _merge_blocks(
+    spec: WorkloadSpec,
+    parts: list[PromptBlocks | None],
+    inputs: list[NDArray[np.int64]],
+    prefixed: list[NDArray[np.bool_]],
+    order: NDArray[np.intp],
+) -> PromptBlocks | None:
+    # One PromptBlocks over every open-loop request, once some class has prompt identity:
+    # requests of the other classes get unique hashes (a class prefix's whole blocks get a
+    # chain named after the class), and negative hashes are renumbered to stay distinct.
+    sizes = {p.block_tokens for p in parts if p is not None}
+    if not sizes:
+        return None
+    if len(sizes) > 1:
+        raise ValueError(
+            f"trace classes hash prompts in blocks of different sizes: {sorted(sizes)}"
+        )
+    bt = sizes.pop()
+    open_classes = [c for c in spec.classes if not isinstance(c.arrivals, ClosedLoopArrivals)]
+    full: list[PromptBlocks] = []
+    for cls, part, inp, has in zip(open_classes, parts, inputs, prefixed, strict=True):
+        if part is None:
+            part = synthetic_blocks(
+                inp,
+                bt,
+                prefix_tokens=0 if cls.prefix is None else cls.prefix.tokens,
+                has_prefix=has,
+                name=cls.name,
+            )
+        full.append(part)
+    merged = PromptBlocks.concat(full).take(order)
+    hashes = merged.hashes.copy()
+    neg = hashes < 0
+    hashes[neg] = unique_hashes(int(neg.sum()))
+    for a in (merged.offsets, hashes):
+        a.setflags(write=False)
+    return PromptBlocks(bt, merged.offsets, hashes)
 
 
 def sample_workload(
@@ -238,6 +291,7 @@ def sample_workload(
     ids: list[NDArray[np.int32]] = []
     closed: list[ClosedLoopSource] = []
     prefixed: list[NDArray[np.bool_]] = []
+    blocks: list[PromptBlocks | None] = []
     for class_id, cls in enumerate(spec.classes):
         class_seed = component_seed(seed, cls.name)
         if isinstance(cls.arrivals, ClosedLoopArrivals):
@@ -252,7 +306,8 @@ def sample_workload(
             )
             closed.append(source)
             continue
-        t, inp, out, has = _sample_class(cls, duration_s, class_seed)
+        t, inp, out, has, blk = _sample_class(cls, duration_s, class_seed)
+        blocks.append(blk)
         prefixed.append(has)
         times.append(t)
         inputs.append(inp)
@@ -272,4 +327,5 @@ def sample_workload(
         class_names=spec.class_names(),
         closed_loop=tuple(closed),
         has_prefix=_readonly(np.concatenate(prefixed)[order]),
+        prompt_blocks=_merge_blocks(spec, blocks, inputs, prefixed, order),
     )
