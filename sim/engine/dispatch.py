@@ -26,14 +26,18 @@ from sim.engine import heaps
 from sim.engine.kernel import (
     ARR,
     C_ROUTE,
+    CHEAD,
     CLOCK,
     CLS,
     COLD,
     COMP,
     CR_API,
     CR_FLEET_ONLY,
+    CSIZE,
+    CTAIL,
     E_B,
     E_CHUNKED,
+    E_IDENT,
     E_LAZY,
     E_MAXLEN,
     E_MAXQ,
@@ -76,8 +80,6 @@ from sim.engine.kernel import (
     OSEEN,
     OUT,
     OUTST,
-    PC_BLOCKS,
-    PC_REFS,
     PEND_C0,
     PEND_K,
     PEND_KV,
@@ -106,6 +108,7 @@ from sim.engine.kernel import (
     RT_P2,
     RT_RANDOM,
     RT_RR,
+    SHARED,
     ST_API,
     ST_QUEUED,
     ST_REJECTED,
@@ -120,6 +123,7 @@ from sim.engine.kernel import (
     _q_push_back,
     _q_push_front,
     _release,
+    _unreference,
     settle,
     started_before,
     step_replica,
@@ -435,10 +439,8 @@ def interrupt(r: int, t: float, st: KernelState) -> int:
     requests lose their KV cache and go back to the front of the shared queue, oldest first,
     to be recomputed by another replica, which may start on them from ``t``. Returns how
     many requests it held."""
-    ri, pi, run, pc, plu, g = st.ri, st.pi, st.run, st.pc, st.plu, st.g
+    ri, pi, run, g = st.ri, st.pi, st.run, st.g
     pi_r = pi[r]
-    pc_r = pc[r]
-    plu_r = plu[r]
     moved = 0
     # running requests (admission order) then queued ones (FCFS), pushed to the front of
     # the shared queue newest first, so that the oldest ends at its head
@@ -455,7 +457,9 @@ def interrupt(r: int, t: float, st: KernelState) -> int:
     for i in range(n - 1, -1, -1):
         q = held[i]
         if ri[q, STATUS] == ST_RUNNING:
-            _release(ri, pi_r, pc_r, plu_r, q, t)
+            if ri[q, SHARED] > 0:
+                _unreference(q, r, st)
+            _release(ri, pi_r, q)
             ri[q, RECOMP] += ri[q, COMP]
             ri[q, NINT] += 1
         ri[q, COMP] = 0
@@ -467,11 +471,13 @@ def interrupt(r: int, t: float, st: KernelState) -> int:
         moved += 1
     pi_r[NRUN] = 0
     pi_r[OUTST] = 0
-    # the replica's memory is gone: cached prefixes too
-    for c in range(pc_r.shape[0]):
-        pc_r[c, PC_BLOCKS] = 0
-        pc_r[c, PC_REFS] = 0
-    pi_r[EVICT] = 0  # those blocks stay free, no longer holding anything
+    # the replica's memory is gone: cached blocks too (they stay free, holding nothing)
+    if st.ep[E_IDENT] == 1:
+        st.ck[r, :] = -1
+        pi_r[CHEAD] = -1
+        pi_r[CTAIL] = -1
+        pi_r[CSIZE] = 0
+    pi_r[EVICT] = 0
     if st.gf[GF_CQT] < t:
         st.gf[GF_CQT] = t
     set_state(r, RS_OFF, t, st)

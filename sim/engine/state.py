@@ -13,6 +13,7 @@ import numpy as np
 
 from sim.engine import dispatch
 from sim.engine import kernel as K
+from sim.engine.prefix_cache import build_prefix_cache
 from sim.engine.replica import ReplicaConfig
 from sim.engine.routing import RoutingSpec
 from sim.engine.spec import FleetSpec
@@ -52,8 +53,14 @@ class FleetState:
     ep: np.ndarray = field(init=False)
     epf: np.ndarray = field(init=False)
     cls: np.ndarray = field(init=False)
-    pc: np.ndarray = field(init=False)
-    plu: np.ndarray = field(init=False)
+    ck: np.ndarray = field(init=False)
+    cref: np.ndarray = field(init=False)
+    cprv: np.ndarray = field(init=False)
+    cnxt: np.ndarray = field(init=False)
+    idh: np.ndarray = field(init=False)
+    ido: np.ndarray = field(init=False)
+    idb: np.ndarray = field(init=False)
+    idn: np.ndarray = field(init=False)
     g: np.ndarray = field(init=False)
     gf: np.ndarray = field(init=False)
     ut: np.ndarray = field(init=False)
@@ -131,15 +138,10 @@ class FleetState:
             self.replica.coefficients.time_s(mbt, 0, mbt, mbt, mbt * (mbt + 1) / 2) / mbt
         )
         n_classes = len(wl.class_names)
-        self.cls = np.zeros((n_classes, 2), dtype=np.int64)
+        self.cls = np.zeros((n_classes, 1), dtype=np.int64)
         if self.class_route is not None:
             self.cls[:, K.C_ROUTE] = self.class_route
-        if self.prefix_tokens is not None:
-            self.cls[:, K.C_PFX_BLOCKS] = (
-                np.asarray(self.prefix_tokens) // self.replica.block_tokens
-            )
-        self.pc = np.zeros((nrep, n_classes, 2), dtype=np.int64)
-        self.plu = np.zeros((nrep, n_classes))
+        self._init_prefix_cache(wl)
         self.g = np.zeros(K.N_G, dtype=np.int64)
         self.g[K.G_NREQ] = n_open
         self.g[K.G_CQHEAD] = -1
@@ -171,6 +173,23 @@ class FleetState:
         self.uh = np.zeros(users, dtype=np.int64)
         self.up = np.full(users, -1, dtype=np.int64)
         dispatch.init_heaps(self.kernel())
+
+    def _init_prefix_cache(self, wl: Workload) -> None:
+        # prompt identity and the replicas' prefix-cache tables (sim.engine.prefix_cache)
+        pc = build_prefix_cache(
+            wl,
+            prefix_tokens=self.prefix_tokens,
+            block_tokens=self.replica.block_tokens,
+            kv_blocks=self.replica.kv_blocks,
+            slots=self.fleet.max_slots,
+        )
+        self.ck, self.cref, self.cprv, self.cnxt = pc.ck, pc.cref, pc.cprv, pc.cnxt
+        self.idh, self.ido, self.idb, self.idn = pc.idh, pc.ido, pc.idb, pc.idn
+        self.ep[K.E_IDENT] = int(pc.enabled)
+        self.ep[K.E_CMASK] = pc.mask
+        self.ep[K.E_NID] = len(wl) if pc.enabled else 0
+        self.pi[:, K.CHEAD] = -1
+        self.pi[:, K.CTAIL] = -1
 
     def _first_think(self) -> np.ndarray:
         # one think-time draw per user, from the head of its class pool
@@ -216,8 +235,14 @@ class FleetState:
             ep=self.ep,
             epf=self.epf,
             cls=self.cls,
-            pc=self.pc,
-            plu=self.plu,
+            ck=self.ck,
+            cref=self.cref,
+            cprv=self.cprv,
+            cnxt=self.cnxt,
+            idh=self.idh,
+            ido=self.ido,
+            idb=self.idb,
+            idn=self.idn,
             coeffs=self.replica.coefficients.vector,
             g=self.g,
             gf=self.gf,

@@ -1,0 +1,278 @@
+"""The content-addressed prefix cache against oracles computed from the hashes alone.
+
+* exact event logs for a handful of requests whose prompt blocks share prefixes;
+* an unbounded cache on the shipped Mooncake trace, served one request at a time: the
+  cached tokens equal the trace's prefix reuse computed independently from ``hash_ids``;
+* a bounded cache: an independent block-level LRU simulation in plain Python gives the same
+  hits, request by request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from engine_helpers import fleet, run_small
+
+from sim.engine import kernel as K
+from sim.workload import Workload
+from sim.workload.identity import PromptBlocks, chain_hashes
+
+LINEAR = {"model": "linear", "c0_s": 0.1, "c_prefill_token_s": 0.01}
+MOONCAKE = Path(__file__).parents[1] / "scenarios" / "traces" / "mooncake_conversation_trace.jsonl"
+
+
+def identity_workload(
+    requests: list[tuple[float, int, int, list[int]]], block_tokens: int, classes: int = 1
+) -> Workload:
+    """Requests ``(arrival_s, input_tokens, output_tokens, raw block ids)`` in arrival order;
+    negative raw ids stand for blocks without identity (unique)."""
+    counts = np.array([len(r[3]) for r in requests], dtype=np.int64)
+    offsets = np.zeros(len(requests) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    raw = np.array([x for r in requests for x in r[3]], dtype=np.int64)
+    hashes = chain_hashes(offsets, raw)
+    hashes[raw < 0] = raw[raw < 0]
+    n = len(requests)
+    return Workload(
+        arrival_s=np.array([r[0] for r in requests], dtype=float),
+        input_tokens=np.array([r[1] for r in requests], dtype=np.int64),
+        output_tokens=np.array([r[2] for r in requests], dtype=np.int64),
+        class_id=np.zeros(n, dtype=np.int32),
+        class_names=tuple(f"c{i}" for i in range(classes)),
+        closed_loop=(),
+        has_prefix=np.zeros(n, dtype=bool),
+        prompt_blocks=PromptBlocks(block_tokens, offsets, hashes),
+    )
+
+
+# --- exact event logs -------------------------------------------------------------------------
+def test_requests_sharing_trace_blocks_prefill_only_what_is_new() -> None:
+    # engine blocks of 4 tokens, identity blocks of 8: one identity block = two engine blocks
+    spec = fleet(step_time=LINEAR, engine={"block_tokens": 4, "kv_blocks": 64})
+    wl = identity_workload(
+        [
+            (0.0, 20, 2, [1, 2, 3]),  # A: computes all 20 tokens; caches 5 whole blocks
+            (5.0, 18, 2, [1, 2, 9]),  # B: shares 16 tokens (blocks 0-3), prefills 2
+            (10.0, 16, 2, [1, 2]),  # C: its whole prompt is cached; the last block recomputed
+            (15.0, 20, 2, [1, 7, 3]),  # D: shares the first identity block only (8 tokens)
+            (20.0, 12, 2, [-1, -2]),  # E: no identity, nothing cached
+        ],
+        block_tokens=8,
+    )
+    df, run = run_small(spec, wl)
+    assert df["cached_tokens"].tolist() == [0, 16, 12, 8, 0]
+    ttft = [0.1 + 0.01 * p for p in (20, 2, 4, 12, 12)]
+    assert df["ttft_s"].to_numpy() == pytest.approx(ttft)
+    pi = run.state.pi[0]
+    assert pi[K.PFX_HIT] == 36 and pi[K.PFX_ASKED] == 86
+    # A cached blocks 0-4, B added none new (block 4 of B is partial: 16..18), D added 3
+    # (its blocks 2-4 hash under identity block 7); everything is free again
+    assert pi[K.CSIZE] == 8 and pi[K.EVICT] == 8 and pi[K.FREE] == 64
+    assert (run.state.cref == 0).all()
+
+
+def test_concurrent_requests_share_blocks_once_published() -> None:
+    # A and B arrive together: B cannot hit A's blocks before A's prefill iteration ends; when
+    # both publish the same blocks, B's copies are freed and it shares A's
+    spec = fleet(step_time=LINEAR, engine={"block_tokens": 4, "kv_blocks": 64})
+    wl = identity_workload(
+        [(0.0, 16, 10, [1, 2]), (0.0, 16, 10, [1, 2]), (0.35, 16, 3, [1, 2])], block_tokens=8
+    )
+    df, run = run_small(spec, wl)
+    assert df["cached_tokens"].tolist() == [0, 0, 12]
+    # both prefill in the first iteration (32 tokens): 0.1 + 0.32
+    assert df["ttft_s"].iloc[:2].to_numpy() == pytest.approx([0.42, 0.42])
+    # C joins at the first boundary after 0.35 (0.42, when the prefill iteration ends and
+    # the blocks are published) and prefills 4 tokens next to their decodes
+    assert df["queue_s"].iloc[2] == pytest.approx(0.42 - 0.35)
+    assert df["ttft_s"].iloc[2] == pytest.approx(0.42 - 0.35 + 0.1 + 0.04)
+    assert run.state.pi[0, K.CSIZE] == 4 and run.state.pi[0, K.FREE] == 64
+
+
+def test_an_interruption_empties_the_cache() -> None:
+    spec = fleet(step_time=LINEAR, engine={"block_tokens": 4, "kv_blocks": 64})
+    wl = identity_workload([(0.0, 16, 2, [1, 2])], block_tokens=8)
+    _, run = run_small(spec, wl)
+    state = run.state
+    assert state.pi[0, K.CSIZE] == 4
+    state.interrupt(0, 100.0)
+    assert state.pi[0, K.CSIZE] == 0 and (state.ck[0] == -1).all()
+    assert state.pi[0, K.EVICT] == 0 and state.pi[0, K.FREE] == 64
+
+
+# --- unbounded cache: the trace's prefix reuse -------------------------------------------------
+def _mooncake_rows() -> list[dict[str, object]]:
+    return [json.loads(line) for line in MOONCAKE.read_text().splitlines() if line.strip()]
+
+
+def reuse_oracle(rows: list[dict[str, object]], block: int, engine_block: int) -> tuple[int, int]:
+    """Prompt tokens found cached by an unbounded cache serving ``rows`` one at a time, at
+    two granularities, from the raw ids alone.
+
+    Returns ``(whole, engine)``: ``whole`` counts ``min(m · block, input)`` for the ``m``
+    leading ids some earlier request carried (the trace's own reuse ratio); ``engine`` counts
+    whole engine blocks found, each inside an identity block some earlier request carried
+    that far into its prompt, and never the last token.
+    """
+    longest: dict[tuple[int, ...], int] = {}  # prefix of ids -> tokens cached under it
+    whole = engine = 0
+    for r in rows:
+        ids = [int(x) for x in r["hash_ids"]]  # type: ignore[union-attr]
+        n = int(r["input_length"])  # type: ignore[arg-type]
+        m = 0
+        while m < len(ids) and tuple(ids[: m + 1]) in longest:
+            m += 1
+        whole += min(m * block, n)
+        limit = min(n // engine_block, (n - 1) // engine_block)
+        j = 0
+        while j < limit:
+            t = ((j + 1) * engine_block - 1) // block
+            if longest.get(tuple(ids[: t + 1]), 0) < (j + 1) * engine_block:
+                break
+            j += 1
+        engine += j * engine_block
+        for t in range(len(ids)):
+            key = tuple(ids[: t + 1])
+            longest[key] = max(longest.get(key, 0), min(n, (t + 1) * block))
+    return whole, engine
+
+
+def test_unbounded_cache_hits_the_traces_prefix_reuse() -> None:
+    from sim.workload.trace import load_trace
+
+    rows = _mooncake_rows()
+    total = sum(int(r["input_length"]) for r in rows)  # type: ignore[arg-type]
+    whole, engine = reuse_oracle(rows, 512, 512)
+    assert whole / total == pytest.approx(0.3736, abs=5e-5)  # the trace's 37.4 %
+    tr = load_trace(MOONCAKE)
+    assert tr.input_tokens is not None and tr.output_tokens is not None
+    n = tr.n_rows
+    wl = Workload(
+        arrival_s=tr.offset_s,
+        input_tokens=tr.input_tokens,
+        output_tokens=np.minimum(tr.output_tokens, 4),  # short decodes: a fast test
+        class_id=np.zeros(n, dtype=np.int32),
+        class_names=("conv",),
+        closed_loop=(),
+        prompt_blocks=tr.prompt_blocks,
+    )
+    # one request at a time, in file order; a cache larger than every distinct block
+    spec = fleet(step_s=0.01, engine={"block_tokens": 512, "kv_blocks": 400_000, "max_num_seqs": 1})
+    df, _ = run_small(spec, wl, duration_s=4000.0)
+    assert (df["status"] == "completed").all()
+    assert int(df["cached_tokens"].sum()) == engine
+    # the engine neither caches a partial last block nor skips a prompt's last token
+    assert 0.36 < engine / total < whole / total
+
+
+def test_engine_blocks_inside_identity_blocks_match_the_oracle() -> None:
+    from sim.workload.trace import load_trace
+
+    rows = _mooncake_rows()[:600]
+    _, engine = reuse_oracle(rows, 512, 16)
+    tr = load_trace(MOONCAKE)
+    assert tr.input_tokens is not None and tr.prompt_blocks is not None
+    keep = np.arange(600)
+    wl = Workload(
+        arrival_s=np.arange(600, dtype=float),
+        input_tokens=tr.input_tokens[keep],
+        output_tokens=np.full(600, 2, dtype=np.int64),
+        class_id=np.zeros(600, dtype=np.int32),
+        class_names=("conv",),
+        closed_loop=(),
+        prompt_blocks=tr.prompt_blocks.take(keep),
+    )
+    spec = fleet(step_s=0.01, engine={"kv_blocks": 600_000, "max_num_seqs": 1})
+    df, _ = run_small(spec, wl, duration_s=700.0)
+    assert int(df["cached_tokens"].sum()) == engine > 0
+
+
+# --- bounded cache: an independent LRU simulation ---------------------------------------------
+def lru_oracle(
+    wl: Workload, bt: int, total_blocks: int
+) -> tuple[list[int], int]:  # per-request cached tokens, blocks cached at the end
+    """Serve ``wl`` one request at a time through a block-level LRU cache.
+
+    A request finds its leading cached blocks (never its last token), references them,
+    takes fresh blocks (never-used ones first, then the least recently released cached
+    block), publishes its whole prompt blocks when its prefill ends (sharing a block
+    already cached), grows by its decode, and releases its blocks, deepest first.
+    """
+    assert wl.prompt_blocks is not None
+    pb = wl.prompt_blocks
+    free_plain = total_blocks
+    lru: OrderedDict[tuple[int, int], None] = OrderedDict()  # unreferenced cached, oldest first
+    refs: dict[tuple[int, int], int] = {}
+    hits = []
+
+    def take(k: int) -> None:
+        nonlocal free_plain
+        for _ in range(k):
+            if free_plain > 0:
+                free_plain -= 1
+            else:
+                victim, _ = lru.popitem(last=False)
+                del refs[victim]
+
+    for i in range(len(wl)):
+        n = int(wl.input_tokens[i])
+        out = int(wl.output_tokens[i])
+        h = pb.of(i)
+        lead = int(np.argmax(h < 0)) if (h < 0).any() else h.size
+        cacheable = min(lead * pb.block_tokens, n) // bt
+
+        def key(j: int, h: np.ndarray = h) -> tuple[int, int]:
+            return int(h[((j + 1) * bt - 1) // pb.block_tokens]), j
+
+        m = 0
+        while m < min(cacheable, (n - 1) // bt) and key(m) in refs:
+            m += 1
+        hits.append(m * bt)
+        for j in range(m):
+            if refs[key(j)] == 0:
+                del lru[key(j)]
+            refs[key(j)] += 1
+        take(-(-n // bt) - m)
+        for j in range(m, cacheable):  # publish
+            if key(j) in refs:
+                if refs[key(j)] == 0:
+                    del lru[key(j)]
+                refs[key(j)] += 1
+                free_plain += 1
+            else:
+                refs[key(j)] = 1
+        own = -(-(n + out - 1) // bt) - cacheable
+        take(-(-(n + out - 1) // bt) - -(-n // bt))
+        free_plain += own
+        for j in range(cacheable - 1, -1, -1):
+            refs[key(j)] -= 1
+            if refs[key(j)] == 0:
+                lru[key(j)] = None
+    return hits, len(refs)
+
+
+def test_bounded_cache_evicts_as_an_lru_simulation_does() -> None:
+    rng = np.random.default_rng(7)
+    # prompts drawn from a small tree of shared prefixes: 3 roots, 4 branches each
+    requests = []
+    for i in range(300):
+        root, branch = int(rng.integers(3)), int(rng.integers(4))
+        depth = int(rng.integers(1, 6))
+        ids = [root, 10 + 4 * root + branch] + [1000 + 10 * i + d for d in range(depth)]
+        if rng.random() < 0.2:
+            ids = [-(10 * i + d + 1) for d in range(len(ids))]  # a request without identity
+        n = int(rng.integers(8 * (len(ids) - 1) + 1, 8 * len(ids) + 1))
+        requests.append((float(i), n, int(rng.integers(1, 12)), ids))
+    wl = identity_workload(requests, block_tokens=8)
+    bt, blocks = 4, 40
+    spec = fleet(step_s=0.01, engine={"block_tokens": bt, "kv_blocks": blocks, "max_num_seqs": 1})
+    df, run = run_small(spec, wl, duration_s=400.0)
+    hits, size = lru_oracle(wl, bt, blocks)
+    assert (df["status"] == "completed").all()
+    assert df["cached_tokens"].tolist() == hits
+    assert run.state.pi[0, K.CSIZE] == size
+    assert 0 < sum(hits) < wl.input_tokens.sum()  # some hits, and some evictions
