@@ -276,3 +276,53 @@ def test_bounded_cache_evicts_as_an_lru_simulation_does() -> None:
     assert df["cached_tokens"].tolist() == hits
     assert run.state.pi[0, K.CSIZE] == size
     assert 0 < sum(hits) < wl.input_tokens.sum()  # some hits, and some evictions
+
+
+# --- cache-aware routing ----------------------------------------------------------------------
+def _routed(router: str, **affinity: float) -> list[int]:
+    spec = fleet(
+        step_time=LINEAR,
+        replicas=2,
+        router=router,
+        affinity=affinity,
+        engine={"block_tokens": 4, "kv_blocks": 64},
+    )
+    wl = identity_workload(
+        [
+            (0.0, 16, 2, [1, 2]),  # A: both idle -> slot 0
+            (0.0, 16, 2, [5, 6]),  # B: slot 0 is busy -> slot 1
+            (5.0, 16, 2, [5, 6]),  # C: both idle again; B's prefix is cached on slot 1
+            (10.0, 16, 2, [1, 2]),  # D: A's prefix is cached on slot 0
+            (15.0, 16, 2, [9, 9]),  # E: cached nowhere -> the least loaded (slot 0)
+        ],
+        block_tokens=8,
+    )
+    df, _ = run_small(spec, wl)
+    return df["replica"].tolist()
+
+
+def test_prefix_affinity_follows_the_cache() -> None:
+    assert _routed("least_loaded") == [0, 1, 0, 0, 0]
+    assert _routed("prefix_affinity") == [0, 1, 1, 0, 0]
+
+
+def test_prefix_affinity_is_bounded_by_load() -> None:
+    spec = fleet(
+        step_time=LINEAR,
+        replicas=2,
+        router="prefix_affinity",
+        affinity={"slack_tokens": 10, "slack_fraction": 0.0},
+        engine={"block_tokens": 4, "kv_blocks": 256},
+    )
+    wl = identity_workload(
+        [
+            (0.0, 16, 2, [1, 2]),  # A -> 0, caches its prefix there
+            (5.0, 40, 50, [7, 8, 9, 10, 11]),  # B -> 0 (both idle), busy for 5 s
+            (5.05, 16, 2, [1, 2]),  # C: slot 0 holds its prefix but 80+ tokens more work
+            (5.1, 8, 2, [3]),  # D: no hit anywhere: the least loaded (slot 1, only C there)
+        ],
+        block_tokens=8,
+    )
+    df, _ = run_small(spec, wl)
+    assert df["replica"].tolist() == [0, 0, 1, 1]
+    assert df["cached_tokens"].tolist() == [0, 0, 0, 0]

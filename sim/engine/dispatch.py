@@ -35,6 +35,7 @@ from sim.engine.kernel import (
     CR_FLEET_ONLY,
     CSIZE,
     CTAIL,
+    E_AFF_SLACK,
     E_B,
     E_CHUNKED,
     E_IDENT,
@@ -48,6 +49,7 @@ from sim.engine.kernel import (
     E_SPILL_Q,
     E_SPILL_TOK,
     E_TOTAL,
+    EF_AFF_FRAC,
     EF_PREFILL_S_PER_TOKEN,
     EF_SPILL_TTFT,
     EVICT,
@@ -106,6 +108,7 @@ from sim.engine.kernel import (
     RT_LL,
     RT_LR,
     RT_P2,
+    RT_PA,
     RT_RANDOM,
     RT_RR,
     SHARED,
@@ -119,11 +122,13 @@ from sim.engine.kernel import (
     USER,
     KernelState,
     _cdiv,
+    _lookup,
     _q_pop_front,
     _q_push_back,
     _q_push_front,
     _release,
     _unreference,
+    cache_limit,
     settle,
     started_before,
     step_replica,
@@ -317,6 +322,34 @@ def _least_loaded(t: float, st: KernelState) -> int:
 
 
 @numba.njit(cache=True)
+def _prefix_affinity(q: int, t: float, st: KernelState) -> int:
+    # the longest cached prefix among the replicas within the load allowance of the least
+    # loaded one (sim.engine.spec.AffinitySpec); it reads every ready replica, O(R) per
+    # arrival plus a lookup per candidate (the router is not lazy: loads are exact)
+    g, rdy, pi, loads = st.g, st.rdy, st.pi, st.scratch
+    m = g[G_NREADY]
+    best = rdy[0]
+    least = np.iinfo(np.int64).max
+    for i in range(m):
+        r = rdy[i]
+        v = pi[r, OUTST] if pi[r, PEND_K] == 0 else _outstanding(r, t, st)
+        loads[i] = v
+        if v < least:
+            least, best = v, r
+    limit = cache_limit(q, st)
+    if limit > 0:
+        allowance = max(float(st.ep[E_AFF_SLACK]), st.epf[EF_AFF_FRAC] * least)
+        best_hit, best_load = 0, least
+        for i in range(m):
+            if loads[i] > least + allowance:
+                continue
+            hit, _ = _lookup(q, rdy[i], limit, st)
+            if hit > best_hit or (hit == best_hit and hit > 0 and loads[i] < best_load):
+                best, best_hit, best_load = rdy[i], hit, loads[i]
+    return _look(best, t, st)
+
+
+@numba.njit(cache=True)
 def _route(q: int, t: float, st: KernelState) -> int:
     # among the ready replicas only; -1 when none is ready
     g, rnd, rdy = st.g, st.rnd, st.rdy
@@ -344,6 +377,8 @@ def _route(q: int, t: float, st: KernelState) -> int:
         return _look(ra if _outstanding(ra, t, st) <= _outstanding(rb, t, st) else rb, t, st)
     if kind == RT_LR:  # fewest requests held (running + queued), ties to the lowest slot
         return _look(st.hh[H_LOAD, 0], t, st)
+    if kind == RT_PA:
+        return _prefix_affinity(q, t, st)
     # least outstanding tokens (queued + running work), ties to the lowest slot
     return _least_loaded(t, st)
 

@@ -113,10 +113,14 @@ E_LAZY = 12
 # 1: requests carry prompt identity (the prefix cache runs); hash-table slots - 1 (a power
 # of two minus one); requests with identity arrays (the open-loop ones)
 E_IDENT, E_CMASK, E_NID = 13, 14, 15
-N_EP = 16
+# prefix_affinity router: load allowance in tokens over the least loaded replica
+E_AFF_SLACK = 16
+N_EP = 17
 # --- float params (EPF) ---
 EF_SPILL_TTFT, EF_PREFILL_S_PER_TOKEN = 0, 1
-N_EPF = 2
+# prefix_affinity router: load allowance as a share of the least loaded replica's load
+EF_AFF_FRAC = 2
+N_EPF = 3
 POLICIES = ("self_host_only", "api_only", "class_based", "spillover", "cold_start_spill")
 PO_SELF, PO_API, PO_CLASS, PO_SPILL, PO_COLD = range(5)
 # per-class routing flag: may the class leave the fleet, and must it (CR_API: unless

@@ -188,6 +188,8 @@ class FleetState:
         self.ep[K.E_IDENT] = int(pc.enabled)
         self.ep[K.E_CMASK] = pc.mask
         self.ep[K.E_NID] = len(wl) if pc.enabled else 0
+        self.ep[K.E_AFF_SLACK] = self.fleet.affinity.slack_tokens
+        self.epf[K.EF_AFF_FRAC] = self.fleet.affinity.slack_fraction
         self.pi[:, K.CHEAD] = -1
         self.pi[:, K.CTAIL] = -1
 

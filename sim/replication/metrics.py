@@ -153,6 +153,9 @@ def request_metrics(
         for route, sel in (("fleet", arrived & ~api), ("api", on_api)):
             _latency_stats(f"[route={route}]", cols, sel & completed, out)
             out[f"slo_attainment[route={route}]"] = float(met_all[sel].mean()) if sel.any() else 0.0
+    cached = requests["cached_tokens"].to_numpy() if "cached_tokens" in requests else None
+    if cached is not None and not cached.any():
+        cached = None  # no prompt identity, or nothing ever found cached
     if len(classes) > 1:
         names = labels(requests["class_name"])
         for cls in classes:
@@ -165,7 +168,15 @@ def request_metrics(
             if api is not None:
                 share = api[part].mean() if part.any() else float("nan")
                 out[f"api_share{suffix}"] = float(share)
+            if cached is not None:
+                out[f"prefix_hit_rate{suffix}"] = _hit_rate(requests, cached, part & completed)
     return out
+
+
+def _hit_rate(requests: pd.DataFrame, cached: np.ndarray, sel: np.ndarray) -> float:
+    # prompt tokens found in a replica's prefix cache / prompt tokens, over the rows `sel`
+    prompt = int(requests["input_tokens"].to_numpy()[sel].sum())
+    return float(cached[sel].sum()) / prompt if prompt > 0 else float("nan")
 
 
 def baseline_latency_metrics(
@@ -196,7 +207,7 @@ def fleet_metrics(replicas: pd.DataFrame) -> dict[str, float]:
     batch_int = (replicas["batch_size_mean"].fillna(0.0) * busy).sum()
     steps = replicas["iterations"].to_numpy()
     step_int = (replicas["step_time_mean_s"].fillna(0.0) * steps).sum()
-    return {
+    out = {
         "gpu_busy_fraction": float(busy.mean()),
         "gpu_busy_fraction_min": float(busy.min()),
         "gpu_busy_fraction_max": float(busy.max()),
@@ -208,3 +219,7 @@ def fleet_metrics(replicas: pd.DataFrame) -> dict[str, float]:
         "preemptions": float(replicas["preemptions"].sum()),
         "prefix_hit_rate": float(replicas["prefix_hit_rate"].mean()),
     }
+    if "prefill_tokens_saved" in replicas and replicas["prefix_hit_rate"].notna().any():
+        # requests carry prompt identity: the prompt tokens the fleet did not prefill
+        out["prefill_tokens_saved"] = float(replicas["prefill_tokens_saved"].sum())
+    return out
