@@ -58,7 +58,8 @@ N_RF = 5
 # --- per-request int columns (RI) ---
 PROMPT, OUT, CLS, REP, STATUS, REASON, COMP, GEN, PFT, BLK, NPRE, RECOMP, NEXT, USER = range(14)
 # prefix caching: carries its class's prefix; leading cached blocks it references; prompt
-# tokens it found in the cache, over all its admissions
+# tokens it found in the cache at its first admission (its prompt's reuse; a recompute after
+# a preemption or an interruption looks up again, counted in the replica's PFX_HIT only)
 HASPFX, SHARED, HIT = 14, 15, 16
 # times its work was lost to an interruption or failure; arrived with no replica ready
 NINT, COLD = 17, 18
@@ -261,6 +262,7 @@ def _mix(h: int, j: int) -> int:
 @numba.njit(cache=True)
 def _key(idh: np.ndarray, o: int, b: int, bt: int, j: int) -> int:
     # engine block j of a request whose hashes start at idh[o] and cover b tokens each
+    # (scattered over the table: consecutive keys would cluster under linear probing)
     return _mix(idh[o + ((j + 1) * bt - 1) // b], j)
 
 
@@ -711,7 +713,6 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
                 _reference(q, r, cached, st)
                 ri[q, SHARED] = cached
                 ri[q, COMP] = hit
-                ri[q, HIT] += hit
                 pi_r[OUTST] -= hit
             if need > pi_r[FREE] - pi_r[EVICT]:
                 _evict(r, need - (pi_r[FREE] - pi_r[EVICT]), st)
@@ -720,6 +721,7 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
             ri[q, STATUS] = ST_RUNNING
             if np.isnan(rf[q, ADMIT]):
                 rf[q, ADMIT] = clock
+                ri[q, HIT] = hit
             n = pi_r[NRUN]
             run_r[n] = q
             chunk[n] = c
