@@ -326,3 +326,60 @@ def test_prefix_affinity_is_bounded_by_load() -> None:
     df, _ = run_small(spec, wl)
     assert df["replica"].tolist() == [0, 0, 1, 1]
     assert df["cached_tokens"].tolist() == [0, 0, 0, 0]
+
+
+# --- metrics ----------------------------------------------------------------------------------
+def _scenario(identity: bool) -> object:
+    import sim
+
+    return sim.Scenario.model_validate(
+        {
+            "name": "t",
+            "horizon": {"duration_s": 120.0, "warmup_s": 10.0},
+            "workload": {
+                "classes": [
+                    {
+                        "name": "conv",
+                        "arrivals": {
+                            "process": "trace",
+                            "path": str(MOONCAKE),
+                            "rate_scale": 1.0,
+                            "prompt_identity": identity,
+                        },
+                    },
+                    {
+                        "name": "chat",
+                        "arrivals": {"process": "poisson", "rate_rps": 2.0},
+                        "prompt_tokens": {"dist": "fixed", "value": 300},
+                        "output_tokens": {"dist": "fixed", "value": 20},
+                        **({"prefix": {"tokens": 1000, "share": 0.8}} if identity else {}),
+                    },
+                ]
+            },
+            "fleet": {"model": "llama-3.1-8b", "gpu": "h100-sxm", "replicas": 2},
+        }
+    )
+
+
+def test_metrics_report_hit_rates_per_replica_and_class() -> None:
+    import sim
+
+    out = sim.simulate(_scenario(True), seed=1)  # type: ignore[arg-type]
+    m, req, reps = out.metrics, out.requests, out.replicas
+    done = (req["arrival_s"] >= 10.0) & (req["status"] == "completed")
+    for cls in ("conv", "chat"):
+        sel = done & (req["class_name"] == cls)
+        rate = req["cached_tokens"][sel].sum() / req["input_tokens"][sel].sum()
+        assert m[f"prefix_hit_rate[{cls}]"] == pytest.approx(rate)
+        assert 0.0 < rate < 1.0
+    # the class prefix: 62 whole 16-token blocks of its 1000 tokens, on most of its requests
+    assert m["prefix_hit_rate[chat]"] > 0.5 * 0.8 * 992 / 1300
+    assert m["prefill_tokens_saved"] == reps["prefill_tokens_saved"].sum() > 0
+    assert ((reps["prefix_hit_rate"] > 0) & (reps["prefix_hit_rate"] < 1)).all()
+    # without identity: no cached token, no such metric
+    plain = sim.simulate(_scenario(False), seed=1)  # type: ignore[arg-type]
+    assert (plain.requests["cached_tokens"] == 0).all()
+    assert plain.replicas["prefix_hit_rate"].isna().all()
+    assert not any(
+        k.startswith(("prefix_hit_rate[", "prefill_tokens_saved")) for k in plain.metrics
+    )
