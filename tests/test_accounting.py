@@ -30,8 +30,8 @@ def _check_conservation(df: pd.DataFrame, run: Served) -> None:
     # every KV block is back (cached prefix blocks nobody uses count as free), nothing left
     # running or queued, no prefix still referenced
     assert (state.pi[:, K.FREE] == state.replica.kv_blocks).all()
-    assert (state.cref == 0).all()
-    assert (state.pi[:, K.EVICT] == (state.ck >= 0).sum(axis=1)).all()
+    assert (state.ct[:, :, K.T_REF] == 0).all()
+    assert (state.pi[:, K.EVICT] == (state.ct[:, :, K.T_KEY] >= 0).sum(axis=1)).all()
     assert (state.pi[:, K.EVICT] == state.pi[:, K.CSIZE]).all()
     assert (state.pi[:, K.NRUN] == 0).all()
     assert (state.pi[:, K.QLEN] == 0).all()

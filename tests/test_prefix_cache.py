@@ -18,9 +18,9 @@ LINEAR = {"model": "linear", "c0_s": 0.1, "c_prefill_token_s": 0.01}
 
 def cached(state: FleetState, r: int = 0) -> tuple[int, int]:
     """Replica ``r``'s cached blocks and the references on them."""
-    used = state.ck[r] >= 0
+    used = state.ct[r, :, K.T_KEY] >= 0
     assert int(used.sum()) == state.pi[r, K.CSIZE]
-    return int(used.sum()), int(state.cref[r][used].sum())
+    return int(used.sum()), int(state.ct[r, used, K.T_REF].sum())
 
 
 def test_second_request_prefills_only_its_suffix() -> None:

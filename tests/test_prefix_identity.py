@@ -72,7 +72,7 @@ def test_requests_sharing_trace_blocks_prefill_only_what_is_new() -> None:
     # A cached blocks 0-4, B added none new (block 4 of B is partial: 16..18), D added 3
     # (its blocks 2-4 hash under identity block 7); everything is free again
     assert pi[K.CSIZE] == 8 and pi[K.EVICT] == 8 and pi[K.FREE] == 64
-    assert (run.state.cref == 0).all()
+    assert (run.state.ct[:, :, K.T_REF] == 0).all()
 
 
 def test_concurrent_requests_share_blocks_once_published() -> None:
@@ -100,7 +100,7 @@ def test_an_interruption_empties_the_cache() -> None:
     state = run.state
     assert state.pi[0, K.CSIZE] == 4
     state.interrupt(0, 100.0)
-    assert state.pi[0, K.CSIZE] == 0 and (state.ck[0] == -1).all()
+    assert state.pi[0, K.CSIZE] == 0 and (state.ct[0, :, K.T_KEY] == -1).all()
     assert state.pi[0, K.EVICT] == 0 and state.pi[0, K.FREE] == 64
 
 

@@ -118,6 +118,7 @@ from sim.engine.kernel import (
     ST_RUNNING,
     STATE,
     STATUS,
+    T_KEY,
     THINK,
     USER,
     KernelState,
@@ -508,7 +509,7 @@ def interrupt(r: int, t: float, st: KernelState) -> int:
     pi_r[OUTST] = 0
     # the replica's memory is gone: cached blocks too (they stay free, holding nothing)
     if st.ep[E_IDENT] == 1:
-        st.ck[r, :] = -1
+        st.ct[r, :, T_KEY] = -1
         pi_r[CHEAD] = -1
         pi_r[CTAIL] = -1
         pi_r[CSIZE] = 0

@@ -104,6 +104,10 @@ PEND_K = 14
 # slots, -1: empty), cached blocks
 CHEAD, CTAIL, CSIZE = 15, 16, 17
 N_PI = 18
+# --- prefix-cache hash table (CT array last axis): the block's key (-1: empty slot), the
+# references to it, its previous and next slots in the LRU list (-1: none) ---
+T_KEY, T_REF, T_PRV, T_NXT = 0, 1, 2, 3
+N_T = 4
 RS_OFF, RS_STARTING, RS_READY, RS_DRAINING = 0, 1, 2, 3
 # --- engine / router int params (EP) ---
 E_S, E_MBT, E_B, E_TOTAL, E_CHUNKED, E_MAXLEN, E_ROUTER, E_MAXQ, E_NOPEN = range(9)
@@ -179,10 +183,7 @@ class KernelState(NamedTuple):
     ep: np.ndarray  # engine and router int parameters (E_*)
     epf: np.ndarray  # float parameters (EF_*)
     cls: np.ndarray  # per class: routing flag (C_*)
-    ck: np.ndarray  # per replica slot: prefix-cache hash table, keys (-1: empty slot)
-    cref: np.ndarray  # per replica slot and table slot: references to the cached block
-    cprv: np.ndarray  # per replica slot and table slot: LRU list, previous slot (-1: none)
-    cnxt: np.ndarray  # per replica slot and table slot: LRU list, next slot (-1: none)
+    ct: np.ndarray  # per replica slot and hash-table slot: key, references, LRU links (T_*)
     idh: np.ndarray  # prompt identity: chained block hashes, flat
     ido: np.ndarray  # per request with identity: offset of its hashes in idh
     idb: np.ndarray  # per request with identity: tokens per hashed block
@@ -274,11 +275,12 @@ def block_key(q: int, j: int, st: KernelState) -> int:
 
 
 @numba.njit(cache=True)
-def cache_find(ck_r: np.ndarray, mask: int, key: int) -> int:
-    """The hash-table slot holding ``key`` on one replica, -1 if it is not cached."""
+def cache_find(ct_r: np.ndarray, mask: int, key: int) -> int:
+    """The hash-table slot holding ``key`` on one replica (its rows of ``ct``), -1 if it
+    is not cached."""
     s = key & mask
     while True:
-        k = ck_r[s]
+        k = ct_r[s, T_KEY]
         if k == key:
             return s
         if k == -1:
@@ -286,72 +288,66 @@ def cache_find(ck_r: np.ndarray, mask: int, key: int) -> int:
         s = (s + 1) & mask
 
 
-# The functions below take a replica's rows of the cache arrays rather than the whole state:
-# a call that takes the state costs a reference count per array, and these run per block.
+# The functions below take a replica's table (its rows of ``ct``, one 32-byte row per slot:
+# key, references and LRU links share a cache line) rather than the whole state: a call
+# that takes the state costs a reference count per array, and these run per block.
 @numba.njit(cache=True)
-def _lru_push(pi_r: np.ndarray, prv: np.ndarray, nxt: np.ndarray, s: int) -> None:
+def _lru_push(pi_r: np.ndarray, ct_r: np.ndarray, s: int) -> None:
     # append slot s (now unreferenced) to the tail of the replica's LRU list
     tail = pi_r[CTAIL]
-    prv[s] = tail
-    nxt[s] = -1
+    ct_r[s, T_PRV] = tail
+    ct_r[s, T_NXT] = -1
     if tail >= 0:
-        nxt[tail] = s
+        ct_r[tail, T_NXT] = s
     else:
         pi_r[CHEAD] = s
     pi_r[CTAIL] = s
 
 
 @numba.njit(cache=True)
-def _lru_unlink(pi_r: np.ndarray, prv: np.ndarray, nxt: np.ndarray, s: int) -> None:
-    p, n = prv[s], nxt[s]
+def _lru_unlink(pi_r: np.ndarray, ct_r: np.ndarray, s: int) -> None:
+    p, n = ct_r[s, T_PRV], ct_r[s, T_NXT]
     if p >= 0:
-        nxt[p] = n
+        ct_r[p, T_NXT] = n
     else:
         pi_r[CHEAD] = n
     if n >= 0:
-        prv[n] = p
+        ct_r[n, T_PRV] = p
     else:
         pi_r[CTAIL] = p
 
 
 @numba.njit(cache=True)
-def _cache_delete(
-    pi_r: np.ndarray,
-    ck_r: np.ndarray,
-    ref_r: np.ndarray,
-    prv: np.ndarray,
-    nxt: np.ndarray,
-    mask: int,
-    s: int,
-) -> None:
+def _cache_delete(pi_r: np.ndarray, ct_r: np.ndarray, mask: int, s: int) -> None:
     # remove slot s's entry (unlinked already) by backward shift: later entries of its probe
     # run move back, keeping their place in the LRU list
     i = s
     j = s
     while True:
         j = (j + 1) & mask
-        k = ck_r[j]
+        k = ct_r[j, T_KEY]
         if k == -1:
             break
         home = k & mask
         stays = (i < home <= j) if i <= j else (home > i or home <= j)
         if stays:
             continue
-        ck_r[i] = k
-        ref_r[i] = ref_r[j]
-        if ref_r[j] == 0:  # in the LRU list: the neighbours point at its new slot
-            p, n = prv[j], nxt[j]
-            prv[i], nxt[i] = p, n
+        ct_r[i, T_KEY] = k
+        ct_r[i, T_REF] = ct_r[j, T_REF]
+        if ct_r[j, T_REF] == 0:  # in the LRU list: the neighbours point at its new slot
+            p, n = ct_r[j, T_PRV], ct_r[j, T_NXT]
+            ct_r[i, T_PRV] = p
+            ct_r[i, T_NXT] = n
             if p >= 0:
-                nxt[p] = i
+                ct_r[p, T_NXT] = i
             else:
                 pi_r[CHEAD] = i
             if n >= 0:
-                prv[n] = i
+                ct_r[n, T_PRV] = i
             else:
                 pi_r[CTAIL] = i
         i = j
-    ck_r[i] = -1
+    ct_r[i, T_KEY] = -1
     pi_r[CSIZE] -= 1
 
 
@@ -367,14 +363,13 @@ def _unreference(q: int, r: int, st: KernelState) -> None:
     # q drops its references on cached blocks, deepest first; a block nobody references
     # stays cached but evictable (counted as free). The engine's per-sequence paths call
     # this and _evict only when the prefix cache has work (see the note above _lru_push).
-    ri, pi_r = st.ri, st.pi[r]
-    ck_r, ref_r, prv, nxt = st.ck[r], st.cref[r], st.cprv[r], st.cnxt[r]
+    ri, pi_r, ct_r = st.ri, st.pi[r], st.ct[r]
     mask, idh, o, b, bt = st.ep[E_CMASK], st.idh, st.ido[q], st.idb[q], st.ep[E_B]
     for j in range(ri[q, SHARED] - 1, -1, -1):
-        s = cache_find(ck_r, mask, _key(idh, o, b, bt, j))
-        ref_r[s] -= 1
-        if ref_r[s] == 0:
-            _lru_push(pi_r, prv, nxt, s)
+        s = cache_find(ct_r, mask, _key(idh, o, b, bt, j))
+        ct_r[s, T_REF] -= 1
+        if ct_r[s, T_REF] == 0:
+            _lru_push(pi_r, ct_r, s)
             pi_r[FREE] += 1
             pi_r[EVICT] += 1
     ri[q, SHARED] = 0
@@ -383,12 +378,11 @@ def _unreference(q: int, r: int, st: KernelState) -> None:
 @numba.njit(cache=True)
 def _evict(r: int, short: int, st: KernelState) -> None:
     # evict `short` unreferenced cached blocks, least recently released first
-    pi_r = st.pi[r]
-    ck_r, ref_r, prv, nxt, mask = st.ck[r], st.cref[r], st.cprv[r], st.cnxt[r], st.ep[E_CMASK]
+    pi_r, ct_r, mask = st.pi[r], st.ct[r], st.ep[E_CMASK]
     for _ in range(short):
         s = pi_r[CHEAD]
-        _lru_unlink(pi_r, prv, nxt, s)
-        _cache_delete(pi_r, ck_r, ref_r, prv, nxt, mask, s)
+        _lru_unlink(pi_r, ct_r, s)
+        _cache_delete(pi_r, ct_r, mask, s)
         pi_r[EVICT] -= 1
 
 
@@ -396,15 +390,15 @@ def _evict(r: int, short: int, st: KernelState) -> None:
 def _lookup(q: int, r: int, limit: int, st: KernelState) -> tuple[int, int]:
     # leading cached blocks of q on replica r (at most `limit`), and how many of them are
     # unreferenced (counted as free: taking them takes free blocks)
-    ck_r, ref_r, mask = st.ck[r], st.cref[r], st.ep[E_CMASK]
+    ct_r, mask = st.ct[r], st.ep[E_CMASK]
     idh, o, b, bt = st.idh, st.ido[q], st.idb[q], st.ep[E_B]
     m = 0
     pinned = 0
     while m < limit:
-        s = cache_find(ck_r, mask, _key(idh, o, b, bt, m))
+        s = cache_find(ct_r, mask, _key(idh, o, b, bt, m))
         if s < 0:
             break
-        if ref_r[s] == 0:
+        if ct_r[s, T_REF] == 0:
             pinned += 1
         m += 1
     return m, pinned
@@ -424,41 +418,39 @@ def cache_limit(q: int, st: KernelState) -> int:
 @numba.njit(cache=True)
 def _reference(q: int, r: int, m: int, st: KernelState) -> None:
     # q takes a reference on its first m blocks, all cached on r
-    pi_r, ck_r, ref_r, prv, nxt = st.pi[r], st.ck[r], st.cref[r], st.cprv[r], st.cnxt[r]
+    pi_r, ct_r = st.pi[r], st.ct[r]
     mask, idh, o, b, bt = st.ep[E_CMASK], st.idh, st.ido[q], st.idb[q], st.ep[E_B]
     for j in range(m):
-        s = cache_find(ck_r, mask, _key(idh, o, b, bt, j))
-        if ref_r[s] == 0:
-            _lru_unlink(pi_r, prv, nxt, s)
+        s = cache_find(ct_r, mask, _key(idh, o, b, bt, j))
+        if ct_r[s, T_REF] == 0:
+            _lru_unlink(pi_r, ct_r, s)
             pi_r[FREE] -= 1
             pi_r[EVICT] -= 1
-        ref_r[s] += 1
+        ct_r[s, T_REF] += 1
 
 
 @numba.njit(cache=True)
 def _publish(q: int, r: int, upto: int, st: KernelState) -> None:
     # q has computed its cacheable blocks SHARED..upto-1: each becomes a cached block, or,
     # when another request published it first, q shares that one and frees its own copy
-    ri, pi_r, ck_r, ref_r = st.ri, st.pi[r], st.ck[r], st.cref[r]
-    prv, nxt = st.cprv[r], st.cnxt[r]
+    ri, pi_r, ct_r = st.ri, st.pi[r], st.ct[r]
     mask, idh, o, b, bt = st.ep[E_CMASK], st.idh, st.ido[q], st.idb[q], st.ep[E_B]
     for j in range(ri[q, SHARED], upto):
         key = _key(idh, o, b, bt, j)
-        s = cache_find(ck_r, mask, key)
-        if s >= 0:
-            if ref_r[s] == 0:
-                _lru_unlink(pi_r, prv, nxt, s)
+        s = key & mask
+        while ct_r[s, T_KEY] != key and ct_r[s, T_KEY] != -1:
+            s = (s + 1) & mask
+        if ct_r[s, T_KEY] == key:
+            if ct_r[s, T_REF] == 0:
+                _lru_unlink(pi_r, ct_r, s)
                 pi_r[EVICT] -= 1
             else:
                 pi_r[FREE] += 1
-        else:
-            s = key & mask
-            while ck_r[s] != -1:
-                s = (s + 1) & mask
-            ck_r[s] = key
-            ref_r[s] = 0
+        else:  # an empty slot: the end of the key's probe run
+            ct_r[s, T_KEY] = key
+            ct_r[s, T_REF] = 0
             pi_r[CSIZE] += 1
-        ref_r[s] += 1
+        ct_r[s, T_REF] += 1
         ri[q, BLK] -= 1
     ri[q, SHARED] = upto
 

@@ -28,6 +28,7 @@ from sim.workload import Workload
 __all__ = ["PrefixCacheArrays", "build_prefix_cache"]
 
 #: Hash-table slots per KV block (at least): linear probing stays short at load ≤ 1/2.
+#: A slot is 32 bytes (key, references, two LRU links), two to a cache line.
 SLOTS_PER_BLOCK = 2
 
 
@@ -37,14 +38,18 @@ class PrefixCacheArrays:
 
     enabled: bool
     mask: int  # hash-table slots - 1
-    ck: NDArray[np.int64]  # (slots, table): keys, -1 empty
-    cref: NDArray[np.int32]  # references per cached block
-    cprv: NDArray[np.int32]  # LRU list links
-    cnxt: NDArray[np.int32]
+    ct: NDArray[np.int64]  # (slots, table, 4): key (-1: empty), references, LRU links
     idh: NDArray[np.int64]  # identity hashes, flat
     ido: NDArray[np.int64]  # per open-loop request: offset into idh
     idb: NDArray[np.int64]  # per open-loop request: tokens per hash
     idn: NDArray[np.int64]  # per open-loop request: cacheable engine blocks
+
+
+def _table(slots: int, size: int) -> NDArray[np.int64]:
+    # empty hash tables: no key, no reference, no LRU link (sim.engine.kernel, T_*)
+    ct = np.full((slots, size, 4), -1, dtype=np.int64)
+    ct[:, :, 1] = 0
+    return ct
 
 
 def _name_hash(text: str) -> int:
@@ -84,9 +89,7 @@ def build_prefix_cache(
     )
     if pb is None and not has_pfx.any():
         z = np.zeros(1, dtype=np.int64)
-        zt = np.full((slots, 1), -1, dtype=np.int64)
-        zi = np.zeros((slots, 1), dtype=np.int32)
-        return PrefixCacheArrays(False, 0, zt, zi, zi.copy(), zi.copy(), z, z, z + 1, z)
+        return PrefixCacheArrays(False, 0, _table(slots, 1), z, z, z + 1, z)
     n_cls = len(wl.class_names)
     cls_hash = np.array(
         [_name_hash(f"class prefix: {name}") for name in wl.class_names], dtype=np.int64
@@ -122,10 +125,7 @@ def build_prefix_cache(
     return PrefixCacheArrays(
         enabled=True,
         mask=table - 1,
-        ck=np.full((slots, table), -1, dtype=np.int64),
-        cref=np.zeros((slots, table), dtype=np.int32),
-        cprv=np.full((slots, table), -1, dtype=np.int32),
-        cnxt=np.full((slots, table), -1, dtype=np.int32),
+        ct=_table(slots, table),
         idh=np.ascontiguousarray(idh, dtype=np.int64),
         ido=np.ascontiguousarray(ido, dtype=np.int64),
         idb=np.ascontiguousarray(idb, dtype=np.int64),

@@ -53,10 +53,7 @@ class FleetState:
     ep: np.ndarray = field(init=False)
     epf: np.ndarray = field(init=False)
     cls: np.ndarray = field(init=False)
-    ck: np.ndarray = field(init=False)
-    cref: np.ndarray = field(init=False)
-    cprv: np.ndarray = field(init=False)
-    cnxt: np.ndarray = field(init=False)
+    ct: np.ndarray = field(init=False)
     idh: np.ndarray = field(init=False)
     ido: np.ndarray = field(init=False)
     idb: np.ndarray = field(init=False)
@@ -183,7 +180,7 @@ class FleetState:
             kv_blocks=self.replica.kv_blocks,
             slots=self.fleet.max_slots,
         )
-        self.ck, self.cref, self.cprv, self.cnxt = pc.ck, pc.cref, pc.cprv, pc.cnxt
+        self.ct = pc.ct
         self.idh, self.ido, self.idb, self.idn = pc.idh, pc.ido, pc.idb, pc.idn
         self.ep[K.E_IDENT] = int(pc.enabled)
         self.ep[K.E_CMASK] = pc.mask
@@ -237,10 +234,7 @@ class FleetState:
             ep=self.ep,
             epf=self.epf,
             cls=self.cls,
-            ck=self.ck,
-            cref=self.cref,
-            cprv=self.cprv,
-            cnxt=self.cnxt,
+            ct=self.ct,
             idh=self.idh,
             ido=self.ido,
             idb=self.idb,
