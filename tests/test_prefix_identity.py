@@ -104,6 +104,19 @@ def test_an_interruption_empties_the_cache() -> None:
     assert state.pi[0, K.EVICT] == 0 and state.pi[0, K.FREE] == 64
 
 
+def test_a_replica_switched_off_forgets_its_cache() -> None:
+    # a drained replica released by the fleet dynamics: a later one in its slot starts empty
+    spec = fleet(step_time=LINEAR, engine={"block_tokens": 4, "kv_blocks": 64})
+    wl = identity_workload([(0.0, 16, 2, [1, 2])], block_tokens=8)
+    _, run = run_small(spec, wl)
+    state = run.state
+    state.set_replica_state(0, K.RS_DRAINING, 100.0)
+    assert state.pi[0, K.CSIZE] == 4  # draining: still cached
+    state.set_replica_state(0, K.RS_OFF, 100.0)
+    assert state.pi[0, K.CSIZE] == 0 and (state.ct[0, :, K.T_KEY] == -1).all()
+    assert state.pi[0, K.EVICT] == 0 and state.pi[0, K.FREE] == 64
+
+
 # --- unbounded cache: the trace's prefix reuse -------------------------------------------------
 def _mooncake_rows() -> list[dict[str, object]]:
     return [json.loads(line) for line in MOONCAKE.read_text().splitlines() if line.strip()]

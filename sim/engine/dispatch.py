@@ -188,12 +188,25 @@ def refile(r: int, st: KernelState) -> None:
 
 
 @numba.njit(cache=True)
+def _forget_cache(r: int, st: KernelState) -> None:
+    # replica r's memory is gone: its cached blocks stay free, holding nothing
+    st.ct[r, :, T_KEY] = -1
+    st.pi[r, CHEAD] = -1
+    st.pi[r, CTAIL] = -1
+    st.pi[r, CSIZE] = 0
+    st.pi[r, EVICT] = 0
+
+
+@numba.njit(cache=True)
 def set_state(r: int, new: int, now: float, st: KernelState) -> None:
     """Replica ``r`` moves to lifecycle state ``new`` at ``now`` (a replica becoming ready
-    is at ``now`` or later)."""
+    is at ``now`` or later). A replica switched off loses its prefix cache: a later
+    replica in the same slot starts empty."""
     pi, g, rdy = st.pi, st.g, st.rdy
     old = pi[r, STATE]
     pi[r, STATE] = new
+    if new == RS_OFF and old != RS_OFF and st.ep[E_IDENT] == 1:
+        _forget_cache(r, st)
     if new == RS_READY and st.pf[r, CLOCK] < now:
         st.pf[r, CLOCK] = now
     n = g[G_NREADY]
@@ -507,13 +520,7 @@ def interrupt(r: int, t: float, st: KernelState) -> int:
         moved += 1
     pi_r[NRUN] = 0
     pi_r[OUTST] = 0
-    # the replica's memory is gone: cached blocks too (they stay free, holding nothing)
-    if st.ep[E_IDENT] == 1:
-        st.ct[r, :, T_KEY] = -1
-        pi_r[CHEAD] = -1
-        pi_r[CTAIL] = -1
-        pi_r[CSIZE] = 0
-    pi_r[EVICT] = 0
+    # the replica's memory is gone: its cached blocks too (set_state below forgets them)
     if st.gf[GF_CQT] < t:
         st.gf[GF_CQT] = t
     set_state(r, RS_OFF, t, st)
