@@ -34,8 +34,9 @@ block, shared by every class and request on the replica:
   the rest;
 * a finished or preempted request drops its references, last block first; an unreferenced
   block stays cached but counts as free, in an LRU list (oldest release first, a request's
-  deeper blocks before its shallower ones). Taking a free block takes a never-cached one
-  while any is left, else evicts the head of that list.
+  deeper blocks before its shallower ones). Taking a free block takes one without cached
+  content while any is left, else evicts the head of that list (vLLM takes its least
+  recently freed block, cached or not).
 
 A class-level shared prefix is the same mechanism: its requests' identity is one synthetic
 hash for the class covering the prefix's tokens. Without prompt identity the cache is
