@@ -115,7 +115,7 @@ def run_one(router: str, kv_tokens: int | None, replicas: int) -> dict[str, Any]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--replicas", type=int, default=6, help="replicas in the fleet")
+    ap.add_argument("--replicas", type=int, default=8, help="replicas in the fleet")
     ap.add_argument(
         "--kv-tokens",
         type=int,
