@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from engine_helpers import fleet, run_small
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_accounting import _check_conservation
 
 from sim.engine import kernel as K
 from sim.workload import Workload
@@ -396,3 +399,70 @@ def test_metrics_report_hit_rates_per_replica_and_class() -> None:
     assert not any(
         k.startswith(("prefix_hit_rate[", "prefill_tokens_saved")) for k in plain.metrics
     )
+
+
+# --- invariants under pressure ----------------------------------------------------------------
+def check_tables(state: object) -> None:
+    """Every replica's hash table and LRU list are consistent: each key is reachable from its
+    home slot without crossing an empty slot, and the LRU list links exactly the
+    unreferenced blocks, EVICT of them."""
+    st = state  # a FleetState
+    mask = int(st.ep[K.E_CMASK])  # type: ignore[attr-defined]
+    for r in range(st.ct.shape[0]):  # type: ignore[attr-defined]
+        ct, pi = st.ct[r], st.pi[r]  # type: ignore[attr-defined]
+        used = np.flatnonzero(ct[:, K.T_KEY] >= 0)
+        assert used.size == pi[K.CSIZE]
+        for s in used:
+            i = int(ct[s, K.T_KEY]) & mask
+            while i != s:
+                assert ct[i, K.T_KEY] != -1
+                i = (i + 1) & mask
+        seen, s, prev = 0, int(pi[K.CHEAD]), -1
+        while s != -1:
+            assert ct[s, K.T_KEY] >= 0 and ct[s, K.T_REF] == 0 and ct[s, K.T_PRV] == prev
+            prev, s = s, int(ct[s, K.T_NXT])
+            seen += 1
+        assert prev == pi[K.CTAIL] and seen == pi[K.EVICT] == int((ct[used, K.T_REF] == 0).sum())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 40),
+    replicas=st.integers(1, 3),
+    router=st.sampled_from(["round_robin", "least_loaded", "prefix_affinity", "central"]),
+    kv_blocks=st.integers(16, 60),
+    max_num_seqs=st.integers(1, 6),
+    budget=st.integers(4, 64),
+    seed=st.integers(0, 2**16),
+)
+def test_identity_caches_balance_under_pressure(
+    n: int, replicas: int, router: str, kv_blocks: int, max_num_seqs: int, budget: int, seed: int
+) -> None:
+    # prompts from a small tree of shared prefixes, tight memory (preemptions, evictions),
+    # chunked prefill: every request completes, every block and reference comes back
+    rng = np.random.default_rng(seed)
+    reqs = []
+    for i in range(n):
+        ids = [int(rng.integers(2)), 10 + int(rng.integers(3))] + [
+            100 + 10 * i + d for d in range(3)
+        ]
+        k = int(rng.integers(1, 6))
+        reqs.append((float(rng.uniform(0, 3)), int(rng.integers(8 * (k - 1) + 1, 8 * k + 1)),
+                     int(rng.integers(1, 20)), ids[:k]))  # fmt: skip
+    reqs.sort(key=lambda r: r[0])
+    spec = fleet(
+        step_s=0.05,
+        replicas=replicas,
+        router=router,
+        engine={
+            "kv_blocks": kv_blocks,
+            "block_tokens": 4,
+            "max_num_seqs": max_num_seqs,
+            "max_num_batched_tokens": budget,
+        },
+    )
+    df, run = run_small(spec, identity_workload(reqs, block_tokens=8), duration_s=3.0, seed=seed)
+    assert (df["status"] == "completed").all()
+    _check_conservation(df, run)
+    check_tables(run.state)
+    assert (df["cached_tokens"] <= df["input_tokens"] - 1).all()

@@ -349,6 +349,7 @@ def _cache_delete(pi_r: np.ndarray, ct_r: np.ndarray, mask: int, s: int) -> None
                 pi_r[CTAIL] = i
         i = j
     ct_r[i, T_KEY] = -1
+    ct_r[i, T_REF] = 0  # an empty slot holds no reference (it may have held a moved entry's)
     pi_r[CSIZE] -= 1
 
 
