@@ -433,13 +433,22 @@ def check_tables(state: object) -> None:
     kv_blocks=st.integers(16, 60),
     max_num_seqs=st.integers(1, 6),
     budget=st.integers(4, 64),
+    spot=st.booleans(),
     seed=st.integers(0, 2**16),
 )
 def test_identity_caches_balance_under_pressure(
-    n: int, replicas: int, router: str, kv_blocks: int, max_num_seqs: int, budget: int, seed: int
+    n: int,
+    replicas: int,
+    router: str,
+    kv_blocks: int,
+    max_num_seqs: int,
+    budget: int,
+    spot: bool,
+    seed: int,
 ) -> None:
     # prompts from a small tree of shared prefixes, tight memory (preemptions, evictions),
-    # chunked prefill: every request completes, every block and reference comes back
+    # chunked prefill, spot reclaims (a replaced replica starts with an empty cache): every
+    # request completes, every block and reference comes back
     rng = np.random.default_rng(seed)
     reqs = []
     for i in range(n):
@@ -450,6 +459,9 @@ def test_identity_caches_balance_under_pressure(
         reqs.append((float(rng.uniform(0, 3)), int(rng.integers(8 * (k - 1) + 1, 8 * k + 1)),
                      int(rng.integers(1, 20)), ids[:k]))  # fmt: skip
     reqs.sort(key=lambda r: r[0])
+    extra: dict[str, object] = {}
+    if spot:
+        extra["spot"] = {"interruption_times_s": [0.7, 1.9], "notice_s": 0.0, "replace": True}
     spec = fleet(
         step_s=0.05,
         replicas=replicas,
@@ -460,6 +472,7 @@ def test_identity_caches_balance_under_pressure(
             "max_num_seqs": max_num_seqs,
             "max_num_batched_tokens": budget,
         },
+        **extra,
     )
     df, run = run_small(spec, identity_workload(reqs, block_tokens=8), duration_s=3.0, seed=seed)
     assert (df["status"] == "completed").all()
