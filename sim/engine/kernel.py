@@ -21,7 +21,7 @@ exact discrete-event simulation at iteration granularity:
 vLLM's: a replica's KV blocks are content-addressed. Block ``j`` of a request (its tokens
 ``[j·b, (j+1)·b)``, ``b`` the engine's block size) is cacheable when it is a whole block of
 the prompt covered by the request's identity; its key mixes ``j`` with the request's chained
-hash of the identity block holding the block's last token (:func:`block_key`), so two
+hash of the identity block holding the block's last token (``_key``), so two
 requests share a key exactly when they share the prompt up to the end of that block. Each
 replica keeps one open-addressing hash table (linear probing, backward-shift deletion, at
 least twice as many slots as KV blocks) from key to block, with a reference count per
@@ -266,13 +266,6 @@ def _key(idh: np.ndarray, o: int, b: int, bt: int, j: int) -> int:
     # engine block j of a request whose hashes start at idh[o] and cover b tokens each
     # (scattered over the table: consecutive keys would cluster under linear probing)
     return _mix(idh[o + ((j + 1) * bt - 1) // b], j)
-
-
-@numba.njit(cache=True)
-def block_key(q: int, j: int, st: KernelState) -> int:
-    """The prefix-cache key of request ``q``'s engine block ``j`` (a cacheable block): its
-    index mixed with the chained hash of the identity block that holds its last token."""
-    return _key(st.idh, st.ido[q], st.idb[q], st.ep[E_B], j)
 
 
 @numba.njit(cache=True)

@@ -78,6 +78,25 @@ def build_prefix_cache(
         KV blocks per replica (the most blocks a replica can cache).
     slots
         Replica slots of the fleet.
+
+    Returns
+    -------
+    PrefixCacheArrays
+        ``enabled`` false (and one-slot stubs) when no request carries identity.
+
+    Examples
+    --------
+    >>> from sim.workload.identity import synthetic_blocks
+    >>> n = 3
+    >>> wl = Workload(arrival_s=np.zeros(n), input_tokens=np.array([40, 40, 10]),
+    ...               output_tokens=np.ones(n, dtype=np.int64),
+    ...               class_id=np.zeros(n, dtype=np.int32), class_names=("c",),
+    ...               closed_loop=(), prompt_blocks=synthetic_blocks(
+    ...                   np.array([40, 40, 10]), 32, prefix_tokens=32,
+    ...                   has_prefix=np.array([True, True, False]), name="c"))
+    >>> pc = build_prefix_cache(wl, prefix_tokens=None, block_tokens=16, kv_blocks=100, slots=2)
+    >>> pc.enabled, pc.idn.tolist(), pc.ct.shape
+    (True, [2, 2, 0], (2, 16, 4))
     """
     n = len(wl)
     inp = np.asarray(wl.input_tokens, dtype=np.int64)
