@@ -48,6 +48,7 @@ METRIC_RANGES: tuple[tuple[str, tuple[float, float] | None], ...] = (
     ("*_utilisation", _FRACTION),
     ("kv_occupancy_mean", _FRACTION),
     ("prefix_hit_rate", _FRACTION),
+    ("prefill_tokens_saved", _NON_NEGATIVE),
     ("self_host_cheaper", _FRACTION),
     ("*_s", _NON_NEGATIVE),  # latencies, durations, tokens per second
     ("*_rps", _NON_NEGATIVE),

@@ -30,8 +30,9 @@ def _check_conservation(df: pd.DataFrame, run: Served) -> None:
     # every KV block is back (cached prefix blocks nobody uses count as free), nothing left
     # running or queued, no prefix still referenced
     assert (state.pi[:, K.FREE] == state.replica.kv_blocks).all()
-    assert (state.pc[:, :, K.PC_REFS] == 0).all()
-    assert (state.pi[:, K.EVICT] == state.pc[:, :, K.PC_BLOCKS].sum(axis=1)).all()
+    assert (state.ct[:, :, K.T_REF] == 0).all()
+    assert (state.pi[:, K.EVICT] == (state.ct[:, :, K.T_KEY] >= 0).sum(axis=1)).all()
+    assert (state.pi[:, K.EVICT] == state.pi[:, K.CSIZE]).all()
     assert (state.pi[:, K.NRUN] == 0).all()
     assert (state.pi[:, K.QLEN] == 0).all()
     assert state.g[K.G_CQLEN] == 0
@@ -44,7 +45,7 @@ def _check_conservation(df: pd.DataFrame, run: Served) -> None:
     completed = ri[:, K.STATUS] == K.ST_COMPLETED
     assert (ri[completed, K.GEN] == ri[completed, K.OUT]).all()
     assert (ri[completed, K.COMP] == ri[completed, K.PROMPT] + ri[completed, K.OUT] - 1).all()
-    assert (ri[:, K.HOLD] == 0).all() and (ri[:, K.SHARED] == 0).all()
+    assert (ri[:, K.SHARED] == 0).all()
 
 
 def test_batch_integral_equals_time_in_batch() -> None:

@@ -114,3 +114,24 @@ def test_replications_running_at_once_must_fit_together(monkeypatch: pytest.Monk
     monkeypatch.setattr(budget, "available_memory_bytes", lambda: avail)
     with pytest.raises(ScenarioError, match="3 replications at once"):
         sim.run(scn, replications=5, workers=2)
+
+
+def test_prompt_identity_adds_its_hashes_to_the_budget() -> None:
+    from sim.replication.budget import (
+        IDENTITY_BYTES_PER_HASH,
+        IDENTITY_BYTES_PER_REQUEST,
+        bytes_per_request,
+    )
+
+    path = "scenarios/traces/mooncake_conversation_trace.jsonl"
+    with_ids = _scenario({"process": "trace", "path": path})
+    assert bytes_per_request(with_ids) == BYTES_PER_REQUEST  # lengths drawn: no identity
+    data = with_ids.model_dump()
+    for cls in data["workload"]["classes"]:
+        del cls["prompt_tokens"]
+    scn = sim.Scenario.model_validate(data)
+    hashes = 288_500 / 12_031  # the trace's prompt blocks per request
+    want = BYTES_PER_REQUEST + IDENTITY_BYTES_PER_REQUEST + IDENTITY_BYTES_PER_HASH * hashes
+    assert bytes_per_request(scn) == pytest.approx(want)
+    off = scn.with_overrides({"workload.classes.0.arrivals.prompt_identity": False})
+    assert bytes_per_request(off) == BYTES_PER_REQUEST

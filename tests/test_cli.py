@@ -67,6 +67,10 @@ BAD_FILE = {
     "step-time": ("fleet.step_time.c0_s", "Field required"),
     "trace-missing": ("workload.classes.0.arrivals.path", "cannot read trace", "no-such-trace"),
     "trace-columns": ("workload.classes.0.arrivals.path", "column 'Time' not found"),
+    "trace-hash-ids": (
+        "workload.classes.0.arrivals.path",
+        "bad-hash-ids.jsonl: line 3: 'hash_ids' has 2",
+    ),
     "config-path": ("fleet.model.config_path", "cannot read", "no-such-config.json"),
 }
 

@@ -1,8 +1,8 @@
-"""Automatic prefix caching: exact event logs on one replica.
+"""Automatic prefix caching of a class-level shared prefix: exact event logs on one replica.
 
 Timing uses the linear step model ``0.1 s + 0.01 s per prefill token`` so that skipping a
 cached prefix shows up in TTFT; blocks hold 4 tokens and the class prefix is 8 tokens (two
-full blocks).
+full blocks). The hit rate's denominator is every prompt token looked up at an admission.
 """
 
 from __future__ import annotations
@@ -11,8 +11,16 @@ import pytest
 from engine_helpers import fleet, run_small, workload
 
 from sim.engine import kernel as K
+from sim.engine.state import FleetState
 
 LINEAR = {"model": "linear", "c0_s": 0.1, "c_prefill_token_s": 0.01}
+
+
+def cached(state: FleetState, r: int = 0) -> tuple[int, int]:
+    """Replica ``r``'s cached blocks and the references on them."""
+    used = state.ct[r, :, K.T_KEY] >= 0
+    assert int(used.sum()) == state.pi[r, K.CSIZE]
+    return int(used.sum()), int(state.ct[r, used, K.T_REF].sum())
 
 
 def test_second_request_prefills_only_its_suffix() -> None:
@@ -24,10 +32,11 @@ def test_second_request_prefills_only_its_suffix() -> None:
     assert a["ttft_s"] == pytest.approx(0.1 + 0.01 * 10)  # whole prompt
     assert b["ttft_s"] == pytest.approx(0.1 + 0.01 * 2)  # only the suffix
     pi = run.state.pi[0]
-    assert pi[K.PFX_ASKED] == 16 and pi[K.PFX_HIT] == 8  # hit rate 1/2
+    assert pi[K.PFX_ASKED] == 20 and pi[K.PFX_HIT] == 8  # 8 of 20 prompt tokens
     # the prefix stays cached (2 blocks), unreferenced, so evictable and counted free
-    assert run.state.pc[0, 0, K.PC_BLOCKS] == 2 and run.state.pc[0, 0, K.PC_REFS] == 0
+    assert cached(run.state) == (2, 0)
     assert pi[K.EVICT] == 2 and pi[K.FREE] == 16
+    assert df["cached_tokens"].tolist() == [0, 8]
 
 
 def test_requests_without_the_prefix_do_not_hit() -> None:
@@ -49,7 +58,7 @@ def test_concurrent_sharers_hold_one_copy() -> None:
     assert b["queue_s"] == pytest.approx(0.05)
     assert b["ttft_s"] == pytest.approx(0.17)
     assert run.state.pi[0, K.PFX_HIT] == 8
-    assert run.state.pi[0, K.FREE] == 16 and run.state.pc[0, 0, K.PC_REFS] == 0
+    assert run.state.pi[0, K.FREE] == 16 and cached(run.state) == (2, 0)
 
 
 def test_lru_eviction_under_memory_pressure_then_partial_hit() -> None:
@@ -64,7 +73,7 @@ def test_lru_eviction_under_memory_pressure_then_partial_hit() -> None:
     a2 = df.iloc[2]
     assert a2["ttft_s"] == pytest.approx(0.1 + 0.01 * 6)
     pi = run.state.pi[0]
-    assert pi[K.PFX_HIT] == 4 and pi[K.PFX_ASKED] == 16
-    assert run.state.pc[0, 0, K.PC_BLOCKS] == 2  # published again in full
+    assert pi[K.PFX_HIT] == 4 and pi[K.PFX_ASKED] == 40
+    assert cached(run.state) == (2, 0)  # published again in full
     assert pi[K.FREE] == 6 and pi[K.EVICT] == 2
     assert (df["status"] == "completed").all()

@@ -262,3 +262,130 @@ def test_bootstrap_mean_rate_matches_the_trace_within_se() -> None:
     assert abs(n.mean() - expected) <= 4 * n.std(ddof=1) / np.sqrt(reps)
     # and replications really differ (a code-trace hour is very bursty)
     assert n.std() > 0.05 * expected
+
+
+# --- prompt identity ------------------------------------------------------------------------
+def test_mooncake_hash_ids_become_chained_prompt_blocks() -> None:
+    tr = load_trace(MOONCAKE)
+    pb = tr.prompt_blocks
+    assert pb is not None and pb.block_tokens == 512 and len(pb) == tr.n_rows
+    # rows in time order; ceil(input / 512) hashes each
+    assert tr.input_tokens is not None
+    assert pb.counts.tolist() == [-(-n // 512) for n in tr.input_tokens.tolist()]
+    # rows 0 and 2 (ids 0..13 and 0..16) share 14 blocks, then differ; row 7 (ids 0..7)
+    # shares 8 with both
+    a, b, c = pb.of(0), pb.of(2), pb.of(7)
+    assert np.array_equal(a, b[:14]) and np.array_equal(c, a[:8])
+    assert not np.isin(pb.of(1), a).any()
+    assert (pb.hashes >= 0).all()
+    # off: no identity, and the same arrays as a trace without it
+    off = TraceArrivals(path=str(MOONCAKE), prompt_identity=False).load()
+    assert off.prompt_blocks is None and np.array_equal(off.offset_s, tr.offset_s)
+
+
+def test_hash_block_tokens_is_settable(tmp_path: Path) -> None:
+    f = tmp_path / "t.jsonl"
+    f.write_text(
+        '{"timestamp": 0, "input_length": 300, "output_length": 1, "hash_ids": [1, 2, 3]}\n'
+        '{"timestamp": 1, "input_length": 250, "output_length": 1, "hash_ids": [1, 2, 4]}\n'
+    )
+    tr = TraceArrivals(path=str(f), hash_block_tokens=100).load()
+    assert tr.prompt_blocks is not None and tr.prompt_blocks.block_tokens == 100
+    h = tr.prompt_blocks.hashes
+    assert h[0] == h[3] and h[1] == h[4] and h[2] != h[5]
+    with pytest.raises(ValueError, match="line 1: 'hash_ids' has 3 block ids"):
+        TraceArrivals(path=str(f)).load()  # 512-token blocks: one id each
+
+
+@pytest.mark.parametrize(
+    ("ids", "what"),
+    [
+        ('"3"', "'hash_ids' must be a list of integers"),
+        ("[1, 2.5]", "'hash_ids' must be a list of integers"),
+        ("[1, true]", "'hash_ids' must be a list of integers"),
+        ("[1]", "'hash_ids' has 1 block ids, but 700 input tokens in blocks of 512 need exactly 2"),
+        ("[1, 2, 3]", "'hash_ids' has 3 block ids"),
+    ],
+)
+def test_bad_hash_ids_name_the_file_line_and_field(tmp_path: Path, ids: str, what: str) -> None:
+    f = tmp_path / "bad.jsonl"
+    f.write_text(
+        '{"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [7]}\n\n'
+        f'{{"timestamp": 1, "input_length": 700, "output_length": 1, "hash_ids": {ids}}}\n'
+    )
+    with pytest.raises(ValueError) as err:
+        load_trace(f)
+    assert str(err.value).startswith(f"trace {f}: line 3: {what}")
+
+
+def test_csv_hash_list_column(tmp_path: Path) -> None:
+    f = tmp_path / "h.csv"
+    f.write_text('t,p,o,blocks\n1,20,1,"[5, 6]"\n0,16,1,5 6\n2,9,1,5\n')
+    cols = TraceColumns(timestamp="t", input_tokens="p", output_tokens="o", hash_ids="blocks")
+    tr = TraceArrivals(path=str(f), columns=cols, hash_block_tokens=10).load()
+    pb = tr.prompt_blocks
+    assert pb is not None and pb.counts.tolist() == [2, 2, 1]  # sorted by time
+    assert np.array_equal(pb.of(0), pb.of(1)) and pb.of(2)[0] == pb.of(0)[0]
+    g = tmp_path / "bad.csv"
+    g.write_text('t,p,o,blocks\n0,16,1,"[5, 6]"\n1,20,1,five\n')
+    with pytest.raises(ValueError, match=r"bad\.csv: line 3: 'blocks' must be a list of integers"):
+        TraceArrivals(path=str(g), columns=cols, hash_block_tokens=10).load()
+
+
+def test_csv_prefix_id_and_length(tmp_path: Path) -> None:
+    f = tmp_path / "p.csv"
+    f.write_text("t,p,o,sys,sys_len\n0,100,1,a,40\n1,90,1,a,40\n2,100,1,b,40\n3,50,1,,\n")
+    cols = TraceColumns(
+        timestamp="t", input_tokens="p", output_tokens="o", prefix_id="sys", prefix_tokens="sys_len"
+    )
+    tr = TraceArrivals(path=str(f), columns=cols).load()
+    pb = tr.prompt_blocks
+    assert pb is not None and pb.block_tokens == 16  # an engine block by default
+    assert pb.counts.tolist() == [7, 6, 7, 4]
+    # 40 prefix tokens: two whole 16-token blocks shared by the two 'a' requests only
+    assert np.array_equal(pb.of(0)[:2], pb.of(1)[:2]) and (pb.of(0)[:2] >= 0).all()
+    assert not np.isin(pb.of(2)[:2], pb.of(0)).any()
+    assert (pb.of(0)[2:] < 0).all() and (pb.of(3) < 0).all()
+    assert np.unique(pb.hashes[pb.hashes < 0]).size == int((pb.hashes < 0).sum())
+    g = tmp_path / "long.csv"
+    g.write_text("t,p,o,sys,sys_len\n0,100,1,a,40\n1,30,1,a,40\n")
+    with pytest.raises(ValueError, match=r"long\.csv: line 3: 'sys_len' is 40 tokens, longer"):
+        TraceArrivals(path=str(g), columns=cols).load()
+    with pytest.raises(ValueError, match="go together"):
+        TraceColumns(prefix_id="sys")
+
+
+def test_workload_mixes_classes_with_and_without_identity() -> None:
+    spec = WorkloadSpec.model_validate(
+        {
+            "classes": [
+                {"name": "log", "arrivals": {"process": "trace", "path": str(MOONCAKE)}},
+                {
+                    "name": "chat",
+                    "arrivals": {"process": "poisson", "rate_rps": 2.0},
+                    "prompt_tokens": {"dist": "fixed", "value": 600},
+                    "output_tokens": {"dist": "fixed", "value": 5},
+                    "prefix": {"tokens": 1100, "share": 0.5},
+                },
+            ]
+        }
+    )
+    w = sample_workload(spec, duration_s=30.0, seed=np.random.SeedSequence(3))
+    pb = w.prompt_blocks
+    assert pb is not None and len(pb) == len(w)
+    assert pb.counts.tolist() == (-(-w.input_tokens // 512)).tolist()
+    log = np.flatnonzero(w.class_id == 0)
+    chat = np.flatnonzero(w.class_id == 1)
+    tr = load_trace(MOONCAKE)
+    assert tr.prompt_blocks is not None
+    assert np.array_equal(pb.of(int(log[0])), tr.prompt_blocks.of(0))
+    assert all((pb.of(int(q)) >= 0).all() for q in log)
+    # the class prefix's two whole 512-token blocks are shared, everything else is unique
+    assert w.has_prefix is not None
+    with_p = chat[w.has_prefix[chat]]
+    assert with_p.size >= 2
+    assert np.array_equal(pb.of(int(with_p[0]))[:2], pb.of(int(with_p[1]))[:2])
+    neg = pb.hashes[pb.hashes < 0]
+    assert np.unique(neg).size == neg.size
+    no_p = chat[~w.has_prefix[chat]]
+    assert all((pb.of(int(q)) < 0).all() for q in no_p)

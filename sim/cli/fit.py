@@ -50,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    trace = load_trace(args.trace, format=args.format, time_unit=args.time_unit)
+    trace = load_trace(
+        args.trace, format=args.format, time_unit=args.time_unit, read_identity=False
+    )
     res = fit_workload(trace, name=args.name, window_s=args.window, seed=args.seed)
     Path(args.output).write_text(res.to_yaml())
     with pd.option_context("display.float_format", "{:.4g}".format):

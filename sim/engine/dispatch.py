@@ -26,14 +26,19 @@ from sim.engine import heaps
 from sim.engine.kernel import (
     ARR,
     C_ROUTE,
+    CHEAD,
     CLOCK,
     CLS,
     COLD,
     COMP,
     CR_API,
     CR_FLEET_ONLY,
+    CSIZE,
+    CTAIL,
+    E_AFF_SLACK,
     E_B,
     E_CHUNKED,
+    E_IDENT,
     E_LAZY,
     E_MAXLEN,
     E_MAXQ,
@@ -44,6 +49,7 @@ from sim.engine.kernel import (
     E_SPILL_Q,
     E_SPILL_TOK,
     E_TOTAL,
+    EF_AFF_FRAC,
     EF_PREFILL_S_PER_TOKEN,
     EF_SPILL_TTFT,
     EVICT,
@@ -76,8 +82,6 @@ from sim.engine.kernel import (
     OSEEN,
     OUT,
     OUTST,
-    PC_BLOCKS,
-    PC_REFS,
     PEND_C0,
     PEND_K,
     PEND_KV,
@@ -104,22 +108,28 @@ from sim.engine.kernel import (
     RT_LL,
     RT_LR,
     RT_P2,
+    RT_PA,
     RT_RANDOM,
     RT_RR,
+    SHARED,
     ST_API,
     ST_QUEUED,
     ST_REJECTED,
     ST_RUNNING,
     STATE,
     STATUS,
+    T_KEY,
     THINK,
     USER,
     KernelState,
     _cdiv,
+    _lookup,
     _q_pop_front,
     _q_push_back,
     _q_push_front,
     _release,
+    _unreference,
+    cache_limit,
     settle,
     started_before,
     step_replica,
@@ -178,12 +188,25 @@ def refile(r: int, st: KernelState) -> None:
 
 
 @numba.njit(cache=True)
+def _forget_cache(r: int, st: KernelState) -> None:
+    # replica r's memory is gone: its cached blocks stay free, holding nothing
+    st.ct[r, :, T_KEY] = -1
+    st.pi[r, CHEAD] = -1
+    st.pi[r, CTAIL] = -1
+    st.pi[r, CSIZE] = 0
+    st.pi[r, EVICT] = 0
+
+
+@numba.njit(cache=True)
 def set_state(r: int, new: int, now: float, st: KernelState) -> None:
     """Replica ``r`` moves to lifecycle state ``new`` at ``now`` (a replica becoming ready
-    is at ``now`` or later)."""
+    is at ``now`` or later). A replica switched off loses its prefix cache: a later
+    replica in the same slot starts empty."""
     pi, g, rdy = st.pi, st.g, st.rdy
     old = pi[r, STATE]
     pi[r, STATE] = new
+    if new == RS_OFF and old != RS_OFF and st.ep[E_IDENT] == 1:
+        _forget_cache(r, st)
     if new == RS_READY and st.pf[r, CLOCK] < now:
         st.pf[r, CLOCK] = now
     n = g[G_NREADY]
@@ -313,6 +336,34 @@ def _least_loaded(t: float, st: KernelState) -> int:
 
 
 @numba.njit(cache=True)
+def _prefix_affinity(q: int, t: float, st: KernelState) -> int:
+    # the longest cached prefix among the replicas within the load allowance of the least
+    # loaded one (sim.engine.spec.AffinitySpec); it reads every ready replica, O(R) per
+    # arrival plus a lookup per candidate (the router is not lazy: loads are exact)
+    g, rdy, pi, loads = st.g, st.rdy, st.pi, st.scratch
+    m = g[G_NREADY]
+    best = rdy[0]
+    least = np.iinfo(np.int64).max
+    for i in range(m):
+        r = rdy[i]
+        v = pi[r, OUTST] if pi[r, PEND_K] == 0 else _outstanding(r, t, st)
+        loads[i] = v
+        if v < least:
+            least, best = v, r
+    limit = cache_limit(q, st)
+    if limit > 0:
+        allowance = max(float(st.ep[E_AFF_SLACK]), st.epf[EF_AFF_FRAC] * least)
+        best_hit, best_load = 0, least
+        for i in range(m):
+            if loads[i] > least + allowance:
+                continue
+            hit, _ = _lookup(q, rdy[i], limit, st)
+            if hit > best_hit or (hit == best_hit and hit > 0 and loads[i] < best_load):
+                best, best_hit, best_load = rdy[i], hit, loads[i]
+    return _look(best, t, st)
+
+
+@numba.njit(cache=True)
 def _route(q: int, t: float, st: KernelState) -> int:
     # among the ready replicas only; -1 when none is ready
     g, rnd, rdy = st.g, st.rnd, st.rdy
@@ -340,6 +391,8 @@ def _route(q: int, t: float, st: KernelState) -> int:
         return _look(ra if _outstanding(ra, t, st) <= _outstanding(rb, t, st) else rb, t, st)
     if kind == RT_LR:  # fewest requests held (running + queued), ties to the lowest slot
         return _look(st.hh[H_LOAD, 0], t, st)
+    if kind == RT_PA:
+        return _prefix_affinity(q, t, st)
     # least outstanding tokens (queued + running work), ties to the lowest slot
     return _least_loaded(t, st)
 
@@ -435,10 +488,8 @@ def interrupt(r: int, t: float, st: KernelState) -> int:
     requests lose their KV cache and go back to the front of the shared queue, oldest first,
     to be recomputed by another replica, which may start on them from ``t``. Returns how
     many requests it held."""
-    ri, pi, run, pc, plu, g = st.ri, st.pi, st.run, st.pc, st.plu, st.g
+    ri, pi, run, g = st.ri, st.pi, st.run, st.g
     pi_r = pi[r]
-    pc_r = pc[r]
-    plu_r = plu[r]
     moved = 0
     # running requests (admission order) then queued ones (FCFS), pushed to the front of
     # the shared queue newest first, so that the oldest ends at its head
@@ -455,7 +506,9 @@ def interrupt(r: int, t: float, st: KernelState) -> int:
     for i in range(n - 1, -1, -1):
         q = held[i]
         if ri[q, STATUS] == ST_RUNNING:
-            _release(ri, pi_r, pc_r, plu_r, q, t)
+            if ri[q, SHARED] > 0:
+                _unreference(q, r, st)
+            _release(ri, pi_r, q)
             ri[q, RECOMP] += ri[q, COMP]
             ri[q, NINT] += 1
         ri[q, COMP] = 0
@@ -467,11 +520,7 @@ def interrupt(r: int, t: float, st: KernelState) -> int:
         moved += 1
     pi_r[NRUN] = 0
     pi_r[OUTST] = 0
-    # the replica's memory is gone: cached prefixes too
-    for c in range(pc_r.shape[0]):
-        pc_r[c, PC_BLOCKS] = 0
-        pc_r[c, PC_REFS] = 0
-    pi_r[EVICT] = 0  # those blocks stay free, no longer holding anything
+    # the replica's memory is gone: its cached blocks too (set_state below forgets them)
     if st.gf[GF_CQT] < t:
         st.gf[GF_CQT] = t
     set_state(r, RS_OFF, t, st)

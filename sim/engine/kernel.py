@@ -16,6 +16,31 @@ exact discrete-event simulation at iteration granularity:
   sequence finishes, KV blocks run out, or the next arrival: those ``k`` iterations are
   advanced at once, their total time in closed form (:func:`decode_run_time`). The cost
   therefore grows with the number of requests, not decode steps.
+
+**Automatic prefix caching** (when requests carry prompt identity, ``E_IDENT``) follows
+vLLM's: a replica's KV blocks are content-addressed. Block ``j`` of a request (its tokens
+``[j·b, (j+1)·b)``, ``b`` the engine's block size) is cacheable when it is a whole block of
+the prompt covered by the request's identity; its key mixes ``j`` with the request's chained
+hash of the identity block holding the block's last token (``_key``), so two
+requests share a key exactly when they share the prompt up to the end of that block. Each
+replica keeps one open-addressing hash table (linear probing, backward-shift deletion, at
+least twice as many slots as KV blocks) from key to block, with a reference count per
+block, shared by every class and request on the replica:
+
+* a block is published when the iteration that computed it ends; a block some request
+  already published is shared instead (the request's own copy is freed);
+* admission looks up the leading blocks that are cached, at most ``(tokens − 1) // b`` of
+  them (the last token is always computed, as in vLLM), references them and prefills only
+  the rest;
+* a finished or preempted request drops its references, last block first; an unreferenced
+  block stays cached but counts as free, in an LRU list (oldest release first, a request's
+  deeper blocks before its shallower ones). Taking a free block takes one without cached
+  content while any is left, else evicts the head of that list (vLLM takes its least
+  recently freed block, cached or not).
+
+A class-level shared prefix is the same mechanism: its requests' identity is one synthetic
+hash for the class covering the prefix's tokens. Without prompt identity the cache is
+empty and none of this runs.
 """
 
 from __future__ import annotations
@@ -33,8 +58,10 @@ ARR, ADMIT, FIRST, FINISH, THINK = 0, 1, 2, 3, 4
 N_RF = 5
 # --- per-request int columns (RI) ---
 PROMPT, OUT, CLS, REP, STATUS, REASON, COMP, GEN, PFT, BLK, NPRE, RECOMP, NEXT, USER = range(14)
-# prefix caching: carries its class's prefix; shared (cached) blocks it uses; holds a ref
-HASPFX, SHARED, HOLD = 14, 15, 16
+# prefix caching: carries its class's prefix; leading cached blocks it references; prompt
+# tokens it found in the cache at its first admission (its prompt's reuse; a recompute after
+# a preemption or an interruption looks up again, counted in the replica's PFX_HIT only)
+HASPFX, SHARED, HIT = 14, 15, 16
 # times its work was lost to an interruption or failure; arrived with no replica ready
 NINT, COLD = 17, 18
 N_RI = 19
@@ -65,7 +92,8 @@ PEND_C0, PEND_KV, PEND_USED = 7, 8, 9
 N_PF = 10
 # --- per-replica int columns (PI) ---
 NRUN, FREE, QHEAD, QTAIL, QLEN, STEPS, OUTST, NPREEMPT, QTOK = range(9)
-# evictable cached prefix blocks (counted in FREE), prefix tokens looked up and found
+# evictable cached blocks (counted in FREE); prompt tokens looked up in the prefix cache at
+# admissions and those found there
 EVICT, PFX_ASKED, PFX_HIT = 9, 10, 11
 # lifecycle state of the replica (RS_*)
 STATE = 12
@@ -73,7 +101,14 @@ STATE = 12
 OSEEN = 13
 # iterations of the planned decode run (0: none)
 PEND_K = 14
-N_PI = 15
+# prefix cache: head and tail of the LRU list of unreferenced cached blocks (hash-table
+# slots, -1: empty), cached blocks
+CHEAD, CTAIL, CSIZE = 15, 16, 17
+N_PI = 18
+# --- prefix-cache hash table (CT array last axis): the block's key (-1: empty slot), the
+# references to it, its previous and next slots in the LRU list (-1: none) ---
+T_KEY, T_REF, T_PRV, T_NXT = 0, 1, 2, 3
+N_T = 4
 RS_OFF, RS_STARTING, RS_READY, RS_DRAINING = 0, 1, 2, 3
 # --- engine / router int params (EP) ---
 E_S, E_MBT, E_B, E_TOTAL, E_CHUNKED, E_MAXLEN, E_ROUTER, E_MAXQ, E_NOPEN = range(9)
@@ -81,21 +116,34 @@ E_POLICY, E_SPILL_Q, E_SPILL_TOK = 9, 10, 11
 # 1: a decode run is planned and applied when it ends or when an arrival is routed to its
 # replica (routers that look at one or two replicas); 0: every arrival bounds every run
 E_LAZY = 12
-N_EP = 13
+# 1: requests carry prompt identity (the prefix cache runs); hash-table slots - 1 (a power
+# of two minus one); requests with identity arrays (the open-loop ones)
+E_IDENT, E_CMASK, E_NID = 13, 14, 15
+# prefix_affinity router: load allowance in tokens over the least loaded replica
+E_AFF_SLACK = 16
+N_EP = 17
 # --- float params (EPF) ---
 EF_SPILL_TTFT, EF_PREFILL_S_PER_TOKEN = 0, 1
-N_EPF = 2
+# prefix_affinity router: load allowance as a share of the least loaded replica's load
+EF_AFF_FRAC = 2
+N_EPF = 3
 POLICIES = ("self_host_only", "api_only", "class_based", "spillover", "cold_start_spill")
 PO_SELF, PO_API, PO_CLASS, PO_SPILL, PO_COLD = range(5)
 # per-class routing flag: may the class leave the fleet, and must it (CR_API: unless
 # the policy is self_host_only, every request of the class goes to the API)
 CR_FLEET_ONLY, CR_ELIGIBLE, CR_API = 0, 1, 2
-# per-class int params (CLS array columns): routing flag, prefix length in full blocks
-C_ROUTE, C_PFX_BLOCKS = 0, 1
-# per replica and class prefix cache (PC array last axis): cached blocks, references
-PC_BLOCKS, PC_REFS = 0, 1
-ROUTERS = ("round_robin", "least_loaded", "power_of_two", "central", "random", "least_requests")
-RT_RR, RT_LL, RT_P2, RT_CENTRAL, RT_RANDOM, RT_LR = 0, 1, 2, 3, 4, 5
+# per-class int params (CLS array columns): routing flag
+C_ROUTE = 0
+ROUTERS = (
+    "round_robin",
+    "least_loaded",
+    "power_of_two",
+    "central",
+    "random",
+    "least_requests",
+    "prefix_affinity",
+)
+RT_RR, RT_LL, RT_P2, RT_CENTRAL, RT_RANDOM, RT_LR, RT_PA = 0, 1, 2, 3, 4, 5, 6
 # --- global int state (G) ---
 G_NEXT_OPEN, G_RR, G_NREQ, G_CQHEAD, G_CQTAIL, G_CQLEN, G_RND, G_CQTOK = range(8)
 # sizes of the replica heaps (G_HN + H_*), of the user heap; ready replicas; sum of OUTST
@@ -135,9 +183,12 @@ class KernelState(NamedTuple):
     chunk: np.ndarray  # per replica slot: tokens each running request computes this step
     ep: np.ndarray  # engine and router int parameters (E_*)
     epf: np.ndarray  # float parameters (EF_*)
-    cls: np.ndarray  # per class: routing flag, prefix length in blocks (C_*)
-    pc: np.ndarray  # per replica slot and class: cached prefix blocks, references (PC_*)
-    plu: np.ndarray  # per replica slot and class: when its cached prefix was last used
+    cls: np.ndarray  # per class: routing flag (C_*)
+    ct: np.ndarray  # per replica slot and hash-table slot: key, references, LRU links (T_*)
+    idh: np.ndarray  # prompt identity: chained block hashes, flat
+    ido: np.ndarray  # per request with identity: offset of its hashes in idh
+    idb: np.ndarray  # per request with identity: tokens per hashed block
+    idn: np.ndarray  # per request with identity: its cacheable blocks (whole prompt blocks)
     coeffs: np.ndarray  # the step-time coefficient vector (sim.engine.steptime)
     g: np.ndarray  # global ints: next arrival, round-robin pointer, shared queue (G_*)
     gf: np.ndarray  # global floats: now, next closed-loop arrival, stop (GF_*)
@@ -195,78 +246,217 @@ def _q_pop_front(ri: np.ndarray, head_tail_len: np.ndarray, ih: int) -> int:
     return q
 
 
+_MIX_A = np.uint64(0x9E3779B97F4A7C15)
+_MIX_B = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_C = np.uint64(0x94D049BB133111EB)
+
+
 @numba.njit(cache=True)
-def _release(
-    ri: np.ndarray, pi_r: np.ndarray, pc_r: np.ndarray, plu_r: np.ndarray, q: int, t: float
-) -> None:
-    # give back a sequence's own KV blocks and its reference on the cached prefix; a prefix
-    # nobody references stays cached but evictable (counted as free), LRU by last use
+def _mix(h: int, j: int) -> int:
+    # splitmix64 of a chained hash and a block index, as a non-negative int64
+    z = np.uint64(h) + (np.uint64(j) + np.uint64(1)) * _MIX_A
+    z = (z ^ (z >> np.uint64(30))) * _MIX_B
+    z = (z ^ (z >> np.uint64(27))) * _MIX_C
+    z = z ^ (z >> np.uint64(31))
+    return np.int64(z >> np.uint64(1))  # type: ignore[return-value]
+
+
+@numba.njit(cache=True)
+def _key(idh: np.ndarray, o: int, b: int, bt: int, j: int) -> int:
+    # engine block j of a request whose hashes start at idh[o] and cover b tokens each
+    # (scattered over the table: consecutive keys would cluster under linear probing)
+    return _mix(idh[o + ((j + 1) * bt - 1) // b], j)
+
+
+@numba.njit(cache=True)
+def cache_find(ct_r: np.ndarray, mask: int, key: int) -> int:
+    """The hash-table slot holding ``key`` on one replica (its rows of ``ct``), -1 if it
+    is not cached."""
+    s = key & mask
+    while True:
+        k = ct_r[s, T_KEY]
+        if k == key:
+            return s
+        if k == -1:
+            return -1
+        s = (s + 1) & mask
+
+
+# The functions below take a replica's table (its rows of ``ct``, one 32-byte row per slot:
+# key, references and LRU links share a cache line) rather than the whole state: a call
+# that takes the state costs a reference count per array, and these run per block.
+@numba.njit(cache=True)
+def _lru_push(pi_r: np.ndarray, ct_r: np.ndarray, s: int) -> None:
+    # append slot s (now unreferenced) to the tail of the replica's LRU list
+    tail = pi_r[CTAIL]
+    ct_r[s, T_PRV] = tail
+    ct_r[s, T_NXT] = -1
+    if tail >= 0:
+        ct_r[tail, T_NXT] = s
+    else:
+        pi_r[CHEAD] = s
+    pi_r[CTAIL] = s
+
+
+@numba.njit(cache=True)
+def _lru_unlink(pi_r: np.ndarray, ct_r: np.ndarray, s: int) -> None:
+    p, n = ct_r[s, T_PRV], ct_r[s, T_NXT]
+    if p >= 0:
+        ct_r[p, T_NXT] = n
+    else:
+        pi_r[CHEAD] = n
+    if n >= 0:
+        ct_r[n, T_PRV] = p
+    else:
+        pi_r[CTAIL] = p
+
+
+@numba.njit(cache=True)
+def _cache_delete(pi_r: np.ndarray, ct_r: np.ndarray, mask: int, s: int) -> None:
+    # remove slot s's entry (unlinked already) by backward shift: later entries of its probe
+    # run move back, keeping their place in the LRU list
+    i = s
+    j = s
+    while True:
+        j = (j + 1) & mask
+        k = ct_r[j, T_KEY]
+        if k == -1:
+            break
+        home = k & mask
+        stays = (i < home <= j) if i <= j else (home > i or home <= j)
+        if stays:
+            continue
+        ct_r[i, T_KEY] = k
+        ct_r[i, T_REF] = ct_r[j, T_REF]
+        if ct_r[j, T_REF] == 0:  # in the LRU list: the neighbours point at its new slot
+            p, n = ct_r[j, T_PRV], ct_r[j, T_NXT]
+            ct_r[i, T_PRV] = p
+            ct_r[i, T_NXT] = n
+            if p >= 0:
+                ct_r[p, T_NXT] = i
+            else:
+                pi_r[CHEAD] = i
+            if n >= 0:
+                ct_r[n, T_PRV] = i
+            else:
+                pi_r[CTAIL] = i
+        i = j
+    ct_r[i, T_KEY] = -1
+    ct_r[i, T_REF] = 0  # an empty slot holds no reference (it may have held a moved entry's)
+    pi_r[CSIZE] -= 1
+
+
+@numba.njit(cache=True)
+def _release(ri: np.ndarray, pi_r: np.ndarray, q: int) -> None:
+    # give back a sequence's own KV blocks (its cached blocks: _unreference first)
     pi_r[FREE] += ri[q, BLK]
     ri[q, BLK] = 0
-    if ri[q, HOLD] == 1:
-        c = ri[q, CLS]
-        pc_r[c, PC_REFS] -= 1
-        ri[q, HOLD] = 0
-        if pc_r[c, PC_REFS] == 0:
-            pi_r[FREE] += pc_r[c, PC_BLOCKS]
-            pi_r[EVICT] += pc_r[c, PC_BLOCKS]
-            plu_r[c] = t
+
+
+@numba.njit(cache=True)
+def _unreference(q: int, r: int, st: KernelState) -> None:
+    # q drops its references on cached blocks, deepest first; a block nobody references
+    # stays cached but evictable (counted as free). The engine's per-sequence paths call
+    # this and _evict only when the prefix cache has work (see the note above _lru_push).
+    ri, pi_r, ct_r = st.ri, st.pi[r], st.ct[r]
+    mask, idh, o, b, bt = st.ep[E_CMASK], st.idh, st.ido[q], st.idb[q], st.ep[E_B]
+    for j in range(ri[q, SHARED] - 1, -1, -1):
+        s = cache_find(ct_r, mask, _key(idh, o, b, bt, j))
+        ct_r[s, T_REF] -= 1
+        if ct_r[s, T_REF] == 0:
+            _lru_push(pi_r, ct_r, s)
+            pi_r[FREE] += 1
+            pi_r[EVICT] += 1
     ri[q, SHARED] = 0
 
 
 @numba.njit(cache=True)
-def _hold(ri: np.ndarray, pi_r: np.ndarray, pc_r: np.ndarray, q: int) -> None:
-    # take a reference on the class prefix; its blocks stop being evictable
-    c = ri[q, CLS]
-    if pc_r[c, PC_REFS] == 0:
-        pi_r[FREE] -= pc_r[c, PC_BLOCKS]
-        pi_r[EVICT] -= pc_r[c, PC_BLOCKS]
-    pc_r[c, PC_REFS] += 1
-    ri[q, HOLD] = 1
+def _evict(r: int, short: int, st: KernelState) -> None:
+    # evict `short` unreferenced cached blocks, least recently released first
+    pi_r, ct_r, mask = st.pi[r], st.ct[r], st.ep[E_CMASK]
+    for _ in range(short):
+        s = pi_r[CHEAD]
+        _lru_unlink(pi_r, ct_r, s)
+        _cache_delete(pi_r, ct_r, mask, s)
+        pi_r[EVICT] -= 1
 
 
 @numba.njit(cache=True)
-def _allocate(pi_r: np.ndarray, pc_r: np.ndarray, plu_r: np.ndarray, need: int) -> None:
-    # take `need` free blocks (caller checked need <= FREE): never-cached blocks first, then
-    # evict unreferenced cached prefix blocks, least recently used prefix first
-    short = need - (pi_r[FREE] - pi_r[EVICT])
-    while short > 0:
-        best = -1
-        oldest = np.inf
-        for c in range(pc_r.shape[0]):
-            if pc_r[c, PC_REFS] == 0 and pc_r[c, PC_BLOCKS] > 0 and plu_r[c] < oldest:
-                best = c
-                oldest = plu_r[c]
-        take = min(short, pc_r[best, PC_BLOCKS])
-        pc_r[best, PC_BLOCKS] -= take
-        pi_r[EVICT] -= take
-        short -= take
-    pi_r[FREE] -= need
+def _lookup(q: int, r: int, limit: int, st: KernelState) -> tuple[int, int]:
+    # leading cached blocks of q on replica r (at most `limit`), and how many of them are
+    # unreferenced (counted as free: taking them takes free blocks)
+    ct_r, mask = st.ct[r], st.ep[E_CMASK]
+    idh, o, b, bt = st.idh, st.ido[q], st.idb[q], st.ep[E_B]
+    m = 0
+    pinned = 0
+    while m < limit:
+        s = cache_find(ct_r, mask, _key(idh, o, b, bt, m))
+        if s < 0:
+            break
+        if ct_r[s, T_REF] == 0:
+            pinned += 1
+        m += 1
+    return m, pinned
 
 
 @numba.njit(cache=True)
-def _publish_prefix(ri: np.ndarray, pi_r: np.ndarray, pc_r: np.ndarray, q: int, nbp: int) -> None:
-    # q has just computed its class prefix (nbp full blocks): the cache gets the blocks it
-    # lacks from q, q's copies of blocks the cache already had are freed, and q now shares
-    # all nbp blocks (block-level deduplication, as prefix hashing does)
-    c = ri[q, CLS]
-    if ri[q, HOLD] == 0:
-        _hold(ri, pi_r, pc_r, q)
-    cur = pc_r[c, PC_BLOCKS]
-    own = nbp - ri[q, SHARED]
-    pi_r[FREE] += cur - ri[q, SHARED]
-    ri[q, BLK] -= own
-    pc_r[c, PC_BLOCKS] = nbp
-    ri[q, SHARED] = nbp
+def cache_limit(q: int, st: KernelState) -> int:
+    """How many leading blocks request ``q`` may find cached: its cacheable blocks, short
+    of its last token to compute (0 without identity)."""
+    if st.ep[E_IDENT] == 0 or q >= st.ep[E_NID]:
+        return 0
+    lim = (st.ri[q, PFT] - 1) // st.ep[E_B]
+    n = st.idn[q]
+    return n if n < lim else lim
 
 
 @numba.njit(cache=True)
-def _finish(
-    q: int, t: float, pi_r: np.ndarray, pc_r: np.ndarray, plu_r: np.ndarray, st: KernelState
-) -> None:
+def _reference(q: int, r: int, m: int, st: KernelState) -> None:
+    # q takes a reference on its first m blocks, all cached on r
+    pi_r, ct_r = st.pi[r], st.ct[r]
+    mask, idh, o, b, bt = st.ep[E_CMASK], st.idh, st.ido[q], st.idb[q], st.ep[E_B]
+    for j in range(m):
+        s = cache_find(ct_r, mask, _key(idh, o, b, bt, j))
+        if ct_r[s, T_REF] == 0:
+            _lru_unlink(pi_r, ct_r, s)
+            pi_r[FREE] -= 1
+            pi_r[EVICT] -= 1
+        ct_r[s, T_REF] += 1
+
+
+@numba.njit(cache=True)
+def _publish(q: int, r: int, upto: int, st: KernelState) -> None:
+    # q has computed its cacheable blocks SHARED..upto-1: each becomes a cached block, or,
+    # when another request published it first, q shares that one and frees its own copy
+    ri, pi_r, ct_r = st.ri, st.pi[r], st.ct[r]
+    mask, idh, o, b, bt = st.ep[E_CMASK], st.idh, st.ido[q], st.idb[q], st.ep[E_B]
+    for j in range(ri[q, SHARED], upto):
+        key = _key(idh, o, b, bt, j)
+        s = key & mask
+        while ct_r[s, T_KEY] != key and ct_r[s, T_KEY] != -1:
+            s = (s + 1) & mask
+        if ct_r[s, T_KEY] == key:
+            if ct_r[s, T_REF] == 0:
+                _lru_unlink(pi_r, ct_r, s)
+                pi_r[EVICT] -= 1
+            else:
+                pi_r[FREE] += 1
+        else:  # an empty slot: the end of the key's probe run
+            ct_r[s, T_KEY] = key
+            ct_r[s, T_REF] = 0
+            pi_r[CSIZE] += 1
+        ct_r[s, T_REF] += 1
+        ri[q, BLK] -= 1
+    ri[q, SHARED] = upto
+
+
+@numba.njit(cache=True)
+def _finish(q: int, r: int, t: float, st: KernelState) -> None:
     st.rf[q, FINISH] = t
     st.ri[q, STATUS] = ST_COMPLETED
-    _release(st.ri, pi_r, pc_r, plu_r, q, t)
+    if st.ri[q, SHARED] > 0:
+        _unreference(q, r, st)
+    _release(st.ri, st.pi[r], q)
     user_next(q, t, st)
 
 
@@ -331,7 +521,7 @@ def _apply_decode_run(
 ) -> None:
     # k identical decode iterations of replica r's fixed batch, from `clock`
     ri, pf, pi_r = st.ri, st.pf, st.pi[r]
-    pc_r, plu_r, run_r, coeffs = st.pc[r], st.plu[r], st.run[r], st.coeffs
+    run_r, coeffs = st.run[r], st.coeffs
     bt = st.ep[E_B]
     n = pi_r[NRUN]
     dt = decode_run_time(coeffs, n, kv, k)
@@ -343,7 +533,10 @@ def _apply_decode_run(
         nb = _cdiv(ri[q, COMP], bt) - ri[q, SHARED]
         grown += nb - ri[q, BLK]
         ri[q, BLK] = nb
-    _allocate(pi_r, pc_r, plu_r, grown)
+    # take the blocks: never-cached ones first, then evict cached ones nobody references
+    if grown > pi_r[FREE] - pi_r[EVICT]:
+        _evict(r, grown - (pi_r[FREE] - pi_r[EVICT]), st)
+    pi_r[FREE] -= grown
     pi_r[OUTST] -= n * k
     used_after = st.ep[E_TOTAL] - pi_r[FREE]
     pi_r[STEPS] += k
@@ -359,7 +552,7 @@ def _apply_decode_run(
     for j in range(n):
         q = run_r[j]
         if ri[q, GEN] >= ri[q, OUT]:
-            _finish(q, t_end, pi_r, pc_r, plu_r, st)
+            _finish(q, r, t_end, st)
             any_done = True
     if any_done:
         _compact_running(run_r, ri, pi_r)
@@ -396,14 +589,13 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
             return
         if st.pi[r, NRUN] == 0 and st.pi[r, QLEN] == 0:
             return  # nothing left: the dispatcher decides whether it pulls shared work
-    rf, ri, pf, pi, ep, cls = st.rf, st.ri, st.pf, st.pi, st.ep, st.cls
-    pc, plu, coeffs, g = st.pc, st.plu, st.coeffs, st.g
+    rf, ri, pf, pi, ep = st.rf, st.ri, st.pf, st.pi, st.ep
+    coeffs, g = st.coeffs, st.g
     run = st.run
     chunk = st.chunk[r]
     pi_r = pi[r]
-    pc_r = pc[r]
-    plu_r = plu[r]
     run_r = run[r]
+    ident = ep[E_IDENT] == 1
     bt = ep[E_B]
     total_blocks = ep[E_TOTAL]
     clock = pf[r, CLOCK]
@@ -429,7 +621,9 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
         while need > pi_r[FREE]:
             v = run_r[pi_r[NRUN] - 1]
             # preempt the newest running sequence by recompute
-            _release(ri, pi_r, pc_r, plu_r, v, clock)
+            if ri[v, SHARED] > 0:
+                _unreference(v, r, st)
+            _release(ri, pi_r, v)
             ri[v, RECOMP] += ri[v, COMP]
             pi_r[OUTST] += ri[v, COMP]
             ri[v, COMP] = 0
@@ -447,7 +641,9 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
         if victim_is_self:
             break
         ri[q, BLK] += need
-        _allocate(pi_r, pc_r, plu_r, need)
+        if need > pi_r[FREE] - pi_r[EVICT]:
+            _evict(r, need - (pi_r[FREE] - pi_r[EVICT]), st)
+        pi_r[FREE] -= need
         chunk[i] = c
         budget -= c
         tok += c
@@ -473,10 +669,13 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
                 from_central = True
             else:
                 break
-            # automatic prefix caching: skip the prefix blocks this replica holds
+            # automatic prefix caching: skip the leading blocks this replica holds
             cached = 0
-            if ri[q, HASPFX] == 1:
-                cached = pc_r[ri[q, CLS], PC_BLOCKS]
+            pinned = 0
+            if ident:
+                limit = cache_limit(q, st)
+                if limit > 0:
+                    cached, pinned = _lookup(q, r, limit, st)
             hit = cached * bt
             c = min(ri[q, PFT] - hit, budget)
             if ep[E_CHUNKED] == 0 and c < ri[q, PFT] - hit and ri[q, GEN] == 0:
@@ -484,7 +683,6 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
                 # (prompt + generated tokens) may exceed the budget and is then chunked
                 break
             need = _cdiv(hit + c, bt) - cached
-            pinned = cached if cached > 0 and pc_r[ri[q, CLS], PC_REFS] == 0 else 0
             if need + pinned > pi_r[FREE]:
                 break
             if from_central:
@@ -495,19 +693,22 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
             else:
                 _q_pop_front(ri, pi_r, QHEAD)
                 pi_r[QTOK] -= ri[q, PFT] - ri[q, COMP]
-            if ri[q, HASPFX] == 1:
-                pi_r[PFX_ASKED] += cls[ri[q, CLS], C_PFX_BLOCKS] * bt
+            if ident:
+                pi_r[PFX_ASKED] += ri[q, PFT]
                 pi_r[PFX_HIT] += hit
             if cached > 0:
-                _hold(ri, pi_r, pc_r, q)
+                _reference(q, r, cached, st)
                 ri[q, SHARED] = cached
                 ri[q, COMP] = hit
                 pi_r[OUTST] -= hit
-            _allocate(pi_r, pc_r, plu_r, need)
+            if need > pi_r[FREE] - pi_r[EVICT]:
+                _evict(r, need - (pi_r[FREE] - pi_r[EVICT]), st)
+            pi_r[FREE] -= need
             ri[q, BLK] = need
             ri[q, STATUS] = ST_RUNNING
             if np.isnan(rf[q, ADMIT]):
                 rf[q, ADMIT] = clock
+                ri[q, HIT] = hit
             n = pi_r[NRUN]
             run_r[n] = q
             chunk[n] = c
@@ -585,9 +786,10 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
             continue
         was_prefill = ri[q, COMP] < ri[q, PFT]
         ri[q, COMP] += c
-        nbp = cls[ri[q, CLS], C_PFX_BLOCKS]
-        if ri[q, HASPFX] == 1 and ri[q, SHARED] < nbp and ri[q, COMP] >= nbp * bt:
-            _publish_prefix(ri, pi_r, pc_r, q, nbp)
+        if ident and q < ep[E_NID]:
+            upto = min(st.idn[q], ri[q, COMP] // bt)
+            if ri[q, SHARED] < upto:
+                _publish(q, r, upto, st)
         if was_prefill:
             if ri[q, COMP] == ri[q, PFT]:
                 if ri[q, GEN] == 0:
@@ -596,7 +798,7 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
         else:
             ri[q, GEN] += 1
         if ri[q, GEN] >= ri[q, OUT]:
-            _finish(q, t_end, pi_r, pc_r, plu_r, st)
+            _finish(q, r, t_end, st)
             any_done = True
     used_after = total_blocks - pi_r[FREE]
     pf[r, KV_INT] += 0.5 * (used_before + used_after) * dt

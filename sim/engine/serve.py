@@ -228,6 +228,7 @@ def request_frame(
             "finish_s": finish,
             "preemptions": ri[:, K.NPRE].astype(np.int64),
             "recomputed_tokens": ri[:, K.RECOMP].astype(np.int64),
+            "cached_tokens": ri[:, K.HIT].astype(np.int64),
             "interruptions": ri[:, K.NINT].astype(np.int64),
             "cold_start": ri[:, K.COLD].astype(bool),
             "api_attempts": attempts,
@@ -277,6 +278,7 @@ def replica_table(
                 "step_time_mean_s": np.where(steps > 0, busy / np.maximum(steps, 1), np.nan),
                 "preemptions": end["preemptions"] - start["preemptions"],
                 "prefix_hit_rate": np.where(asked > 0, hit / np.maximum(asked, 1), np.nan),
+                "prefill_tokens_saved": hit,
             }
         )
 

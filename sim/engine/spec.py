@@ -16,7 +16,13 @@ from sim.catalog.profiles import profile_names, profiles_text
 
 Dtype = Literal["bf16", "fp16", "fp8", "int8", "int4", "fp4"]
 RouterKind = Literal[
-    "round_robin", "least_loaded", "power_of_two", "central", "random", "least_requests"
+    "round_robin",
+    "least_loaded",
+    "power_of_two",
+    "central",
+    "random",
+    "least_requests",
+    "prefix_affinity",
 ]
 
 
@@ -239,6 +245,20 @@ class FailureSpec(Frozen):
     restart_s: float = Field(300.0, ge=0)
 
 
+class AffinitySpec(Frozen):
+    """How far the ``prefix_affinity`` router may stray from the least loaded replica.
+
+    A ready replica is a candidate when its outstanding tokens are at most
+    ``least + max(slack_tokens, slack_fraction · least)``, ``least`` being the least loaded
+    replica's; among candidates the one holding the longest cached prefix of the request
+    wins (ties: the less loaded, then the lower slot), and without any cached prefix the
+    least loaded replica.
+    """
+
+    slack_tokens: int = Field(8192, ge=0, description="load allowance, tokens")
+    slack_fraction: float = Field(0.25, ge=0.0, description="load allowance, share of the least")
+
+
 class FleetSpec(Frozen):
     """A fixed fleet of identical replicas, each one copy of the model on ``tp`` GPUs."""
 
@@ -253,6 +273,7 @@ class FleetSpec(Frozen):
         1, ge=0, le=4096, description="Fixed fleet size; with an autoscaler, the starting size."
     )
     router: RouterKind = "least_loaded"
+    affinity: AffinitySpec = Field(default_factory=AffinitySpec)
     max_queue: int | None = Field(
         None, ge=0, description="Waiting requests allowed per replica (central: in total)."
     )

@@ -15,6 +15,13 @@ import numpy as np
 
 from sim.engine import dispatch
 from sim.engine import kernel as K
+from sim.engine.prefix_cache import (
+    build_prefix_cache,
+    class_prefix_hashes,
+    empty_tables,
+    identity_rows,
+    table_size,
+)
 from sim.engine.replica import ReplicaConfig
 from sim.engine.routing import RoutingSpec
 from sim.engine.spec import FleetSpec
@@ -59,8 +66,11 @@ class FleetState:
     ep: np.ndarray = field(init=False)
     epf: np.ndarray = field(init=False)
     cls: np.ndarray = field(init=False)
-    pc: np.ndarray = field(init=False)
-    plu: np.ndarray = field(init=False)
+    ct: np.ndarray = field(init=False)
+    idh: np.ndarray = field(init=False)
+    ido: np.ndarray = field(init=False)
+    idb: np.ndarray = field(init=False)
+    idn: np.ndarray = field(init=False)
     g: np.ndarray = field(init=False)
     gf: np.ndarray = field(init=False)
     ut: np.ndarray = field(init=False)
@@ -138,15 +148,10 @@ class FleetState:
             self.replica.coefficients.time_s(mbt, 0, mbt, mbt, mbt * (mbt + 1) / 2) / mbt
         )
         n_classes = len(wl.class_names)
-        self.cls = np.zeros((n_classes, 2), dtype=np.int64)
+        self.cls = np.zeros((n_classes, 1), dtype=np.int64)
         if self.class_route is not None:
             self.cls[:, K.C_ROUTE] = self.class_route
-        if self.prefix_tokens is not None:
-            self.cls[:, K.C_PFX_BLOCKS] = (
-                np.asarray(self.prefix_tokens) // self.replica.block_tokens
-            )
-        self.pc = np.zeros((nrep, n_classes, 2), dtype=np.int64)
-        self.plu = np.zeros((nrep, n_classes))
+        self._init_prefix_cache(wl)
         self.g = np.zeros(K.N_G, dtype=np.int64)
         self.g[K.G_NREQ] = n_open
         self.g[K.G_CQHEAD] = -1
@@ -178,9 +183,30 @@ class FleetState:
         self.uh = np.zeros(users, dtype=np.int64)
         self.up = np.full(users, -1, dtype=np.int64)
         dispatch.init_heaps(self.kernel())
+        self._blocks = wl.prompt_blocks is not None
+        self._class_names = tuple(wl.class_names)
         self._stream: WorkloadStream | None = None
         self._window_s = math.inf
         self._retire: Callable[[np.ndarray, np.ndarray], None] = _no_retire
+
+    def _init_prefix_cache(self, wl: Workload) -> None:
+        # prompt identity and the replicas' prefix-cache tables (sim.engine.prefix_cache)
+        pc = build_prefix_cache(
+            wl,
+            prefix_tokens=self.prefix_tokens,
+            block_tokens=self.replica.block_tokens,
+            kv_blocks=self.replica.kv_blocks,
+            slots=self.fleet.max_slots,
+        )
+        self.ct = pc.ct
+        self.idh, self.ido, self.idb, self.idn = pc.idh, pc.ido, pc.idb, pc.idn
+        self.ep[K.E_IDENT] = int(pc.enabled)
+        self.ep[K.E_CMASK] = pc.mask
+        self.ep[K.E_NID] = len(wl) if pc.enabled else 0
+        self.ep[K.E_AFF_SLACK] = self.fleet.affinity.slack_tokens
+        self.epf[K.EF_AFF_FRAC] = self.fleet.affinity.slack_fraction
+        self.pi[:, K.CHEAD] = -1
+        self.pi[:, K.CTAIL] = -1
 
     def _first_think(self) -> np.ndarray:
         # one think-time draw per user, from the head of its class pool
@@ -218,8 +244,11 @@ class FleetState:
             ep=self.ep,
             epf=self.epf,
             cls=self.cls,
-            pc=self.pc,
-            plu=self.plu,
+            ct=self.ct,
+            idh=self.idh,
+            ido=self.ido,
+            idb=self.idb,
+            idn=self.idn,
             coeffs=self.replica.coefficients.vector,
             g=self.g,
             gf=self.gf,
@@ -259,6 +288,46 @@ class FleetState:
         self._stream = stream
         self._window_s = window_s
         self._retire = retire
+        self._stream_identity()
+
+    def _stream_identity(self) -> None:
+        # every row may carry a class prefix's identity (set when its window is read);
+        # closed-loop rows and free rows carry none (no cacheable block). Prompt blocks of
+        # traces or sessions are not streamed: the caller refuses them.
+        if self._blocks:
+            raise ValueError("a streamed run cannot carry prompt blocks (records: all)")
+        pfx = self.prefix_tokens
+        if pfx is None or not bool((np.asarray(pfx) > 0).any()):
+            return
+        rows = self.rf.shape[0]
+        n0 = int(self.ep[K.E_NOPEN])
+        ido = np.zeros(rows, dtype=np.int64)
+        idb = np.ones(rows, dtype=np.int64)
+        idn = np.zeros(rows, dtype=np.int64)
+        if self.ep[K.E_IDENT] == 1:
+            ido[:n0], idb[:n0], idn[:n0] = self.ido[:n0], self.idb[:n0], self.idn[:n0]
+        self.ido, self.idb, self.idn = ido, idb, idn
+        self.idh = class_prefix_hashes(self._class_names)
+        bt = self.replica.block_tokens
+        distinct = int((np.asarray(pfx, dtype=np.int64) // bt).sum()) + 1
+        size = table_size(self.replica.kv_blocks, distinct)
+        self.ct = empty_tables(self.fleet.max_slots, size)
+        self.ep[K.E_IDENT] = 1
+        self.ep[K.E_CMASK] = size - 1
+        self.ep[K.E_NID] = rows
+
+    def _identity_of(self, wl: Workload, at: int) -> None:
+        # the window's rows [at, at + len(wl)): their class prefixes' identity
+        if self.ep[K.E_IDENT] == 0 or not len(wl):
+            return
+        rows = identity_rows(
+            wl, prefix_tokens=self.prefix_tokens, block_tokens=self.replica.block_tokens
+        )
+        sl = slice(at, at + len(wl))
+        if rows is None:
+            self.ido[sl], self.idb[sl], self.idn[sl] = 0, 1, 0
+        else:
+            _, self.ido[sl], self.idb[sl], self.idn[sl] = rows
 
     def _feed(self, t: float) -> None:
         stream = self._stream
@@ -278,6 +347,7 @@ class FleetState:
         self.ri[sl, K.CLS] = wl.class_id
         if wl.has_prefix is not None:
             self.ri[sl, K.HASPFX] = wl.has_prefix
+        self._identity_of(wl, n0)
         self.ep[K.E_NOPEN] = n0 + m
         self.g[K.G_NREQ] = n0 + m
 
@@ -306,6 +376,10 @@ class FleetState:
         ri[k:n, K.REP] = -1
         ri[k:n, K.NEXT] = -1
         ri[k:n, K.USER] = -1
+        if self.ep[K.E_IDENT] == 1:
+            for a, free in ((self.ido, 0), (self.idb, 1), (self.idn, 0)):
+                a[:k] = a[order]
+                a[k:n] = free
         ri[:k, K.NEXT] = new[ri[:k, K.NEXT]]
         self.run[:] = new[self.run]
         for col in (K.QHEAD, K.QTAIL):
@@ -338,6 +412,15 @@ class FleetState:
         ri[n:, K.NEXT] = -1
         ri[n:, K.USER] = -1
         self.rf, self.ri = rf, ri
+        if self._stream is not None and self.ep[K.E_IDENT] == 1:
+            # identity rows follow the request rows (free rows: none)
+            grown = []
+            for a, free in ((self.ido, 0), (self.idb, 1), (self.idn, 0)):
+                b = np.full(rows, free, dtype=np.int64)
+                b[:n] = a[:n]
+                grown.append(b)
+            self.ido, self.idb, self.idn = grown
+            self.ep[K.E_NID] = rows
 
     def retire_all(self) -> None:
         """Hand every row left (finished or not) to the retire callback, in row order."""

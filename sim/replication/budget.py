@@ -25,6 +25,7 @@ from sim.workload.trace import TraceArrivals
 __all__ = [
     "BYTES_PER_REQUEST",
     "available_memory_bytes",
+    "bytes_per_request",
     "check_memory",
     "expected_requests",
     "held_requests",
@@ -34,6 +35,11 @@ __all__ = [
 # benchmarks/bench_scale.py measures (engine arrays, per-request table, metrics): 291 bytes
 # a request at 300,000 requests, and as much per extra request.
 BYTES_PER_REQUEST = 300
+# Prompt identity (sim.workload.identity, sim.engine.prefix_cache) adds, per request, its
+# offsets and the engine's three identity columns, and per prompt-block hash the
+# workload's and the engine's copies plus one transient while they are built.
+IDENTITY_BYTES_PER_REQUEST = 40
+IDENTITY_BYTES_PER_HASH = 24
 # Share of the available memory one replication may plan to use.
 HEADROOM = 0.8
 GIB = 2**30
@@ -58,6 +64,27 @@ def expected_requests(scenario: Scenario) -> float:
             grid = np.linspace(0.0, duration, max(2, math.ceil(duration / 60.0) + 1))
             total += rate * float(np.mean(c.profile.multiplier(grid))) * duration
     return total
+
+
+def bytes_per_request(scenario: Scenario) -> float:
+    """Peak bytes per open-loop request: :data:`BYTES_PER_REQUEST`, plus what the prompt
+    identity of trace classes that carry it costs (weighted by their share of requests)."""
+    duration = scenario.horizon.duration_s
+    n = expected_requests(scenario)
+    extra = 0.0
+    for c in scenario.workload.classes:
+        arrivals = c.arrivals
+        if not isinstance(arrivals, TraceArrivals) or c.prompt_tokens is not None:
+            continue
+        if not arrivals.prompt_identity:
+            continue
+        trace = arrivals.load(read_output_tokens=c.output_tokens is None)
+        if trace.prompt_blocks is None:
+            continue
+        hashes = float(trace.prompt_blocks.counts.mean())
+        share = trace.mean_rate_rps(arrivals.rate_scale) * duration / max(n, 1.0)
+        extra += share * (IDENTITY_BYTES_PER_REQUEST + IDENTITY_BYTES_PER_HASH * hashes)
+    return BYTES_PER_REQUEST + extra
 
 
 def available_memory_bytes() -> int | None:
@@ -114,12 +141,13 @@ def check_memory(
     if avail is None:
         return n
     held = held_requests(scenario, n)
+    per = bytes_per_request(scenario)
     # a Poisson count rarely exceeds its mean by 5 standard deviations
     at_once = max(1, concurrent)
-    need = (held + 5.0 * math.sqrt(held)) * BYTES_PER_REQUEST
+    need = (held + 5.0 * math.sqrt(held)) * per
     if need * at_once <= HEADROOM * avail:
         return n
-    fit = HEADROOM * avail / BYTES_PER_REQUEST / at_once
+    fit = HEADROOM * avail / per / at_once
     several = (
         ""
         if at_once == 1
@@ -136,7 +164,7 @@ def check_memory(
     )
     raise ScenarioError(
         f"horizon.duration_s: one replication holds about {held:,.0f} requests, "
-        f"{need / GIB:,.1f} GiB at {BYTES_PER_REQUEST} bytes each{several}, but "
+        f"{need / GIB:,.1f} GiB at {per:,.0f} bytes each{several}, but "
         f"{avail / GIB:,.1f} GiB of memory is available; {change} "
         f"(about {fit:,.0f} requests held per replication fit)"
     )

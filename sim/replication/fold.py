@@ -169,6 +169,11 @@ class RequestStats:
         self._cls_n = dict.fromkeys(names, 0)
         self._cls_met = dict.fromkeys(names, 0)
         self._cls_api = dict.fromkeys(names, 0)
+        # prompt tokens found in a replica's prefix cache, and prompt tokens, of completed
+        # requests per class (requests with prompt identity carry ``cached_tokens``)
+        self._cls_cached = dict.fromkeys(names, 0)
+        self._cls_prompt = dict.fromkeys(names, 0)
+        self._any_cached = False
 
     def add(self, requests: pd.DataFrame) -> None:
         """Fold a batch of per-request records (the columns of ``Outcome.requests``)."""
@@ -217,6 +222,9 @@ class RequestStats:
                 self._route_met[route] += int(met_all[sel].sum())
         if len(self.classes) > 1:
             names = labels(requests["class_name"])
+            cached = _column(requests, "cached_tokens", 0)
+            prompt = _column(requests, "input_tokens", 0)
+            self._any_cached = self._any_cached or bool(cached.any())
             for name in self._names:
                 part = arrived & (names == name)
                 self._cls[name].add(cols, part & completed)
@@ -224,6 +232,8 @@ class RequestStats:
                 self._cls_met[name] += int(met_all[part].sum())
                 if api is not None:
                     self._cls_api[name] += int(api[part].sum())
+                self._cls_cached[name] += int(cached[part & completed].sum())
+                self._cls_prompt[name] += int(prompt[part & completed].sum())
 
     def metrics(self) -> dict[str, float]:
         """The request metrics (names in the README's glossary)."""
@@ -265,6 +275,9 @@ class RequestStats:
                 out[f"offered_rps{suffix}"] = k / span
                 if self._has_route:
                     out[f"api_share{suffix}"] = self._cls_api[name] / k if k else nan
+                if self._any_cached:  # prompt identity, and something was found cached
+                    p = self._cls_prompt[name]
+                    out[f"prefix_hit_rate{suffix}"] = self._cls_cached[name] / p if p else nan
         return out
 
     def latency_metrics(self, prefix: str) -> dict[str, float]:

@@ -94,7 +94,7 @@ def fleet_metrics(replicas: pd.DataFrame) -> dict[str, float]:
     batch_int = (replicas["batch_size_mean"].fillna(0.0) * busy).sum()
     steps = replicas["iterations"].to_numpy()
     step_int = (replicas["step_time_mean_s"].fillna(0.0) * steps).sum()
-    return {
+    out = {
         "gpu_busy_fraction": float(busy.mean()),
         "gpu_busy_fraction_min": float(busy.min()),
         "gpu_busy_fraction_max": float(busy.max()),
@@ -106,3 +106,7 @@ def fleet_metrics(replicas: pd.DataFrame) -> dict[str, float]:
         "preemptions": float(replicas["preemptions"].sum()),
         "prefix_hit_rate": float(replicas["prefix_hit_rate"].mean()),
     }
+    if "prefill_tokens_saved" in replicas and replicas["prefix_hit_rate"].notna().any():
+        # requests carry prompt identity: the prompt tokens the fleet did not prefill
+        out["prefill_tokens_saved"] = float(replicas["prefill_tokens_saved"].sum())
+    return out

@@ -45,6 +45,7 @@ from sim.replication.parts import (
     scenario_apis,
 )
 from sim.scenario import Scenario
+from sim.scenario_io import ScenarioError
 from sim.seeds import (
     STREAM_API,
     STREAM_FAULTS,
@@ -55,8 +56,15 @@ from sim.seeds import (
     substream,
 )
 from sim.workload.sample import WorkloadStream
+from sim.workload.trace import TraceArrivals
 
-__all__ = ["WINDOW_REQUESTS", "StreamFold", "sample_mask", "stream_window_s"]
+__all__ = [
+    "WINDOW_REQUESTS",
+    "StreamFold",
+    "refuse_prompt_identity",
+    "sample_mask",
+    "stream_window_s",
+]
 
 # requests generated at a time (on average): the window of arrivals read ahead of the clock
 WINDOW_REQUESTS = 50_000
@@ -82,6 +90,27 @@ def sample_mask(
         z = (z ^ (z >> np.uint64(27))) * _M3
         z ^= z >> np.uint64(31)
     return (z >> np.uint64(11)).astype(np.float64) < fraction * 2.0**53
+
+
+def refuse_prompt_identity(scenario: Scenario) -> None:
+    """A streamed run cannot carry prompt blocks (traces with ``hash_ids``, sessions): one
+    line naming the class, exit 2."""
+    for i, cls in enumerate(scenario.workload.classes):
+        arrivals = cls.arrivals
+        carries = getattr(arrivals, "process", "") == "sessions"
+        if (
+            isinstance(arrivals, TraceArrivals)
+            and arrivals.prompt_identity
+            and cls.prompt_tokens is None
+        ):
+            trace = arrivals.load(read_input_tokens=True, read_output_tokens=False)
+            carries = trace.prompt_blocks is not None
+        if carries:
+            raise ScenarioError(
+                f"horizon.records: {scenario.horizon.records} folds requests as they finish, "
+                f"but workload.classes.{i} ({cls.name}) carries prompt identity (hash ids or "
+                "sessions), which needs every request: set horizon.records: all"
+            )
 
 
 def stream_window_s(scenario: Scenario, expected_requests: float) -> float:
@@ -276,6 +305,7 @@ def simulate_streamed(
     """One replication without per-request records: ``(sample, metrics, timeseries,
     replicas)`` as :func:`sim.replication.simulate.simulate` puts them in its Outcome."""
     hz = scenario.horizon
+    refuse_prompt_identity(scenario)
     stream = WorkloadStream(
         scenario.workload, duration_s=hz.duration_s, seed=substream(seed, STREAM_WORKLOAD)
     )

@@ -7,18 +7,23 @@ identifies its first ``k + 1`` blocks, so two requests share their first ``m`` b
 when their first ``m`` hashes are equal, and equal ``k``-th hashes imply equal prefixes. Raw
 per-block ids (as a trace may hold them) are chained by :func:`chain_hashes`.
 
+Negative hashes mark blocks no other request shares (requests whose trace or class says
+nothing about their prompt's identity): they are distinct within a workload, never equal to
+a chained hash, and never cached (:func:`unique_hashes`).
+
 The per-request lists are stored flat (CSR): request ``i``'s hashes are
 ``hashes[offsets[i]:offsets[i + 1]]``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["PromptBlocks", "chain_hashes"]
+__all__ = ["PromptBlocks", "chain_hashes", "synthetic_blocks", "unique_hashes"]
 
 _MUL = np.uint64(0x9E3779B97F4A7C15)
 _MASK63 = np.uint64((1 << 63) - 1)
@@ -54,6 +59,55 @@ def chain_hashes(offsets: NDArray[np.int64], raw: NDArray[np.int64]) -> NDArray[
                 prev[at] = out[np.flatnonzero(at) - 1]
             out[at] = _mix(prev[at] * _MUL + raw[at] + np.uint64(k + 1))
     return (out & _MASK63).astype(np.int64)
+
+
+def unique_hashes(n: int, start: int = 0) -> NDArray[np.int64]:
+    """``n`` distinct negative hashes, ``-(start + 1)``, ``-(start + 2)``, ...: blocks that
+    no other request shares.
+
+    Examples
+    --------
+    >>> unique_hashes(3).tolist()
+    [-1, -2, -3]
+    """
+    return -(np.arange(n, dtype=np.int64) + (start + 1))
+
+
+def synthetic_blocks(
+    input_tokens: NDArray[np.int64],
+    block_tokens: int,
+    *,
+    prefix_tokens: int = 0,
+    has_prefix: NDArray[np.bool_] | None = None,
+    name: str = "",
+) -> PromptBlocks:
+    """Prompt blocks of requests whose only known identity is a shared prefix (or none).
+
+    Each prompt gets ``ceil(input / block_tokens)`` hashes (at least one). The requests with
+    ``has_prefix`` share the whole blocks of a ``prefix_tokens``-token prefix, a chain
+    named by ``name`` (equal names, equal chains); every other block is unique
+    (:func:`unique_hashes`).
+
+    Examples
+    --------
+    >>> pb = synthetic_blocks(np.array([10, 9, 3]), 4, prefix_tokens=8,
+    ...                       has_prefix=np.array([True, True, False]), name="chat")
+    >>> pb.counts.tolist(), bool(np.all(pb.of(0)[:2] == pb.of(1)[:2])), int((pb.hashes < 0).sum())
+    ([3, 3, 1], True, 3)
+    """
+    inp = np.asarray(input_tokens, dtype=np.int64)
+    counts = np.maximum((inp + block_tokens - 1) // block_tokens, 1)
+    offsets = np.zeros(inp.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    pos = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], counts)
+    shared = np.zeros(inp.size, dtype=np.int64)
+    if prefix_tokens > 0 and has_prefix is not None:
+        shared = np.where(has_prefix, prefix_tokens // block_tokens, 0)
+    mask = np.repeat(shared, counts) > pos
+    tag = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little") >> 2
+    hashes = chain_hashes(offsets, np.full(pos.size, tag, dtype=np.int64) ^ pos)
+    hashes[~mask] = unique_hashes(int((~mask).sum()))
+    return PromptBlocks(block_tokens, offsets, hashes)
 
 
 def _mix(z: NDArray[np.uint64]) -> NDArray[np.uint64]:

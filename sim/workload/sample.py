@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sim.workload.arrivals import ArrivalStream, ClosedLoopArrivals
-from sim.workload.identity import PromptBlocks
+from sim.workload.identity import PromptBlocks, synthetic_blocks, unique_hashes
 from sim.workload.lengths import EmpiricalLength, FixedLength, GeometricLength, LognormalLength
 from sim.workload.profile import thin
 from sim.workload.spec import ClassSpec, WorkloadSpec
@@ -209,6 +209,11 @@ class _ClassStream:
                 read_input_tokens=spec.prompt_tokens is None,
                 read_output_tokens=spec.output_tokens is None,
             )
+            if self._trace.prompt_blocks is not None and spec.prefix is not None:
+                raise ValueError(
+                    f"class {spec.name!r}: a shared prefix cannot be added to a trace that "
+                    "carries prompt identity (set prompt_identity: false on its arrivals)"
+                )
             boot = arrivals.bootstrap_block_s
             self._rows = self._trace.stream(
                 rate_scale=arrivals.rate_scale,
@@ -234,10 +239,17 @@ class _ClassStream:
 
     def until(
         self, t_end: float
-    ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
+    ) -> tuple[
+        NDArray[np.float64],
+        NDArray[np.int64],
+        NDArray[np.int64],
+        NDArray[np.bool_],
+        PromptBlocks | None,
+    ]:
         """The class's next requests arriving before ``t_end``: times, input and output
-        tokens, whether each carries the class prefix."""
-        inp = out = None
+        tokens, whether each carries the class prefix, their prompt identity (traces that
+        carry one)."""
+        inp = out = blocks = None
         if self._rows is not None:
             assert self._trace is not None
             t, row = self._rows.until(t_end)
@@ -245,6 +257,8 @@ class _ClassStream:
                 inp = self._trace.input_tokens[row]
             if self._trace.output_tokens is not None:
                 out = self._trace.output_tokens[row]
+            if self._trace.prompt_blocks is not None:
+                blocks = self._trace.prompt_blocks.take(row)
         else:
             assert self._times is not None
             t = self._times.until(t_end)
@@ -261,7 +275,7 @@ class _ClassStream:
         else:
             has = self._share.take(t.size) < self._prefix.share
             inp = inp + np.where(has, self._prefix.tokens, 0)
-        return t, inp, out, has
+        return t, inp, out, has, blocks
 
 
 class WorkloadStream:
@@ -296,6 +310,7 @@ class WorkloadStream:
         self.duration_s = duration_s
         self.class_names = spec.class_names()
         self._classes: list[tuple[int, _ClassStream]] = []
+        self._open_specs: list[tuple[int, ClassSpec]] = []
         closed: list[ClosedLoopSource] = []
         for class_id, cls in enumerate(spec.classes):
             class_seed = component_seed(seed, cls.name)
@@ -313,8 +328,11 @@ class WorkloadStream:
                 )
             else:
                 self._classes.append((class_id, _ClassStream(cls, class_seed)))
+                self._open_specs.append((class_id, cls))
         self.closed_loop = tuple(closed)
         self.read_s = 0.0
+        self._spec = spec
+        self._unique = 0  # negative hashes handed out so far (blocks no request shares)
 
     def until(self, t_end: float) -> Workload:
         """The open-loop requests arriving in ``[read_s, min(t_end, duration_s))``, merged by
@@ -325,9 +343,11 @@ class WorkloadStream:
         outputs: list[NDArray[np.int64]] = [np.empty(0, np.int64)]
         ids: list[NDArray[np.int32]] = [np.empty(0, np.int32)]
         prefixed: list[NDArray[np.bool_]] = [np.empty(0, bool)]
+        blocks: list[PromptBlocks | None] = []
         if t_end > self.read_s:
             for class_id, cls in self._classes:
-                t, inp, out, has = cls.until(t_end)
+                t, inp, out, has, blk = cls.until(t_end)
+                blocks.append(blk)
                 times.append(t)
                 inputs.append(inp)
                 outputs.append(out)
@@ -344,7 +364,48 @@ class WorkloadStream:
             class_names=self.class_names,
             closed_loop=self.closed_loop,
             has_prefix=_readonly(np.concatenate(prefixed)[order]),
+            prompt_blocks=self._merge_blocks(blocks, inputs[1:], prefixed[1:], order),
         )
+
+    def _merge_blocks(
+        self,
+        parts: list[PromptBlocks | None],
+        inputs: list[NDArray[np.int64]],
+        prefixed: list[NDArray[np.bool_]],
+        order: NDArray[np.intp],
+    ) -> PromptBlocks | None:
+        # One PromptBlocks over every open-loop request, once some class has prompt
+        # identity: requests of the other classes get unique hashes (a class prefix's whole
+        # blocks get a chain named after the class), and negative hashes are numbered on
+        # from the previous window's so that they stay distinct
+        sizes = {p.block_tokens for p in parts if p is not None}
+        if not sizes:
+            return None
+        if len(sizes) > 1:
+            raise ValueError(
+                f"trace classes hash prompts in blocks of different sizes: {sorted(sizes)}"
+            )
+        bt = sizes.pop()
+        open_classes = [c for _, c in self._open_specs]
+        full: list[PromptBlocks] = []
+        for cls, part, inp, has in zip(open_classes, parts, inputs, prefixed, strict=True):
+            if part is None:
+                part = synthetic_blocks(
+                    inp,
+                    bt,
+                    prefix_tokens=0 if cls.prefix is None else cls.prefix.tokens,
+                    has_prefix=has,
+                    name=cls.name,
+                )
+            full.append(part)
+        merged = PromptBlocks.concat(full).take(order)
+        hashes = merged.hashes.copy()
+        neg = hashes < 0
+        hashes[neg] = unique_hashes(int(neg.sum()), start=self._unique)
+        self._unique += int(neg.sum())
+        for a in (merged.offsets, hashes):
+            a.setflags(write=False)
+        return PromptBlocks(bt, merged.offsets, hashes)
 
 
 def sample_workload(

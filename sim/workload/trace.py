@@ -2,10 +2,23 @@
 
 Three formats: the public Azure LLM inference trace (``azure_csv``:
 ``TIMESTAMP,ContextTokens,GeneratedTokens``), Mooncake-style JSON lines (``mooncake_jsonl``:
-one object per line with ``timestamp`` in milliseconds, ``input_length``, ``output_length``;
-other keys such as ``hash_ids`` are ignored) and any other CSV through a column mapping
-(``csv``). Parsed traces are cached per process, keyed by absolute path, modification time,
-size and format, so Monte Carlo replications do not re-read the file. The cache holds
+one object per line with ``timestamp`` in milliseconds, ``input_length``, ``output_length``
+and optionally ``hash_ids``; other keys are ignored) and any other CSV through a column
+mapping (``csv``).
+
+**Prompt identity** (which requests share which prompt prefix, :mod:`sim.workload.identity`)
+comes from Mooncake's ``hash_ids`` (the ids of a prompt's ``hash_block_tokens``-token
+blocks, 512 by default; equal leading ids mean an equal prefix) or, in a generic CSV, from a
+column holding such a list (``columns.hash_ids``: ``[3, 4, 9]`` or ``3 4 9``) or from a
+prefix id and a prefix length (``columns.prefix_id`` and ``columns.prefix_tokens``: requests
+with the same id share their first ``min`` of their prefix lengths, rounded down to whole
+blocks; the rest of each prompt is its own). A list must hold exactly
+``ceil(input_tokens / hash_block_tokens)`` integers, the last covering the rest of the
+prompt: fewer cannot cover the prompt and more would describe tokens it does not have, so
+both are errors naming the file, the line and the field.
+
+Parsed traces are cached per process, keyed by absolute path, modification time, size and
+format, so Monte Carlo replications do not re-read the file. The cache holds
 read-only arrays only, never anything a run can change.
 
 A trace replays deterministically, back to back (:meth:`Trace.replay`), or, with
@@ -16,9 +29,11 @@ replications differ.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Self
 
@@ -28,11 +43,13 @@ from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from sim._base import Frozen
+from sim.workload.identity import PromptBlocks, chain_hashes, unique_hashes
 
 __all__ = [
     "Trace",
     "TraceArrivals",
     "TraceColumns",
+    "TraceError",
     "TraceFormat",
     "detect_format",
     "load_trace",
@@ -44,6 +61,18 @@ _UNIT_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 #: Keys of a Mooncake-style JSONL trace: arrival (ms), prompt and output token counts.
 MOONCAKE_KEYS = ("timestamp", "input_length", "output_length")
+#: The Mooncake key holding a request's prompt-block ids.
+MOONCAKE_HASHES = "hash_ids"
+#: Tokens per hashed block: Mooncake's for hash lists, an engine block for prefix ids.
+DEFAULT_HASH_BLOCK_TOKENS = 512
+DEFAULT_PREFIX_BLOCK_TOKENS = 16
+
+
+_LINE = "\0line"
+
+
+class TraceError(ValueError):
+    """A trace file that cannot be read; the message names the file, the line and the field."""
 
 
 def detect_format(path: str | os.PathLike[str]) -> TraceFormat:
@@ -64,6 +93,21 @@ class TraceColumns(Frozen):
     timestamp: str = Field(default="TIMESTAMP", min_length=1)
     input_tokens: str = Field(default="ContextTokens", min_length=1)
     output_tokens: str = Field(default="GeneratedTokens", min_length=1)
+    hash_ids: str | None = Field(
+        default=None, min_length=1, description="column of prompt-block id lists"
+    )
+    prefix_id: str | None = Field(default=None, min_length=1, description="shared-prefix id")
+    prefix_tokens: str | None = Field(
+        default=None, min_length=1, description="length of the shared prefix, tokens"
+    )
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> Self:
+        if (self.prefix_id is None) != (self.prefix_tokens is None):
+            raise ValueError("prefix_id and prefix_tokens go together")
+        if self.hash_ids is not None and self.prefix_id is not None:
+            raise ValueError("give either hash_ids or prefix_id and prefix_tokens, not both")
+        return self
 
 
 class TraceArrivals(Frozen):
@@ -101,6 +145,14 @@ class TraceArrivals(Frozen):
     bootstrap_block_s: float | None = Field(
         default=None, gt=0.0, description="block bootstrap block length, trace seconds"
     )
+    prompt_identity: bool = Field(
+        default=True, description="read which requests share prompt prefixes, if the trace says"
+    )
+    hash_block_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="tokens per hashed block (512 for hash lists, 16 for prefix ids)",
+    )
 
     @model_validator(mode="after")
     def _columns_need_csv(self) -> Self:
@@ -115,7 +167,10 @@ class TraceArrivals(Frozen):
         return detect_format(self.path) if self.format is None else self.format
 
     def load(self, *, read_input_tokens: bool = True, read_output_tokens: bool = True) -> Trace:
-        """Parse (or fetch from the cache) the trace this spec names; see :func:`load_trace`."""
+        """Parse (or fetch from the cache) the trace this spec names; see :func:`load_trace`.
+
+        Prompt identity is read when ``prompt_identity`` is set and the prompt lengths come
+        from the trace (a class drawing its own lengths has no identity)."""
         return load_trace(
             self.path,
             columns=self.columns,
@@ -123,6 +178,8 @@ class TraceArrivals(Frozen):
             time_unit=self.time_unit,
             read_input_tokens=read_input_tokens,
             read_output_tokens=read_output_tokens,
+            read_identity=self.prompt_identity and read_input_tokens,
+            hash_block_tokens=self.hash_block_tokens,
         )
 
 
@@ -138,12 +195,15 @@ class Trace:
         Seconds since the earliest row, sorted ascending (rows are stably sorted by time).
     input_tokens, output_tokens
         ``int64`` counts per row (values below 1 raised to 1), or ``None`` if not read.
+    prompt_blocks
+        Per row, its chained prompt-block hashes, or ``None`` without prompt identity.
     """
 
     path: str
     offset_s: NDArray[np.float64]
     input_tokens: NDArray[np.int64] | None
     output_tokens: NDArray[np.int64] | None
+    prompt_blocks: PromptBlocks | None = None
 
     @property
     def n_rows(self) -> int:
@@ -293,6 +353,8 @@ def load_trace(
     time_unit: TimeUnit | None = None,
     read_input_tokens: bool = True,
     read_output_tokens: bool = True,
+    read_identity: bool = True,
+    hash_block_tokens: int | None = None,
 ) -> Trace:
     """Parse a trace file (cached per process by absolute path, mtime, size and format).
 
@@ -314,6 +376,12 @@ def load_trace(
         Unit of numeric timestamps: ``s``, ``ms`` or ``us``.
     read_input_tokens, read_output_tokens
         Whether to read (and require) the token columns.
+    read_identity
+        Whether to read prompt identity: Mooncake's ``hash_ids`` when the file has them
+        (every line then needs them), a CSV's ``hash_ids`` or ``prefix_id`` and
+        ``prefix_tokens`` columns when ``columns`` names them. Needs the input tokens.
+    hash_block_tokens
+        Tokens per hashed block; 512 for hash lists and 16 for prefix ids by default.
 
     Returns
     -------
@@ -346,6 +414,16 @@ def load_trace(
         unit = time_unit or "s"
     abspath = os.path.abspath(os.fspath(path))
     st = os.stat(abspath)
+    identity: tuple[str, ...] = ()
+    block = hash_block_tokens
+    if read_identity and read_input_tokens:
+        if fmt == "mooncake_jsonl":
+            identity = (MOONCAKE_HASHES,) if _jsonl_has_key(abspath, MOONCAKE_HASHES) else ()
+        elif columns.hash_ids is not None:
+            identity = (columns.hash_ids,)
+        elif columns.prefix_id is not None and columns.prefix_tokens is not None:
+            identity = (columns.prefix_id, columns.prefix_tokens)
+            block = DEFAULT_PREFIX_BLOCK_TOKENS if block is None else block
     return _load_cached(
         abspath,
         st.st_mtime_ns,
@@ -355,11 +433,27 @@ def load_trace(
         columns.timestamp,
         columns.input_tokens if read_input_tokens else None,
         columns.output_tokens if read_output_tokens else None,
+        identity,
+        DEFAULT_HASH_BLOCK_TOKENS if block is None else block,
     )
 
 
+def _jsonl_has_key(abspath: str, key: str) -> bool:
+    # whether the first record carries `key` (then every record must)
+    with open(abspath, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    return False  # reported with its line number by the reader
+                return isinstance(obj, dict) and key in obj
+    return False
+
+
 def _read_jsonl(abspath: str, wanted: list[str]) -> pd.DataFrame:
-    rows: dict[str, list[object]] = {k: [] for k in wanted}
+    # the file's line number of each record goes in the column _LINE (blank lines skipped)
+    rows: dict[str, list[object]] = {k: [] for k in [*wanted, _LINE]}
     with open(abspath, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -374,6 +468,7 @@ def _read_jsonl(abspath: str, wanted: list[str]) -> pd.DataFrame:
                 if k not in obj:
                     raise ValueError(f"trace {abspath}: key {k!r} missing on line {lineno}")
                 rows[k].append(obj[k])
+            rows[_LINE].append(lineno)
     return pd.DataFrame(rows)
 
 
@@ -387,9 +482,11 @@ def _load_cached(
     timestamp: str,
     input_tokens: str | None,
     output_tokens: str | None,
+    identity: tuple[str, ...] = (),
+    block_tokens: int = DEFAULT_HASH_BLOCK_TOKENS,
 ) -> Trace:
     del mtime_ns, size  # part of the cache key only
-    wanted = [c for c in (timestamp, input_tokens, output_tokens) if c is not None]
+    wanted = [c for c in (timestamp, input_tokens, output_tokens, *identity) if c is not None]
     if jsonl:
         try:
             df = _read_jsonl(abspath, wanted)
@@ -408,10 +505,132 @@ def _load_cached(
         None if col is None else _parse_tokens(df[col], abspath, col)[order]
         for col in (input_tokens, output_tokens)
     ]
+    blocks = None
+    if identity:
+        assert input_tokens is not None  # identity needs the prompt lengths
+        raw_inp = _parse_tokens(df[input_tokens], abspath, input_tokens)
+        lines = df[_LINE].to_numpy() if jsonl else np.arange(len(df)) + 2  # CSV: header 1
+
+        def where(i: int) -> str:
+            return f"line {int(lines[i])}"
+
+        if len(identity) == 1:
+            blocks = _blocks_from_lists(
+                df[identity[0]].tolist(),
+                raw_inp,
+                block_tokens,
+                abspath,
+                identity[0],
+                where,
+                text=not jsonl,
+            )
+        else:
+            blocks = _blocks_from_prefixes(
+                df[identity[0]], df[identity[1]], raw_inp, block_tokens, abspath, identity, where
+            )
+        blocks = blocks.take(order)
+        for a in (blocks.offsets, blocks.hashes):
+            a.setflags(write=False)
     for arr in (offset, *tokens):
         if arr is not None:
             arr.setflags(write=False)
-    return Trace(abspath, offset, tokens[0], tokens[1])
+    return Trace(abspath, offset, tokens[0], tokens[1], blocks)
+
+
+def _ceil_blocks(tokens: NDArray[np.int64], block_tokens: int) -> NDArray[np.int64]:
+    # hashes a prompt needs: one per block, the last one partial (at least one)
+    return np.maximum((tokens + block_tokens - 1) // block_tokens, 1)
+
+
+def _as_id_list(value: object, text: bool) -> list[int] | None:
+    # a JSON list of integers (JSONL) or its text form in a CSV cell: "[1, 2]" or "1 2"
+    if text and isinstance(value, str):
+        cell = value.strip()
+        try:
+            value = json.loads(cell) if cell.startswith("[") else [int(x) for x in cell.split()]
+        except ValueError:
+            return None
+    if not isinstance(value, list):
+        return None
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in value):
+        return None
+    return value
+
+
+def _blocks_from_lists(
+    values: list[object],
+    input_tokens: NDArray[np.int64],
+    block_tokens: int,
+    path: str,
+    field: str,
+    where: Callable[[int], str],
+    *,
+    text: bool,
+) -> PromptBlocks:
+    expect = _ceil_blocks(input_tokens, block_tokens)
+    flat: list[int] = []
+    counts = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        ids = _as_id_list(v, text=text)
+        if ids is None:
+            raise TraceError(f"trace {path}: {where(i)}: {field!r} must be a list of integers")
+        if len(ids) != expect[i]:
+            raise TraceError(
+                f"trace {path}: {where(i)}: {field!r} has {len(ids)} block ids, but "
+                f"{int(input_tokens[i])} input tokens in blocks of {block_tokens} need "
+                f"exactly {int(expect[i])}"
+            )
+        counts[i] = len(ids)
+        flat.extend(ids)
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    raw = np.array(flat, dtype=np.int64) if flat else np.empty(0, dtype=np.int64)
+    return PromptBlocks(block_tokens, offsets, chain_hashes(offsets, raw))
+
+
+def _blocks_from_prefixes(
+    ids: pd.Series,
+    lengths: pd.Series,
+    input_tokens: NDArray[np.int64],
+    block_tokens: int,
+    path: str,
+    fields: tuple[str, ...],
+    where: Callable[[int], str],
+) -> PromptBlocks:
+    # a shared prefix's full blocks hash by (prefix id, block index); the rest is unique
+    has = ids.notna().to_numpy()
+    plen = pd.to_numeric(lengths, errors="coerce").to_numpy(dtype=np.float64)
+    bad = has & (~np.isfinite(plen) | (plen < 0) | (plen != np.round(plen)))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise TraceError(
+            f"trace {path}: {where(i)}: {fields[1]!r} must be a non-negative integer, "
+            f"got {lengths.iloc[i]!r}"
+        )
+    plen = np.where(has, plen, 0).astype(np.int64)
+    longer = plen > input_tokens
+    if longer.any():
+        i = int(np.flatnonzero(longer)[0])
+        raise TraceError(
+            f"trace {path}: {where(i)}: {fields[1]!r} is {int(plen[i])} tokens, longer than "
+            f"the prompt ({int(input_tokens[i])} tokens)"
+        )
+    counts = _ceil_blocks(input_tokens, block_tokens)
+    offsets = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    pos = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], counts)
+    shared = np.repeat(plen // block_tokens, counts) > pos
+    tag = np.array([_text_id(x) if h else 0 for x, h in zip(ids.tolist(), has, strict=True)])
+    raw = np.repeat(tag, counts) ^ pos
+    hashes = chain_hashes(offsets, raw)
+    hashes[~shared] = unique_hashes(int((~shared).sum()))
+    return PromptBlocks(block_tokens, offsets, hashes)
+
+
+def _text_id(value: object) -> int:
+    # a stable 62-bit id of a prefix id cell (numbers and strings alike)
+    text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 2
 
 
 def _read_csv(abspath: str, wanted: list[str]) -> pd.DataFrame:
