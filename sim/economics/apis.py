@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from sim.catalog.prices import ApiPrice, api_price
+from sim.economics.prompt_cache import CacheRule
 from sim.economics.spec import ApiSpec, ProvisionedSpec
 from sim.seeds import MAIN_PROVIDER
 
@@ -29,7 +30,16 @@ __all__ = [
     "api_providers",
     "provisioned_fee",
     "resolve_api_prices",
+    "resolve_cache_rule",
 ]
+
+#: Defaults of a caching rule where neither the scenario nor the catalogue says: the most
+#: common documented minimum, any prefix length, the shortest documented lifetime.
+DEFAULT_CACHE_MIN_TOKENS = 1024
+DEFAULT_CACHE_TTL_S = 300.0
+#: Anthropic's write premiums: a 5-minute entry costs 1.25 x input, a 1-hour one 2 x.
+EXPLICIT_WRITE_MULTIPLIER = 1.25
+EXPLICIT_LONG_WRITE_MULTIPLIER = 2.0
 
 #: Provider name of the scenario's ``api`` section.
 MAIN_API = MAIN_PROVIDER  # the scenario's `api` section
@@ -39,7 +49,10 @@ def resolve_api_prices(spec: ApiSpec) -> ApiPrice:
     """Per-token prices of the scenario's API: the catalogue entry, explicit fields winning.
 
     The cached-input price falls back to the catalogue's, then to the input price (no
-    prompt-cache discount) when neither is known.
+    prompt-cache discount) when neither is known. The cache-write price is
+    ``prompt_cache.usd_per_1m_cache_write`` if given; for explicit caching with a lifetime
+    above 5 minutes, 2 x input; else the catalogue's; else, for explicit caching, 1.25 x
+    input; else None (writes cost the input price).
 
     Examples
     --------
@@ -58,6 +71,15 @@ def resolve_api_prices(spec: ApiSpec) -> ApiPrice:
         p_out = base.usd_per_1m_output if p_out is None else p_out
         p_cached = base.usd_per_1m_cached_input if p_cached is None else p_cached
     assert p_in is not None and p_out is not None  # guaranteed by ApiSpec's validator
+    rule = resolve_cache_rule(spec)
+    over = spec.prompt_cache
+    write = over.usd_per_1m_cache_write if over is not None else None
+    if write is None and rule.kind == "explicit" and rule.ttl_s > 300.0:
+        write = EXPLICIT_LONG_WRITE_MULTIPLIER * p_in
+    if write is None and base is not None:
+        write = base.cache_write_usd_per_1m
+    if write is None and rule.kind == "explicit":
+        write = EXPLICIT_WRITE_MULTIPLIER * p_in
     return ApiPrice(
         key=base.key if base is not None else "custom",
         usd_per_1m_input=p_in,
@@ -66,6 +88,62 @@ def resolve_api_prices(spec: ApiSpec) -> ApiPrice:
         source=spec.price_source or (base.source if base is not None else "scenario"),
         quote_date=spec.price_date or (base.quote_date if base is not None else ""),
         confidence=base.confidence if base is not None else "",
+        cache_write_usd_per_1m=write,
+        cache_ttl_s=base.cache_ttl_s if base is not None else None,
+        cache_min_tokens=base.cache_min_tokens if base is not None else None,
+        batch_discount=base.batch_discount if base is not None else None,
+        cache_mode=rule.kind,
+        cache_increment_tokens=base.cache_increment_tokens if base is not None else None,
+    )
+
+
+def resolve_cache_rule(spec: ApiSpec) -> CacheRule:
+    """The prompt-caching rule of an API option: ``prompt_cache`` fields, else the price
+    catalogue's, else defaults.
+
+    Without a mode anywhere (prices given in the scenario), a cached-input price below the
+    input price means automatic caching, none otherwise. Missing numbers default to a
+    minimum of 1,024 tokens, an increment of 1 token (any prefix length) and a 300 s
+    lifetime (the shortest documented).
+
+    Examples
+    --------
+    >>> r = resolve_cache_rule(ApiSpec(model="openai/gpt-4o-mini"))
+    >>> r.kind, r.min_tokens, r.increment_tokens, r.ttl_s
+    ('automatic', 1024, 128, 600.0)
+    >>> r = resolve_cache_rule(ApiSpec(model="anthropic/claude-sonnet-4-5",
+    ...                                prompt_cache={"ttl_s": 3600}))
+    >>> r.kind, r.min_tokens, r.ttl_s
+    ('explicit', 1024, 3600.0)
+    >>> resolve_cache_rule(ApiSpec(usd_per_1m_input=1.0, usd_per_1m_output=2.0)).kind
+    'none'
+    """
+    base = api_price(spec.model) if spec.model is not None else None
+    over = spec.prompt_cache
+    mode: str | None = over.mode if over is not None else None
+    if mode is None and base is not None:
+        mode = base.cache_mode
+    if mode is None:
+        p_in = spec.usd_per_1m_input if spec.usd_per_1m_input is not None else None
+        p_in = base.usd_per_1m_input if p_in is None and base is not None else p_in
+        p_cached = spec.usd_per_1m_cached_input
+        discounted = p_cached is not None and p_in is not None and p_cached < p_in
+        mode = "automatic" if discounted else "none"
+    min_tokens = over.min_tokens if over is not None else None
+    if min_tokens is None and base is not None:
+        min_tokens = base.cache_min_tokens
+    increment = over.increment_tokens if over is not None else None
+    if increment is None and base is not None and mode == "automatic":
+        increment = base.cache_increment_tokens
+    ttl = over.ttl_s if over is not None else None
+    if ttl is None and base is not None and base.cache_ttl_s is not None:
+        ttl = float(base.cache_ttl_s)
+    return CacheRule(
+        kind=mode,  # type: ignore[arg-type]
+        min_tokens=DEFAULT_CACHE_MIN_TOKENS if min_tokens is None else min_tokens,
+        increment_tokens=1 if increment is None or mode != "automatic" else increment,
+        ttl_s=DEFAULT_CACHE_TTL_S if ttl is None else float(ttl),
+        max_breakpoints=over.max_breakpoints if over is not None else 4,
     )
 
 
@@ -78,13 +156,16 @@ def api_bill(
     batch: ArrayLike | None = None,
     batch_discount: float = 0.0,
     provisioned: ArrayLike | None = None,
+    cache_write_tokens: ArrayLike | None = None,
 ) -> NDArray[np.float64]:
     """Pay-per-token price of each request, USD.
 
-    ``((input − cached) · p_in + cached · p_cached + output · p_out) / 1e6``, times
-    ``1 − batch_discount`` for requests sent through the batch API; 0 for requests served
-    under provisioned throughput (their cost is the hourly :func:`provisioned_fee`).
-    ``input_tokens`` is the whole prompt, of which ``cached_input_tokens`` hit the cache.
+    ``((input − cached − written) · p_in + cached · p_cached + written · p_write
+    + output · p_out) / 1e6``, times ``1 − batch_discount`` for requests sent through the
+    batch API (the discounts stack, as Anthropic and OpenAI bill them); 0 for requests
+    served under provisioned throughput (their cost is the hourly :func:`provisioned_fee`).
+    ``input_tokens`` is the whole prompt, of which ``cached_input_tokens`` hit the cache and
+    ``cache_write_tokens`` were written to it.
 
     Parameters
     ----------
@@ -98,6 +179,9 @@ def api_bill(
         Fraction off for batch requests, in [0, 1).
     provisioned : array_like of bool, optional
         Requests served under provisioned throughput.
+    cache_write_tokens : array_like, optional, keyword-only
+        Per request, prompt tokens written to the provider's cache (default none); billed at
+        ``prices.cache_write_usd_per_1m``, or the input price where that is None.
 
     Returns
     -------
@@ -110,6 +194,12 @@ def api_bill(
     ...          batch=[False, True, False], batch_discount=0.5,
     ...          provisioned=[False, False, True]).tolist()
     [0.0012, 0.0007, 0.0]
+
+    Writes at 1.25 x input: 600 plain, 400 written, 100 out.
+
+    >>> w = ApiPrice("x/y", 1.0, 4.0, 0.1, "", "", cache_write_usd_per_1m=1.25)
+    >>> api_bill([1000], [0], [100], prices=w, cache_write_tokens=[400]).tolist()
+    [0.0015]
     """
     inp = np.asarray(input_tokens, dtype=np.float64)
     cached = np.asarray(cached_input_tokens, dtype=np.float64)
@@ -126,7 +216,17 @@ def api_bill(
         (inp - cached) * prices.usd_per_1m_input
         + cached * p_cached
         + out * prices.usd_per_1m_output
-    ) / 1e6
+    )
+    if cache_write_tokens is not None:
+        written = np.asarray(cache_write_tokens, dtype=np.float64)
+        if written.shape != inp.shape:
+            raise ValueError("cache_write_tokens must have the shape of input_tokens")
+        if np.any(written < 0) or np.any(cached + written > inp):
+            raise ValueError("cache_write_tokens must be >= 0 with cached + written <= input")
+        p_write = prices.cache_write_usd_per_1m
+        p_write = prices.usd_per_1m_input if p_write is None else p_write
+        usd += written * (p_write - prices.usd_per_1m_input)
+    usd /= 1e6
     if batch is not None:
         usd = np.where(np.asarray(batch, dtype=bool), usd * (1.0 - batch_discount), usd)
     if provisioned is not None:

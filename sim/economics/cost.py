@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,7 @@ from sim.economics.apis import (
     api_bill,
     provisioned_fee,
     resolve_api_prices,
+    resolve_cache_rule,
 )
 from sim.economics.gpu_bill import (
     HOURS_PER_YEAR,
@@ -40,13 +41,29 @@ from sim.economics.gpu_bill import (
     reserved_fleet_bill,
     resolve_gpu_hourly,
 )
+from sim.economics.prompt_cache import replay_options
 from sim.economics.spec import HOURS_PER_MONTH, ApiSpec, CalendarSpec, HiddenCostsSpec
+from sim.workload.identity import PromptBlocks
+
+CacheTokens: TypeAlias = tuple[
+    NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]
+]
+"""Per request row: tokens read from and written to the API's cache in the run, and the
+same had every request gone to the API (:func:`api_cache_tokens`)."""
+
+CacheTokens: TypeAlias = tuple[
+    NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]
+]
+"""Per request row: tokens read from and written to the API's cache in the run, and the
+same had every request gone to the API (:func:`api_cache_tokens`)."""
 
 __all__ = [
     "HOURS_PER_YEAR",
+    "CacheTokens",
     "FleetBill",
     "ResolvedPricing",
     "api_bill",
+    "api_cache_tokens",
     "cost_metrics",
     "fleet_bill",
     "hidden_costs",
@@ -127,6 +144,7 @@ def cost_metrics(
     api_batch: Mapping[str, bool] | None = None,
     calendar: CalendarSpec | None = None,
     idle_replicas: float = 0.0,
+    cache_tokens: CacheTokens | None = None,
 ) -> dict[str, float]:
     """Cost metrics of one replication over the measurement window, and per month.
 
@@ -140,6 +158,17 @@ def cost_metrics(
     provisioned throughput. Each request routed to the API is billed by its class's
     provider (``api`` as :class:`~sim.economics.apis.ApiProviders`), at that provider's
     prices and batch discount.
+
+    **Prompt identity.** With ``cache_tokens`` (from :func:`api_cache_tokens`: each
+    provider's cache replayed from the requests' prompt-block hashes), the cached and
+    cache-write tokens come from the replay instead of ``cached_input_tokens``: the replay
+    over the requests the API served for the bill of the run, the replay over every request
+    of the provider's classes for the all-API bill. Four metrics are then added:
+    ``api_cached_input_share`` and ``api_only_cached_input_share`` (cached ÷ input tokens
+    of the counted requests billed), ``api_cache_savings_usd_per_month`` and
+    ``api_only_cache_savings_usd_per_month`` (the bill with every input token at the input
+    price minus the bill with the cache, × A/W; negative when write premiums outweigh the
+    reads).
 
     **Per month.** With ``W`` the window, ``A`` the active seconds of a month
     (``calendar.active_hours_per_month · 3600``; ``M = 730 · 3600`` when the window stands
@@ -224,6 +253,8 @@ def cost_metrics(
         What the window stands for; default: all time.
     idle_replicas : float, keyword-only
         Replicas kept running outside the active time (see :func:`idle_fleet_usd`).
+    cache_tokens : CacheTokens, keyword-only, optional
+        The providers' caches replayed over these rows (:func:`api_cache_tokens`).
 
     Returns
     -------
@@ -293,26 +324,38 @@ def cost_metrics(
             "(no 'api' section, api_model or apis entry)"
         )
 
-    def bill(spec: ApiSpec, r: NDArray[np.bool_]) -> tuple[float, float]:
-        # (per-token bill of the rows routed to the API, all-API bill of the rows)
+    none = np.zeros(n_counted)
+    cached_r, write_r, cached_a, write_a = cached, none, cached, none
+    if cache_tokens is not None:
+        if any(len(a) != len(requests) for a in cache_tokens):
+            raise ValueError("cache_tokens must hold one entry per request row")
+        cached_r, write_r, cached_a, write_a = (
+            np.asarray(a)[counted].astype(np.float64) for a in cache_tokens
+        )
+
+    def bill(spec: ApiSpec, r: NDArray[np.bool_], cache: bool = True) -> tuple[float, float]:
+        # (per-token bill of the rows routed to the API, all-API bill of the rows); without
+        # `cache`, every input token at the input price
         prices = resolve_api_prices(spec)
         r_api = to_api & r
         routed = api_bill(
             inp[r_api],
-            cached[r_api],
+            cached_r[r_api] if cache else none[r_api],
             out[r_api],
             prices=prices,
             batch=batch[r_api],
             batch_discount=spec.batch_discount,
             provisioned=prov[r_api],
+            cache_write_tokens=write_r[r_api] if cache else None,
         )
         everything = api_bill(
             inp[r],
-            cached[r],
+            cached_a[r] if cache else none[r],
             out[r],
             prices=prices,
             batch=batch[r],
             batch_discount=spec.batch_discount,
+            cache_write_tokens=write_a[r] if cache else None,
         )
         return float(routed.sum()), float(everything.sum())
 
@@ -369,6 +412,17 @@ def cost_metrics(
         "savings_vs_api_per_1m_tokens_usd": _ratio(savings, tokens, 1e6),
         "self_host_cheaper": nan if math.isnan(savings) else float(savings > 0),
     }
+    if cache_tokens is not None:
+        saved = [bill(providers.specs[name], rows[name], cache=False) for name in used]
+        routed_in = inp[to_api].sum()
+        metrics["api_cached_input_share"] = _ratio(float(cached_r[to_api].sum()), routed_in)
+        metrics["api_only_cached_input_share"] = _ratio(float(cached_a.sum()), inp.sum())
+        no_cache = sum(s[0] for s in saved) + sum(
+            provisioned_fee(providers.specs[n], span) for n in used
+        )
+        metrics["api_cache_savings_usd_per_month"] = (no_cache - api_cost) * scale
+        only = sum(s[1] for s in saved) if providers.complete and used else nan
+        metrics["api_only_cache_savings_usd_per_month"] = (only - api_only) * scale
     if isinstance(api, ApiProviders) and len(providers.of_class) > 1:
         for cls in providers.of_class:
             spec = providers.spec_of(cls)
@@ -377,6 +431,60 @@ def cost_metrics(
             metrics[f"api_cost_usd_per_month[{cls}]"] = routed_c * scale
             metrics[f"api_only_cost_usd_per_month[{cls}]"] = only_c * scale
     return metrics
+
+
+def api_cache_tokens(
+    requests: pd.DataFrame,
+    prompts: PromptBlocks,
+    api: ApiSpec | ApiProviders | None,
+) -> CacheTokens:
+    """Each API provider's prompt cache replayed over a run's requests.
+
+    Each provider's rule comes from :func:`~sim.economics.apis.resolve_cache_rule`; its
+    cache is replayed (:func:`sim.economics.prompt_cache.replay_options`) once over the
+    requests the API served (``route == "api"`` and completed; every arrival, the warm-up's
+    included, since they fill the cache) and once over every request of its classes (the
+    all-API alternative).
+
+    Parameters
+    ----------
+    requests : DataFrame
+        ``arrival_s``, ``class_name``, ``input_tokens``, ``route``, ``status``.
+    prompts : PromptBlocks
+        The rows' prompt-block hashes, one entry per row.
+    api : ApiSpec or ApiProviders or None
+        As for :func:`cost_metrics`.
+
+    Returns
+    -------
+    CacheTokens
+        ``(cached, written, cached_all, written_all)`` per row, int64.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sim.workload.identity import PromptBlocks
+    >>> reqs = pd.DataFrame({"arrival_s": [0.0, 60.0], "class_name": ["chat", "chat"],
+    ...     "input_tokens": [2000, 2000], "output_tokens": [10, 10],
+    ...     "route": ["api", "api"], "status": ["completed", "completed"]})
+    >>> blocks = PromptBlocks(512, np.array([0, 4, 8]), np.array([1, 2, 3, 4, 1, 2, 3, 5]))
+    >>> c, w, _, _ = api_cache_tokens(reqs, blocks, ApiSpec(model="openai/gpt-4o-mini"))
+    >>> c.tolist(), w.tolist()
+    ([0, 1536], [1920, 384])
+    """
+    if len(prompts) != len(requests):
+        raise ValueError("prompts must hold one entry per request row")
+    classes = requests["class_name"].astype("category")
+    cats = np.asarray(classes.cat.categories.astype(str), dtype=object)
+    providers, used, every = _provider_rows(api, classes.cat.codes.to_numpy(), cats)
+    done = (requests["status"] == "completed").to_numpy(dtype=bool)
+    return replay_options(
+        requests["arrival_s"].to_numpy(dtype=np.float64),
+        requests["input_tokens"].to_numpy(),
+        prompts,
+        {name: (resolve_cache_rule(providers.specs[name]), every[name]) for name in used},
+        (requests["route"] == "api").to_numpy(dtype=bool) & done,
+    )
 
 
 def _provider_rows(

@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from sim.economics.apis import MAIN_API, ApiProviders
 from sim.economics.cost import (
+    CacheTokens,
     FleetBill,
     cost_metrics,
     fleet_bill,
@@ -162,11 +163,15 @@ def replication_costs(
     replicas: pd.DataFrame,
     served: Served,
     providers: ApiProviders,
+    *,
+    cache_tokens: CacheTokens | None = None,
 ) -> dict[str, float]:
     """The cost metrics of one replication (:func:`sim.economics.cost_metrics`).
 
     Under ``routing.policy: api_only`` a fleet that served no request is not paid for: no
-    GPU and no hidden costs (classes that cannot leave the fleet keep it billed).
+    GPU and no hidden costs (classes that cannot leave the fleet keep it billed). With
+    ``cache_tokens`` (:func:`sim.economics.cost.api_cache_tokens`) the API's cached and
+    cache-write tokens come from replaying each provider's prompt cache.
     """
     hz = scenario.horizon
     unused = scenario.routing.policy == "api_only" and not (requests["route"] == "fleet").any()
@@ -182,4 +187,5 @@ def replication_costs(
         api_batch={c.name: c.api_batch for c in scenario.workload.classes},
         calendar=scenario.calendar,
         idle_replicas=idle_replicas(scenario),
+        cache_tokens=cache_tokens,
     )
