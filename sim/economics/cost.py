@@ -51,12 +51,6 @@ CacheTokens: TypeAlias = tuple[
 """Per request row: tokens read from and written to the API's cache in the run, and the
 same had every request gone to the API (:func:`api_cache_tokens`)."""
 
-CacheTokens: TypeAlias = tuple[
-    NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]
-]
-"""Per request row: tokens read from and written to the API's cache in the run, and the
-same had every request gone to the API (:func:`api_cache_tokens`)."""
-
 __all__ = [
     "HOURS_PER_YEAR",
     "CacheTokens",
