@@ -217,8 +217,8 @@ def _sessions(rng: np.random.Generator, n_sessions: int, block: int):  # type: i
             partial = int(rng.integers(1, block))
             times.append(t)
             tokens.append((len(full) - 1) * block + partial)
-            lists.append(full[:-1] + [next(next_id)])  # last block partial: its own id
-            history = full[:-1] + [next(next_id)]  # the reply completes that block
+            lists.append([*full[:-1], next(next_id)])  # last block partial: its own id
+            history = [*full[:-1], next(next_id)]  # the reply completes that block
             t += float(rng.exponential(200.0))
     return times, tokens, lists
 
