@@ -13,12 +13,13 @@ The per-request lists are stored flat (CSR): request ``i``'s hashes are
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["PromptBlocks", "chain_hashes"]
+__all__ = ["PromptBlocks", "chain_hashes", "keyed_hashes", "name_salt", "unique_blocks"]
 
 _MUL = np.uint64(0x9E3779B97F4A7C15)
 _MASK63 = np.uint64((1 << 63) - 1)
@@ -125,3 +126,84 @@ class PromptBlocks:
         offsets = np.zeros(counts.size + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         return PromptBlocks(bt.pop(), offsets, np.concatenate([p.hashes for p in parts]))
+
+
+def name_salt(*names: str) -> int:
+    """A stable 63-bit number naming a source of hashes (e.g. a class), so that hashes made
+    for different sources do not meet.
+
+    Examples
+    --------
+    >>> name_salt("chat") == name_salt("chat") != name_salt("code")
+    True
+    """
+    digest = hashlib.blake2b("\x1f".join(names).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def keyed_hashes(salt: int, keys: ArrayLike) -> NDArray[np.int64]:
+    """Non-negative int64 hashes of integer ``keys`` under ``salt`` (splitmix64): distinct
+    keys give distinct values (up to 64-bit collisions), and other salts other values."""
+    k = np.asarray(keys, dtype=np.int64).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        z = _mix(k * _MUL + np.uint64(salt) + np.uint64(0x632BE59BD9B4E019))
+    return (z & _MASK63).astype(np.int64)
+
+
+def unique_blocks(
+    input_tokens: ArrayLike,
+    block_tokens: int,
+    *,
+    salt: int,
+    prefix_tokens: ArrayLike | None = None,
+) -> PromptBlocks:
+    """Prompt identities for requests that share nothing, except an optional common prefix.
+
+    Each request gets ``ceil(input_tokens / block_tokens)`` hashes, each its own, unless
+    ``prefix_tokens`` says the request starts with the source's shared prefix of that many
+    tokens: its blocks that lie wholly inside the prefix then carry the prefix's hashes
+    (the same for every request with it). ``salt`` names the source (:func:`name_salt`);
+    two calls with the same salt give the same hashes, so give each source its own.
+
+    Parameters
+    ----------
+    input_tokens : array_like of int
+        Per request, its prompt length (>= 1).
+    block_tokens : int
+        Tokens per block.
+    salt : int, keyword-only
+        Names the source.
+    prefix_tokens : array_like of int, optional, keyword-only
+        Per request, the length of the shared prefix it starts with (0: none).
+
+    Returns
+    -------
+    PromptBlocks
+
+    Examples
+    --------
+    >>> b = unique_blocks([100, 130], 64, salt=1, prefix_tokens=[70, 70])
+    >>> b.counts.tolist()
+    [2, 3]
+    >>> h0, h1 = b.of(0), b.of(1)
+    >>> bool(h0[0] == h1[0]), bool(h0[1] == h1[1])
+    (True, False)
+    """
+    tokens = np.asarray(input_tokens, dtype=np.int64)
+    if block_tokens < 1:
+        raise ValueError(f"block_tokens must be >= 1, got {block_tokens}")
+    if tokens.size and tokens.min() < 1:
+        raise ValueError("input_tokens must be >= 1")
+    counts = -(-tokens // block_tokens)
+    offsets = np.zeros(tokens.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    hashes = keyed_hashes(salt, np.arange(offsets[-1], dtype=np.int64))
+    if prefix_tokens is not None:
+        full = np.asarray(prefix_tokens, dtype=np.int64) // block_tokens
+        full = np.minimum(full, tokens // block_tokens)
+        if full.size and full.max() > 0:
+            pos = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], counts)
+            inside = pos < np.repeat(full, counts)
+            shared = keyed_hashes(salt ^ 0x5BD1E995, np.arange(int(full.max()), dtype=np.int64))
+            hashes[inside] = shared[pos[inside]]
+    return PromptBlocks(int(block_tokens), offsets, hashes)

@@ -18,9 +18,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sim.workload.arrivals import ClosedLoopArrivals
-from sim.workload.identity import PromptBlocks
+from sim.workload.identity import PromptBlocks, name_salt, unique_blocks
 from sim.workload.lengths import EmpiricalLength, FixedLength, GeometricLength, LognormalLength
 from sim.workload.profile import thin
+from sim.workload.sessions import SessionArrivals, sample_sessions
 from sim.workload.spec import ClassSpec, WorkloadSpec
 from sim.workload.trace import TraceArrivals
 
@@ -173,8 +174,8 @@ def _sample_class(
             )
         inp = trace.input_tokens[row] if trace.input_tokens is not None else None
         out = trace.output_tokens[row] if trace.output_tokens is not None else None
-    elif isinstance(arrivals, ClosedLoopArrivals):  # pragma: no cover - filtered by caller
-        raise TypeError("closed-loop classes have no arrival times")
+    elif isinstance(arrivals, ClosedLoopArrivals | SessionArrivals):  # pragma: no cover
+        raise TypeError(f"process {arrivals.process!r} is sampled by its own branch")
     else:
         profile = spec.profile
         factor = 1.0 if profile is None else profile.peak_multiplier()
@@ -194,6 +195,63 @@ def _sample_class(
         has = _rng(seed, "prefix").random(t.size) < prefix.share
         inp = inp + np.where(has, prefix.tokens, 0)
     return t, inp, out, has
+
+
+def _sample_session_class(
+    spec: ClassSpec, duration_s: float, seed: np.random.SeedSequence
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64], PromptBlocks]:
+    # sessions (sim.workload.sessions): starts from the class's arrivals stream (thinned by
+    # its profile), each turn's lengths and think time from the class's named streams
+    arrivals = spec.arrivals
+    assert isinstance(arrivals, SessionArrivals)
+    assert spec.prompt_tokens is not None and spec.output_tokens is not None
+    profile = spec.profile
+    factor = 1.0 if profile is None else profile.peak_multiplier()
+    starts = arrivals.starts.sample(_rng(seed, "arrivals"), duration_s, rate_factor=factor)
+    if profile is not None:
+        starts = thin(starts, profile, _rng(seed, "profile"))
+    names = ("turns", "think_s", "prompt_tokens", "output_tokens", "tenant")
+    turns = sample_sessions(
+        arrivals,
+        starts,
+        duration_s=duration_s,
+        message_tokens=spec.prompt_tokens,
+        reply_tokens=spec.output_tokens,
+        rngs={name: _rng(seed, name) for name in names},
+        salt=name_salt(spec.name),
+    )
+    return turns.arrival_s, turns.input_tokens, turns.output_tokens, turns.prompt_blocks
+
+
+def _merge_identities(
+    spec: WorkloadSpec,
+    identity: list[PromptBlocks | None],
+    inputs: list[NDArray[np.int64]],
+    prefixed: list[NDArray[np.bool_]],
+    order: NDArray[np.intp],
+) -> PromptBlocks | None:
+    # one PromptBlocks for the merged workload, when some class carries prompt identity:
+    # the others get blocks of their own (their class prefix, if any, shared by the class)
+    given = [b for b in identity if b is not None]
+    if not given:
+        return None
+    sizes = {b.block_tokens for b in given}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"classes with prompt identity use different block sizes {sorted(sizes)}: "
+            "give them one block_tokens"
+        )
+    block = sizes.pop()
+    open_loop = [c for c in spec.classes if not isinstance(c.arrivals, ClosedLoopArrivals)]
+    parts = []
+    for cls, blocks, inp, has in zip(open_loop, identity, inputs, prefixed, strict=True):
+        if blocks is None:
+            pfx = 0 if cls.prefix is None else cls.prefix.tokens
+            blocks = unique_blocks(
+                inp, block, salt=name_salt(cls.name), prefix_tokens=np.where(has, pfx, 0)
+            )
+        parts.append(blocks)
+    return PromptBlocks.concat(parts).take(order)
 
 
 def sample_workload(
@@ -238,6 +296,7 @@ def sample_workload(
     ids: list[NDArray[np.int32]] = []
     closed: list[ClosedLoopSource] = []
     prefixed: list[NDArray[np.bool_]] = []
+    identity: list[PromptBlocks | None] = []  # per open-loop class, its prompt identity
     for class_id, cls in enumerate(spec.classes):
         class_seed = component_seed(seed, cls.name)
         if isinstance(cls.arrivals, ClosedLoopArrivals):
@@ -252,7 +311,13 @@ def sample_workload(
             )
             closed.append(source)
             continue
-        t, inp, out, has = _sample_class(cls, duration_s, class_seed)
+        if isinstance(cls.arrivals, SessionArrivals):
+            t, inp, out, blocks = _sample_session_class(cls, duration_s, class_seed)
+            has, pb = np.zeros(t.size, dtype=bool), blocks
+        else:
+            t, inp, out, has = _sample_class(cls, duration_s, class_seed)
+            pb = None
+        identity.append(pb)
         prefixed.append(has)
         times.append(t)
         inputs.append(inp)
@@ -272,4 +337,5 @@ def sample_workload(
         class_names=spec.class_names(),
         closed_loop=tuple(closed),
         has_prefix=_readonly(np.concatenate(prefixed)[order]),
+        prompt_blocks=_merge_identities(spec, identity, inputs, prefixed, order),
     )

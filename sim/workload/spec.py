@@ -20,12 +20,18 @@ from sim.workload.arrivals import (
 )
 from sim.workload.lengths import LengthSpec
 from sim.workload.profile import DiurnalProfile, HourlyProfile, ProfileSpec
+from sim.workload.sessions import SessionArrivals
 from sim.workload.trace import TraceArrivals
 
 __all__ = ["ArrivalSpec", "ClassSpec", "PrefixSpec", "SLOSpec", "WorkloadSpec"]
 
 ArrivalSpec = Annotated[
-    PoissonArrivals | GammaArrivals | MMPPArrivals | ClosedLoopArrivals | TraceArrivals,
+    PoissonArrivals
+    | GammaArrivals
+    | MMPPArrivals
+    | ClosedLoopArrivals
+    | TraceArrivals
+    | SessionArrivals,
     Field(discriminator="process"),
 ]
 
@@ -132,6 +138,11 @@ class ClassSpec(Frozen):
         arrivals = info.data.get("arrivals")
         if v is not None and isinstance(arrivals, ClosedLoopArrivals):
             raise ValueError("a shared prefix is not supported with process 'closed_loop' yet")
+        if v is not None and isinstance(arrivals, SessionArrivals):
+            raise ValueError(
+                "process 'sessions' has no class prefix: give its arrivals a "
+                "system_prompt_tokens instead"
+            )
         return v
 
     @field_validator("prompt_tokens", "output_tokens")
@@ -173,6 +184,12 @@ class WorkloadSpec(Frozen):
         dupes = sorted(name for name, n in Counter(c.name for c in v).items() if n > 1)
         if dupes:
             raise ValueError(f"class names must be unique; repeated: {', '.join(dupes)}")
+        sizes = {c.arrivals.block_tokens for c in v if isinstance(c.arrivals, SessionArrivals)}
+        if len(sizes) > 1:
+            raise ValueError(
+                "sessions classes must share one arrivals.block_tokens (their prompt "
+                f"identities are merged); got {sorted(sizes)}"
+            )
         return v
 
     def class_names(self) -> tuple[str, ...]:
