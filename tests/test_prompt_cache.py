@@ -437,3 +437,58 @@ def test_catalogue_rows_with_a_discount_have_a_caching_mode() -> None:
         )
         assert p.cache_mode in ("automatic", "explicit", "none"), key
         assert discounted == (p.cache_mode != "none"), key
+
+
+# --- one replication end to end -------------------------------------------------------------
+
+
+def test_simulate_bills_the_api_from_the_replayed_cache() -> None:
+    from sim import load_scenario, simulate
+    from sim.replication.simulate import sample
+
+    sessions = {
+        "name": "chat",
+        "arrivals": {
+            "process": "sessions",
+            "starts": {"process": "poisson", "rate_rps": 0.3},
+            "turns": {"dist": "geometric", "mean": 4, "max": 20},
+            "think_time_s": 30.0,
+            "response_time_s": 4.0,
+            "tenants": 2,
+            "system_prompt_tokens": 1200,
+            "block_tokens": 64,
+        },
+        "prompt_tokens": {"dist": "lognormal", "median": 200, "p90": 700, "max": 4000},
+        "output_tokens": {"dist": "geometric", "mean": 150, "max": 1000},
+    }
+    s = load_scenario("scenarios/chat-startup.yaml").with_overrides(
+        {
+            "horizon.duration_s": 1200,
+            "horizon.warmup_s": 200,
+            "workload.classes": [sessions],
+            "api.model": "openai/gpt-4.1-mini",
+            "routing.policy": "api_only",
+        }
+    )
+    out = simulate(s, seed=5)
+    w = sample(s, 5)
+    assert w.prompt_blocks is not None
+    req = out.requests
+    assert (req["route"] == "api").all() and (req["status"] == "completed").all()
+    # the independent replay over every request, in the workload's order (= the table's)
+    b = w.prompt_blocks
+    lists = [b.of(i).tolist() for i in range(len(b))]
+    rule = resolve_cache_rule(s.api)  # type: ignore[arg-type]
+    cached, written = _reference(rule, w.arrival_s.tolist(), w.input_tokens.tolist(), lists, 64)
+    np.testing.assert_array_equal(req["cached_input_tokens"], cached)
+    np.testing.assert_array_equal(req["cache_write_tokens"], written)
+    # the bill by hand: gpt-4.1-mini, 0.4 input, 0.1 cached, 1.6 output, writes free
+    counted = (w.arrival_s >= 200) & (w.arrival_s < 1200)
+    inp = w.input_tokens[counted]
+    c = np.asarray(cached)[counted]
+    usd = ((inp - c) * 0.4 + c * 0.1 + w.output_tokens[counted] * 1.6).sum() / 1e6
+    assert out.metrics["api_cost_usd"] == pytest.approx(usd, rel=1e-12)
+    assert out.metrics["api_cached_input_share"] == pytest.approx(c.sum() / inp.sum())
+    assert 0.3 < out.metrics["api_cached_input_share"] < 1.0
+    saved = (c * (0.4 - 0.1)).sum() / 1e6 * (730 * 3600 / 1000)
+    assert out.metrics["api_cache_savings_usd_per_month"] == pytest.approx(saved, rel=1e-9)
