@@ -492,3 +492,13 @@ def test_simulate_bills_the_api_from_the_replayed_cache() -> None:
     assert 0.3 < out.metrics["api_cached_input_share"] < 1.0
     saved = (c * (0.4 - 0.1)).sum() / 1e6 * (730 * 3600 / 1000)
     assert out.metrics["api_cache_savings_usd_per_month"] == pytest.approx(saved, rel=1e-9)
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    import sim.economics.prompt_cache
+
+    for module in (sim.economics.prompt_cache,):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0 and result.attempted >= 4, module

@@ -292,3 +292,14 @@ def test_fixed_sessions_by_hand() -> None:
     b = s.prompt_blocks
     # 100 // 64 = 1 block of system prompt shared by both sessions, then their own
     assert b.of(0)[0] == b.of(3)[0] and b.of(0)[1] != b.of(3)[1]
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    import sim.workload.identity
+    import sim.workload.sessions
+
+    for module in (sim.workload.sessions, sim.workload.identity):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0 and result.attempted >= 3, module
