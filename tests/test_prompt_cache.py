@@ -502,3 +502,14 @@ def test_docstring_examples() -> None:
     for module in (sim.economics.prompt_cache,):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted >= 4, module
+
+
+def test_catalogue_rule_on_cache_writes() -> None:
+    from sim.catalog.price_checks import check_catalogue
+
+    bad = ApiPrice("x/y", 3.0, 15.0, 0.3, "", "", cache_write_usd_per_1m=0.3)
+    ok = ApiPrice("x/z", 3.0, 15.0, 0.3, "", "", cache_write_usd_per_1m=3.75)
+    assert check_catalogue(api=[bad, ok]) == [
+        "x/y: cache-write price $0.3 is below the input price $3"
+    ]
+    assert check_catalogue() == []

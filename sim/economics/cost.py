@@ -157,7 +157,7 @@ def cost_metrics(
     provider's cache replayed from the requests' prompt-block hashes), the cached and
     cache-write tokens come from the replay instead of ``cached_input_tokens``: the replay
     over the requests the API served for the bill of the run, the replay over every request
-    of the provider's classes for the all-API bill. Four metrics are then added:
+    of the provider's classes for the all-API bill. With an API, four metrics are added:
     ``api_cached_input_share`` and ``api_only_cached_input_share`` (cached ÷ input tokens
     of the counted requests billed), ``api_cache_savings_usd_per_month`` and
     ``api_only_cache_savings_usd_per_month`` (the bill with every input token at the input
@@ -406,7 +406,7 @@ def cost_metrics(
         "savings_vs_api_per_1m_tokens_usd": _ratio(savings, tokens, 1e6),
         "self_host_cheaper": nan if math.isnan(savings) else float(savings > 0),
     }
-    if cache_tokens is not None:
+    if cache_tokens is not None and used:
         saved = [bill(providers.specs[name], rows[name], cache=False) for name in used]
         routed_in = inp[to_api].sum()
         metrics["api_cached_input_share"] = _ratio(float(cached_r[to_api].sum()), routed_in)
@@ -415,7 +415,7 @@ def cost_metrics(
             provisioned_fee(providers.specs[n], span) for n in used
         )
         metrics["api_cache_savings_usd_per_month"] = (no_cache - api_cost) * scale
-        only = sum(s[1] for s in saved) if providers.complete and used else nan
+        only = sum(s[1] for s in saved) if providers.complete else nan
         metrics["api_only_cache_savings_usd_per_month"] = (only - api_only) * scale
     if isinstance(api, ApiProviders) and len(providers.of_class) > 1:
         for cls in providers.of_class:

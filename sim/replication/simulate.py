@@ -350,7 +350,7 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     replicas = served.replicas()
     replicas["requests_completed"] = _completed_by_replica(requests, replicas)
     metrics.update(fleet_metrics(replicas))
-    prompts = _frame_prompts(requests, workload)
+    prompts = _frame_prompts(requests, workload) if providers.used() else None
     cache_tokens = None
     if prompts is None:
         requests["cached_input_tokens"] = _api_cached_tokens(requests, scenario)
