@@ -303,3 +303,20 @@ def test_docstring_examples() -> None:
     for module in (sim.workload.sessions, sim.workload.identity):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted >= 3, module
+
+
+def test_scenario_with_sessions_round_trips(tmp_path: Path) -> None:
+    from sim import dump_scenario, load_scenario
+
+    root = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((root / "scenarios" / "chat-startup.yaml").read_text())
+    data["workload"]["classes"] = [
+        _class(turns={"dist": "geometric", "mean": 4, "max": 20}, tenants=2)
+    ]
+    data["api"]["prompt_cache"] = {"mode": "explicit", "ttl_s": 3600}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    s = load_scenario(path)
+    again = tmp_path / "resolved.yaml"
+    again.write_text(dump_scenario(s))
+    assert load_scenario(again) == s
