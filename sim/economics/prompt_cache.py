@@ -164,9 +164,8 @@ def replay_prompt_cache(
     if rule.kind == "none" or prompts.hashes.size == 0:
         return CacheReplay(cached, written)
     # dense ids of the distinct chained hashes: the cache is then a plain array of last uses
-    uniq, ids = np.unique(prompts.hashes, return_inverse=True)
-    ids = ids.astype(np.int64).ravel()
-    shared = np.bincount(ids, minlength=uniq.size).astype(np.int64)
+    ids, n_ids = _dense_ids(np.asarray(prompts.hashes, dtype=np.int64))
+    shared = np.bincount(ids, minlength=n_ids).astype(np.int64)
     order = np.argsort(arrival, kind="stable").astype(np.int64)
     _replay(
         order,
@@ -175,7 +174,7 @@ def replay_prompt_cache(
         np.asarray(prompts.offsets, dtype=np.int64),
         ids,
         shared,
-        int(uniq.size),
+        n_ids,
         int(prompts.block_tokens),
         _KINDS[rule.kind],
         int(rule.min_tokens),
@@ -186,6 +185,48 @@ def replay_prompt_cache(
         written,
     )
     return CacheReplay(cached, written)
+
+
+@numba.njit(cache=True)
+def _dense_ids(hashes: np.ndarray) -> tuple[np.ndarray, int]:  # pragma: no cover - compiled
+    # each distinct value -> 0, 1, 2, ... in order of first appearance, through an
+    # open-addressing table that doubles when half full (values are well-mixed hashes >= 0,
+    # so their low bits index the table directly); O(n), no sort
+    n = hashes.size
+    cap = 1024
+    while cap < n // 4:
+        cap *= 2
+    keys = np.full(cap, -1, dtype=np.int64)
+    vals = np.empty(cap, dtype=np.int64)
+    ids = np.empty(n, dtype=np.int64)
+    size = 0
+    for i in range(n):
+        h = hashes[i]
+        mask = cap - 1
+        j = h & mask
+        while keys[j] != -1 and keys[j] != h:
+            j = (j + 1) & mask
+        if keys[j] == h:
+            ids[i] = vals[j]
+            continue
+        keys[j] = h
+        vals[j] = size
+        ids[i] = size
+        size += 1
+        if 2 * size > cap:  # grow: re-insert every key
+            old_keys, old_vals = keys, vals
+            cap *= 2
+            mask = cap - 1
+            keys = np.full(cap, -1, dtype=np.int64)
+            vals = np.empty(cap, dtype=np.int64)
+            for k in range(old_keys.size):
+                if old_keys[k] != -1:
+                    j = old_keys[k] & mask
+                    while keys[j] != -1:
+                        j = (j + 1) & mask
+                    keys[j] = old_keys[k]
+                    vals[j] = old_vals[k]
+    return ids, size
 
 
 @numba.njit(cache=True)
