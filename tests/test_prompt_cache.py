@@ -513,3 +513,18 @@ def test_catalogue_rule_on_cache_writes() -> None:
         "x/y: cache-write price $0.3 is below the input price $3"
     ]
     assert check_catalogue() == []
+
+
+def test_dense_ids_number_distinct_hashes_in_order_of_appearance() -> None:
+    from sim.economics.prompt_cache import _dense_ids
+
+    rng = np.random.default_rng(1)
+    values = rng.integers(0, 2**63 - 1, size=50_000, dtype=np.int64)
+    hashes = values[rng.integers(0, values.size, size=300_000)]  # the table grows many times
+    ids, n = _dense_ids(hashes)
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    assert n == first.size
+    # equal ids exactly for equal hashes, numbered by first appearance
+    rank = np.empty(first.size, dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(first.size)
+    np.testing.assert_array_equal(ids, rank[inverse.ravel()])
