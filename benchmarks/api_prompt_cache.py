@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.economics.apis import api_bill, resolve_api_prices, resolve_cache_rule
-from sim.economics.prompt_cache import replay_prompt_cache
+from sim.economics.apis import api_bill, resolve_api_prices
+from sim.economics.prompt_cache import replay_prompt_cache, resolve_cache_rule
 from sim.economics.spec import ApiSpec
 from sim.workload.identity import PromptBlocks, chain_hashes
 

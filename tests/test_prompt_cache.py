@@ -15,9 +15,13 @@ from pydantic import ValidationError
 
 from sim.catalog.prices import ApiPrice, api_price
 from sim.economics import ApiSpec, api_bill, api_providers, cost_metrics
-from sim.economics.apis import resolve_api_prices, resolve_cache_rule
-from sim.economics.cost import api_cache_tokens
-from sim.economics.prompt_cache import CacheRule, replay_options, replay_prompt_cache
+from sim.economics.apis import api_cache_tokens, resolve_api_prices
+from sim.economics.prompt_cache import (
+    CacheRule,
+    replay_options,
+    replay_prompt_cache,
+    resolve_cache_rule,
+)
 from sim.workload.identity import PromptBlocks
 
 OPENAI = CacheRule("automatic", min_tokens=1024, increment_tokens=128, ttl_s=600.0)

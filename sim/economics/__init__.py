@@ -7,7 +7,7 @@ bills the fleet's GPUs, :mod:`sim.economics.apis` the hosted APIs,
 README glossary.
 """
 
-from sim.economics.apis import MAIN_API, ApiProviders, api_providers, resolve_cache_rule
+from sim.economics.apis import MAIN_API, ApiProviders, api_providers
 from sim.economics.cost import (
     HOURS_PER_YEAR,
     CacheTokens,
@@ -25,7 +25,12 @@ from sim.economics.cost import (
     resolve_api_prices,
     resolve_gpu_hourly,
 )
-from sim.economics.prompt_cache import CacheReplay, CacheRule, replay_prompt_cache
+from sim.economics.prompt_cache import (
+    CacheReplay,
+    CacheRule,
+    replay_prompt_cache,
+    resolve_cache_rule,
+)
 from sim.economics.spec import (
     HOURS_PER_MONTH,
     ApiLatencySpec,

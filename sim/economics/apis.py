@@ -5,8 +5,9 @@ A scenario may name several API providers: the ``api`` section and the named ent
 ``apis``; a class picks one with ``api_model`` (a name in ``apis``, or a price-catalogue key
 billed at the catalogue's prices with the ``api`` section's rate limits, latency and batch
 discount). :func:`api_providers` resolves that choice once; the simulator and the cost
-accounting read it from :class:`ApiProviders`. Nothing here reads files or draws random
-numbers.
+accounting read it from :class:`ApiProviders`. With prompt identities,
+:func:`api_cache_tokens` replays each provider's prompt cache over a run's requests
+(:mod:`sim.economics.prompt_cache`). Nothing here reads files or draws random numbers.
 """
 
 from __future__ import annotations
@@ -14,32 +15,41 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any, TypeAlias
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from sim.catalog.prices import ApiPrice, api_price
-from sim.economics.prompt_cache import CacheRule
+from sim.economics.prompt_cache import (
+    EXPLICIT_LONG_WRITE_MULTIPLIER,
+    EXPLICIT_WRITE_MULTIPLIER,
+    replay_options,
+    resolve_cache_rule,
+)
 from sim.economics.spec import ApiSpec, ProvisionedSpec
 from sim.seeds import MAIN_PROVIDER
+from sim.workload.identity import PromptBlocks
 
 __all__ = [
     "MAIN_API",
     "ApiProviders",
+    "CacheTokens",
     "api_bill",
+    "api_cache_tokens",
     "api_providers",
+    "provider_rows",
     "provisioned_fee",
     "resolve_api_prices",
-    "resolve_cache_rule",
 ]
 
-#: Defaults of a caching rule where neither the scenario nor the catalogue says: the most
-#: common documented minimum, any prefix length, the shortest documented lifetime.
-DEFAULT_CACHE_MIN_TOKENS = 1024
-DEFAULT_CACHE_TTL_S = 300.0
-#: Anthropic's write premiums: a 5-minute entry costs 1.25 x input, a 1-hour one 2 x.
-EXPLICIT_WRITE_MULTIPLIER = 1.25
-EXPLICIT_LONG_WRITE_MULTIPLIER = 2.0
+CacheTokens: TypeAlias = tuple[
+    NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]
+]
+"""Per request row: tokens read from and written to the API's cache in the run, and the
+same had every request gone to the API (:func:`api_cache_tokens`)."""
+
 
 #: Provider name of the scenario's ``api`` section.
 MAIN_API = MAIN_PROVIDER  # the scenario's `api` section
@@ -94,56 +104,6 @@ def resolve_api_prices(spec: ApiSpec) -> ApiPrice:
         batch_discount=base.batch_discount if base is not None else None,
         cache_mode=rule.kind,
         cache_increment_tokens=base.cache_increment_tokens if base is not None else None,
-    )
-
-
-def resolve_cache_rule(spec: ApiSpec) -> CacheRule:
-    """The prompt-caching rule of an API option: ``prompt_cache`` fields, else the price
-    catalogue's, else defaults.
-
-    Without a mode anywhere (prices given in the scenario), a cached-input price below the
-    input price means automatic caching, none otherwise. Missing numbers default to a
-    minimum of 1,024 tokens, an increment of 1 token (any prefix length) and a 300 s
-    lifetime (the shortest documented).
-
-    Examples
-    --------
-    >>> r = resolve_cache_rule(ApiSpec(model="openai/gpt-4o-mini"))
-    >>> r.kind, r.min_tokens, r.increment_tokens, r.ttl_s
-    ('automatic', 1024, 128, 600.0)
-    >>> r = resolve_cache_rule(ApiSpec(model="anthropic/claude-sonnet-4-5",
-    ...                                prompt_cache={"ttl_s": 3600}))
-    >>> r.kind, r.min_tokens, r.ttl_s
-    ('explicit', 1024, 3600.0)
-    >>> resolve_cache_rule(ApiSpec(usd_per_1m_input=1.0, usd_per_1m_output=2.0)).kind
-    'none'
-    """
-    base = api_price(spec.model) if spec.model is not None else None
-    over = spec.prompt_cache
-    mode: str | None = over.mode if over is not None else None
-    if mode is None and base is not None:
-        mode = base.cache_mode
-    if mode is None:
-        p_in = spec.usd_per_1m_input if spec.usd_per_1m_input is not None else None
-        p_in = base.usd_per_1m_input if p_in is None and base is not None else p_in
-        p_cached = spec.usd_per_1m_cached_input
-        discounted = p_cached is not None and p_in is not None and p_cached < p_in
-        mode = "automatic" if discounted else "none"
-    min_tokens = over.min_tokens if over is not None else None
-    if min_tokens is None and base is not None:
-        min_tokens = base.cache_min_tokens
-    increment = over.increment_tokens if over is not None else None
-    if increment is None and base is not None and mode == "automatic":
-        increment = base.cache_increment_tokens
-    ttl = over.ttl_s if over is not None else None
-    if ttl is None and base is not None and base.cache_ttl_s is not None:
-        ttl = float(base.cache_ttl_s)
-    return CacheRule(
-        kind=mode,  # type: ignore[arg-type]
-        min_tokens=DEFAULT_CACHE_MIN_TOKENS if min_tokens is None else min_tokens,
-        increment_tokens=1 if increment is None or mode != "automatic" else increment,
-        ttl_s=DEFAULT_CACHE_TTL_S if ttl is None else float(ttl),
-        max_breakpoints=over.max_breakpoints if over is not None else 4,
     )
 
 
@@ -350,3 +310,92 @@ def api_providers(
                 )
             of_class[cls] = key
     return ApiProviders(MappingProxyType(specs), MappingProxyType(of_class))
+
+
+def api_cache_tokens(
+    requests: pd.DataFrame,
+    prompts: PromptBlocks,
+    api: ApiSpec | ApiProviders | None,
+) -> CacheTokens:
+    """Each API provider's prompt cache replayed over a run's requests.
+
+    Each provider's rule comes from :func:`~sim.economics.prompt_cache.resolve_cache_rule`; its
+    cache is replayed (:func:`sim.economics.prompt_cache.replay_options`) once over the
+    requests the API served (``route == "api"`` and completed; every arrival, the warm-up's
+    included, since they fill the cache) and once over every request of its classes (the
+    all-API alternative).
+
+    Parameters
+    ----------
+    requests : DataFrame
+        ``arrival_s``, ``class_name``, ``input_tokens``, ``route``, ``status``.
+    prompts : PromptBlocks
+        The rows' prompt-block hashes, one entry per row.
+    api : ApiSpec or ApiProviders or None
+        As for :func:`cost_metrics`.
+
+    Returns
+    -------
+    CacheTokens
+        ``(cached, written, cached_all, written_all)`` per row, int64.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sim.workload.identity import PromptBlocks
+    >>> reqs = pd.DataFrame({"arrival_s": [0.0, 60.0], "class_name": ["chat", "chat"],
+    ...     "input_tokens": [2000, 2000], "output_tokens": [10, 10],
+    ...     "route": ["api", "api"], "status": ["completed", "completed"]})
+    >>> blocks = PromptBlocks(512, np.array([0, 4, 8]), np.array([1, 2, 3, 4, 1, 2, 3, 5]))
+    >>> c, w, _, _ = api_cache_tokens(reqs, blocks, ApiSpec(model="openai/gpt-4o-mini"))
+    >>> c.tolist(), w.tolist()
+    ([0, 1536], [1920, 384])
+    """
+    if len(prompts) != len(requests):
+        raise ValueError("prompts must hold one entry per request row")
+    classes = requests["class_name"].astype("category")
+    cats = np.asarray(classes.cat.categories.astype(str), dtype=object)
+    providers, used, every = provider_rows(api, classes.cat.codes.to_numpy(), cats)
+    done = (requests["status"] == "completed").to_numpy(dtype=bool)
+    return replay_options(
+        requests["arrival_s"].to_numpy(dtype=np.float64),
+        requests["input_tokens"].to_numpy(),
+        prompts,
+        {name: (resolve_cache_rule(providers.specs[name]), every[name]) for name in used},
+        (requests["route"] == "api").to_numpy(dtype=bool) & done,
+    )
+
+
+def provider_rows(
+    api: ApiSpec | ApiProviders | None, codes: NDArray[Any], cats: NDArray[Any]
+) -> tuple[ApiProviders, tuple[str, ...], dict[str, NDArray[np.bool_]]]:
+    """The providers, those that serve a class (their fees are owed), and for each of them
+    which rows it serves.
+
+    Parameters
+    ----------
+    api : ApiSpec or ApiProviders or None
+        One API for every class, or each class's provider.
+    codes : ndarray
+        Per row, its class's code into ``cats``.
+    cats : ndarray
+        Class names.
+
+    Returns
+    -------
+    (ApiProviders, tuple of str, dict of str to ndarray of bool)
+    """
+    if not isinstance(api, ApiProviders):
+        # one API for every class, whichever classes the frame holds
+        single = ApiProviders.single(api)
+        used = tuple(single.specs)
+        return single, used, {name: np.ones(len(codes), dtype=bool) for name in used}
+    fallback = MAIN_API if MAIN_API in api.specs else None
+    present = cats[np.unique(codes)]
+    of_class = {str(c): api.of_class.get(str(c), fallback) for c in present}
+    serving = set(api.of_class.values()) | set(of_class.values())
+    used = tuple(name for name in api.specs if name in serving)
+    rows = {
+        name: np.isin(cats, [c for c, p in of_class.items() if p == name])[codes] for name in used
+    }
+    return api, used, rows

@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
 from sim.economics.apis import (
-    MAIN_API,
     ApiProviders,
+    CacheTokens,
     api_bill,
+    api_cache_tokens,
+    provider_rows,
     provisioned_fee,
     resolve_api_prices,
-    resolve_cache_rule,
 )
 from sim.economics.gpu_bill import (
     HOURS_PER_YEAR,
@@ -41,15 +41,7 @@ from sim.economics.gpu_bill import (
     reserved_fleet_bill,
     resolve_gpu_hourly,
 )
-from sim.economics.prompt_cache import replay_options
 from sim.economics.spec import HOURS_PER_MONTH, ApiSpec, CalendarSpec, HiddenCostsSpec
-from sim.workload.identity import PromptBlocks
-
-CacheTokens: TypeAlias = tuple[
-    NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]
-]
-"""Per request row: tokens read from and written to the API's cache in the run, and the
-same had every request gone to the API (:func:`api_cache_tokens`)."""
 
 __all__ = [
     "HOURS_PER_YEAR",
@@ -308,7 +300,7 @@ def cost_metrics(
     extra = hidden_costs(hidden, span) if hidden is not None else {"ops_usd": 0.0, "other_usd": 0.0}
     fleet_cost = gpu + extra["ops_usd"] + extra["other_usd"]
     nan = float("nan")
-    providers, used, rows = _provider_rows(api, codes, cats)
+    providers, used, rows = provider_rows(api, codes, cats)
     served = np.zeros(n_counted, dtype=bool)
     for r in rows.values():
         served |= r
@@ -425,78 +417,3 @@ def cost_metrics(
             metrics[f"api_cost_usd_per_month[{cls}]"] = routed_c * scale
             metrics[f"api_only_cost_usd_per_month[{cls}]"] = only_c * scale
     return metrics
-
-
-def api_cache_tokens(
-    requests: pd.DataFrame,
-    prompts: PromptBlocks,
-    api: ApiSpec | ApiProviders | None,
-) -> CacheTokens:
-    """Each API provider's prompt cache replayed over a run's requests.
-
-    Each provider's rule comes from :func:`~sim.economics.apis.resolve_cache_rule`; its
-    cache is replayed (:func:`sim.economics.prompt_cache.replay_options`) once over the
-    requests the API served (``route == "api"`` and completed; every arrival, the warm-up's
-    included, since they fill the cache) and once over every request of its classes (the
-    all-API alternative).
-
-    Parameters
-    ----------
-    requests : DataFrame
-        ``arrival_s``, ``class_name``, ``input_tokens``, ``route``, ``status``.
-    prompts : PromptBlocks
-        The rows' prompt-block hashes, one entry per row.
-    api : ApiSpec or ApiProviders or None
-        As for :func:`cost_metrics`.
-
-    Returns
-    -------
-    CacheTokens
-        ``(cached, written, cached_all, written_all)`` per row, int64.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from sim.workload.identity import PromptBlocks
-    >>> reqs = pd.DataFrame({"arrival_s": [0.0, 60.0], "class_name": ["chat", "chat"],
-    ...     "input_tokens": [2000, 2000], "output_tokens": [10, 10],
-    ...     "route": ["api", "api"], "status": ["completed", "completed"]})
-    >>> blocks = PromptBlocks(512, np.array([0, 4, 8]), np.array([1, 2, 3, 4, 1, 2, 3, 5]))
-    >>> c, w, _, _ = api_cache_tokens(reqs, blocks, ApiSpec(model="openai/gpt-4o-mini"))
-    >>> c.tolist(), w.tolist()
-    ([0, 1536], [1920, 384])
-    """
-    if len(prompts) != len(requests):
-        raise ValueError("prompts must hold one entry per request row")
-    classes = requests["class_name"].astype("category")
-    cats = np.asarray(classes.cat.categories.astype(str), dtype=object)
-    providers, used, every = _provider_rows(api, classes.cat.codes.to_numpy(), cats)
-    done = (requests["status"] == "completed").to_numpy(dtype=bool)
-    return replay_options(
-        requests["arrival_s"].to_numpy(dtype=np.float64),
-        requests["input_tokens"].to_numpy(),
-        prompts,
-        {name: (resolve_cache_rule(providers.specs[name]), every[name]) for name in used},
-        (requests["route"] == "api").to_numpy(dtype=bool) & done,
-    )
-
-
-def _provider_rows(
-    api: ApiSpec | ApiProviders | None, codes: NDArray[Any], cats: NDArray[Any]
-) -> tuple[ApiProviders, tuple[str, ...], dict[str, NDArray[np.bool_]]]:
-    """The providers, those that serve a class (their fees are owed), and for each of them
-    which rows (requests, by class name) it serves."""
-    if not isinstance(api, ApiProviders):
-        # one API for every class, whichever classes the frame holds
-        single = ApiProviders.single(api)
-        used = tuple(single.specs)
-        return single, used, {name: np.ones(len(codes), dtype=bool) for name in used}
-    fallback = MAIN_API if MAIN_API in api.specs else None
-    present = cats[np.unique(codes)]
-    of_class = {str(c): api.of_class.get(str(c), fallback) for c in present}
-    serving = set(api.of_class.values()) | set(of_class.values())
-    used = tuple(name for name in api.specs if name in serving)
-    rows = {
-        name: np.isin(cats, [c for c, p in of_class.items() if p == name])[codes] for name in used
-    }
-    return api, used, rows

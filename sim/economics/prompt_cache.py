@@ -51,11 +51,27 @@ import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from sim.catalog.prices import api_price
+from sim.economics.spec import ApiSpec
 from sim.workload.identity import PromptBlocks
 
-__all__ = ["CacheReplay", "CacheRule", "replay_options", "replay_prompt_cache"]
+__all__ = [
+    "CacheReplay",
+    "CacheRule",
+    "replay_options",
+    "replay_prompt_cache",
+    "resolve_cache_rule",
+]
 
 _KINDS = {"none": 0, "automatic": 1, "explicit": 2}
+
+#: Defaults of a caching rule where neither the scenario nor the catalogue says: the most
+#: common documented minimum, any prefix length, the shortest documented lifetime.
+DEFAULT_CACHE_MIN_TOKENS = 1024
+DEFAULT_CACHE_TTL_S = 300.0
+#: Anthropic's write premiums: a 5-minute entry costs 1.25 x input, a 1-hour one 2 x.
+EXPLICIT_WRITE_MULTIPLIER = 1.25
+EXPLICIT_LONG_WRITE_MULTIPLIER = 2.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,56 @@ class CacheReplay:
 
     cached_tokens: NDArray[np.int64]
     write_tokens: NDArray[np.int64]
+
+
+def resolve_cache_rule(spec: ApiSpec) -> CacheRule:
+    """The prompt-caching rule of an API option: ``prompt_cache`` fields, else the price
+    catalogue's, else defaults.
+
+    Without a mode anywhere (prices given in the scenario), a cached-input price below the
+    input price means automatic caching, none otherwise. Missing numbers default to a
+    minimum of 1,024 tokens, an increment of 1 token (any prefix length) and a 300 s
+    lifetime (the shortest documented).
+
+    Examples
+    --------
+    >>> r = resolve_cache_rule(ApiSpec(model="openai/gpt-4o-mini"))
+    >>> r.kind, r.min_tokens, r.increment_tokens, r.ttl_s
+    ('automatic', 1024, 128, 600.0)
+    >>> r = resolve_cache_rule(ApiSpec(model="anthropic/claude-sonnet-4-5",
+    ...                                prompt_cache={"ttl_s": 3600}))
+    >>> r.kind, r.min_tokens, r.ttl_s
+    ('explicit', 1024, 3600.0)
+    >>> resolve_cache_rule(ApiSpec(usd_per_1m_input=1.0, usd_per_1m_output=2.0)).kind
+    'none'
+    """
+    base = api_price(spec.model) if spec.model is not None else None
+    over = spec.prompt_cache
+    mode: str | None = over.mode if over is not None else None
+    if mode is None and base is not None:
+        mode = base.cache_mode
+    if mode is None:
+        p_in = spec.usd_per_1m_input if spec.usd_per_1m_input is not None else None
+        p_in = base.usd_per_1m_input if p_in is None and base is not None else p_in
+        p_cached = spec.usd_per_1m_cached_input
+        discounted = p_cached is not None and p_in is not None and p_cached < p_in
+        mode = "automatic" if discounted else "none"
+    min_tokens = over.min_tokens if over is not None else None
+    if min_tokens is None and base is not None:
+        min_tokens = base.cache_min_tokens
+    increment = over.increment_tokens if over is not None else None
+    if increment is None and base is not None and mode == "automatic":
+        increment = base.cache_increment_tokens
+    ttl = over.ttl_s if over is not None else None
+    if ttl is None and base is not None and base.cache_ttl_s is not None:
+        ttl = float(base.cache_ttl_s)
+    return CacheRule(
+        kind=mode,  # type: ignore[arg-type]
+        min_tokens=DEFAULT_CACHE_MIN_TOKENS if min_tokens is None else min_tokens,
+        increment_tokens=1 if increment is None or mode != "automatic" else increment,
+        ttl_s=DEFAULT_CACHE_TTL_S if ttl is None else float(ttl),
+        max_breakpoints=over.max_breakpoints if over is not None else 4,
+    )
 
 
 def replay_prompt_cache(

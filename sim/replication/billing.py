@@ -170,7 +170,7 @@ def replication_costs(
 
     Under ``routing.policy: api_only`` a fleet that served no request is not paid for: no
     GPU and no hidden costs (classes that cannot leave the fleet keep it billed). With
-    ``cache_tokens`` (:func:`sim.economics.cost.api_cache_tokens`) the API's cached and
+    ``cache_tokens`` (:func:`sim.economics.apis.api_cache_tokens`) the API's cached and
     cache-write tokens come from replaying each provider's prompt cache.
     """
     hz = scenario.horizon

@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.economics.apis import ApiProviders
-from sim.economics.cost import api_cache_tokens
+from sim.economics.apis import ApiProviders, api_cache_tokens
 from sim.economics.gpu_bill import overlap_s
 from sim.engine.replica import ReplicaConfig, build_replica
 from sim.engine.serve import ROUTE_API, ROUTE_EITHER, ROUTE_FLEET_ONLY, Served, serve
