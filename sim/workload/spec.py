@@ -61,7 +61,8 @@ class PrefixSpec(Frozen):
 
     A share ``share`` of the class's requests carry it: their prompt is ``tokens`` of prefix
     followed by the sampled ``prompt_tokens``. Replicas reuse the prefix's cached KV blocks
-    (automatic prefix caching) and the API bills those tokens at its cached-input price.
+    (automatic prefix caching) and the API bills those tokens at its cached-input price (in a
+    workload with prompt identities, as its replayed cache decides).
     """
 
     tokens: int = Field(ge=1, description="prefix length in tokens")
@@ -109,7 +110,11 @@ class ClassSpec(Frozen):
         default=False, description="sent through the API's discounted batch endpoint"
     )
     api_cached_input_fraction: float = Field(
-        default=0.0, ge=0.0, le=1.0, description="share of prompt tokens the API bills as cached"
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of prompt tokens the API bills as cached (unused when the workload "
+        "carries prompt identities: the API's cache is then replayed)",
     )
 
     @field_validator("profile")
