@@ -303,6 +303,12 @@ def test_scenario_overrides_the_rule_and_the_write_price() -> None:
     # a custom price with a discount but no mode: automatic with the defaults
     auto = ApiSpec(usd_per_1m_input=1.0, usd_per_1m_output=2.0, usd_per_1m_cached_input=0.5)
     assert resolve_cache_rule(auto) == CacheRule("automatic", min_tokens=1024, ttl_s=300.0)
+    # a catalogue row without caching, given a cached price in the scenario: automatic
+    deal = ApiSpec(model="together_ai/Llama-3.3-70B-Instruct-Turbo", usd_per_1m_cached_input=0.5)
+    assert resolve_cache_rule(deal).kind == "automatic"
+    assert resolve_cache_rule(ApiSpec(model="together_ai/Llama-3.3-70B-Instruct-Turbo")).kind == (
+        "none"
+    )
 
 
 @pytest.mark.parametrize(

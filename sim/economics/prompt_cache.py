@@ -132,10 +132,10 @@ def resolve_cache_rule(spec: ApiSpec) -> CacheRule:
     """The prompt-caching rule of an API option: ``prompt_cache`` fields, else the price
     catalogue's, else defaults.
 
-    Without a mode anywhere (prices given in the scenario), a cached-input price below the
-    input price means automatic caching, none otherwise. Missing numbers default to a
-    minimum of 1,024 tokens, an increment of 1 token (any prefix length) and a 300 s
-    lifetime (the shortest documented).
+    Without a mode (prices given in the scenario, or a catalogue row without caching), a
+    cached-input price below the input price means automatic caching, none otherwise.
+    Missing numbers default to a minimum of 1,024 tokens, an increment of 1 token (any
+    prefix length) and a 300 s lifetime (the shortest documented).
 
     Examples
     --------
@@ -152,12 +152,13 @@ def resolve_cache_rule(spec: ApiSpec) -> CacheRule:
     base = api_price(spec.model) if spec.model is not None else None
     over = spec.prompt_cache
     mode: str | None = over.mode if over is not None else None
-    if mode is None and base is not None:
+    if mode is None and base is not None and base.cache_mode not in (None, "none"):
         mode = base.cache_mode
-    if mode is None:
-        p_in = spec.usd_per_1m_input if spec.usd_per_1m_input is not None else None
+    if mode is None:  # a discount (the scenario's or the catalogue's) means automatic
+        p_in = spec.usd_per_1m_input
         p_in = base.usd_per_1m_input if p_in is None and base is not None else p_in
         p_cached = spec.usd_per_1m_cached_input
+        p_cached = base.usd_per_1m_cached_input if p_cached is None and base else p_cached
         discounted = p_cached is not None and p_in is not None and p_cached < p_in
         mode = "automatic" if discounted else "none"
     min_tokens = over.min_tokens if over is not None else None
