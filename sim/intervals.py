@@ -41,6 +41,8 @@ _NON_NEGATIVE = (0.0, math.inf)
 METRIC_RANGES: tuple[tuple[str, tuple[float, float] | None], ...] = (
     ("param:*", None),  # drawn inputs: their own distributions, not a physical quantity
     ("savings_*", None),  # the API bill minus the option's: either sign
+    ("*api_cache_savings_*", None),  # write premiums can outweigh the reads: either sign
+    ("*api_cached_input_share", _FRACTION),
     ("slo_attainment*", _FRACTION),
     ("api_only_slo_attainment*", _FRACTION),
     ("gpu_busy_fraction*", _FRACTION),

@@ -20,6 +20,9 @@ The rules (``SOURCES.md`` gives the reasons):
    at ~$2 per GPU-hour; the cheapest offer in the 2026-12-01 data, Llama 3.1 405B FP8 at
    $0.80, is twice the floor). A lower price is a placeholder or a mistyped row: the old
    catalogue's $0.30 for a 405B model is a third of the floor.
+5. **Cache writes are not discounted.** A cache-write price is at least the input price
+   (providers charge a premium for writes, or nothing extra); a lower one is a cached-read
+   price in the wrong column.
 """
 
 from __future__ import annotations
@@ -84,7 +87,13 @@ def check_catalogue(
     quotes = list(gpu_prices()) if gpu is None else list(gpu)
     rows = list(_api_table()[0].values()) if api is None else list(api)
     wanted = list_gpus() if gpus is None else list(gpus)
-    return _coverage(quotes, wanted) + _below_on_demand(quotes) + _terms(quotes) + _floor(rows)
+    return (
+        _coverage(quotes, wanted)
+        + _below_on_demand(quotes)
+        + _terms(quotes)
+        + _floor(rows)
+        + _cache_writes(rows)
+    )
 
 
 def _coverage(quotes: Sequence[GpuPrice], wanted: Iterable[str]) -> list[str]:
@@ -159,6 +168,15 @@ def _floor(rows: Iterable[ApiPrice]) -> list[str]:
                 f"${API_OUTPUT_FLOOR_USD_PER_1M_PER_B:g})"
             )
     return problems
+
+
+def _cache_writes(rows: Iterable[ApiPrice]) -> list[str]:
+    return [
+        f"{p.key}: cache-write price ${p.cache_write_usd_per_1m:g} is below the input price "
+        f"${p.usd_per_1m_input:g}"
+        for p in rows
+        if p.cache_write_usd_per_1m is not None and p.cache_write_usd_per_1m < p.usd_per_1m_input
+    ]
 
 
 # --- stale and weak quotes -----------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import TypeVar
 from sim.catalog._load import _read_text, get_gpu, list_gpus
 
 __all__ = [
+    "CACHE_MODES",
     "CONFIDENCE_LEVELS",
     "DEFAULT_RESERVED_TERM_YEARS",
     "GPU_PRICE_KINDS",
@@ -47,6 +48,12 @@ GPU_PRICE_KINDS = ("on_demand", "spot", "reserved")
 """Pricing types a catalogue GPU quote can have (``owned`` is priced from capex, not here)."""
 
 _N = TypeVar("_N", int, float)
+
+CACHE_MODES = ("automatic", "explicit", "none")
+"""How a provider caches prompts: ``automatic`` (every prompt of at least a minimum length
+is cached, prefix hits found without the client asking: OpenAI, Gemini, DeepSeek and the
+gateways that list a cached-input price), ``explicit`` (the client marks cache breakpoints;
+writes cost a premium: Anthropic), ``none``."""
 
 CONFIDENCE_LEVELS = ("high", "medium-high", "medium", "low-medium", "low")
 """Confidence levels of a quote, best first."""
@@ -131,6 +138,11 @@ class ApiPrice:
         documented.
     cache_min_tokens : int or None
         Shortest prompt the provider caches, tokens, where documented.
+    cache_mode : str or None
+        One of :data:`CACHE_MODES`; None where unknown (user-given prices).
+    cache_increment_tokens : int or None
+        ``automatic`` only: cached prefixes are counted in multiples of this many tokens
+        (OpenAI: 128), where documented.
     batch_discount : float or None
         Share taken off every price on the provider's batch API (0.5 = half price), where
         the provider has one.
@@ -139,7 +151,9 @@ class ApiPrice:
         for dense models); None for closed models and where unknown. Used by the outlier
         rule of :func:`sim.catalog.price_checks.check_catalogue`.
 
-    The cache and batch fields describe the provider's terms; billing does not use them yet.
+    The cache fields are the provider's rule that :mod:`sim.economics.prompt_cache` replays
+    a workload's prompt identities through; the batch discount is applied by the scenario's
+    ``api.batch_discount``.
     """
 
     key: str
@@ -153,6 +167,8 @@ class ApiPrice:
     cache_ttl_s: int | None = None
     cache_min_tokens: int | None = None
     batch_discount: float | None = None
+    cache_mode: str | None = None
+    cache_increment_tokens: int | None = None
     params_b: float | None = None
     active_params_b: float | None = None
 
@@ -253,6 +269,16 @@ def _api_table() -> tuple[Mapping[str, ApiPrice], Mapping[str, tuple[str, ...]]]
         batch = _optional(row, "batch_discount", float, where)
         if batch is not None and not batch < 1:
             raise ValueError(f"{where}: batch_discount must be < 1 (a share of the price)")
+        mode = row.get("cache_mode", "") or None
+        if mode is not None and mode not in CACHE_MODES:
+            raise ValueError(f"{where}: cache_mode {mode!r} is not one of {CACHE_MODES}")
+        increment = _optional(row, "cache_increment_tokens", int, where)
+        if increment is not None and (mode != "automatic" or increment < 1):
+            raise ValueError(f"{where}: cache_increment_tokens is for automatic caching, >= 1")
+        if mode == "none" and cached is not None:
+            raise ValueError(f"{where}: cache_mode none with a cached-input price")
+        if mode == "explicit" and not row.get("cache_write_usd_per_1m"):
+            raise ValueError(f"{where}: explicit caching needs cache_write_usd_per_1m")
         params = _optional(row, "params_b", float, where)
         active = _optional(row, "active_params_b", float, where)
         if active is not None and (params is None or active > params):
@@ -269,6 +295,8 @@ def _api_table() -> tuple[Mapping[str, ApiPrice], Mapping[str, tuple[str, ...]]]
             cache_ttl_s=_optional(row, "cache_ttl_s", int, where),
             cache_min_tokens=_optional(row, "cache_min_tokens", int, where),
             batch_discount=batch,
+            cache_mode=mode,
+            cache_increment_tokens=increment,
             params_b=params,
             active_params_b=active if active is not None else params,
         )

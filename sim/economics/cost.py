@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
 from sim.economics.apis import (
-    MAIN_API,
     ApiProviders,
+    CacheTokens,
     api_bill,
+    api_cache_tokens,
+    provider_rows,
     provisioned_fee,
     resolve_api_prices,
 )
@@ -44,9 +45,11 @@ from sim.economics.spec import HOURS_PER_MONTH, ApiSpec, CalendarSpec, HiddenCos
 
 __all__ = [
     "HOURS_PER_YEAR",
+    "CacheTokens",
     "FleetBill",
     "ResolvedPricing",
     "api_bill",
+    "api_cache_tokens",
     "cost_metrics",
     "fleet_bill",
     "hidden_costs",
@@ -127,6 +130,7 @@ def cost_metrics(
     api_batch: Mapping[str, bool] | None = None,
     calendar: CalendarSpec | None = None,
     idle_replicas: float = 0.0,
+    cache_tokens: CacheTokens | None = None,
 ) -> dict[str, float]:
     """Cost metrics of one replication over the measurement window, and per month.
 
@@ -140,6 +144,17 @@ def cost_metrics(
     provisioned throughput. Each request routed to the API is billed by its class's
     provider (``api`` as :class:`~sim.economics.apis.ApiProviders`), at that provider's
     prices and batch discount.
+
+    **Prompt identity.** With ``cache_tokens`` (from :func:`api_cache_tokens`: each
+    provider's cache replayed from the requests' prompt-block hashes), the cached and
+    cache-write tokens come from the replay instead of ``cached_input_tokens``: the replay
+    over the requests the API served for the bill of the run, the replay over every request
+    of the provider's classes for the all-API bill. With an API, four metrics are added:
+    ``api_cached_input_share`` and ``api_only_cached_input_share`` (cached ÷ input tokens
+    of the counted requests billed), ``api_cache_savings_usd_per_month`` and
+    ``api_only_cache_savings_usd_per_month`` (the bill with every input token at the input
+    price minus the bill with the cache, × A/W; negative when write premiums outweigh the
+    reads).
 
     **Per month.** With ``W`` the window, ``A`` the active seconds of a month
     (``calendar.active_hours_per_month · 3600``; ``M = 730 · 3600`` when the window stands
@@ -224,6 +239,8 @@ def cost_metrics(
         What the window stands for; default: all time.
     idle_replicas : float, keyword-only
         Replicas kept running outside the active time (see :func:`idle_fleet_usd`).
+    cache_tokens : CacheTokens, keyword-only, optional
+        The providers' caches replayed over these rows (:func:`api_cache_tokens`).
 
     Returns
     -------
@@ -285,7 +302,7 @@ def cost_metrics(
     extra = hidden_costs(hidden, span) if hidden is not None else {"ops_usd": 0.0, "other_usd": 0.0}
     fleet_cost = gpu + extra["ops_usd"] + extra["other_usd"]
     nan = float("nan")
-    providers, used, rows = _provider_rows(api, codes, cats)
+    providers, used, rows = provider_rows(api, codes, cats)
     served = np.zeros(len(codes), dtype=bool)
     for r in rows.values():
         served |= r
@@ -295,26 +312,38 @@ def cost_metrics(
             "(no 'api' section, api_model or apis entry)"
         )
 
-    def bill(spec: ApiSpec, r: NDArray[np.bool_]) -> tuple[float, float]:
-        # (per-token bill of the rows routed to the API, all-API bill of the rows)
+    none = np.zeros(len(codes))
+    cached_r, write_r, cached_a, write_a = cached, none, cached, none
+    if cache_tokens is not None:
+        if any(len(a) != len(requests) for a in cache_tokens):
+            raise ValueError("cache_tokens must hold one entry per request row")
+        cached_r, write_r, cached_a, write_a = (
+            np.asarray(a)[counted].astype(np.float64) for a in cache_tokens
+        )
+
+    def bill(spec: ApiSpec, r: NDArray[np.bool_], cache: bool = True) -> tuple[float, float]:
+        # (per-token bill of the rows routed to the API, all-API bill of the rows); without
+        # `cache`, every input token at the input price
         prices = resolve_api_prices(spec)
         r_api = to_api & r
         routed = api_bill(
             inp[r_api],
-            cached[r_api],
+            cached_r[r_api] if cache else none[r_api],
             out[r_api],
             prices=prices,
             batch=batch[r_api],
             batch_discount=spec.batch_discount,
             provisioned=prov[r_api],
+            cache_write_tokens=write_r[r_api] if cache else None,
         )
         everything = api_bill(
             inp[r],
-            cached[r],
+            cached_a[r] if cache else none[r],
             out[r],
             prices=prices,
             batch=batch[r],
             batch_discount=spec.batch_discount,
+            cache_write_tokens=write_a[r] if cache else None,
         )
         return float(routed.sum()), float(everything.sum())
 
@@ -371,6 +400,17 @@ def cost_metrics(
         "savings_vs_api_per_1m_tokens_usd": _ratio(savings, tokens, 1e6),
         "self_host_cheaper": nan if math.isnan(savings) else float(savings > 0),
     }
+    if cache_tokens is not None and used:
+        saved = [bill(providers.specs[name], rows[name], cache=False) for name in used]
+        routed_in = inp[to_api].sum()
+        metrics["api_cached_input_share"] = _ratio(float(cached_r[to_api].sum()), routed_in)
+        metrics["api_only_cached_input_share"] = _ratio(float(cached_a.sum()), inp.sum())
+        no_cache = sum(s[0] for s in saved) + sum(
+            provisioned_fee(providers.specs[n], span) for n in used
+        )
+        metrics["api_cache_savings_usd_per_month"] = (no_cache - api_cost) * scale
+        only = sum(s[1] for s in saved) if providers.complete else nan
+        metrics["api_only_cache_savings_usd_per_month"] = (only - api_only) * scale
     if isinstance(api, ApiProviders) and len(providers.of_class) > 1:
         for cls in providers.of_class:
             spec = providers.spec_of(cls)
@@ -379,24 +419,3 @@ def cost_metrics(
             metrics[f"api_cost_usd_per_month[{cls}]"] = routed_c * scale
             metrics[f"api_only_cost_usd_per_month[{cls}]"] = only_c * scale
     return metrics
-
-
-def _provider_rows(
-    api: ApiSpec | ApiProviders | None, codes: NDArray[Any], cats: NDArray[Any]
-) -> tuple[ApiProviders, tuple[str, ...], dict[str, NDArray[np.bool_]]]:
-    """The providers, those that serve a class (their fees are owed), and for each of them
-    which rows (requests, by class name) it serves."""
-    if not isinstance(api, ApiProviders):
-        # one API for every class, whichever classes the frame holds
-        single = ApiProviders.single(api)
-        used = tuple(single.specs)
-        return single, used, {name: np.ones(len(codes), dtype=bool) for name in used}
-    fallback = MAIN_API if MAIN_API in api.specs else None
-    present = cats[np.unique(codes)]
-    of_class = {str(c): api.of_class.get(str(c), fallback) for c in present}
-    serving = set(api.of_class.values()) | set(of_class.values())
-    used = tuple(name for name in api.specs if name in serving)
-    rows = {
-        name: np.isin(cats, [c for c, p in of_class.items() if p == name])[codes] for name in used
-    }
-    return api, used, rows

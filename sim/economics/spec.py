@@ -200,6 +200,49 @@ class ProvisionedSpec(Frozen):
     overflow: Literal["payg", "queue"] = "payg"
 
 
+class PromptCacheSpec(Frozen):
+    """The API provider's prompt-caching rule (``api.prompt_cache``), each field overriding
+    the price catalogue's (see :mod:`sim.economics.prompt_cache` for what the rule means).
+
+    Used only when the workload carries prompt identities (a trace with block hashes, or
+    ``sessions`` classes); otherwise a class's ``api_cached_input_fraction`` stands in.
+    """
+
+    mode: Literal["automatic", "explicit", "none"] | None = Field(
+        None, description="automatic (OpenAI-style), explicit (Anthropic-style) or none."
+    )
+    min_tokens: int | None = Field(
+        None, ge=1, description="Shortest prompt (automatic) or prefix (explicit) cached."
+    )
+    increment_tokens: int | None = Field(
+        None, ge=1, description="automatic: cached tokens counted in multiples of this."
+    )
+    ttl_s: float | None = Field(
+        None, gt=0, description="An entry lives this long after its last use."
+    )
+    usd_per_1m_cache_write: float | None = Field(
+        None,
+        ge=0,
+        description="Price of writing a cache entry; default the catalogue's (explicit with "
+        "ttl_s above 300: 2 x input), else the input price.",
+    )
+    max_breakpoints: int = Field(
+        4, ge=1, description="explicit: cache breakpoints the client sets per request."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PromptCacheSpec:
+        if self.increment_tokens is not None and self.mode == "explicit":
+            raise ValueError("increment_tokens applies to automatic caching only")
+        if self.mode == "none" and (
+            self.min_tokens is not None
+            or self.ttl_s is not None
+            or self.usd_per_1m_cache_write is not None
+        ):
+            raise ValueError("mode none caches nothing: give no min_tokens, ttl_s or write price")
+        return self
+
+
 class ApiSpec(Frozen):
     """The hosted pay-per-token API the fleet is compared with (``api:``)."""
 
@@ -215,6 +258,9 @@ class ApiSpec(Frozen):
     price_source: str = ""
     price_date: str = ""
     provisioned: ProvisionedSpec | None = None
+    prompt_cache: PromptCacheSpec | None = Field(
+        None, description="The provider's prompt-caching rule; default the catalogue's."
+    )
     rate_limits: RateLimitSpec = Field(default_factory=RateLimitSpec)
     latency: ApiLatencySpec = Field(default_factory=ApiLatencySpec)
 

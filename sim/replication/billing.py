@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from sim.economics.apis import MAIN_API, ApiProviders
 from sim.economics.cost import (
+    CacheTokens,
     FleetBill,
     cost_metrics,
     fleet_bill,
@@ -165,6 +166,7 @@ def replication_costs(
     *,
     fleet_used: bool | None = None,
     drain_s: float | None = None,
+    cache_tokens: CacheTokens | None = None,
 ) -> dict[str, float]:
     """The cost metrics of one replication (:func:`sim.economics.cost_metrics`).
 
@@ -172,7 +174,9 @@ def replication_costs(
     GPU and no hidden costs (classes that cannot leave the fleet keep it billed).
     ``fleet_used`` (any request routed to the fleet) and ``drain_s`` (:attr:`Served.drain_s`)
     are read from ``requests`` and ``served`` unless given (a streamed replication keeps
-    neither its requests nor the engine's rows).
+    neither its requests nor the engine's rows). With ``cache_tokens``
+    (:func:`sim.economics.apis.api_cache_tokens`) the API's cached and cache-write tokens
+    come from replaying each provider's prompt cache.
     """
     hz = scenario.horizon
     if fleet_used is None:
@@ -191,4 +195,5 @@ def replication_costs(
         api_batch={c.name: c.api_batch for c in scenario.workload.classes},
         calendar=scenario.calendar,
         idle_replicas=idle_replicas(scenario),
+        cache_tokens=cache_tokens,
     )

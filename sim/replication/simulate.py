@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.economics.apis import ApiProviders
+from sim.economics.apis import ApiProviders, api_cache_tokens
 from sim.engine.replica import ReplicaConfig, build_replica
 from sim.engine.serve import Served, serve
 from sim.labels import labels
@@ -43,6 +43,7 @@ from sim.seeds import (
     substream,
 )
 from sim.workload import Workload, sample_workload
+from sim.workload.identity import PromptBlocks
 
 __all__ = ["Outcome", "class_routes", "sample", "scenario_apis", "serve_scenario", "simulate"]
 
@@ -95,6 +96,26 @@ class Outcome:
             f"<b>Outcome of {self.scenario.name!s}</b> ({self.n_requests:,} requests)"
             f"<table>{rows}</table>"
         )
+
+
+def _frame_prompts(requests: pd.DataFrame, workload: Workload) -> PromptBlocks | None:
+    # the workload's prompt identities in the order of the request table: its open-loop
+    # rows are the workload's requests in order (a stable sort by arrival keeps them so);
+    # closed-loop requests carry none (never cached)
+    blocks = workload.prompt_blocks
+    if blocks is None:
+        return None
+    closed = [workload.class_names[s.class_id] for s in workload.closed_loop]
+    is_open = ~requests["class_name"].isin(closed).to_numpy(dtype=bool)
+    rows = np.flatnonzero(is_open)
+    arrival = requests["arrival_s"].to_numpy()[rows]
+    if rows.size != len(workload) or not np.array_equal(arrival, workload.arrival_s):
+        raise AssertionError("request table does not hold the workload's requests in order")
+    counts = np.zeros(len(requests), dtype=np.int64)
+    counts[rows] = blocks.counts
+    offsets = np.zeros(len(requests) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return PromptBlocks(blocks.block_tokens, offsets, blocks.hashes)
 
 
 def _api_baseline(
@@ -192,7 +213,8 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
         metrics_s = {k: float(v) for k, v in streamed.items()}
         return Outcome(scenario, sampled, metrics_s, ts, reps, replica, n_requests=n)
     classes = scenario.workload.classes
-    served = serve_scenario(scenario, sample(scenario, seed), seed, replica)
+    workload = sample(scenario, seed)
+    served = serve_scenario(scenario, workload, seed, replica)
     providers = scenario_apis(scenario)
     sent = served.to_api()
     api_result = None
@@ -214,8 +236,20 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     replicas = served.replicas()
     replicas["requests_completed"] = completed_by_replica(requests, len(replicas))
     metrics.update(fleet_metrics(replicas))
-    requests["cached_input_tokens"] = api_cached_tokens(requests, scenario)
-    metrics.update(replication_costs(scenario, requests, replicas, served, providers))
+    prompts = _frame_prompts(requests, workload) if providers.used() else None
+    cache_tokens = None
+    if prompts is None:
+        requests["cached_input_tokens"] = api_cached_tokens(requests, scenario)
+    else:
+        # the API's caches replayed from the prompts: what the API served read and wrote
+        cache_tokens = api_cache_tokens(requests, prompts, providers)
+        requests["cached_input_tokens"] = cache_tokens[0]
+        requests["cache_write_tokens"] = cache_tokens[1]
+    metrics.update(
+        replication_costs(
+            scenario, requests, replicas, served, providers, cache_tokens=cache_tokens
+        )
+    )
     if providers.used():
         metrics.update(_api_baseline(scenario, providers, requests, seed))
     ts = served.timeseries()

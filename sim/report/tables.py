@@ -56,6 +56,14 @@ SIDE_BY_SIDE = (
     ("E2E p99", "e2e_p99_s", "api_only_e2e_p99_s", "{:.2f} s"),
     ("SLO attainment", "slo_attainment", "api_only_slo_attainment", "{:.1%}"),
     ("requests failed", "requests_failed", "api_only_requests_failed", "{:,.0f}"),
+    # with prompt identity only: what the API's prompt cache read and saved
+    ("API cached input", "api_cached_input_share", "api_only_cached_input_share", "{:.1%}"),
+    (
+        "API caching saves per month",
+        "api_cache_savings_usd_per_month",
+        "api_only_cache_savings_usd_per_month",
+        "${:,.0f}",
+    ),
 )
 
 #: Per class / route metrics shown in the breakdown table.

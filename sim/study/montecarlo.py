@@ -47,6 +47,13 @@ COMPARISONS = (
     ("E2E p99 (s)", "e2e_p99_s", "api_only_e2e_p99_s"),
     ("SLO attainment", "slo_attainment", "api_only_slo_attainment"),
     ("requests failed", "requests_failed", "api_only_requests_failed"),
+    # with prompt identity only: the API's prompt cache
+    ("API cached input share", "api_cached_input_share", "api_only_cached_input_share"),
+    (
+        "API caching saves (USD/month)",
+        "api_cache_savings_usd_per_month",
+        "api_only_cache_savings_usd_per_month",
+    ),
 )
 
 #: Metrics whose precision ``run(target_rel_ci=...)`` controls by default.

@@ -20,6 +20,7 @@ from sim.workload.lengths import (
 )
 from sim.workload.profile import DiurnalProfile, HourlyProfile, ProfileSpec, thin
 from sim.workload.sample import ClosedLoopSource, Workload, component_seed, sample_workload
+from sim.workload.sessions import SessionArrivals
 from sim.workload.spec import ArrivalSpec, ClassSpec, SLOSpec, WorkloadSpec
 from sim.workload.trace import Trace, TraceArrivals, TraceColumns, load_trace
 
@@ -41,6 +42,7 @@ __all__ = [
     "PoissonArrivals",
     "ProfileSpec",
     "SLOSpec",
+    "SessionArrivals",
     "Trace",
     "TraceArrivals",
     "TraceColumns",

@@ -21,9 +21,16 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["PromptBlocks", "chain_hashes", "synthetic_blocks", "unique_hashes"]
+__all__ = [
+    "PromptBlocks",
+    "chain_hashes",
+    "keyed_hashes",
+    "name_salt",
+    "synthetic_blocks",
+    "unique_hashes",
+]
 
 _MUL = np.uint64(0x9E3779B97F4A7C15)
 _MASK63 = np.uint64((1 << 63) - 1)
@@ -179,3 +186,25 @@ class PromptBlocks:
         offsets = np.zeros(counts.size + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         return PromptBlocks(bt.pop(), offsets, np.concatenate([p.hashes for p in parts]))
+
+
+def name_salt(*names: str) -> int:
+    """A stable 63-bit number naming a source of hashes (e.g. a class), so that hashes made
+    for different sources do not meet.
+
+    Examples
+    --------
+    >>> name_salt("chat") == name_salt("chat") != name_salt("code")
+    True
+    """
+    digest = hashlib.blake2b("\x1f".join(names).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def keyed_hashes(salt: int, keys: ArrayLike) -> NDArray[np.int64]:
+    """Non-negative int64 hashes of integer ``keys`` under ``salt`` (splitmix64): distinct
+    keys give distinct values (up to 64-bit collisions), and other salts other values."""
+    k = np.asarray(keys, dtype=np.int64).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        z = _mix(k * _MUL + np.uint64(salt) + np.uint64(0x632BE59BD9B4E019))
+    return (z & _MASK63).astype(np.int64)

@@ -19,9 +19,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sim.workload.arrivals import ArrivalStream, ClosedLoopArrivals
-from sim.workload.identity import PromptBlocks, synthetic_blocks, unique_hashes
+from sim.workload.identity import PromptBlocks, name_salt, synthetic_blocks, unique_hashes
 from sim.workload.lengths import EmpiricalLength, FixedLength, GeometricLength, LognormalLength
 from sim.workload.profile import thin
+from sim.workload.sessions import SessionArrivals, sample_sessions
 from sim.workload.spec import ClassSpec, WorkloadSpec
 from sim.workload.trace import TraceArrivals, TraceStream
 
@@ -197,8 +198,11 @@ class _Buffered:
 class _ClassStream:
     """One open-loop class's requests read forward in time."""
 
-    def __init__(self, spec: ClassSpec, seed: np.random.SeedSequence) -> None:
+    def __init__(self, spec: ClassSpec, seed: np.random.SeedSequence, duration_s: float) -> None:
         arrivals = spec.arrivals
+        self._sessions: (
+            tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64], PromptBlocks] | None
+        ) = None
         self._rows: TraceStream | None = None
         self._times: ArrivalStream | None = None
         self._trace = None
@@ -222,6 +226,10 @@ class _ClassStream:
             )
         elif isinstance(arrivals, ClosedLoopArrivals):  # pragma: no cover - filtered by caller
             raise TypeError("closed-loop classes have no arrival times")
+        elif isinstance(arrivals, SessionArrivals):
+            # a session's turns span windows: every turn of the horizon is drawn at once
+            self._sessions = _sample_session_class(spec, duration_s, seed)
+            self._session_pos = 0
         else:
             factor = 1.0 if spec.profile is None else spec.profile.peak_multiplier()
             self._times = arrivals.stream(_rng(seed, "arrivals"), rate_factor=factor)
@@ -250,6 +258,19 @@ class _ClassStream:
         tokens, whether each carries the class prefix, their prompt identity (traces that
         carry one)."""
         inp = out = blocks = None
+        if self._sessions is not None:
+            t_all, inp_all, out_all, blk_all = self._sessions
+            i = self._session_pos
+            j = i + int(np.searchsorted(t_all[i:], t_end, side="left"))
+            self._session_pos = j
+            sel = np.arange(i, j)
+            return (
+                t_all[i:j],
+                inp_all[i:j],
+                out_all[i:j],
+                np.zeros(j - i, dtype=bool),
+                blk_all.take(sel),
+            )
         if self._rows is not None:
             assert self._trace is not None
             t, row = self._rows.until(t_end)
@@ -276,6 +297,39 @@ class _ClassStream:
             has = self._share.take(t.size) < self._prefix.share
             inp = inp + np.where(has, self._prefix.tokens, 0)
         return t, inp, out, has, blocks
+
+
+def _sample_session_class(
+    spec: ClassSpec, duration_s: float, seed: np.random.SeedSequence
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64], PromptBlocks]:
+    # sessions (sim.workload.sessions): starts from the class's arrivals stream (thinned by
+    # its profile), each turn's lengths and think time from the class's named streams;
+    # turns sorted by arrival (stably)
+    arrivals = spec.arrivals
+    assert isinstance(arrivals, SessionArrivals)
+    assert spec.prompt_tokens is not None and spec.output_tokens is not None
+    profile = spec.profile
+    factor = 1.0 if profile is None else profile.peak_multiplier()
+    starts = arrivals.starts.sample(_rng(seed, "arrivals"), duration_s, rate_factor=factor)
+    if profile is not None:
+        starts = thin(starts, profile, _rng(seed, "profile"))
+    names = ("turns", "think_s", "prompt_tokens", "output_tokens", "tenant")
+    turns = sample_sessions(
+        arrivals,
+        starts,
+        duration_s=duration_s,
+        message_tokens=spec.prompt_tokens,
+        reply_tokens=spec.output_tokens,
+        rngs={name: _rng(seed, name) for name in names},
+        salt=name_salt(spec.name),
+    )
+    order = np.argsort(turns.arrival_s, kind="stable")
+    return (
+        turns.arrival_s[order],
+        turns.input_tokens[order],
+        turns.output_tokens[order],
+        turns.prompt_blocks.take(order),
+    )
 
 
 class WorkloadStream:
@@ -327,7 +381,7 @@ class WorkloadStream:
                     )
                 )
             else:
-                self._classes.append((class_id, _ClassStream(cls, class_seed)))
+                self._classes.append((class_id, _ClassStream(cls, class_seed, duration_s)))
                 self._open_specs.append((class_id, cls))
         self.closed_loop = tuple(closed)
         self.read_s = 0.0

@@ -17,6 +17,8 @@ closed_loop   ``users → ceil(users · s)`` and ``think_time_s × ceil(users ·
 trace         ``rate_scale × s``: the trace is replayed time-compressed (a pattern inside the
               trace, such as its own daily cycle, is compressed with it; a horizon longer
               than the compressed trace replays it back to back, as without scaling)
+sessions      the session starts scaled as their own process above (more conversations, each
+              as long, as far apart in time)
 ============  =================================================================================
 
 A time-of-day ``profile`` multiplies whatever base rate the class has (its daily mean is 1),
@@ -33,6 +35,7 @@ from sim.workload.arrivals import (
     MMPPArrivals,
     PoissonArrivals,
 )
+from sim.workload.sessions import SessionArrivals
 from sim.workload.spec import ArrivalSpec, ClassSpec, WorkloadSpec
 from sim.workload.trace import TraceArrivals
 
@@ -71,6 +74,8 @@ def scale_arrivals(arrivals: ArrivalSpec, factor: float) -> ArrivalSpec:
         return arrivals.model_copy(update={"users": users, "think_time_s": think})
     if isinstance(arrivals, TraceArrivals):
         return arrivals.model_copy(update={"rate_scale": arrivals.rate_scale * s})
+    if isinstance(arrivals, SessionArrivals):  # more sessions, each as long
+        return arrivals.model_copy(update={"starts": scale_arrivals(arrivals.starts, s)})
     raise TypeError(f"cannot scale arrivals of type {type(arrivals).__name__}")
 
 
@@ -110,7 +115,7 @@ def nominal_rate_rps(arrivals: ArrivalSpec) -> float | None:
     >>> round(nominal_rate_rps(MMPPArrivals(rates_rps=[1.0, 10.0], mean_dwell_s=[90.0, 10.0])), 6)
     1.9
     """
-    if isinstance(arrivals, PoissonArrivals | GammaArrivals | MMPPArrivals):
+    if isinstance(arrivals, PoissonArrivals | GammaArrivals | MMPPArrivals | SessionArrivals):
         return arrivals.mean_rate_rps()
     if isinstance(arrivals, ClosedLoopArrivals) and arrivals.think_time_s > 0:
         return arrivals.users / arrivals.think_time_s

@@ -20,12 +20,18 @@ from sim.workload.arrivals import (
 )
 from sim.workload.lengths import LengthSpec
 from sim.workload.profile import DiurnalProfile, HourlyProfile, ProfileSpec
+from sim.workload.sessions import SessionArrivals
 from sim.workload.trace import TraceArrivals
 
 __all__ = ["ArrivalSpec", "ClassSpec", "PrefixSpec", "SLOSpec", "WorkloadSpec"]
 
 ArrivalSpec = Annotated[
-    PoissonArrivals | GammaArrivals | MMPPArrivals | ClosedLoopArrivals | TraceArrivals,
+    PoissonArrivals
+    | GammaArrivals
+    | MMPPArrivals
+    | ClosedLoopArrivals
+    | TraceArrivals
+    | SessionArrivals,
     Field(discriminator="process"),
 ]
 
@@ -55,7 +61,8 @@ class PrefixSpec(Frozen):
 
     A share ``share`` of the class's requests carry it: their prompt is ``tokens`` of prefix
     followed by the sampled ``prompt_tokens``. Replicas reuse the prefix's cached KV blocks
-    (automatic prefix caching) and the API bills those tokens at its cached-input price.
+    (automatic prefix caching) and the API bills those tokens at its cached-input price (in a
+    workload with prompt identities, as its replayed cache decides).
     """
 
     tokens: int = Field(ge=1, description="prefix length in tokens")
@@ -103,7 +110,11 @@ class ClassSpec(Frozen):
         default=False, description="sent through the API's discounted batch endpoint"
     )
     api_cached_input_fraction: float = Field(
-        default=0.0, ge=0.0, le=1.0, description="share of prompt tokens the API bills as cached"
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of prompt tokens the API bills as cached (unused when the workload "
+        "carries prompt identities: the API's cache is then replayed)",
     )
 
     @field_validator("profile")
@@ -132,6 +143,11 @@ class ClassSpec(Frozen):
         arrivals = info.data.get("arrivals")
         if v is not None and isinstance(arrivals, ClosedLoopArrivals):
             raise ValueError("a shared prefix is not supported with process 'closed_loop' yet")
+        if v is not None and isinstance(arrivals, SessionArrivals):
+            raise ValueError(
+                "process 'sessions' has no class prefix: give its arrivals a "
+                "system_prompt_tokens instead"
+            )
         return v
 
     @field_validator("prompt_tokens", "output_tokens")
@@ -173,6 +189,12 @@ class WorkloadSpec(Frozen):
         dupes = sorted(name for name, n in Counter(c.name for c in v).items() if n > 1)
         if dupes:
             raise ValueError(f"class names must be unique; repeated: {', '.join(dupes)}")
+        sizes = {c.arrivals.block_tokens for c in v if isinstance(c.arrivals, SessionArrivals)}
+        if len(sizes) > 1:
+            raise ValueError(
+                "sessions classes must share one arrivals.block_tokens (their prompt "
+                f"identities are merged); got {sorted(sizes)}"
+            )
         return v
 
     def class_names(self) -> tuple[str, ...]:
