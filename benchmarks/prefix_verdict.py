@@ -70,22 +70,22 @@ def answer(scenario: sim.Scenario, replications: int, seed: int) -> dict[str, An
     result = sim.run(scenario, replications=replications, seed=seed)
     decision = result.decision()
     runs = result.option_runs()
-    options: dict[str, dict[str, float]] = {}
-    for row in decision.table.itertuples():
-        mine = runs.loc[runs["option"] == row.option]
-        on_fleet = row.kind == "self_host_only"
+    options: dict[str, dict[str, Any]] = {}
+    for row in decision.table.to_dict("records"):
+        mine = runs.loc[runs["option"] == row["option"]]
+        on_fleet = row["kind"] == "self_host_only"
         served = "prefix_hit_rate" if on_fleet else "api_cached_input_share"
-        options[str(row.option)] = {
-            "kind": row.kind,
-            "feasible": bool(row.feasible),
-            "cost_usd_per_month": float(row.cost_per_month_usd),
+        options[str(row["option"])] = {
+            "kind": row["kind"],
+            "feasible": bool(row["feasible"]),
+            "cost_usd_per_month": float(row["cost_per_month_usd"]),
             "cache_served_share": _mean(mine, served),
             "prefill_tokens_saved": _mean(mine, "prefill_tokens_saved") if on_fleet else 0.0,
             "api_cache_savings_usd_per_month": 0.0
             if on_fleet
             else _mean(mine, "api_cache_savings_usd_per_month"),
-            "ttft_p99_s": float(row.ttft_p99_s),
-            "slo_attainment": float(row.slo_attainment),
+            "ttft_p99_s": float(row["ttft_p99_s"]),
+            "slo_attainment": float(row["slo_attainment"]),
         }
     return {
         "recommended": decision.recommended,
