@@ -497,4 +497,4 @@ def test_scenario_prices_quote_current_catalogue_rows() -> None:
         assert rows, f"{path.name}: no {pricing.kind} row at ${pricing.usd_per_gpu_hour}"
         assert price_flags(pricing.price_date, rows[0].confidence, as_of=AS_OF) == [], path.name
         quoted += 1
-    assert quoted == 7
+    assert quoted == 8

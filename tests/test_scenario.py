@@ -252,6 +252,29 @@ def test_examples_load(path: Path) -> None:
     assert s.name == path.stem
 
 
+def test_mooncake_prefix_caching_caches_on_both_sides() -> None:
+    # the trace's prompt identities reach the fleet's prefix cache and each API's caching rule
+    s = load_scenario(ROOT / "scenarios" / "mooncake-prefix-caching.yaml").with_overrides(
+        {"horizon.duration_s": 300.0, "horizon.warmup_s": 60.0}
+    )
+    result = sim.run(s, replications=1, seed=0)
+    runs = result.option_runs().set_index("option")
+    assert list(runs.index) == ["api_only", "self_host_only", "api_only (claude-haiku-5-5)"]
+    fleet = runs.loc["self_host_only"]
+    assert fleet["prefix_hit_rate"] > 0 and fleet["prefill_tokens_saved"] > 0
+    for api in ("api_only", "api_only (claude-haiku-5-5)"):
+        assert 0 < runs.loc[api, "api_cached_input_share"] < 1
+        assert runs.loc[api, "api_cache_savings_usd_per_month"] > 0
+    assert result.decision().recommended is not None
+    # without prompt identity neither side finds anything cached
+    off = sim.simulate(
+        s.with_overrides({"workload.classes.conversation.arrivals.prompt_identity": False}), seed=0
+    ).metrics
+    assert math.isnan(off.get("prefix_hit_rate", math.nan))
+    assert off.get("api_only_cached_input_share", 0.0) == 0.0
+    assert off["api_only_cost_usd_per_month"] > fleet["api_only_cost_usd_per_month"]
+
+
 def test_trace_path_is_relative_to_the_scenario_file() -> None:
     s = load_scenario(DATA / "good-trace.yaml")
     arrivals = s.workload.classes[0].arrivals
