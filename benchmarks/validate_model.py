@@ -13,7 +13,9 @@ overhead 3 ms, all-reduce latency 8 µs):
    size; every request generates the run's configured output length. The client cycles
    through a fixed set of prompts, so each distinct prompt becomes a workload class whose
    prefix is the prompt minus its last token, and the engine's automatic prefix cache serves
-   the repeats as vLLM's did.
+   the repeats as vLLM's did. The same replays are also run with each request's prompt
+   identity read from a trace column instead (:func:`identity_workload`: a CSV trace with
+   ``prefix_id`` / ``prefix_tokens`` columns loaded by :func:`sim.workload.trace.load_trace`).
 3. **Offline saturation throughput vs TensorRT-LLM's published figures** (Apache-2.0) for
    Llama 3.1 8B / 3.3 70B / 3.1 405B in FP8 on H100 / H200.
 
@@ -37,6 +39,7 @@ import datetime as dt
 import math
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +56,7 @@ from sim.engine.serve import serve
 from sim.engine.spec import FleetSpec, Horizon, RooflineStep
 from sim.engine.steptime import apply_stack_constants, decode_run_time, resolve_roofline
 from sim.workload import Workload
+from sim.workload.trace import TraceColumns, load_trace
 
 REPO = Path(__file__).resolve().parent.parent
 CALIBRATION = REPO.parent / "shared" / "data" / "calibration"
@@ -425,12 +429,126 @@ def prompt_classes(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return class_id.astype(np.int32), np.maximum(lengths - 1, 0).astype(np.int64)
 
 
+#: Column names of the identity trace :func:`write_identity_trace` writes.
+IDENTITY_COLUMNS = TraceColumns(
+    timestamp="arrival_time_us",
+    input_tokens="input_tokens",
+    output_tokens="output_tokens",
+    prefix_id="prompt_id",
+    prefix_tokens="prompt_tokens",
+)
+
+
+def write_identity_trace(
+    path: Path, arrival_s: np.ndarray, input_tokens: np.ndarray, output_tokens: np.ndarray
+) -> TraceColumns:
+    """Write the requests as a CSV trace that carries each request's prompt identity.
+
+    The run records prompt lengths only, and the client cycles through a fixed set of
+    prompts, so a distinct length is taken as a distinct prompt (as in
+    :func:`prompt_classes`): its ``prompt_id`` names the prompt and ``prompt_tokens``, the
+    shared prefix, is the whole prompt, since a repeat is the same text. Nothing is said
+    about the last token: the engine never finds it cached (it computes at least the final
+    token, as vLLM does).
+
+    Parameters
+    ----------
+    path
+        The CSV file to write.
+    arrival_s
+        Arrival times, seconds from the first request (non-decreasing).
+    input_tokens, output_tokens
+        Prompt and output lengths per request.
+
+    Returns
+    -------
+    TraceColumns
+        The column mapping that reads the file back (:func:`sim.workload.trace.load_trace`,
+        timestamps in microseconds).
+    """
+    prompt = np.asarray(input_tokens, dtype=np.int64)
+    pd.DataFrame(
+        {
+            "arrival_time_us": np.round(np.asarray(arrival_s, dtype=float) * 1e6).astype(np.int64),
+            "input_tokens": prompt,
+            "output_tokens": np.asarray(output_tokens, dtype=np.int64),
+            "prompt_id": [f"len{k}" for k in prompt],
+            "prompt_tokens": prompt,
+        }
+    ).to_csv(path, index=False)
+    return IDENTITY_COLUMNS
+
+
+def identity_workload(
+    arrival_s: np.ndarray,
+    input_tokens: np.ndarray,
+    output_tokens: np.ndarray,
+    *,
+    block_tokens: int,
+    trace_times: bool = True,
+) -> Workload:
+    """The requests as a one-class workload whose prompt identity comes from a trace column.
+
+    The requests go through a CSV trace (:func:`write_identity_trace`) read back by
+    :func:`sim.workload.trace.load_trace`, the path a user's trace takes; the trace's
+    ``prefix_id`` and ``prefix_tokens`` columns give every repeat of a prompt the same
+    chained hashes for its whole ``block_tokens``-token blocks and a unique hash for the
+    partial block at its end.
+
+    Parameters
+    ----------
+    arrival_s
+        Arrival times, seconds from the first request (non-decreasing).
+    input_tokens, output_tokens
+        Prompt and output lengths per request.
+    block_tokens
+        Tokens per hashed block (the engine's KV block size).
+    trace_times
+        Take the arrival times as read back from the trace (its integer microseconds, so
+        they may differ from ``arrival_s`` in the last bit); false: ``arrival_s`` itself.
+
+    Returns
+    -------
+    Workload
+        One class, no class prefix; ``prompt_blocks`` from the trace.
+
+    Examples
+    --------
+    >>> wl = identity_workload(np.array([0.0, 1.0, 2.0]), np.array([40, 40, 7]),
+    ...                        np.array([5, 5, 5]), block_tokens=16)
+    >>> pb = wl.prompt_blocks
+    >>> pb.counts.tolist(), bool(pb.of(0)[1] == pb.of(1)[1]), bool(pb.of(0)[2] == pb.of(1)[2])
+    ([3, 3, 1], True, False)
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "identity.csv"
+        cols = write_identity_trace(path, arrival_s, input_tokens, output_tokens)
+        tr = load_trace(
+            path, columns=cols, format="csv", time_unit="us", hash_block_tokens=block_tokens
+        )
+    assert tr.input_tokens is not None and tr.output_tokens is not None
+    assert tr.prompt_blocks is not None
+    n = tr.n_rows
+    times = np.asarray(arrival_s, dtype=float)
+    return Workload(
+        arrival_s=np.asarray(tr.offset_s, dtype=float) + times[0] if trace_times else times,
+        input_tokens=np.asarray(tr.input_tokens),
+        output_tokens=np.asarray(tr.output_tokens),
+        class_id=np.zeros(n, dtype=np.int32),
+        class_names=("trace",),
+        closed_loop=(),
+        prompt_blocks=tr.prompt_blocks,
+    )
+
+
 def replay(
     run: VllmRun,
     params: Params,
     *,
     recorded_output: bool = False,
     prefix_cache: bool = True,
+    identity: bool = False,
+    trace_times: bool = True,
     frames: list[pd.DataFrame] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Replay ``run``; return (predicted stats, sim facts).
@@ -440,7 +558,10 @@ def replay(
     ``recorded_output`` replays the output counts as recorded in the request file instead of
     the configured output length; ``prefix_cache`` gives every distinct prompt its own class
     whose prefix is the prompt minus its last token (:func:`prompt_classes`), so that the
-    engine's automatic prefix cache serves repeated prompts as vLLM's did.
+    engine's automatic prefix cache serves repeated prompts as vLLM's did. ``identity``
+    instead gives each request its prompt's identity through a trace column
+    (:func:`identity_workload`, with the arrival times read back from the trace unless
+    ``trace_times`` is false; ``prefix_cache`` is then ignored).
     """
     out = (
         run.recorded_output if recorded_output else np.full(run.arrival_s.size, run.output_len_cfg)
@@ -448,19 +569,26 @@ def replay(
     out = np.maximum(out, 1).astype(np.int64)
     prompt = run.input_tokens
     n = run.arrival_s.size
-    if prefix_cache:
-        cls, pfx = prompt_classes(prompt)
-    else:
+    if identity:
+        prefix_cache = False
         cls, pfx = np.zeros(n, dtype=np.int32), np.zeros(1, dtype=np.int64)
-    wl = Workload(
-        arrival_s=run.arrival_s,
-        input_tokens=prompt,
-        output_tokens=out,
-        class_id=cls,
-        class_names=tuple(f"p{i}" for i in range(pfx.size)),
-        closed_loop=(),
-        has_prefix=np.full(n, prefix_cache),
-    )
+        wl = identity_workload(
+            run.arrival_s, prompt, out, block_tokens=run.block_size, trace_times=trace_times
+        )
+    else:
+        if prefix_cache:
+            cls, pfx = prompt_classes(prompt)
+        else:
+            cls, pfx = np.zeros(n, dtype=np.int32), np.zeros(1, dtype=np.int64)
+        wl = Workload(
+            arrival_s=run.arrival_s,
+            input_tokens=prompt,
+            output_tokens=out,
+            class_id=cls,
+            class_names=tuple(f"p{i}" for i in range(pfx.size)),
+            closed_loop=(),
+            has_prefix=np.full(n, prefix_cache),
+        )
     fleet = vllm_fleet(run, params)
     replica = replica_of(fleet, params)
     last = float(run.arrival_s[-1])
@@ -580,6 +708,117 @@ def vllm_summary(wide: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.Dat
 LOAD_WINDOW_S = 60.0
 LOAD_BANDS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, math.inf))
 LOAD_METRICS = ("e2e_mean", "ttft_mean", "ttft_p99", "itl_mean")
+
+
+def prediction_difference(classes: pd.DataFrame, identity: pd.DataFrame) -> np.ndarray:
+    """Per run, the largest relative difference between two replays' predictions.
+
+    Parameters
+    ----------
+    classes, identity
+        Wide frames of :func:`vllm_errors` (same runs, same order).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``max |identity / classes − 1|`` over :data:`METRICS`, one value per run.
+    """
+    ratio = [identity[f"{m}_pred"].to_numpy() / classes[f"{m}_pred"].to_numpy() for m in METRICS]
+    return np.max(np.abs(np.column_stack(ratio) - 1.0), axis=1)
+
+
+def fmt_difference(d: float) -> str:
+    """A relative difference between predictions: ``none`` when they are equal."""
+    return "none" if d == 0.0 else f"{100.0 * d:.2g}%"
+
+
+def identity_comparison(classes: pd.DataFrame, identity: pd.DataFrame) -> pd.DataFrame:
+    """Per run, the errors of the identity replay next to the class-per-prompt replay's.
+
+    Parameters
+    ----------
+    classes, identity
+        Wide frames of :func:`vllm_errors` (same runs, same order): one class per distinct
+        prompt, and prompt identity from a trace column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Mean E2E, per-token and mean TTFT error of each replay (identity / classes), the
+        computed prompt share of each, and the largest difference between their predictions
+        over all metrics (:func:`prediction_difference`).
+    """
+    t = pd.DataFrame({"run": classes["run"]})
+    for m in ("e2e_mean", "itl_mean", "ttft_mean"):
+        t[f"{label(m)} err (identity / classes)"] = [
+            f"{pct(a)} / {pct(b)}"
+            for a, b in zip(identity[f"{m}_err"], classes[f"{m}_err"], strict=True)
+        ]
+    t["computed prompt share (identity / classes)"] = [
+        f"{100 * a:.2f}% / {100 * b:.2f}%"
+        for a, b in zip(identity["computed_share"], classes["computed_share"], strict=True)
+    ]
+    t["largest prediction difference"] = [
+        fmt_difference(float(d)) for d in prediction_difference(classes, identity)
+    ]
+    return t
+
+
+def identity_agreement(
+    runs: list[VllmRun], classes: pd.DataFrame, identity: pd.DataFrame, params: Params
+) -> tuple[str, str]:
+    """How closely the identity replay reproduces the class-per-prompt replay, in words.
+
+    Parameters
+    ----------
+    runs
+        The replayed runs.
+    classes, identity
+        Wide frames of :func:`vllm_errors` for ``runs``: one class per distinct prompt, and
+        prompt identity from a trace column.
+    params
+        The step-time parameters of both replays.
+
+    Returns
+    -------
+    tuple of str
+        A short statement, and a longer one that, when the predictions differ, gives the
+        largest difference between the arrival times read back from the trace and the run's,
+        and the difference left when the identity replay takes the run's own times.
+    """
+    diff = float(prediction_difference(classes, identity).max())
+    if diff == 0.0:
+        same = "the same predictions as the class-per-prompt replay on every run and metric"
+        return same, same
+    short = (
+        f"predictions within {fmt_difference(diff)} of the class-per-prompt replay's on every "
+        "run and metric"
+    )
+    arrival = max(
+        float(
+            np.max(
+                np.abs(
+                    identity_workload(
+                        r.arrival_s, r.input_tokens, r.recorded_output, block_tokens=r.block_size
+                    ).arrival_s
+                    - r.arrival_s
+                )
+            )
+        )
+        for r in runs
+    )
+    exact, _ = vllm_errors(runs, params, identity=True, trace_times=False)
+    left = float(prediction_difference(classes, exact).max())
+    rest = (
+        "the two replays give the same predictions"
+        if left == 0.0
+        else f"they differ by at most {fmt_difference(left)}"
+    )
+    return short, (
+        f"{short}: the arrival times read back from the trace's integer microseconds differ "
+        f"from the run's by at most {arrival:.1e} s (floating-point rounding of the same "
+        f"instants), and with the run's own arrival times {rest}"
+    )
 
 
 def band_name(lo: float, hi: float) -> str:
@@ -1460,6 +1699,9 @@ def main(argv: list[str] | None = None) -> int:
         wide, _ = vllm_errors(runs, DEFAULT_PARAMS)
         old_w, _ = vllm_errors(runs, OLD_DEFAULTS)
         nopc, _ = vllm_errors(runs, DEFAULT_PARAMS, prefix_cache=False)
+        ident, _ = vllm_errors(runs, DEFAULT_PARAMS, identity=True)
+        ident_cmp = identity_comparison(wide, ident)
+        ident_same, ident_why = identity_agreement(runs, wide, ident, DEFAULT_PARAMS)
         rec_wide, _ = vllm_errors(runs, DEFAULT_PARAMS, recorded_output=True)
         out_evid = output_length_evidence(runs)
         pc_evid = prefix_cache_evidence(runs)
@@ -1473,6 +1715,7 @@ def main(argv: list[str] | None = None) -> int:
         show("2. vLLM replays (defaults): measured vs predicted", vllm_value_table(wide))
         show("2. vLLM replays (old defaults): relative error", vllm_error_table(old_w))
         show("2. prefix-cache evidence", pc_evid)
+        show("2. prompt identity from a trace column vs a class per prompt", ident_cmp)
         win = load_windows(runs, DEFAULT_PARAMS)
         by_band = load_table(win, "band")
         by_tp = load_table(win, "tp")
@@ -1507,6 +1750,16 @@ def main(argv: list[str] | None = None) -> int:
             f"old {mape(old_w['ttft_mean_err']):.0f}%). Worst E2E: "
             f"{wide['run'].iloc[worst]}. Without the prefix cache the same replays give "
             f"mean E2E MAPE {mape(nopc['e2e_mean_err']):.0f}%."
+        )
+        headline.append(
+            "**H100 end to end, prompt identity from a trace column** (each request's prompt "
+            "as a `prefix_id` / `prefix_tokens` CSV trace read by `load_trace`, instead of a "
+            "class per prompt): mean E2E MAPE "
+            f"{mape(ident['e2e_mean_err']):.1f}% (class per prompt "
+            f"{mape(wide['e2e_mean_err']):.1f}%), per-token "
+            f"{mape(ident['itl_mean_err']):.1f}% ({mape(wide['itl_mean_err']):.1f}%), mean "
+            f"TTFT {mape(ident['ttft_mean_err']):.0f}% ({mape(wide['ttft_mean_err']):.0f}%): "
+            f"{ident_same}."
         )
         parts.append(
             section(
@@ -1579,6 +1832,27 @@ def main(argv: list[str] | None = None) -> int:
                     md_table(vllm_summary(old_w)),
                     "### Defaults, replayed without the prefix cache",
                     md_table(vllm_error_table(nopc)),
+                    "### Defaults, prompt identity from a trace column",
+                    "The same replays with each request's prompt identity read from a trace "
+                    "instead of a class per prompt: the requests are written as a CSV trace "
+                    "with a `prompt_id` column (the distinct prompt, taken as its length) and "
+                    "a `prompt_tokens` column (the shared prefix: the whole prompt), loaded "
+                    "by `sim.workload.trace.load_trace` (`columns.prefix_id` / "
+                    "`columns.prefix_tokens`, 16-token hash blocks, the engine's block size) "
+                    "as one workload class with `prompt_blocks`. Repeats of a prompt share "
+                    "the chained hashes of its whole 16-token blocks; its final partial block "
+                    "is unique. The engine never finds a request's last token cached, so a "
+                    "repeat is served from the cache except "
+                    "its last block as in vLLM (a hit covers `16 · floor((n − 1) / 16)` "
+                    "tokens): the class-per-prompt replay reaches the same blocks through a "
+                    "prefix of n − 1 tokens. The two differ only for a prompt of a whole "
+                    "number of blocks, whose last block the identity replay still publishes "
+                    "(it is never looked up, but it occupies a cached block until evicted), "
+                    "which changes a prediction only when keeping it evicts a block that is "
+                    f"looked up again. Here the identity replay gives {ident_why}. Errors "
+                    "(identity / class per prompt):",
+                    md_table(ident_cmp),
+                    md_table(vllm_summary(ident)),
                     "### Defaults, replayed with the recorded output counts",
                     md_table(vllm_error_table(rec_wide)),
                 ],
