@@ -398,6 +398,12 @@ class Served:
             output_tokens=ri[sent, K.OUT].astype(np.int64),
         )
 
+    def release_rows(self) -> None:
+        """Free the engine's per-request rows once their records have been read (they are
+        as large as the request table); :meth:`requests`, :meth:`to_api` and
+        :attr:`drain_s` cannot be read after."""
+        self.run.state.release_rows()
+
     def requests(self, api: ApiOutcome | None = None) -> pd.DataFrame:
         """Per-request records as a tidy DataFrame, sorted by arrival (stably).
 

@@ -454,7 +454,14 @@ class FleetState:
     @property
     def n_requests(self) -> int:
         """Requests materialised so far (open-loop plus closed-loop)."""
+        if self.rf.shape[0] == 0 and self.g[K.G_NREQ] > 0:
+            raise RuntimeError("the per-request rows were released after their records were read")
         return int(self.g[K.G_NREQ])
+
+    def release_rows(self) -> None:
+        """Free the per-request rows (the run is over and its records were read)."""
+        self.rf = np.empty((0, K.N_RF))
+        self.ri = np.empty((0, K.N_RI), dtype=K.RI_DTYPE)
 
     def all_done(self) -> bool:
         """No arrival left and no replica holding work."""

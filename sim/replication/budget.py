@@ -31,9 +31,9 @@ __all__ = [
     "held_requests",
 ]
 
-# Peak memory of ``sim.simulate`` per request, rounded up from what
-# benchmarks/bench_scale.py measures (engine arrays, per-request table, metrics): 291 bytes
-# a request at 300,000 requests, and as much per extra request.
+# Peak memory of ``sim.simulate`` per request, rounded up from what the benchmarks measure
+# (engine rows, then the per-request table and its metrics): 263 bytes a request at 204,000
+# requests (benchmarks/bench_engine.py).
 BYTES_PER_REQUEST = 300
 # Prompt identity (sim.workload.identity, sim.engine.prefix_cache) adds, per request, its
 # offsets and the engine's three identity columns, and per prompt-block hash the

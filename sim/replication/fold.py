@@ -59,34 +59,40 @@ class _Latencies:
 
     def __init__(self, exact: bool) -> None:
         self.exact = exact
-        self.parts: dict[str, list[np.ndarray]] = {c: [] for c in LATENCIES}
+        # exact: the columns (as given, not copied) and which of their rows belong here;
+        # the values are gathered one latency at a time when written
+        self.parts: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
         self.sketch = {c: QuantileSketch() for c in LATENCIES} if not exact else {}
         self.n = dict.fromkeys(LATENCIES, 0)
         self.sum = dict.fromkeys(LATENCIES, 0.0)
 
     def add(self, cols: dict[str, np.ndarray], sel: np.ndarray) -> None:
+        if self.exact:
+            self.parts.append((cols, sel))
+            return
         for col in LATENCIES:
             v = cols[col][sel]
             v = v[~np.isnan(v)]
             if not v.size:
                 continue
-            if self.exact:
-                self.parts[col].append(v)
-            else:
-                self.sketch[col].add(v)
+            self.sketch[col].add(v)
             self.n[col] += int(v.size)
             self.sum[col] += float(v.sum())
 
     def write(self, suffix: str, out: dict[str, float], prefix: str = "") -> None:
         for col in LATENCIES:
             base = prefix + col[: -len("_s")]
+            values = None
+            if self.exact:
+                values = np.concatenate([c[col][m] for c, m in self.parts] or [np.empty(0)])
+                values = values[~np.isnan(values)]
+                self.n[col] = int(values.size)
             if self.n[col] == 0:
                 out[f"{base}_mean_s{suffix}"] = float("nan")
                 for q in QUANTILES:
                     out[f"{base}_p{q}_s{suffix}"] = float("nan")
                 continue
-            if self.exact:
-                values = np.concatenate(self.parts[col])
+            if values is not None:
                 out[f"{base}_mean_s{suffix}"] = float(values.mean())
                 qs = np.percentile(values, QUANTILES)
             else:

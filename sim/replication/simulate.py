@@ -214,7 +214,11 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
         return Outcome(scenario, sampled, metrics_s, ts, reps, replica, n_requests=n)
     classes = scenario.workload.classes
     workload = sample(scenario, seed)
+    # kept only to align prompt identities with the request table; otherwise freed once the
+    # engine has copied the requests (it would double the memory of the run's peak)
+    identified = workload if workload.prompt_blocks is not None else None
     served = serve_scenario(scenario, workload, seed, replica)
+    del workload
     providers = scenario_apis(scenario)
     sent = served.to_api()
     api_result = None
@@ -227,7 +231,10 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
             sent.output_tokens,
             rng_of=lambda name: np.random.default_rng(provider_stream(seed, STREAM_API, name)),
         )
+    drain_s = served.drain_s
     requests = served.requests(api_result)
+    # the table holds everything the metrics need: the engine's per-request rows go
+    served.release_rows()
     check_progress(scenario, progress_counts(scenario, requests))
     metrics: dict[str, Any] = {}
     metrics.update(
@@ -236,7 +243,9 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     replicas = served.replicas()
     replicas["requests_completed"] = completed_by_replica(requests, len(replicas))
     metrics.update(fleet_metrics(replicas))
-    prompts = _frame_prompts(requests, workload) if providers.used() else None
+    prompts = None
+    if identified is not None and providers.used():
+        prompts = _frame_prompts(requests, identified)
     cache_tokens = None
     if prompts is None:
         requests["cached_input_tokens"] = api_cached_tokens(requests, scenario)
@@ -247,7 +256,13 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
         requests["cache_write_tokens"] = cache_tokens[1]
     metrics.update(
         replication_costs(
-            scenario, requests, replicas, served, providers, cache_tokens=cache_tokens
+            scenario,
+            requests,
+            replicas,
+            served,
+            providers,
+            cache_tokens=cache_tokens,
+            drain_s=drain_s,
         )
     )
     if providers.used():
