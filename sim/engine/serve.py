@@ -34,6 +34,7 @@ __all__ = [
     "Retired",
     "Served",
     "ToApi",
+    "drain_after_window",
     "replica_table",
     "request_frame",
     "serve",
@@ -82,6 +83,14 @@ class ToApi:
         return len(self.arrival_s)
 
 
+def drain_after_window(horizon: Horizon, unfinished: bool, last_finish_s: float) -> float:
+    """Seconds the fleet worked after the window for the requests that arrived in it: to
+    the last one's finish, or to the drain limit when one was left unfinished; 0 if none
+    outlived the window."""
+    end = horizon.drain_limit_s if unfinished else last_finish_s
+    return max(0.0, end - horizon.duration_s)
+
+
 @dataclass(frozen=True)
 class Retired:
     """Requests a streamed run has finished with (or, at the end, abandoned), handed over
@@ -112,14 +121,16 @@ class Retired:
 
     def drain(self, warmup_s: float, duration_s: float) -> tuple[bool, float]:
         """Of the requests arriving in ``[warmup_s, duration_s)``: is one neither finished,
-        rejected nor sent to the API, and the last finish on the fleet (0 if none)."""
+        rejected nor sent to the API, and the last finish on the fleet (0 if none); see
+        :func:`drain_after_window`."""
         arrival = self.rf[:, K.ARR]
         status = self.ri[:, K.STATUS]
         mine = (arrival >= warmup_s) & (arrival < duration_s)
         ended = np.isin(status, (K.ST_COMPLETED, K.ST_REJECTED, K.ST_FAILED, K.ST_API))
+        if (mine & ~ended).any():
+            return True, 0.0
         done = mine & (status == K.ST_COMPLETED)
-        last = float(self.rf[done, K.FINISH].max()) if done.any() else 0.0
-        return bool((mine & ~ended).any()), last
+        return False, float(self.rf[done, K.FINISH].max()) if done.any() else 0.0
 
     @staticmethod
     def concat(parts: Sequence[Retired]) -> Retired:
@@ -133,12 +144,13 @@ class Retired:
         )
 
     def to_api(self) -> ToApi:
-        """These requests as the hosted API takes them."""
+        """Those of these requests routed to the hosted API, in row order, as it takes them."""
+        sent = self.ri[:, K.STATUS] == K.ST_API
         return ToApi(
-            class_name=np.asarray(self.class_names)[self.ri[:, K.CLS]],
-            arrival_s=self.rf[:, K.ARR],
-            input_tokens=self.ri[:, K.PROMPT].astype(np.int64),
-            output_tokens=self.ri[:, K.OUT].astype(np.int64),
+            class_name=np.asarray(self.class_names)[self.ri[sent, K.CLS]],
+            arrival_s=self.rf[sent, K.ARR],
+            input_tokens=self.ri[sent, K.PROMPT].astype(np.int64),
+            output_tokens=self.ri[sent, K.OUT].astype(np.int64),
         )
 
     def frame(self, api: ApiOutcome | None = None) -> pd.DataFrame:
@@ -367,18 +379,8 @@ class Served:
         the window.
         """
         hz = self.horizon
-        state = self.run.state
-        n = state.n_requests
-        arrival = state.rf[:n, K.ARR]
-        status = state.ri[:n, K.STATUS]
-        mine = (arrival >= hz.warmup_s) & (arrival < hz.duration_s)
-        ended = (K.ST_COMPLETED, K.ST_REJECTED, K.ST_FAILED, K.ST_API)
-        if (mine & ~np.isin(status, ended)).any():
-            end = hz.drain_limit_s
-        else:
-            done = mine & (status == K.ST_COMPLETED)
-            end = float(state.rf[:n, K.FINISH][done].max()) if done.any() else 0.0
-        return max(0.0, end - hz.duration_s)
+        unfinished, last = self._rows().drain(hz.warmup_s, hz.duration_s)
+        return drain_after_window(hz, unfinished, last)
 
     def busy_after_window_s(self) -> np.ndarray:
         """Per replica slot: busy time after the window's end (its counters are read at
@@ -387,15 +389,18 @@ class Served:
 
     def to_api(self) -> ToApi:
         """The requests routed to the hosted API, in engine order."""
+        return self._rows().to_api()
+
+    def _rows(self) -> Retired:
+        # the engine's rows as they stand (views, not copies)
         state = self.run.state
         n = state.n_requests
-        ri, rf = state.ri[:n], state.rf[:n]
-        sent = ri[:, K.STATUS] == K.ST_API
-        return ToApi(
-            class_name=np.asarray(self.class_names)[ri[sent, K.CLS]],
-            arrival_s=rf[sent, K.ARR],
-            input_tokens=ri[sent, K.PROMPT].astype(np.int64),
-            output_tokens=ri[sent, K.OUT].astype(np.int64),
+        return Retired(
+            state.rf[:n],
+            state.ri[:n],
+            self.class_names,
+            state.prefix_tokens,
+            state.fleet.engine.frontend_latency_s,
         )
 
     def release_rows(self) -> None:
@@ -410,16 +415,8 @@ class Served:
         ``api`` holds the hosted API's outcome of the requests :meth:`to_api` returned;
         it is required when any request went there.
         """
-        state = self.run.state
-        n = state.n_requests
-        frame = request_frame(
-            state.rf[:n],
-            state.ri[:n],
-            self.class_names,
-            prefix_tokens=state.prefix_tokens,
-            frontend_latency_s=state.fleet.engine.frontend_latency_s,
-            api=api,
-        )
+        frame = self._rows().frame(api)
+        n = len(frame)
         arrival = frame["arrival_s"].to_numpy()
         if n > 1 and not bool(np.all(arrival[1:] >= arrival[:-1])):
             # closed-loop requests are added as they are sent, after the open-loop ones

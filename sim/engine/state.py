@@ -26,7 +26,7 @@ from sim.engine.replica import ReplicaConfig
 from sim.engine.routing import RoutingSpec
 from sim.engine.spec import FleetSpec
 from sim.workload import Workload
-from sim.workload.sample import WorkloadStream
+from sim.workload.sample import ClosedLoopSource, WorkloadStream
 
 __all__ = ["REPLICA_STATES", "SAMPLE_COLUMNS", "FleetState"]
 
@@ -38,6 +38,11 @@ REPLICA_STATES = ("off", "starting", "ready", "draining")
 # least_loaded compares every replica's load at the arrival and the central queue lets the
 # first replica at an iteration boundary take it: there every arrival bounds every run.
 LAZY_ROUTERS = ("round_robin", "random", "power_of_two", "least_requests")
+
+
+# a row's identity columns when it carries none: no offset, one token per hash, no
+# cacheable block (sim.engine.prefix_cache)
+_NO_IDENTITY = (0, 1, 0)
 
 
 def _no_retire(rf: np.ndarray, ri: np.ndarray) -> None:  # pragma: no cover - never called
@@ -221,12 +226,14 @@ class FleetState:
         old = self.pool.shape[1]
         pool = np.zeros((n_cls, old + extra, 3))
         pool[:, :old] = self.pool
-        for src in self._sources:
-            inp, out, think = src.draw(extra)
-            pool[src.class_id, old:, 0] = inp
-            pool[src.class_id, old:, 1] = out
-            pool[src.class_id, old:, 2] = think
         self.pool = pool
+        for src in self._sources:
+            self._draw_pool(src, old)
+
+    def _draw_pool(self, src: ClosedLoopSource, start: int) -> None:
+        # the class's pool from ``start`` to its end: its source's next draws
+        row = self.pool[src.class_id, start:]
+        row[:, 0], row[:, 1], row[:, 2] = src.draw(len(row))
 
     def _grow_requests(self) -> None:
         self._resize(2 * self.rf.shape[0])
@@ -301,9 +308,7 @@ class FleetState:
             return
         rows = self.rf.shape[0]
         n0 = int(self.ep[K.E_NOPEN])
-        ido = np.zeros(rows, dtype=np.int64)
-        idb = np.ones(rows, dtype=np.int64)
-        idn = np.zeros(rows, dtype=np.int64)
+        ido, idb, idn = (np.full(rows, v, dtype=np.int64) for v in _NO_IDENTITY)
         if self.ep[K.E_IDENT] == 1:
             ido[:n0], idb[:n0], idn[:n0] = self.ido[:n0], self.idb[:n0], self.idn[:n0]
         self.ido, self.idb, self.idn = ido, idb, idn
@@ -325,7 +330,7 @@ class FleetState:
         )
         sl = slice(at, at + len(wl))
         if rows is None:
-            self.ido[sl], self.idb[sl], self.idn[sl] = 0, 1, 0
+            self.ido[sl], self.idb[sl], self.idn[sl] = _NO_IDENTITY
         else:
             _, self.ido[sl], self.idb[sl], self.idn[sl] = rows
 
@@ -371,15 +376,10 @@ class FleetState:
         new[order] = np.arange(k)
         rf[:k] = rf[order]
         ri[:k] = ri[order]
-        rf[k:n] = np.nan
-        ri[k:n] = 0
-        ri[k:n, K.REP] = -1
-        ri[k:n, K.NEXT] = -1
-        ri[k:n, K.USER] = -1
-        if self.ep[K.E_IDENT] == 1:
-            for a, free in ((self.ido, 0), (self.idb, 1), (self.idn, 0)):
+        if self._identity_streamed():
+            for a in (self.ido, self.idb, self.idn):
                 a[:k] = a[order]
-                a[k:n] = free
+        self._blank(k, n)
         ri[:k, K.NEXT] = new[ri[:k, K.NEXT]]
         self.run[:] = new[self.run]
         for col in (K.QHEAD, K.QTAIL):
@@ -396,31 +396,38 @@ class FleetState:
             c, used = src.class_id, int(self.pool_ptr[src.class_id])
             if used:
                 self.pool[c, :-used] = self.pool[c, used:]
-                inp, out, think = src.draw(used)
-                self.pool[c, -used:, 0] = inp
-                self.pool[c, -used:, 1] = out
-                self.pool[c, -used:, 2] = think
+                self._draw_pool(src, self.pool.shape[1] - used)
                 self.pool_ptr[c] = 0
 
     def _resize(self, rows: int) -> None:
         n = min(self.rf.shape[0], rows)
-        rf = np.full((rows, K.N_RF), np.nan)
+        rf = np.empty((rows, K.N_RF))
         rf[:n] = self.rf[:n]
-        ri = np.zeros((rows, K.N_RI), dtype=K.RI_DTYPE)
+        ri = np.empty((rows, K.N_RI), dtype=K.RI_DTYPE)
         ri[:n] = self.ri[:n]
-        ri[n:, K.REP] = -1
-        ri[n:, K.NEXT] = -1
-        ri[n:, K.USER] = -1
         self.rf, self.ri = rf, ri
-        if self._stream is not None and self.ep[K.E_IDENT] == 1:
-            # identity rows follow the request rows (free rows: none)
-            grown = []
-            for a, free in ((self.ido, 0), (self.idb, 1), (self.idn, 0)):
-                b = np.full(rows, free, dtype=np.int64)
+        if self._identity_streamed():
+            # identity rows follow the request rows
+            grown = [np.empty(rows, dtype=np.int64) for _ in range(3)]
+            for a, b in zip((self.ido, self.idb, self.idn), grown, strict=True):
                 b[:n] = a[:n]
-                grown.append(b)
             self.ido, self.idb, self.idn = grown
             self.ep[K.E_NID] = rows
+        self._blank(n, rows)
+
+    def _blank(self, lo: int, hi: int) -> None:
+        # rows [lo, hi) hold no request (and, streamed, no prompt identity)
+        self.rf[lo:hi] = np.nan
+        self.ri[lo:hi] = 0
+        self.ri[lo:hi, K.REP] = -1
+        self.ri[lo:hi, K.NEXT] = -1
+        self.ri[lo:hi, K.USER] = -1
+        if self._identity_streamed():
+            self.ido[lo:hi], self.idb[lo:hi], self.idn[lo:hi] = _NO_IDENTITY
+
+    def _identity_streamed(self) -> bool:
+        # every row has its identity columns (a streamed run with class prefixes)
+        return self._stream is not None and bool(self.ep[K.E_IDENT] == 1)
 
     def retire_all(self) -> None:
         """Hand every row left (finished or not) to the retire callback, in row order."""

@@ -7,17 +7,23 @@ these functions, so the two agree by construction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
 from sim.economics.apis import ApiProviders
 from sim.economics.gpu_bill import overlap_s
-from sim.engine.serve import ROUTE_API, ROUTE_EITHER, ROUTE_FLEET_ONLY, Served
+from sim.engine.replica import ReplicaConfig
+from sim.engine.serve import ROUTE_API, ROUTE_EITHER, ROUTE_FLEET_ONLY, Retired, Served, serve
 from sim.labels import labels
 from sim.replication.metrics import LATENCIES, baseline_latency_metrics
 from sim.scenario import Scenario
 from sim.scenario_io import ScenarioError
+from sim.seeds import STREAM_FAULTS, STREAM_ROUTER, SeedLike, substream
+from sim.workload import Workload
 from sim.workload.arrivals import ClosedLoopArrivals
+from sim.workload.sample import WorkloadStream
 
 __all__ = [
     "api_baseline_names",
@@ -29,6 +35,7 @@ __all__ = [
     "dynamics_sums",
     "progress_counts",
     "scenario_apis",
+    "serve_scenario",
 ]
 
 
@@ -211,4 +218,33 @@ def dynamics_sums(requests: pd.DataFrame, w0: float, w1: float) -> np.ndarray:
             requests["recomputed_tokens"].to_numpy()[arrived].sum(),
         ],
         dtype=np.float64,
+    )
+
+
+def serve_scenario(
+    scenario: Scenario,
+    workload: Workload | WorkloadStream,
+    seed: SeedLike,
+    replica: ReplicaConfig,
+    *,
+    window_s: float | None = None,
+    retire: Callable[[Retired], None] | None = None,
+) -> Served:
+    """The scenario's fleet serving ``workload``: its routing, per-class routes and
+    prefixes, the router's and the faults' substreams (:func:`sim.engine.serve.serve`;
+    ``window_s`` and ``retire`` for a streamed workload)."""
+    return serve(
+        scenario.fleet,
+        replica,
+        workload,
+        scenario.horizon,
+        router_rng=np.random.default_rng(substream(seed, STREAM_ROUTER)),
+        routing=scenario.routing,
+        class_route=class_routes(scenario),
+        prefix_tokens=[
+            0 if c.prefix is None else c.prefix.tokens for c in scenario.workload.classes
+        ],
+        fault_rng=np.random.default_rng(substream(seed, STREAM_FAULTS)),
+        window_s=window_s,
+        retire=retire,
     )

@@ -10,7 +10,6 @@ import pandas as pd
 
 from sim.economics.apis import ApiProviders, api_cache_tokens
 from sim.engine.replica import ReplicaConfig, build_replica
-from sim.engine.serve import Served, serve
 from sim.labels import labels
 from sim.replication.billing import replication_costs, simulate_apis
 from sim.replication.budget import check_memory
@@ -29,14 +28,13 @@ from sim.replication.parts import (
     dynamics_sums,
     progress_counts,
     scenario_apis,
+    serve_scenario,
 )
 from sim.replication.stream import simulate_streamed
 from sim.scenario import Scenario
 from sim.seeds import (
     STREAM_API,
     STREAM_API_BASELINE,
-    STREAM_FAULTS,
-    STREAM_ROUTER,
     STREAM_WORKLOAD,
     SeedLike,
     provider_stream,
@@ -161,26 +159,6 @@ def sample(scenario: Scenario, seed: SeedLike) -> Workload:
         scenario.workload,
         duration_s=scenario.horizon.duration_s,
         seed=substream(seed, STREAM_WORKLOAD),
-    )
-
-
-def serve_scenario(
-    scenario: Scenario, workload: Workload, seed: SeedLike, replica: ReplicaConfig
-) -> Served:
-    """The scenario's fleet serving ``workload``: its routing, per-class routes and
-    prefixes, the router's and the faults' substreams (:func:`sim.engine.serve.serve`)."""
-    return serve(
-        scenario.fleet,
-        replica,
-        workload,
-        scenario.horizon,
-        router_rng=np.random.default_rng(substream(seed, STREAM_ROUTER)),
-        routing=scenario.routing,
-        class_route=class_routes(scenario),
-        prefix_tokens=[
-            0 if c.prefix is None else c.prefix.tokens for c in scenario.workload.classes
-        ],
-        fault_rng=np.random.default_rng(substream(seed, STREAM_FAULTS)),
     )
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 from sim.economics.apis import ApiProviders
 from sim.engine.replica import ReplicaConfig
-from sim.engine.serve import Retired, Served, serve
+from sim.engine.serve import Retired, Served, drain_after_window
 from sim.replication.billing import replication_costs, simulate_apis
 from sim.replication.fold import RequestStats
 from sim.replication.metrics import fleet_metrics
@@ -37,19 +37,17 @@ from sim.replication.parts import (
     api_baseline_names,
     api_cached_tokens,
     check_progress,
-    class_routes,
     completed_by_replica,
     dynamics_metrics,
     dynamics_sums,
     progress_counts,
     scenario_apis,
+    serve_scenario,
 )
 from sim.scenario import Scenario
 from sim.scenario_io import ScenarioError
 from sim.seeds import (
     STREAM_API,
-    STREAM_FAULTS,
-    STREAM_ROUTER,
     STREAM_WORKLOAD,
     SeedLike,
     provider_stream,
@@ -241,9 +239,7 @@ class StreamFold:
     @property
     def drain_s(self) -> float:
         """As :attr:`sim.engine.serve.Served.drain_s`."""
-        hz = self.scenario.horizon
-        end = hz.drain_limit_s if self._unfinished else self._last_finish
-        return max(0.0, end - hz.duration_s)
+        return drain_after_window(self.scenario.horizon, self._unfinished, self._last_finish)
 
     def cost_rows(self) -> pd.DataFrame:
         """The counted requests, one row per class, route and provisioning, with their
@@ -310,18 +306,11 @@ def simulate_streamed(
         scenario.workload, duration_s=hz.duration_s, seed=substream(seed, STREAM_WORKLOAD)
     )
     fold = StreamFold(scenario, replica, scenario.fleet.max_slots)
-    served: Served = serve(
-        scenario.fleet,
-        replica,
+    served: Served = serve_scenario(
+        scenario,
         stream,
-        hz,
-        router_rng=np.random.default_rng(substream(seed, STREAM_ROUTER)),
-        routing=scenario.routing,
-        class_route=class_routes(scenario),
-        prefix_tokens=[
-            0 if c.prefix is None else c.prefix.tokens for c in scenario.workload.classes
-        ],
-        fault_rng=np.random.default_rng(substream(seed, STREAM_FAULTS)),
+        seed,
+        replica,
         window_s=stream_window_s(scenario, expected_requests),
         retire=fold.retire,
     )
