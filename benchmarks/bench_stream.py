@@ -30,27 +30,46 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-RATE_PER_REPLICA = 8.0  # requests/s: about 70 % of a replica's saturation throughput
+# Each workload: its lengths (None: bench_engine's Azure-conversation lengths) and a rate
+# per replica of about 70 % of one replica's saturation throughput.
+WORKLOADS: dict[str, dict[str, Any]] = {
+    "conversation": {"rate_per_replica": 8.0, "lengths": None},
+    # short answers to mid-sized prompts (classification, extraction): prefill-bound, few
+    # iterations a request, so the cheapest per request to simulate; saturates near 50 req/s
+    "short": {
+        "rate_per_replica": 35.0,
+        "lengths": {
+            "prompt_tokens": {"dist": "lognormal", "median": 400.0, "p90": 1200.0, "max": 8000},
+            "output_tokens": {"dist": "geometric", "mean": 16.0, "max": 256},
+        },
+    },
+}
 
 
-def _child(requests: float, replicas: int, records: str) -> dict[str, Any]:
+def _child(
+    requests: float, replicas: int, records: str, workload: str = "conversation"
+) -> dict[str, Any]:
     import bench_engine as base
 
     import sim
 
+    spec = WORKLOADS[workload]
+
     def scenario(n: float) -> sim.Scenario:
-        rate = RATE_PER_REPLICA * replicas
+        rate = spec["rate_per_replica"] * replicas
         scn = base.scenario(
             {"process": "poisson", "rate_rps": rate}, duration_s=n / rate, warmup_s=0.0
         )
-        return scn.with_overrides(
-            {
-                "fleet.replicas": replicas,
-                "fleet.router": "round_robin",
-                "horizon.records": records,
-                "horizon.sample_interval_s": 600.0,
-            }
-        )
+        overrides: dict[str, Any] = {
+            "fleet.replicas": replicas,
+            "fleet.router": "round_robin",
+            "horizon.records": records,
+            # one sample an hour: the time series stays small over a year of traffic
+            "horizon.sample_interval_s": 3600.0,
+        }
+        for key, dist in (spec["lengths"] or {}).items():
+            overrides[f"workload.classes.0.{key}"] = dist
+        return scn.with_overrides(overrides)
 
     # compile and import everything on a small run first: what is left is the run's own
     sim.simulate(scenario(2_000), seed=1)
@@ -71,11 +90,11 @@ def _child(requests: float, replicas: int, records: str) -> dict[str, Any]:
     }
 
 
-def measure(requests: float, replicas: int, records: str) -> dict[str, Any]:
+def measure(requests: float, replicas: int, records: str, workload: str) -> dict[str, Any]:
     """One point in a fresh process (peak RSS is a process-wide high-water mark)."""
     code = (
         f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import bench_stream as b; "
-        f"print(json.dumps(b._child({requests!r}, {replicas:d}, {records!r})))"
+        f"print(json.dumps(b._child({requests!r}, {replicas:d}, {records!r}, {workload!r})))"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return dict(json.loads(res.stdout.strip().splitlines()[-1]))
@@ -85,14 +104,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=float, nargs="+", default=[1e5, 1e6, 1e7])
     p.add_argument("--replicas", type=int, default=4)
+    p.add_argument("--workload", choices=sorted(WORKLOADS), default="conversation")
+    p.add_argument(
+        "--all-at",
+        type=float,
+        default=None,
+        help="requests of the run that keeps every record (default: the smallest size)",
+    )
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     sizes = sorted(args.requests)
-    rows = [measure(sizes[0], args.replicas, "all")]
-    rows += [measure(n, args.replicas, "none") for n in sizes]
+    all_at = args.all_at if args.all_at is not None else sizes[0]
+    rows = [measure(all_at, args.replicas, "all", args.workload)]
+    rows += [measure(n, args.replicas, "none", args.workload) for n in sizes]
+    rate = WORKLOADS[args.workload]["rate_per_replica"]
     print(
-        f"{args.replicas} H100 replicas of Llama-3.1-8B, Poisson at {RATE_PER_REPLICA} req/s "
-        f"each, round robin; {platform.python_version()}, {dt.date.today()}\n"
+        f"{args.replicas} H100 replicas of Llama-3.1-8B, {args.workload} workload, Poisson at "
+        f"{rate} req/s each, round robin; {platform.python_version()}, {dt.date.today()}\n"
     )
     print("| records | requests | wall s | requests/s | peak RSS MiB | growth MiB |")
     print("|---|---|---|---|---|---|")

@@ -46,6 +46,7 @@ from sim.engine.kernel import (
     E_NOPEN,
     E_POLICY,
     E_ROUTER,
+    E_S,
     E_SPILL_Q,
     E_SPILL_TOK,
     E_TOTAL,
@@ -71,6 +72,8 @@ from sim.engine.kernel import (
     H_FREE,
     H_IDLE,
     H_LOAD,
+    H_ROOM,
+    H_TICK,
     H_WORK,
     N_H,
     NEED_POOL,
@@ -120,6 +123,7 @@ from sim.engine.kernel import (
     STATUS,
     T_KEY,
     THINK,
+    TICKED,
     USER,
     KernelState,
     _cdiv,
@@ -130,11 +134,13 @@ from sim.engine.kernel import (
     _release,
     _unreference,
     cache_limit,
+    cut_run,
     settle,
     started_before,
     step_replica,
     user_next,
 )
+from sim.engine.steptime import decode_run_time
 
 
 # --- the replica heaps --------------------------------------------------------------------
@@ -176,15 +182,81 @@ def refile(r: int, st: KernelState) -> None:
             st.hh[H_IDLE], st.hp[H_IDLE], st.hk[H_IDLE], st.g, G_HN + H_IDLE, r, pf[r, CLOCK], idle
         )
     router = st.ep[E_ROUTER]
-    if router in (RT_LL, RT_LR):
-        if router == RT_LL:  # the least it can hold while its planned decode run goes on
-            load = float(pi[r, OUTST] - pi[r, NRUN] * pi[r, PEND_K])
-        else:  # requests it holds: a planned decode run changes them only at its end
-            load = float(pi[r, NRUN] + pi[r, QLEN])
+    if router == RT_LR:  # requests it holds: a planned decode run changes them at its end
+        load = float(pi[r, NRUN] + pi[r, QLEN])
         hh, hp, hk = st.hh[H_LOAD], st.hp[H_LOAD], st.hk[H_LOAD]
         _file(hh, hp, hk, st.g, G_HN + H_LOAD, r, load, state == RS_READY)
-    st.g[G_OUTSUM] += pi[r, OUTST] - pi[r, OSEEN]
-    pi[r, OSEEN] = pi[r, OUTST]
+    if router in (RT_LL, RT_CENTRAL):
+        _file_ticks(r, st)
+    else:
+        st.g[G_OUTSUM] += pi[r, OUTST] - pi[r, OSEEN]
+        pi[r, OSEEN] = pi[r, OUTST]
+
+
+@numba.njit(cache=True)
+def _file_ticks(r: int, st: KernelState) -> None:
+    # least_loaded and central: replica r's outstanding tokens once the iterations of its
+    # planned decode run counted so far have started (each takes one token from every
+    # running sequence) in the load heap (least_loaded) and the fleet's total, and when its
+    # next iteration starts in the tick heap
+    pi, pf = st.pi, st.pf
+    ready = pi[r, STATE] == RS_READY
+    k = pi[r, PEND_K]
+    n = pi[r, NRUN]
+    done = pi[r, TICKED] if k > 0 else 0
+    load = pi[r, OUTST] - n * done
+    if st.ep[E_ROUTER] == RT_LL:
+        hh, hp, hk = st.hh[H_LOAD], st.hp[H_LOAD], st.hk[H_LOAD]
+        _file(hh, hp, hk, st.g, G_HN + H_LOAD, r, float(load), ready)
+    st.g[G_OUTSUM] += load - pi[r, OSEEN]
+    pi[r, OSEEN] = load
+    ticks = ready and done < k
+    nxt = pf[r, PEND_C0] + decode_run_time(st.coeffs, n, pf[r, PEND_KV], done) if ticks else 0.0
+    _file(st.hh[H_TICK], st.hp[H_TICK], st.hk[H_TICK], st.g, G_HN + H_TICK, r, nxt, ticks)
+    if st.ep[E_ROUTER] == RT_CENTRAL:
+        room = ticks and n < st.ep[E_S]
+        _file(st.hh[H_ROOM], st.hp[H_ROOM], st.hk[H_ROOM], st.g, G_HN + H_ROOM, r, nxt, room)
+
+
+@numba.njit(cache=True)
+def _count_ticks(t: float, st: KernelState) -> None:
+    # count every planned decode run's iterations that start before t (least_loaded,
+    # central): the load heap and the fleet's outstanding total are then exact at t, and
+    # the tick heap's top is the first iteration boundary at or after t. It costs
+    # O(log R) per replica that started an iteration since the last call, not a look at
+    # every replica
+    hh, hp, hk, pi, pf, g = st.hh[H_TICK], st.hp[H_TICK], st.hk[H_TICK], st.pi, st.pf, st.g
+    ll = st.ep[E_ROUTER] == RT_LL
+    while g[G_HN + H_TICK] > 0 and hk[hh[0]] < t:
+        r = hh[0]
+        k, n, c0, kv = pi[r, PEND_K], pi[r, NRUN], pf[r, PEND_C0], pf[r, PEND_KV]
+        j = pi[r, TICKED] + 1
+        nxt = np.inf
+        while j < k:
+            nxt = c0 + decode_run_time(st.coeffs, n, kv, j)
+            if nxt >= t:
+                break
+            j += 1
+        # what _file_ticks would file, updated in place: the load falls by n a start
+        fall = n * (j - pi[r, TICKED])
+        pi[r, TICKED] = j
+        pi[r, OSEEN] -= fall
+        g[G_OUTSUM] -= fall
+        if ll:
+            st.hk[H_LOAD, r] -= fall
+            heaps.fix(st.hh[H_LOAD], st.hp[H_LOAD], st.hk[H_LOAD], g, G_HN + H_LOAD, r)
+        if j < k:
+            hk[r] = nxt
+            heaps.fix(hh, hp, hk, g, G_HN + H_TICK, r)
+        else:
+            heaps.remove(hh, hp, hk, g, G_HN + H_TICK, r)
+        if st.hp[H_ROOM, r] >= 0:  # central: a replica with a free slot, the same key
+            rh, rp, rk = st.hh[H_ROOM], st.hp[H_ROOM], st.hk[H_ROOM]
+            if j < k:
+                rk[r] = nxt
+                heaps.fix(rh, rp, rk, g, G_HN + H_ROOM, r)
+            else:
+                heaps.remove(rh, rp, rk, g, G_HN + H_ROOM, r)
 
 
 @numba.njit(cache=True)
@@ -280,6 +352,17 @@ def _earliest(st: KernelState) -> tuple[int, float, float]:
             rmin, cmin, c2 = _consider(top, hk[h, top], rmin, cmin, c2)
             if nxt >= 0:
                 rmin, cmin, c2 = _consider(nxt, hk[h, nxt], rmin, cmin, c2)
+    if g[G_CQLEN] > 0 and st.ep[E_ROUTER] == RT_CENTRAL and g[G_HN + H_ROOM] > 0:
+        # central queue: a replica in a planned decode run with a free sequence slot may
+        # take the shared work at its first iteration boundary at or after the work arrived
+        # (run_until cuts the run there); a full one cannot before its run ends
+        _count_ticks(st.gf[GF_CQT], st)
+        if g[G_HN + H_ROOM] > 0:
+            top = hh[H_ROOM, 0]
+            rmin, cmin, c2 = _consider(top, hk[H_ROOM, top], rmin, cmin, c2)
+            nxt = heaps.second(hh[H_ROOM], hk[H_ROOM], g, G_HN + H_ROOM)
+            if nxt >= 0:
+                rmin, cmin, c2 = _consider(nxt, hk[H_ROOM, nxt], rmin, cmin, c2)
     return rmin, cmin, c2
 
 
@@ -306,33 +389,10 @@ def _outstanding(r: int, t: float, st: KernelState) -> int:
 
 @numba.njit(cache=True)
 def _least_loaded(t: float, st: KernelState) -> int:
-    # fewest outstanding tokens at t, ties to the lowest slot. The heap orders replicas by
-    # a lower bound (their load once their planned runs end), so a depth-first walk prunes
-    # every subtree whose bound is already worse than the best exact load found.
-    hh, hk, g = st.hh[H_LOAD], st.hk[H_LOAD], st.g
-    n = g[G_HN + H_LOAD]
-    best = hh[0]
-    best_v = _outstanding(best, t, st)
-    stack = st.scratch
-    top = 0
-    for c in (1, 2):
-        if c < n:
-            stack[top] = c
-            top += 1
-    while top > 0:
-        top -= 1
-        i = stack[top]
-        r = hh[i]
-        if hk[r] > best_v or (hk[r] == best_v and r > best):
-            continue  # so is everything below it
-        v = _outstanding(r, t, st)
-        if v < best_v or (v == best_v and r < best):
-            best, best_v = r, v
-        for c in (2 * i + 1, 2 * i + 2):
-            if c < n:
-                stack[top] = c
-                top += 1
-    return _look(best, t, st)
+    # fewest outstanding tokens at t, ties to the lowest slot: the load heap's top once
+    # every planned decode run's iterations that start before t are counted
+    _count_ticks(t, st)
+    return _look(st.hh[H_LOAD, 0], t, st)
 
 
 @numba.njit(cache=True)
@@ -440,6 +500,8 @@ def _arrive(q: int, t: float, st: KernelState) -> None:
         reason = R_BUDGET
     if reason == R_NONE:
         central = ep[E_ROUTER] == RT_CENTRAL
+        if central:
+            _count_ticks(t, st)  # the fleet's outstanding total, exact at t
         r = -1 if central else _route(q, t, st)
         if g[G_NREADY] == 0:
             ri[q, COLD] = 1
@@ -554,6 +616,9 @@ def run_until(t_end: float, st: KernelState) -> int:
                 bound = c2 if c2 > cmin else cmin + 1e-12
             if draws and g[G_RND] + 2 > rnd.shape[0]:
                 return NEED_RANDOM
+            if st.pi[rmin, PEND_K] > 0 and cmin < pf[rmin, CLOCK]:
+                # central queue: its planned run stops at this boundary to take shared work
+                cut_run(rmin, st)
             pf[rmin, CLOCK] = cmin
             step_replica(rmin, bound, st)
             refile(rmin, st)

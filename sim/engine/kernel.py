@@ -104,7 +104,10 @@ PEND_K = 14
 # prefix cache: head and tail of the LRU list of unreferenced cached blocks (hash-table
 # slots, -1: empty), cached blocks
 CHEAD, CTAIL, CSIZE = 15, 16, 17
-N_PI = 18
+# iterations of the planned decode run counted as started in the load heap (least_loaded:
+# its key is OUTST - NRUN · TICKED, exact at the last arrival)
+TICKED = 18
+N_PI = 19
 # --- prefix-cache hash table (CT array last axis): the block's key (-1: empty slot), the
 # references to it, its previous and next slots in the LRU list (-1: none) ---
 T_KEY, T_REF, T_PRV, T_NXT = 0, 1, 2, 3
@@ -148,8 +151,8 @@ RT_RR, RT_LL, RT_P2, RT_CENTRAL, RT_RANDOM, RT_LR, RT_PA = 0, 1, 2, 3, 4, 5, 6
 G_NEXT_OPEN, G_RR, G_NREQ, G_CQHEAD, G_CQTAIL, G_CQLEN, G_RND, G_CQTOK = range(8)
 # sizes of the replica heaps (G_HN + H_*), of the user heap; ready replicas; sum of OUTST
 G_HN = 8
-G_UN, G_NREADY, G_OUTSUM = 12, 13, 14
-N_G = 15
+G_UN, G_NREADY, G_OUTSUM = 14, 15, 16
+N_G = 17
 # --- global float state (GF) ---
 # now; the next closed-loop send; the end of arrivals (duration_s); the latest time work
 # entered the shared queue
@@ -157,9 +160,11 @@ GF_NOW, GF_UMIN, GF_STOP, GF_CQT = 0, 1, 2, 3
 N_GF = 4
 # --- replica heaps (sim.engine.dispatch): with local work, by clock; ready and idle, by
 # clock; ready, idle and free since the shared queue last received work, by slot; ready,
-# by outstanding tokens (least_loaded router only)
-H_WORK, H_IDLE, H_FREE, H_LOAD = 0, 1, 2, 3
-N_H = 4
+# by outstanding tokens (least_loaded and least_requests only); ready with a planned decode
+# run, by the start of its next iteration not yet counted (least_loaded, central); the same
+# for those with a free sequence slot (central: who may take shared work at that boundary)
+H_WORK, H_IDLE, H_FREE, H_LOAD, H_TICK, H_ROOM = 0, 1, 2, 3, 4, 5
+N_H = 6
 # a closed-loop user whose request was rejected or failed sends again after its think
 # time, and at least this long (a client that backs off; it also bounds the loop)
 RETRY_MIN_S = 1.0
@@ -576,6 +581,17 @@ def settle(r: int, t: float, st: KernelState) -> None:
 
 
 @numba.njit(cache=True)
+def cut_run(r: int, st: KernelState) -> None:
+    """Apply the first ``TICKED`` iterations of replica ``r``'s planned decode run (those
+    counted as started) and drop the rest: its state is then that of an engine at the
+    boundary where the next would start."""
+    st.pi[r, PEND_K] = 0
+    pf = st.pf
+    k = st.pi[r, TICKED]
+    _apply_decode_run(r, k, pf[r, PEND_C0], pf[r, PEND_KV], int(pf[r, PEND_USED]), st)
+
+
+@numba.njit(cache=True)
 def step_replica(r: int, bound: float, st: KernelState) -> None:
     """Run replica ``r``'s next scheduler iteration (or a run of identical decode iterations
     that all start before ``bound``, or planned to run until it ends: see ``E_LAZY``); a
@@ -758,6 +774,7 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
             # planned now, applied when its last iteration starts (as an engine stepping
             # every iteration would) or when an arrival needs this replica before that
             pi_r[PEND_K] = k
+            pi_r[TICKED] = 1  # the first iteration starts now
             pf[r, PEND_C0] = clock
             pf[r, PEND_KV] = kv
             pf[r, PEND_USED] = used_before

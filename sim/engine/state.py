@@ -32,12 +32,20 @@ __all__ = ["REPLICA_STATES", "SAMPLE_COLUMNS", "FleetState"]
 
 SAMPLE_COLUMNS = ("t_s", "replica", "state", "queued", "running", "kv_used_blocks")
 REPLICA_STATES = ("off", "starting", "ready", "draining")
-# routers that read one or two replicas per arrival, or what changes only when a request
-# arrives or leaves (least_requests): decode runs are planned to their end and applied early
-# only for the replica an arrival is routed to (sim.engine.dispatch).
-# least_loaded compares every replica's load at the arrival and the central queue lets the
-# first replica at an iteration boundary take it: there every arrival bounds every run.
-LAZY_ROUTERS = ("round_robin", "random", "power_of_two", "least_requests")
+# Decode runs are planned to their end and applied early only where an arrival needs
+# them (sim.engine.dispatch) under routers that read one or two replicas per arrival, what
+# changes only when a request arrives or leaves (least_requests), or loads kept exact by
+# counting the planned runs' iterations as they start (least_loaded; central, whose shared
+# queue cuts the run of the replica at the first boundary once it holds work).
+# prefix_affinity reads every replica: there every arrival bounds every run.
+LAZY_ROUTERS = (
+    "round_robin",
+    "random",
+    "power_of_two",
+    "least_requests",
+    "least_loaded",
+    "central",
+)
 
 
 # a row's identity columns when it carries none: no offset, one token per hash, no
@@ -45,7 +53,7 @@ LAZY_ROUTERS = ("round_robin", "random", "power_of_two", "least_requests")
 _NO_IDENTITY = (0, 1, 0)
 
 
-def _no_retire(rf: np.ndarray, ri: np.ndarray) -> None:  # pragma: no cover - never called
+def _no_retire(rf: np.ndarray, ri: np.ndarray, watermark: float) -> None:  # pragma: no cover
     raise RuntimeError("rows retired without a stream")
 
 
@@ -192,7 +200,7 @@ class FleetState:
         self._class_names = tuple(wl.class_names)
         self._stream: WorkloadStream | None = None
         self._window_s = math.inf
-        self._retire: Callable[[np.ndarray, np.ndarray], None] = _no_retire
+        self._retire: Callable[[np.ndarray, np.ndarray, float], None] = _no_retire
 
     def _init_prefix_cache(self, wl: Workload) -> None:
         # prompt identity and the replicas' prefix-cache tables (sim.engine.prefix_cache)
@@ -279,7 +287,7 @@ class FleetState:
         stream: WorkloadStream,
         *,
         window_s: float,
-        retire: Callable[[np.ndarray, np.ndarray], None],
+        retire: Callable[[np.ndarray, np.ndarray, float], None],
     ) -> None:
         """Read the open-loop arrivals from ``stream`` as the clock advances, ``window_s``
         seconds of them at a time (the state must have been built with the stream's first
@@ -368,7 +376,7 @@ class FleetState:
             st = ri[:n, K.STATUS]
             done = arrived & ((st == K.ST_COMPLETED) | (st == K.ST_REJECTED) | (st == K.ST_API))
             if done.any():
-                self._retire(rf[:n][done], ri[:n][done])
+                self._retire(rf[:n][done], ri[:n][done], self._watermark(arrived & ~done))
         kept = np.flatnonzero(arrived & ~done)
         order = np.concatenate([kept, np.arange(nxt, n_open)])
         k = order.size
@@ -398,6 +406,20 @@ class FleetState:
                 self.pool[c, :-used] = self.pool[c, used:]
                 self._draw_pool(src, self.pool.shape[1] - used)
                 self.pool_ptr[c] = 0
+
+    def _watermark(self, held: np.ndarray) -> float:
+        # every request the engine holds (rows `held`, arrivals not yet reached, closed-loop
+        # sends to come, windows not yet read) arrives at or after this time
+        stream = self._stream
+        t = stream.read_s if stream is not None else math.inf
+        if held.any():
+            t = min(t, float(self.rf[: held.size][held, K.ARR].min()))
+        nxt, n_open = int(self.g[K.G_NEXT_OPEN]), int(self.ep[K.E_NOPEN])
+        if nxt < n_open:
+            t = min(t, float(self.rf[nxt, K.ARR]))
+        if len(self.ut):
+            t = min(t, float(self.gf[K.GF_NOW]), float(self.gf[K.GF_UMIN]))
+        return t
 
     def _resize(self, rows: int) -> None:
         n = min(self.rf.shape[0], rows)
@@ -433,7 +455,7 @@ class FleetState:
         """Hand every row left (finished or not) to the retire callback, in row order."""
         n = int(self.g[K.G_NREQ])
         if self._stream is not None and n:
-            self._retire(self.rf[:n].copy(), self.ri[:n].copy())
+            self._retire(self.rf[:n].copy(), self.ri[:n].copy(), math.inf)
             self.g[K.G_NREQ] = self.g[K.G_NEXT_OPEN] = self.ep[K.E_NOPEN] = 0
 
     def advance_to(self, t: float) -> None:
