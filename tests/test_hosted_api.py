@@ -20,7 +20,14 @@ from sim.economics.spec import (
     ProvisionedSpec,
     RateLimitSpec,
 )
-from sim.hosted_api import COMPLETED, FAILED, ApiResult, lognormal_params, simulate_api
+from sim.hosted_api import (
+    COMPLETED,
+    FAILED,
+    ApiResult,
+    ApiStream,
+    lognormal_params,
+    simulate_api,
+)
 
 PRICES: dict[str, Any] = {"usd_per_1m_input": 0.15, "usd_per_1m_output": 0.6}
 #: A degenerate latency: first token 0.5 s after the call, then 10 tokens/s.
@@ -437,3 +444,58 @@ def test_invariants(case: tuple[ApiSpec, np.ndarray, np.ndarray, np.ndarray, int
     if prov is not None and prov.overflow == "queue":
         assert res.provisioned.all()
         assert np.all(np.diff(arrival + res.wait_s) >= -1e-9)  # FIFO
+
+
+# --- fed in batches ----------------------------------------------------------------------
+STREAM_SPECS = {
+    "rate limits with jitter": api(
+        rate_limits=RateLimitSpec(requests_per_min=30, tokens_per_min=40_000, max_retries=4)
+    ),
+    "provisioned, overflow pay-as-you-go and limited": api(
+        provisioned=ProvisionedSpec(tokens_per_s=300.0, usd_per_hour=1.0),
+        rate_limits=RateLimitSpec(requests_per_min=20, max_retries=3),
+    ),
+    "provisioned, queued": api(
+        provisioned=ProvisionedSpec(tokens_per_s=300.0, usd_per_hour=1.0, overflow="queue")
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(STREAM_SPECS))
+@pytest.mark.parametrize("cuts", [[1], [7, 8, 9], [100, 2000, 2001], list(range(0, 3000, 97))])
+def test_an_api_fed_in_batches_gives_every_request_its_one_batch_outcome(
+    name: str, cuts: list[int]
+) -> None:
+    # Bursty arrivals against tight limits: many calls wait to retry across the batch
+    # boundaries, some at the very time of the next arrival (integer seconds). Each request's
+    # outcome is the same whatever the batches, and at most the requests waiting to retry
+    # are held between batches.
+    spec = STREAM_SPECS[name]
+    rng = np.random.default_rng(11)
+    n = 3000
+    arrival = np.sort(np.floor(rng.exponential(0.5, n).cumsum()))
+    inp = rng.integers(10, 2000, n)
+    out = rng.integers(1, 500, n)
+    whole = run(arrival, inp, out, spec, seed=5)
+    assert whole.n_rate_limited() > 50 or name == "provisioned, queued"
+    stream = ApiStream(spec, np.random.default_rng(5))
+    ids, parts = [], []
+    for a, b in zip([0, *cuts], [*cuts, n], strict=True):
+        i, res = stream.feed(arrival[a:b], inp[a:b], out[a:b])
+        ids.append(i)
+        parts.append(res)
+        assert stream.waiting == b - sum(len(x) for x in ids)
+    i, res = stream.close()
+    ids.append(i)
+    parts.append(res)
+    assert stream.waiting == 0
+    got = ApiResult.concat(parts).take(np.argsort(np.concatenate(ids)))
+    for col in ("status", "ttft_s", "e2e_s", "tpot_s", "attempts", "provisioned", "wait_s"):
+        np.testing.assert_array_equal(getattr(got, col), getattr(whole, col), err_msg=col)
+
+
+def test_an_api_stream_refuses_requests_out_of_arrival_order() -> None:
+    stream = ApiStream(api(), np.random.default_rng(0))
+    stream.feed([1.0, 2.0], [10, 10], [5, 5])
+    with pytest.raises(ValueError, match="arrival order"):
+        stream.feed([1.5], [10], [5])

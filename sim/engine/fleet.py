@@ -57,7 +57,7 @@ def run_fleet(
     prefix_tokens: np.ndarray | None = None,
     fault_rng: np.random.Generator | None = None,
     window_s: float | None = None,
-    retire: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    retire: Callable[[np.ndarray, np.ndarray, float], None] | None = None,
 ) -> FleetRun:
     """Simulate one replication of ``workload`` on ``fleet`` over ``horizon``.
 

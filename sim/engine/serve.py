@@ -10,6 +10,7 @@ layout.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -101,9 +102,28 @@ class Retired:
     class_names: tuple[str, ...]
     prefix_tokens: np.ndarray | None = field(repr=False)
     frontend_latency_s: float
+    # every request the engine still holds, or will, arrives at or after this time (when
+    # handed over; inf at the end)
+    watermark: float = math.inf
 
     def __len__(self) -> int:
         return len(self.rf)
+
+    def take(self, sel: np.ndarray) -> Retired:
+        """The rows at ``sel`` (positions or a mask)."""
+        return self._rows(sel)
+
+    @staticmethod
+    def stack(parts: Sequence[Retired]) -> Retired:
+        """The requests of ``parts``, one after the other (no sort)."""
+        first = parts[0]
+        return Retired(
+            np.concatenate([p.rf for p in parts]),
+            np.concatenate([p.ri for p in parts]),
+            first.class_names,
+            first.prefix_tokens,
+            first.frontend_latency_s,
+        )
 
     def _rows(self, sel: np.ndarray) -> Retired:
         return Retired(
@@ -510,8 +530,8 @@ def serve(
     if retire is not None:
         hand_over = retire
 
-        def on_rows(rf: np.ndarray, ri: np.ndarray) -> None:
-            hand_over(Retired(rf, ri, names, pfx, fleet.engine.frontend_latency_s))
+        def on_rows(rf: np.ndarray, ri: np.ndarray, watermark: float) -> None:
+            hand_over(Retired(rf, ri, names, pfx, fleet.engine.frontend_latency_s, watermark))
 
     run = run_fleet(
         fleet,

@@ -13,10 +13,12 @@ kept (same seed); what differs is only what is remembered:
 * ``records: sample`` keeps every request whose hash of its arrival time, class and sizes
   falls below ``records_sample`` — the same requests whatever the window, executor or
   number of workers — as ``Outcome.requests``;
-* requests routed to the hosted API are kept in the engine's compact form (about 100 bytes
-  each) until the end, because rate limits and retries are simulated over all of them at
-  once; the latency of the every-request-to-the-API alternative (``api_only_*`` latency
-  metrics) needs every request and is not computed (NaN).
+* requests routed to the hosted API are fed to each provider's
+  :class:`~sim.hosted_api.ApiStream` as they are routed and folded once their call is
+  settled (only those waiting to retry after a 429 are held); the every-request-to-the-API
+  alternative (``api_only_*`` latency metrics) gets every request in arrival order, each
+  once no request arriving earlier is still on the fleet (the engine hands over that time
+  with its finished requests).
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.economics.apis import ApiProviders
+from sim.economics.apis import MAIN_API, ApiProviders
+from sim.engine import kernel as K
 from sim.engine.replica import ReplicaConfig
 from sim.engine.serve import Retired, Served, drain_after_window
-from sim.replication.billing import replication_costs, simulate_apis
+from sim.hosted_api import ApiResult, ApiStream
+from sim.replication.billing import replication_costs
 from sim.replication.fold import RequestStats
 from sim.replication.metrics import fleet_metrics
 from sim.replication.parts import (
@@ -48,6 +52,7 @@ from sim.scenario import Scenario
 from sim.scenario_io import ScenarioError
 from sim.seeds import (
     STREAM_API,
+    STREAM_API_BASELINE,
     STREAM_WORKLOAD,
     SeedLike,
     provider_stream,
@@ -127,7 +132,14 @@ class StreamFold:
     served once it has been simulated.
     """
 
-    def __init__(self, scenario: Scenario, replica: ReplicaConfig, slots: int) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        replica: ReplicaConfig,
+        slots: int,
+        providers: ApiProviders | None = None,
+        seed: SeedLike = 0,
+    ) -> None:
         hz = scenario.horizon
         self.scenario = scenario
         self.names = scenario.workload.class_names()
@@ -143,7 +155,29 @@ class StreamFold:
         # counted requests (completed, arrived in the window) by class, route and
         # provisioning: count and token sums (every bill is linear in them)
         self._costs: dict[tuple[str, str, bool], np.ndarray] = {}
-        self._api_rows: list[Retired] = []
+        # each provider's API, fed the requests of the classes it serves as they come; and
+        # the every-request-to-the-API alternative (when every class has an API), fed every
+        # request in arrival order once no earlier one can still come
+        self._apis: dict[str, _ApiFeed] = {}
+        self._baseline: dict[str, _ApiFeed] = {}
+        self._base_stats: RequestStats | None = None
+        self._reorder: list[Retired] = []
+        self._provider_of = np.full(len(self.names), "", dtype=object)
+        if providers is not None:
+            for name, spec in providers.specs.items():
+                rng = np.random.default_rng(provider_stream(seed, STREAM_API, name))
+                self._apis[name] = _ApiFeed(ApiStream(spec, rng))
+            self._provider_of[:] = [providers.of_class.get(c, MAIN_API) or "" for c in self.names]
+            if providers.used() and providers.complete:
+                for name, spec in providers.specs.items():
+                    rng = np.random.default_rng(provider_stream(seed, STREAM_API_BASELINE, name))
+                    self._baseline[name] = _ApiFeed(ApiStream(spec, rng))
+                self._base_stats = RequestStats(
+                    scenario.workload.classes,
+                    warmup_s=hz.warmup_s,
+                    duration_s=hz.duration_s,
+                    exact=False,
+                )
         self._kept: list[pd.DataFrame] = []
         self._sample = hz.records_sample if hz.records == "sample" else 0.0
         # drain: the last finish of a request arriving in the window, or the drain limit
@@ -159,28 +193,76 @@ class StreamFold:
         self._last_finish = max(self._last_finish, last)
         fleet, api = done.split_api()
         if len(api):
-            self._api_rows.append(api)
+            for rows, res in self._send(self._apis, api):
+                self._fold(rows.frame(res))
         if len(fleet):
             self.fleet_used = True
             self._fold(fleet.frame())
+        if self._base_stats is not None:
+            self._reorder.append(done)
+            self._baseline_until(done.watermark)
 
-    def finish_api(self, providers: ApiProviders, seed: SeedLike) -> None:
-        """Simulate the hosted API on every request routed there (in arrival order, as a
-        replication with its records would) and fold them."""
-        if not self._api_rows:
+    def finish_api(self) -> None:
+        """Settle the calls still waiting to retry after a 429 and fold them."""
+        for feed in self._apis.values():
+            settled = feed.close()
+            if settled is not None:
+                self._fold(settled[0].frame(settled[1]))
+        if self._base_stats is not None:
+            self._baseline_until(math.inf)
+            for feed in self._baseline.values():
+                settled = feed.close()
+                if settled is not None:
+                    self._fold_baseline(*settled)
+
+    def baseline_metrics(self) -> dict[str, float]:
+        """Latency of the every-request-to-the-API alternative (``api_only_*``)."""
+        assert self._base_stats is not None
+        return self._base_stats.latency_metrics("api_only_")
+
+    def _send(self, feeds: dict[str, _ApiFeed], rows: Retired) -> list[tuple[Retired, ApiResult]]:
+        # each provider's requests to its API; what each has settled by now
+        provider = self._provider_of[rows.ri[:, K.CLS]]
+        out = []
+        for name in np.unique(provider):
+            feed = feeds.get(str(name))
+            if feed is None:
+                raise ValueError(f"requests were sent to an API that does not exist ({name!r})")
+            settled = feed.feed(rows.take(provider == name))
+            if settled is not None:
+                out.append(settled)
+        return out
+
+    def _baseline_until(self, watermark: float) -> None:
+        # every request arriving before `watermark` has been handed over: send them, in
+        # arrival order, to the all-API alternative
+        if not self._reorder:
             return
-        sent = Retired.concat(self._api_rows)
-        self._api_rows = []
-        to_api = sent.to_api()
-        res = simulate_apis(
-            providers,
-            to_api.class_name,
-            to_api.arrival_s,
-            to_api.input_tokens,
-            to_api.output_tokens,
-            rng_of=lambda name: np.random.default_rng(provider_stream(seed, STREAM_API, name)),
+        held = Retired.stack(self._reorder)
+        early = held.rf[:, K.ARR] < watermark
+        self._reorder = [held.take(~early)] if not early.all() else []
+        if early.any():
+            for rows, res in self._send(self._baseline, held.take(early)):
+                self._fold_baseline(rows, res)
+
+    def _fold_baseline(self, rows: Retired, res: ApiResult) -> None:
+        assert self._base_stats is not None
+        ok = res.status == 0
+        self._base_stats.add(
+            pd.DataFrame(
+                {
+                    "arrival_s": rows.rf[:, K.ARR],
+                    "class_name": pd.Categorical.from_codes(
+                        rows.ri[:, K.CLS].astype(np.int64), categories=pd.Index(list(self.names))
+                    ),
+                    "status": np.where(ok, "completed", "failed"),
+                    "ttft_s": res.ttft_s,
+                    "tpot_s": res.tpot_s,
+                    "e2e_s": res.e2e_s,
+                    "queue_s": np.full(len(res), np.nan),
+                }
+            )
         )
-        self._fold(sent.frame(res))
 
     # --- folding ----------------------------------------------------------------------------
     def _fold(self, frame: pd.DataFrame) -> None:
@@ -270,6 +352,46 @@ class StreamFold:
         return frame.iloc[order].reset_index(drop=True)
 
 
+class _ApiFeed:
+    """One provider's API in a streamed run: its :class:`~sim.hosted_api.ApiStream` and the
+    engine rows of the requests waiting on it (to retry after a 429)."""
+
+    def __init__(self, stream: ApiStream) -> None:
+        self.stream = stream
+        self.waiting: Retired | None = None
+        self.ids = np.empty(0, dtype=np.int64)
+        self.fed = 0
+
+    def feed(self, rows: Retired) -> tuple[Retired, ApiResult] | None:
+        """Send ``rows`` (requests routed to this API) in arrival order; the requests
+        settled since, with their outcomes."""
+        rows = rows.take(np.argsort(rows.rf[:, K.ARR], kind="stable"))
+        ids, res = self.stream.feed(rows.rf[:, K.ARR], rows.ri[:, K.PROMPT], rows.ri[:, K.OUT])
+        new_ids = np.arange(self.fed, self.fed + len(rows), dtype=np.int64)
+        self.fed += len(rows)
+        if self.waiting is not None:
+            rows = Retired.stack([self.waiting, rows])
+            new_ids = np.concatenate([self.ids, new_ids])
+        return self._settle(rows, new_ids, ids, res)
+
+    def close(self) -> tuple[Retired, ApiResult] | None:
+        ids, res = self.stream.close()
+        if self.waiting is None:
+            return None
+        return self._settle(self.waiting, self.ids, ids, res)
+
+    def _settle(
+        self, rows: Retired, row_ids: np.ndarray, ids: np.ndarray, res: ApiResult
+    ) -> tuple[Retired, ApiResult] | None:
+        # row_ids ascend: the stream's ids of the settled requests find their rows
+        at = np.searchsorted(row_ids, ids)
+        left = np.ones(len(rows), dtype=bool)
+        left[at] = False
+        self.waiting = rows.take(left) if left.any() else None
+        self.ids = row_ids[left]
+        return (rows.take(at), res) if len(ids) else None
+
+
 _EMPTY_COLUMNS = (
     "arrival_s",
     "class_name",
@@ -305,7 +427,8 @@ def simulate_streamed(
     stream = WorkloadStream(
         scenario.workload, duration_s=hz.duration_s, seed=substream(seed, STREAM_WORKLOAD)
     )
-    fold = StreamFold(scenario, replica, scenario.fleet.max_slots)
+    providers = scenario_apis(scenario)
+    fold = StreamFold(scenario, replica, scenario.fleet.max_slots, providers, seed)
     served: Served = serve_scenario(
         scenario,
         stream,
@@ -314,8 +437,7 @@ def simulate_streamed(
         window_s=stream_window_s(scenario, expected_requests),
         retire=fold.retire,
     )
-    providers = scenario_apis(scenario)
-    fold.finish_api(providers, seed)
+    fold.finish_api()
     check_progress(scenario, fold.progress)
     metrics: dict[str, Any] = dict(fold.stats.metrics())
     replicas = served.replicas()
@@ -333,7 +455,10 @@ def simulate_streamed(
         )
     )
     if providers.used():
-        metrics.update(dict.fromkeys(api_baseline_names(scenario), math.nan))
+        if providers.complete:
+            metrics.update(fold.baseline_metrics())
+        else:
+            metrics.update(dict.fromkeys(api_baseline_names(scenario), math.nan))
     ts = served.timeseries()
     if scenario.fleet.dynamic:
         metrics.update(
