@@ -109,6 +109,26 @@ class Retired:
     def __len__(self) -> int:
         return len(self.rf)
 
+    @property
+    def arrival_s(self) -> np.ndarray:
+        """Arrival times, s."""
+        return self.rf[:, K.ARR]
+
+    @property
+    def class_id(self) -> np.ndarray:
+        """Class index (into ``class_names``)."""
+        return self.ri[:, K.CLS].astype(np.int64)
+
+    @property
+    def input_tokens(self) -> np.ndarray:
+        """Prompt lengths."""
+        return self.ri[:, K.PROMPT].astype(np.int64)
+
+    @property
+    def output_tokens(self) -> np.ndarray:
+        """Output lengths."""
+        return self.ri[:, K.OUT].astype(np.int64)
+
     def take(self, sel: np.ndarray) -> Retired:
         """The rows at ``sel`` (positions or a mask)."""
         return self._rows(sel)

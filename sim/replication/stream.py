@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from sim.economics.apis import MAIN_API, ApiProviders
-from sim.engine import kernel as K
 from sim.engine.replica import ReplicaConfig
 from sim.engine.serve import Retired, Served, drain_after_window
 from sim.hosted_api import ApiResult, ApiStream
@@ -222,7 +221,7 @@ class StreamFold:
 
     def _send(self, feeds: dict[str, _ApiFeed], rows: Retired) -> list[tuple[Retired, ApiResult]]:
         # each provider's requests to its API; what each has settled by now
-        provider = self._provider_of[rows.ri[:, K.CLS]]
+        provider = self._provider_of[rows.class_id]
         out = []
         for name in np.unique(provider):
             feed = feeds.get(str(name))
@@ -239,7 +238,7 @@ class StreamFold:
         if not self._reorder:
             return
         held = Retired.stack(self._reorder)
-        early = held.rf[:, K.ARR] < watermark
+        early = held.arrival_s < watermark
         self._reorder = [held.take(~early)] if not early.all() else []
         if early.any():
             for rows, res in self._send(self._baseline, held.take(early)):
@@ -251,9 +250,9 @@ class StreamFold:
         self._base_stats.add(
             pd.DataFrame(
                 {
-                    "arrival_s": rows.rf[:, K.ARR],
+                    "arrival_s": rows.arrival_s,
                     "class_name": pd.Categorical.from_codes(
-                        rows.ri[:, K.CLS].astype(np.int64), categories=pd.Index(list(self.names))
+                        rows.class_id, categories=pd.Index(list(self.names))
                     ),
                     "status": np.where(ok, "completed", "failed"),
                     "ttft_s": res.ttft_s,
@@ -365,8 +364,8 @@ class _ApiFeed:
     def feed(self, rows: Retired) -> tuple[Retired, ApiResult] | None:
         """Send ``rows`` (requests routed to this API) in arrival order; the requests
         settled since, with their outcomes."""
-        rows = rows.take(np.argsort(rows.rf[:, K.ARR], kind="stable"))
-        ids, res = self.stream.feed(rows.rf[:, K.ARR], rows.ri[:, K.PROMPT], rows.ri[:, K.OUT])
+        rows = rows.take(np.argsort(rows.arrival_s, kind="stable"))
+        ids, res = self.stream.feed(rows.arrival_s, rows.input_tokens, rows.output_tokens)
         new_ids = np.arange(self.fed, self.fed + len(rows), dtype=np.int64)
         self.fed += len(rows)
         if self.waiting is not None:
