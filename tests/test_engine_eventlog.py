@@ -42,6 +42,31 @@ def test_arrival_exactly_at_boundary_joins_that_step() -> None:
     assert b["ttft_s"] == pytest.approx(0.25)
 
 
+def test_schedule_ahead_admits_one_iteration_later_while_sequences_run() -> None:
+    # The scheduler plans step i + 1 while step i runs. A starts at once on the idle replica
+    # (0); B arrives at 0.05 during step [0, 0.1], which was planned at 0 without it, so the
+    # step [0.1, 0.2] (planned at 0) runs without it too: B joins at 0.2. C arrives at 0.25,
+    # after the last step that holds A started (0.2), but A finishes at 0.3 and B still
+    # runs, so C waits for the step planned at 0.3: it joins at 0.4. D arrives on an idle
+    # replica at 5.0 and starts at once.
+    ahead = fleet(step_s=0.1, engine={"schedule_ahead": True})
+    df, _ = run_small(ahead, workload([(0.0, 10, 3), (0.05, 10, 4), (0.25, 10, 2), (5.0, 10, 2)]))
+    a, b, c, d = (df.iloc[i] for i in range(4))
+    assert a["finish_s"] == pytest.approx(0.3)
+    assert b["queue_s"] == pytest.approx(0.15)
+    assert b["ttft_s"] == pytest.approx(0.25)  # prefill in [0.2, 0.3]
+    assert b["finish_s"] == pytest.approx(0.6)  # three decode steps after
+    assert c["queue_s"] == pytest.approx(0.15)
+    assert c["ttft_s"] == pytest.approx(0.25)  # prefill in [0.4, 0.5]
+    assert c["finish_s"] == pytest.approx(0.6)
+    assert d["queue_s"] == pytest.approx(0.0)
+    assert d["ttft_s"] == pytest.approx(0.1)
+    # the same requests with a scheduler planning at each boundary: B joins at 0.1, C at 0.3
+    now, _ = run_small(fleet(step_s=0.1), workload([(0.0, 10, 3), (0.05, 10, 4), (0.25, 10, 2)]))
+    assert now.iloc[1]["queue_s"] == pytest.approx(0.05)
+    assert now.iloc[2]["queue_s"] == pytest.approx(0.05)
+
+
 def test_chunked_prefill_splits_prompt_over_steps() -> None:
     spec = fleet(step_s=0.1, engine={"max_num_batched_tokens": 4})
     df, run = run_small(spec, workload([(0.0, 10, 2)]))

@@ -155,3 +155,19 @@ def test_time_per_layer_is_a_profile_constant_with_its_origin() -> None:
     assert resolve_roofline(RooflineStep(), "l40s").layer_s == hop.layer_s
     with pytest.raises(ValidationError):
         RooflineStep.model_validate({"layer_s": 1e-5})
+
+
+def test_schedule_ahead_comes_from_the_engine_profile_unless_the_scenario_says() -> None:
+    from sim.engine.replica import build_replica
+    from sim.engine.spec import FleetSpec
+
+    def ahead(**kw: object) -> bool:
+        data: dict[str, object] = {"model": "llama-3.1-8b", "gpu": "h100-sxm", **kw}
+        return build_replica(FleetSpec.model_validate(data)).schedule_ahead
+
+    assert ahead()  # vllm on Hopper: the 2026 vLLM, asynchronous scheduling
+    assert not ahead(gpu="a100-80gb-sxm", model="llama-2-7b")  # the 2023 stack
+    assert ahead(step_time={"model": "roofline", "profile": "trtllm"})
+    assert not ahead(engine={"schedule_ahead": False})
+    assert not ahead(step_time={"model": "constant", "step_s": 0.01})  # queueing anchor
+    assert ahead(step_time={"model": "constant", "step_s": 0.01}, engine={"schedule_ahead": True})

@@ -25,6 +25,7 @@ __all__ = [
     "profile_families",
     "profile_fitted_range",
     "profile_names",
+    "profile_schedules_ahead",
     "profiles",
     "profiles_text",
 ]
@@ -128,3 +129,21 @@ def gpu_family(gpu_name: str) -> str:
         if any(name.startswith(str(p)) for p in prefixes):
             return str(family)
     return "default"
+
+
+def profile_schedules_ahead(name: str, gpu_name: str) -> bool:
+    """Does profile ``name``'s engine plan the next iteration while one runs (vLLM's
+    asynchronous scheduling) on ``gpu_name``'s family? From the family's entry
+    ``schedule_ahead``, else the profile's ``default`` entry, else the global default.
+
+    Examples
+    --------
+    >>> [profile_schedules_ahead("vllm", gpu) for gpu in ("h100-sxm", "a100-80gb-sxm")]
+    [True, False]
+    """
+    prof = _profiles_file()["profiles"][name]
+    for fam in (gpu_family(gpu_name), "default"):
+        entry = (prof.get(fam) or {}).get("schedule_ahead")
+        if entry is not None:
+            return bool(entry["value"] if isinstance(entry, dict) else entry)
+    return bool(_profiles_file()["defaults"].get("schedule_ahead", False))

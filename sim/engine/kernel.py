@@ -89,7 +89,10 @@ IDLE_AT = 6
 # a planned decode run not yet applied (PEND_K iterations, see step_replica): its start,
 # the KV tokens of its first iteration, the KV blocks in use before it
 PEND_C0, PEND_KV, PEND_USED = 7, 8, 9
-N_PF = 10
+# with schedule-ahead (E_AHEAD): the next iteration's scheduler sees the requests that
+# arrived before this time (the start of the iteration running when it was planned)
+SEEN = 10
+N_PF = 11
 # --- per-replica int columns (PI) ---
 NRUN, FREE, QHEAD, QTAIL, QLEN, STEPS, OUTST, NPREEMPT, QTOK = range(9)
 # evictable cached blocks (counted in FREE); prompt tokens looked up in the prefix cache at
@@ -124,7 +127,11 @@ E_LAZY = 12
 E_IDENT, E_CMASK, E_NID = 13, 14, 15
 # prefix_affinity router: load allowance in tokens over the least loaded replica
 E_AFF_SLACK = 16
-N_EP = 17
+# 1: the scheduler plans iteration i + 1 while iteration i runs (vLLM's asynchronous
+# scheduling): a request that arrives while the replica runs joins no earlier than the
+# iteration after the next boundary's
+E_AHEAD = 17
+N_EP = 18
 # --- float params (EPF) ---
 EF_SPILL_TTFT, EF_PREFILL_S_PER_TOKEN = 0, 1
 # prefix_affinity router: load allowance as a share of the least loaded replica's load
@@ -530,6 +537,8 @@ def _apply_decode_run(
     bt = st.ep[E_B]
     n = pi_r[NRUN]
     dt = decode_run_time(coeffs, n, kv, k)
+    # the scheduler of the iteration after the run saw what arrived before its last began
+    pf[r, SEEN] = clock + decode_run_time(coeffs, n, kv, k - 1)
     grown = 0
     for j in range(n):
         q = run_r[j]
@@ -674,6 +683,10 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
     n_sched_running = i
     # 2. admissions (none in an iteration that preempted)
     admitted = 0
+    # schedule-ahead: while sequences run, this iteration was planned when the previous one
+    # began, so it admits only what had arrived by then (the rest waits one iteration)
+    ahead = ep[E_AHEAD] == 1 and n_sched_running > 0
+    unseen = False
     if not preempted:
         pulls = pi_r[STATE] == RS_READY  # a draining replica takes no new work
         while pi_r[NRUN] < ep[E_S] and budget > 0:
@@ -684,6 +697,9 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
                 q = g[G_CQHEAD]
                 from_central = True
             else:
+                break
+            if ahead and rf[q, ARR] >= pf[r, SEEN]:
+                unseen = True
                 break
             # automatic prefix caching: skip the leading blocks this replica holds
             cached = 0
@@ -760,7 +776,7 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
             left = ri[q, OUT] - ri[q, GEN]
             if left < k_fin:
                 k_fin = left
-        k = k_fin
+        k = 1 if unseen else k_fin  # a request waiting to be seen joins after one iteration
         if k > 1 and n * ((k - 1) // bt + 1) > pi_r[FREE]:
             lo, hi = 1, k  # largest k with need(k) <= free
             while lo < hi:
@@ -784,6 +800,7 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
         _apply_decode_run(r, k, clock, kv, used_before, st)
         return
     # a general iteration
+    pf[r, SEEN] = clock
     dt = step_time(coeffs, tok, dec, pfl, kv, ap)
     t_end = clock + dt
     n = pi_r[NRUN]

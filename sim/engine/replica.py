@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sim.catalog import GpuSpec, ModelSpec, get_gpu, get_model, model_from_hf_config
+from sim.catalog.profiles import DEFAULT_PROFILE, profile_schedules_ahead
 from sim.engine.memory import MemoryBudget, vllm_memory_budget
 from sim.engine.spec import ConstantStep, FleetSpec, LinearStep
 from sim.engine.steptime import (
@@ -36,6 +37,9 @@ class ReplicaConfig:
         Longest prompt + output the replica accepts.
     coefficients
         The step-time coefficient vector.
+    schedule_ahead
+        The scheduler plans the next iteration while one runs (``EngineSpec.schedule_ahead``
+        or the profile's engine).
     """
 
     model: ModelSpec
@@ -47,6 +51,7 @@ class ReplicaConfig:
     block_tokens: int
     max_model_len: int
     coefficients: StepCoefficients
+    schedule_ahead: bool = False
 
     @property
     def kv_capacity_tokens(self) -> int:
@@ -131,11 +136,14 @@ def build_replica(fleet: FleetSpec) -> ReplicaConfig:
             "raise tp, use a smaller dtype or a larger GPU"
         )
     spec = fleet.step_time
+    ahead = fleet.engine.schedule_ahead
     if isinstance(spec, ConstantStep):
         coeffs = constant_coefficients(spec)
     elif isinstance(spec, LinearStep):
         coeffs = linear_coefficients(spec)
     else:
+        if ahead is None:
+            ahead = profile_schedules_ahead(spec.profile or DEFAULT_PROFILE, fleet.gpu)
         coeffs = roofline_coefficients(
             spec,
             model=model,
@@ -154,4 +162,5 @@ def build_replica(fleet: FleetSpec) -> ReplicaConfig:
         block_tokens=fleet.engine.block_tokens,
         max_model_len=fleet.engine.max_model_len or model.max_position_embeddings,
         coefficients=coeffs,
+        schedule_ahead=bool(ahead),
     )

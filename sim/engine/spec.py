@@ -105,11 +105,20 @@ class EngineSpec(Frozen):
     kv_blocks: int | None = Field(
         None, ge=1, description="Override the computed KV-cache size (blocks per replica)."
     )
+    schedule_ahead: bool | None = Field(
+        None,
+        description="The scheduler plans iteration i + 1 while iteration i runs (vLLM's "
+        "asynchronous scheduling): a request arriving while sequences run joins one "
+        "iteration later than an engine that plans at each boundary. Unset: the step-time "
+        "profile's engine (vllm-2026: yes; splitwise-2023, trtllm, linear and constant step "
+        "times: no).",
+    )
     frontend_latency_s: float = Field(
-        0.02,
+        0.01,
         ge=0,
         description="Server front end (HTTP, tokenisation, first streamed chunk), added to TTFT "
-        "and E2E of every request the fleet serves.",
+        "and E2E of every request the fleet serves. Default: fitted to the mean TTFT of nine "
+        "measured vLLM runs, with the scheduler planning ahead (benchmarks/validation.md).",
     )
 
 

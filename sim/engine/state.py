@@ -142,6 +142,7 @@ class FleetState:
         ep[K.E_MAXQ] = -1 if fleet.max_queue is None else fleet.max_queue
         ep[K.E_NOPEN] = n_open
         ep[K.E_LAZY] = int(fleet.router in LAZY_ROUTERS)
+        ep[K.E_AHEAD] = int(self.replica.schedule_ahead)
         routing = self.routing
         ep[K.E_POLICY] = K.POLICIES.index(routing.policy)
         spill = routing.spillover
