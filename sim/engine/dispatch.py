@@ -36,6 +36,7 @@ from sim.engine.kernel import (
     CSIZE,
     CTAIL,
     E_AFF_SLACK,
+    E_AHEAD,
     E_B,
     E_CHUNKED,
     E_IDENT,
@@ -73,6 +74,7 @@ from sim.engine.kernel import (
     H_IDLE,
     H_LOAD,
     H_ROOM,
+    H_ROOM2,
     H_TICK,
     H_WORK,
     N_H,
@@ -214,8 +216,26 @@ def _file_ticks(r: int, st: KernelState) -> None:
     nxt = pf[r, PEND_C0] + decode_run_time(st.coeffs, n, pf[r, PEND_KV], done) if ticks else 0.0
     _file(st.hh[H_TICK], st.hp[H_TICK], st.hk[H_TICK], st.g, G_HN + H_TICK, r, nxt, ticks)
     if st.ep[E_ROUTER] == RT_CENTRAL:
-        room = ticks and n < st.ep[E_S]
-        _file(st.hh[H_ROOM], st.hp[H_ROOM], st.hk[H_ROOM], st.g, G_HN + H_ROOM, r, nxt, room)
+        _file_room(r, st, nxt)
+
+
+@numba.njit(cache=True)
+def _file_room(r: int, st: KernelState, nxt: float) -> None:
+    # central: replica r (its run's next uncounted iteration starting at `nxt`) in the heaps
+    # of replicas with a free slot by that boundary, and by the one after it
+    pi, pf = st.pi, st.pf
+    k, n = pi[r, PEND_K], pi[r, NRUN]
+    done = pi[r, TICKED] if k > 0 else 0
+    room = pi[r, STATE] == RS_READY and done < k and n < st.ep[E_S]
+    _file(st.hh[H_ROOM], st.hp[H_ROOM], st.hk[H_ROOM], st.g, G_HN + H_ROOM, r, nxt, room)
+    if st.ep[E_AHEAD] == 1:
+        later = room and done + 1 < k
+        nxt2 = (
+            pf[r, PEND_C0] + decode_run_time(st.coeffs, n, pf[r, PEND_KV], done + 1)
+            if later
+            else 0.0
+        )
+        _file(st.hh[H_ROOM2], st.hp[H_ROOM2], st.hk[H_ROOM2], st.g, G_HN + H_ROOM2, r, nxt2, later)
 
 
 @numba.njit(cache=True)
@@ -250,13 +270,8 @@ def _count_ticks(t: float, st: KernelState) -> None:
             heaps.fix(hh, hp, hk, g, G_HN + H_TICK, r)
         else:
             heaps.remove(hh, hp, hk, g, G_HN + H_TICK, r)
-        if st.hp[H_ROOM, r] >= 0:  # central: a replica with a free slot, the same key
-            rh, rp, rk = st.hh[H_ROOM], st.hp[H_ROOM], st.hk[H_ROOM]
-            if j < k:
-                rk[r] = nxt
-                heaps.fix(rh, rp, rk, g, G_HN + H_ROOM, r)
-            else:
-                heaps.remove(rh, rp, rk, g, G_HN + H_ROOM, r)
+        if st.hp[H_ROOM, r] >= 0:  # central: a replica with a free slot
+            _file_room(r, st, nxt)
 
 
 @numba.njit(cache=True)
@@ -357,12 +372,19 @@ def _earliest(st: KernelState) -> tuple[int, float, float]:
         # take the shared work at its first iteration boundary at or after the work arrived
         # (run_until cuts the run there); a full one cannot before its run ends
         _count_ticks(st.gf[GF_CQT], st)
-        if g[G_HN + H_ROOM] > 0:
-            top = hh[H_ROOM, 0]
-            rmin, cmin, c2 = _consider(top, hk[H_ROOM, top], rmin, cmin, c2)
-            nxt = heaps.second(hh[H_ROOM], hk[H_ROOM], g, G_HN + H_ROOM)
+        # planning ahead, a replica cannot take a request that arrived while its running
+        # iteration was planned before the boundary after the next: when the queue's head is
+        # its latest arrival, that is every replica's case; otherwise the next boundary
+        # bounds when any can (cutting a run early changes nothing but the steps)
+        h = H_ROOM
+        if st.ep[E_AHEAD] == 1 and st.rf[g[G_CQHEAD], ARR] >= st.gf[GF_CQT]:
+            h = H_ROOM2
+        if g[G_HN + h] > 0:
+            top = hh[h, 0]
+            rmin, cmin, c2 = _consider(top, hk[h, top], rmin, cmin, c2)
+            nxt = heaps.second(hh[h], hk[h], g, G_HN + h)
             if nxt >= 0:
-                rmin, cmin, c2 = _consider(nxt, hk[H_ROOM, nxt], rmin, cmin, c2)
+                rmin, cmin, c2 = _consider(nxt, hk[h, nxt], rmin, cmin, c2)
     return rmin, cmin, c2
 
 
@@ -589,6 +611,17 @@ def interrupt(r: int, t: float, st: KernelState) -> int:
     return moved
 
 
+@numba.njit(cache=True)
+def _takes_shared(r: int, st: KernelState) -> bool:
+    # central: replica r has a free slot while the shared queue holds work
+    return (
+        st.ep[E_ROUTER] == RT_CENTRAL
+        and st.g[G_CQLEN] > 0
+        and st.pi[r, NRUN] < st.ep[E_S]
+        and st.pi[r, STATE] == RS_READY
+    )
+
+
 # --- the event loop -----------------------------------------------------------------------
 @numba.njit(cache=True)
 def run_until(t_end: float, st: KernelState) -> int:
@@ -616,9 +649,10 @@ def run_until(t_end: float, st: KernelState) -> int:
                 bound = c2 if c2 > cmin else cmin + 1e-12
             if draws and g[G_RND] + 2 > rnd.shape[0]:
                 return NEED_RANDOM
-            if st.pi[rmin, PEND_K] > 0 and cmin < pf[rmin, CLOCK]:
+            if st.pi[rmin, PEND_K] > 1 and (cmin < pf[rmin, CLOCK] or _takes_shared(rmin, st)):
                 # central queue: its planned run stops at this boundary to take shared work
-                cut_run(rmin, st)
+                # (even where its last iteration would start: the work may join that one)
+                cut_run(rmin, cmin, st)
             pf[rmin, CLOCK] = cmin
             step_replica(rmin, bound, st)
             refile(rmin, st)

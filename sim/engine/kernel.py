@@ -158,8 +158,8 @@ RT_RR, RT_LL, RT_P2, RT_CENTRAL, RT_RANDOM, RT_LR, RT_PA = 0, 1, 2, 3, 4, 5, 6
 G_NEXT_OPEN, G_RR, G_NREQ, G_CQHEAD, G_CQTAIL, G_CQLEN, G_RND, G_CQTOK = range(8)
 # sizes of the replica heaps (G_HN + H_*), of the user heap; ready replicas; sum of OUTST
 G_HN = 8
-G_UN, G_NREADY, G_OUTSUM = 14, 15, 16
-N_G = 17
+G_UN, G_NREADY, G_OUTSUM = 15, 16, 17
+N_G = 18
 # --- global float state (GF) ---
 # now; the next closed-loop send; the end of arrivals (duration_s); the latest time work
 # entered the shared queue
@@ -169,9 +169,11 @@ N_GF = 4
 # clock; ready, idle and free since the shared queue last received work, by slot; ready,
 # by outstanding tokens (least_loaded and least_requests only); ready with a planned decode
 # run, by the start of its next iteration not yet counted (least_loaded, central); the same
-# for those with a free sequence slot (central: who may take shared work at that boundary)
-H_WORK, H_IDLE, H_FREE, H_LOAD, H_TICK, H_ROOM = 0, 1, 2, 3, 4, 5
-N_H = 6
+# for those with a free sequence slot (central: who may take shared work at that boundary);
+# and, when the scheduler plans ahead, by the boundary after that (where a request that
+# arrived during the running iteration can join)
+H_WORK, H_IDLE, H_FREE, H_LOAD, H_TICK, H_ROOM, H_ROOM2 = 0, 1, 2, 3, 4, 5, 6
+N_H = 7
 # a closed-loop user whose request was rejected or failed sends again after its think
 # time, and at least this long (a client that backs off; it also bounds the loop)
 RETRY_MIN_S = 1.0
@@ -590,14 +592,20 @@ def settle(r: int, t: float, st: KernelState) -> None:
 
 
 @numba.njit(cache=True)
-def cut_run(r: int, st: KernelState) -> None:
-    """Apply the first ``TICKED`` iterations of replica ``r``'s planned decode run (those
-    counted as started) and drop the rest: its state is then that of an engine at the
-    boundary where the next would start."""
+def cut_run(r: int, t: float, st: KernelState) -> bool:
+    """Apply the iterations of replica ``r``'s planned decode run that end by ``t`` (one of
+    its boundaries) and drop the rest: its state is then that of an engine at that
+    boundary. False (nothing done) when none ends by then."""
+    pf, k = st.pf, st.pi[r, PEND_K]
+    c0, n, kv = pf[r, PEND_C0], st.pi[r, NRUN], pf[r, PEND_KV]
+    j = max(st.pi[r, TICKED] - 1, 0)
+    while j < k and c0 + decode_run_time(st.coeffs, n, kv, j + 1) <= t:
+        j += 1
+    if j == 0:
+        return False
     st.pi[r, PEND_K] = 0
-    pf = st.pf
-    k = st.pi[r, TICKED]
-    _apply_decode_run(r, k, pf[r, PEND_C0], pf[r, PEND_KV], int(pf[r, PEND_USED]), st)
+    _apply_decode_run(r, j, c0, kv, int(pf[r, PEND_USED]), st)
+    return True
 
 
 @numba.njit(cache=True)
