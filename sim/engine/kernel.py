@@ -794,9 +794,10 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
                 else:
                     hi = mid - 1
             k = lo
-        if ep[E_LAZY] == 1:
+        if ep[E_LAZY] == 1 and k > 1:
             # planned now, applied when its last iteration starts (as an engine stepping
-            # every iteration would) or when an arrival needs this replica before that
+            # every iteration would) or when an arrival needs this replica before that; a
+            # single iteration (one starting now) is applied at once
             pi_r[PEND_K] = k
             pi_r[TICKED] = 1  # the first iteration starts now
             pf[r, PEND_C0] = clock
