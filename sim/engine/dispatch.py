@@ -377,15 +377,61 @@ def _earliest(st: KernelState) -> tuple[int, float, float]:
         # its latest arrival, that is every replica's case; otherwise the next boundary
         # bounds when any can (cutting a run early changes nothing but the steps)
         h = H_ROOM
-        if st.ep[E_AHEAD] == 1 and st.rf[g[G_CQHEAD], ARR] >= st.gf[GF_CQT]:
+        if st.ep[E_AHEAD] == 1:
             h = H_ROOM2
-        if g[G_HN + h] > 0:
+            head = st.rf[g[G_CQHEAD], ARR]
+            if head < st.gf[GF_CQT]:
+                # an older head: some replicas may have seen it (their running iteration
+                # began after it arrived) and can take it at their next boundary
+                r, t = _first_taker(head, st)
+                if r >= 0:
+                    rmin, cmin, c2 = _consider(r, t, rmin, cmin, c2)
+                h = -1
+        if h >= 0 and g[G_HN + h] > 0:
             top = hh[h, 0]
             rmin, cmin, c2 = _consider(top, hk[h, top], rmin, cmin, c2)
             nxt = heaps.second(hh[h], hk[h], g, G_HN + h)
             if nxt >= 0:
                 rmin, cmin, c2 = _consider(nxt, hk[h, nxt], rmin, cmin, c2)
     return rmin, cmin, c2
+
+
+@numba.njit(cache=True)
+def _first_taker(head: float, st: KernelState) -> tuple[int, float]:
+    # central, planning ahead: the replica in a planned run with a free slot that can take
+    # a request that arrived at `head` first (ties to the lowest slot), and when. One that
+    # has seen it (its running iteration began after it) takes it at its next boundary,
+    # the others at the boundary after: start from the best of those (the second room
+    # heap's top) and walk the first room heap, pruning every subtree whose boundaries
+    # are already later. A head that waited an iteration has been seen by most replicas,
+    # so the walk ends at once.
+    hh, hk, g, pi, pf = st.hh, st.hk, st.g, st.pi, st.pf
+    best, best_t = -1, np.inf
+    if g[G_HN + H_ROOM2] > 0:
+        best = hh[H_ROOM2, 0]
+        best_t = hk[H_ROOM2, best]
+    n = g[G_HN + H_ROOM]
+    stack = st.scratch
+    top = 0
+    if n > 0:
+        stack[0] = 0
+        top = 1
+    while top > 0:
+        top -= 1
+        i = stack[top]
+        r = hh[H_ROOM, i]
+        key = hk[H_ROOM, r]
+        if key > best_t or (key == best_t and r > best):
+            continue  # so is everything below it
+        done = pi[r, TICKED]
+        began = pf[r, PEND_C0] + decode_run_time(st.coeffs, pi[r, NRUN], pf[r, PEND_KV], done - 1)
+        if began > head:
+            best, best_t = r, key
+        for c in (2 * i + 1, 2 * i + 2):
+            if c < n:
+                stack[top] = c
+                top += 1
+    return best, best_t
 
 
 # --- arrivals -----------------------------------------------------------------------------
