@@ -16,6 +16,7 @@ from sim.economics.apis import ApiProviders
 from sim.economics.gpu_bill import overlap_s
 from sim.engine.replica import ReplicaConfig
 from sim.engine.serve import ROUTE_API, ROUTE_EITHER, ROUTE_FLEET_ONLY, Retired, Served, serve
+from sim.hosted_api import ApiResult
 from sim.labels import labels
 from sim.replication.metrics import LATENCIES, baseline_latency_metrics
 from sim.scenario import Scenario
@@ -26,6 +27,7 @@ from sim.workload.arrivals import ClosedLoopArrivals
 from sim.workload.sample import WorkloadStream
 
 __all__ = [
+    "api_baseline_frame",
     "api_baseline_names",
     "api_cached_tokens",
     "check_progress",
@@ -143,6 +145,24 @@ def api_cached_tokens(requests: pd.DataFrame, scenario: Scenario) -> np.ndarray:
     cached = np.round(rest, out=rest).astype(np.int64)
     cached += prefix
     return cached
+
+
+def api_baseline_frame(arrival_s: np.ndarray, class_name: object, res: ApiResult) -> pd.DataFrame:
+    """The every-request-to-the-API alternative's records of requests arriving at
+    ``arrival_s`` (class ``class_name``, an array or a categorical), as its metrics take
+    them (:func:`sim.replication.metrics.baseline_latency_metrics`)."""
+    ok = res.status == 0
+    return pd.DataFrame(
+        {
+            "arrival_s": arrival_s,
+            "class_name": class_name,
+            "status": np.where(ok, "completed", "failed"),
+            "ttft_s": res.ttft_s,
+            "tpot_s": res.tpot_s,
+            "e2e_s": res.e2e_s,
+            "queue_s": np.full(len(res), np.nan),
+        }
+    )
 
 
 def api_baseline_names(scenario: Scenario) -> list[str]:

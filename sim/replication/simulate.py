@@ -19,6 +19,7 @@ from sim.replication.metrics import (
     request_metrics,
 )
 from sim.replication.parts import (
+    api_baseline_frame,
     api_baseline_names,
     api_cached_tokens,
     check_progress,
@@ -138,18 +139,7 @@ def _api_baseline(
         frame["output_tokens"].to_numpy(),
         rng_of=lambda name: np.random.default_rng(provider_stream(seed, STREAM_API_BASELINE, name)),
     )
-    ok = res.status == 0
-    base = pd.DataFrame(
-        {
-            "arrival_s": frame["arrival_s"].to_numpy(),
-            "class_name": frame["class_name"].to_numpy(),
-            "status": np.where(ok, "completed", "failed"),
-            "ttft_s": res.ttft_s,
-            "tpot_s": res.tpot_s,
-            "e2e_s": res.e2e_s,
-            "queue_s": np.full(len(frame), np.nan),
-        }
-    )
+    base = api_baseline_frame(frame["arrival_s"].to_numpy(), frame["class_name"].to_numpy(), res)
     return baseline_latency_metrics(base, classes, warmup_s=hz.warmup_s, duration_s=hz.duration_s)
 
 

@@ -37,6 +37,7 @@ from sim.replication.billing import replication_costs
 from sim.replication.fold import RequestStats
 from sim.replication.metrics import fleet_metrics
 from sim.replication.parts import (
+    api_baseline_frame,
     api_baseline_names,
     api_cached_tokens,
     check_progress,
@@ -246,22 +247,8 @@ class StreamFold:
 
     def _fold_baseline(self, rows: Retired, res: ApiResult) -> None:
         assert self._base_stats is not None
-        ok = res.status == 0
-        self._base_stats.add(
-            pd.DataFrame(
-                {
-                    "arrival_s": rows.arrival_s,
-                    "class_name": pd.Categorical.from_codes(
-                        rows.class_id, categories=pd.Index(list(self.names))
-                    ),
-                    "status": np.where(ok, "completed", "failed"),
-                    "ttft_s": res.ttft_s,
-                    "tpot_s": res.tpot_s,
-                    "e2e_s": res.e2e_s,
-                    "queue_s": np.full(len(res), np.nan),
-                }
-            )
-        )
+        names = pd.Categorical.from_codes(rows.class_id, categories=pd.Index(list(self.names)))
+        self._base_stats.add(api_baseline_frame(rows.arrival_s, names, res))
 
     # --- folding ----------------------------------------------------------------------------
     def _fold(self, frame: pd.DataFrame) -> None:
