@@ -22,6 +22,7 @@ __all__ = [
     "PROFILE_ONLY_FIELDS",
     "ROOFLINE_FIELDS",
     "gpu_family",
+    "profile_entry",
     "profile_families",
     "profile_fitted_range",
     "profile_names",
@@ -131,19 +132,34 @@ def gpu_family(gpu_name: str) -> str:
     return "default"
 
 
+def profile_entry(name: str, family: str, key: str) -> tuple[Any, str] | None:
+    """Profile ``name``'s value of ``key`` for GPU ``family`` — the family's entry, else the
+    profile's ``default`` entry — and which of the two gave it; None when neither does.
+
+    Examples
+    --------
+    >>> profile_entry("splitwise-2023", "ampere", "schedule_ahead")
+    (False, 'ampere')
+    """
+    prof = _profiles_file()["profiles"][name]
+    for fam in (family, "default"):
+        entry = (prof.get(fam) or {}).get(key)
+        if entry is not None:
+            return (entry["value"] if isinstance(entry, dict) else entry), fam
+    return None
+
+
 def profile_schedules_ahead(name: str, gpu_name: str) -> bool:
     """Does profile ``name``'s engine plan the next iteration while one runs (vLLM's
-    asynchronous scheduling) on ``gpu_name``'s family? From the family's entry
-    ``schedule_ahead``, else the profile's ``default`` entry, else the global default.
+    asynchronous scheduling) on ``gpu_name``'s family? From the profile's entry
+    ``schedule_ahead`` (:func:`profile_entry`), else the global default.
 
     Examples
     --------
     >>> [profile_schedules_ahead("vllm", gpu) for gpu in ("h100-sxm", "a100-80gb-sxm")]
     [True, False]
     """
-    prof = _profiles_file()["profiles"][name]
-    for fam in (gpu_family(gpu_name), "default"):
-        entry = (prof.get(fam) or {}).get("schedule_ahead")
-        if entry is not None:
-            return bool(entry["value"] if isinstance(entry, dict) else entry)
+    found = profile_entry(name, gpu_family(gpu_name), "schedule_ahead")
+    if found is not None:
+        return bool(found[0])
     return bool(_profiles_file()["defaults"].get("schedule_ahead", False))

@@ -48,6 +48,7 @@ from sim.catalog.profiles import (
     GLOBAL_DEFAULTS,
     PROFILE_FIELDS,
     gpu_family,
+    profile_entry,
     profile_families,
     profile_fitted_range,
     profiles,
@@ -108,10 +109,8 @@ def resolve_roofline(spec: RooflineStep, gpu_name: str) -> ResolvedRoofline:
     ('vllm', 'hopper', 0.002, 'step_time')
     """
     name = spec.profile or DEFAULT_PROFILE
-    table = profiles()
-    if name not in table:
+    if name not in profiles():
         raise KeyError(f"unknown step-time profile {name!r}; known: {profiles_text()}")
-    prof = table[name]
     family = gpu_family(gpu_name)
     fams = profile_families(name)
     if fams is not None and family not in fams:
@@ -126,12 +125,9 @@ def resolve_roofline(spec: RooflineStep, gpu_name: str) -> ResolvedRoofline:
         if given is not None:
             values[key], origin[key] = float(given), "step_time"
             continue
-        for fam in (family, "default"):
-            entry = (prof.get(fam) or {}).get(key)
-            if entry is not None:
-                value = entry["value"] if isinstance(entry, dict) else entry
-                values[key], origin[key] = float(value), f"profile {name}/{fam}"
-                break
+        found = profile_entry(name, family, key)
+        if found is not None:
+            values[key], origin[key] = float(found[0]), f"profile {name}/{found[1]}"
         else:
             values[key], origin[key] = GLOBAL_DEFAULTS[key], "global default"
     return ResolvedRoofline(**values, profile=name, family=family, origin=MappingProxyType(origin))
