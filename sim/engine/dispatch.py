@@ -257,7 +257,8 @@ def _count_ticks(t: float, st: KernelState) -> None:
             if nxt >= t:
                 break
             j += 1
-        # what _file_ticks would file, updated in place: the load falls by n a start
+        # what _file_ticks would file, updated in place: the load falls by n a start (the
+        # hot path of a large fleet: calling _file_ticks here measured a third slower)
         fall = n * (j - pi[r, TICKED])
         pi[r, TICKED] = j
         pi[r, OSEEN] -= fall
