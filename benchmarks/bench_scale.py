@@ -13,8 +13,9 @@ same router, measured in the same run (machines here are shared and noisy: read 
 not the absolute figures). Peak memory per request is measured apart, for
 :func:`sim.simulate` (engine, per-request table and metrics) under :mod:`tracemalloc`.
 
-Run ``.venv/bin/python benchmarks/bench_scale.py`` (about two minutes; ``--quick`` for a
-smaller grid); it prints a Markdown table, and ``--json PATH`` writes the figures.
+Run ``.venv/bin/python benchmarks/bench_scale.py`` (several minutes; ``--quick`` for a
+smaller grid, ``--repeat N`` to time every point N times and keep the median); it prints a
+Markdown table, and ``--json PATH`` writes the figures.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import datetime as dt
 import gc
 import json
 import platform
+import statistics
 import sys
 import time
 import tracemalloc
@@ -51,14 +53,18 @@ def fleet_scenario(replicas: int, router: str, *, rate: float, requests: int) ->
     return scn.with_overrides({"fleet.replicas": replicas, "fleet.router": router})
 
 
-def engine_rate(scn: sim.Scenario, seed: int = 1) -> dict[str, float]:
-    """Requests per wall-second of the engine alone, and iterations per request."""
+def engine_rate(scn: sim.Scenario, seed: int = 1, repeat: int = 1) -> dict[str, float]:
+    """Requests per wall-second of the engine alone (the median of ``repeat`` timings of
+    the same workload), and iterations per request."""
     replica = build_replica(scn.fleet)
     workload = sample(scn, seed)
-    gc.collect()
-    t0 = time.perf_counter()
-    served = serve_scenario(scn, workload, seed, replica)
-    wall = time.perf_counter() - t0
+    walls = []
+    for _ in range(repeat):
+        gc.collect()
+        t0 = time.perf_counter()
+        served = serve_scenario(scn, workload, seed, replica)
+        walls.append(time.perf_counter() - t0)
+    wall = statistics.median(walls)
     n = served.n_requests
     return {
         "requests": float(n),
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-requests", type=int, default=100_000)
     p.add_argument("--replicas", type=int, nargs="+", default=[1, 10, 100, 1000])
     p.add_argument("--routers", nargs="+", default=list(ROUTERS), choices=ROUTERS)
+    p.add_argument("--repeat", type=int, default=1, help="timings per point (the median)")
     p.add_argument("--quick", action="store_true", help="replicas 1, 10, 100; fewer requests")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
@@ -114,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         one = None
         for r in args.replicas:
             n = max(args.min_requests, args.per_replica * r)
-            res = engine_rate(fleet_scenario(r, router, rate=args.rate, requests=n))
+            scn = fleet_scenario(r, router, rate=args.rate, requests=n)
+            res = engine_rate(scn, repeat=args.repeat)
             one = res["req_per_s"] if r == 1 else one
             res.update(router=router, replicas=r)
             res["share_of_one_replica"] = res["req_per_s"] / one if one else float("nan")
@@ -151,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": platform.platform(),
                 "python": platform.python_version(),
                 "rate_per_replica": args.rate,
+                "repeat": args.repeat,
                 "rows": rows,
                 "memory": mem,
             },

@@ -127,6 +127,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     },
     # few sequence slots and little KV: replicas are often full, the shared queue backs up
     "full replicas": {"fleet.engine.max_num_seqs": 8, "fleet.engine.kv_blocks": 900},
+    # a request joins at the first boundary after it arrives, not one iteration later
+    # (few slots, so that busy replicas often have a free one)
+    "not planning ahead": {"fleet.engine.max_num_seqs": 8, "fleet.engine.schedule_ahead": False},
 }
 CASES: dict[str, dict[str, object]] = {
     "least_requests": {},
@@ -161,9 +164,11 @@ def test_planned_decode_runs_match_runs_bounded_by_every_arrival(
     # rounding of summing a run's step times in one piece or several.
     router = case.split(",")[0]
     scn = _fleet_scenario(router, **CASES[case])
+    everything = engine_state.LAZY_ROUTERS  # (read before _served replaces it)
+    assert router in everything
     eager = _served(scn, (), monkeypatch)
-    everything = engine_state.LAZY_ROUTERS
     lazy = _served(scn, everything, monkeypatch)
+    assert eager.ep[K.E_LAZY] == 0 and lazy.ep[K.E_LAZY] == 1
     n = int(eager.g[K.G_NREQ])
     assert n == int(lazy.g[K.G_NREQ]) > 500
     np.testing.assert_array_equal(eager.ri[:n, : K.NEXT], lazy.ri[:n, : K.NEXT])

@@ -39,6 +39,7 @@ from sim.engine.kernel import (
     E_AHEAD,
     E_B,
     E_CHUNKED,
+    E_COUNT,
     E_IDENT,
     E_LAZY,
     E_MAXLEN,
@@ -73,8 +74,7 @@ from sim.engine.kernel import (
     H_FREE,
     H_IDLE,
     H_LOAD,
-    H_ROOM,
-    H_ROOM2,
+    H_TAKE,
     H_TICK,
     H_WORK,
     N_H,
@@ -124,6 +124,7 @@ from sim.engine.kernel import (
     STATE,
     STATUS,
     T_KEY,
+    TAKEJ,
     THINK,
     TICKED,
     USER,
@@ -188,17 +189,19 @@ def refile(r: int, st: KernelState) -> None:
         load = float(pi[r, NRUN] + pi[r, QLEN])
         hh, hp, hk = st.hh[H_LOAD], st.hp[H_LOAD], st.hk[H_LOAD]
         _file(hh, hp, hk, st.g, G_HN + H_LOAD, r, load, state == RS_READY)
-    if router in (RT_LL, RT_CENTRAL):
+    if st.ep[E_COUNT] == 1:
         _file_ticks(r, st)
     else:
         st.g[G_OUTSUM] += pi[r, OUTST] - pi[r, OSEEN]
         pi[r, OSEEN] = pi[r, OUTST]
+    if router == RT_CENTRAL:
+        _file_take(r, st)
 
 
 @numba.njit(cache=True)
 def _file_ticks(r: int, st: KernelState) -> None:
-    # least_loaded and central: replica r's outstanding tokens once the iterations of its
-    # planned decode run counted so far have started (each takes one token from every
+    # counting iterations (E_COUNT): replica r's outstanding tokens once the iterations of
+    # its planned decode run counted so far have started (each takes one token from every
     # running sequence) in the load heap (least_loaded) and the fleet's total, and when its
     # next iteration starts in the tick heap
     pi, pf = st.pi, st.pf
@@ -215,33 +218,24 @@ def _file_ticks(r: int, st: KernelState) -> None:
     ticks = ready and done < k
     nxt = pf[r, PEND_C0] + decode_run_time(st.coeffs, n, pf[r, PEND_KV], done) if ticks else 0.0
     _file(st.hh[H_TICK], st.hp[H_TICK], st.hk[H_TICK], st.g, G_HN + H_TICK, r, nxt, ticks)
-    if st.ep[E_ROUTER] == RT_CENTRAL:
-        _file_room(r, st, nxt)
 
 
 @numba.njit(cache=True)
-def _file_room(r: int, st: KernelState, nxt: float) -> None:
-    # central: replica r (its run's next uncounted iteration starting at `nxt`) in the heaps
-    # of replicas with a free slot by that boundary, and by the one after it
-    pi, pf = st.pi, st.pf
-    k, n = pi[r, PEND_K], pi[r, NRUN]
-    done = pi[r, TICKED] if k > 0 else 0
-    room = pi[r, STATE] == RS_READY and done < k and n < st.ep[E_S]
-    _file(st.hh[H_ROOM], st.hp[H_ROOM], st.hk[H_ROOM], st.g, G_HN + H_ROOM, r, nxt, room)
-    if st.ep[E_AHEAD] == 1:
-        later = room and done + 1 < k
-        nxt2 = (
-            pf[r, PEND_C0] + decode_run_time(st.coeffs, n, pf[r, PEND_KV], done + 1)
-            if later
-            else 0.0
-        )
-        _file(st.hh[H_ROOM2], st.hp[H_ROOM2], st.hk[H_ROOM2], st.g, G_HN + H_ROOM2, r, nxt2, later)
+def _file_take(r: int, st: KernelState) -> None:
+    # central: replica r, in a planned decode run with a free sequence slot, in the take
+    # heap at its boundary TAKEJ (1 when the run is planned, raised by _taker). Its key is
+    # never later than the first boundary where it may take the shared queue's head
+    pi = st.pi
+    k, j = pi[r, PEND_K], pi[r, TAKEJ]
+    room = pi[r, STATE] == RS_READY and j < k and pi[r, NRUN] < st.ep[E_S]
+    key = st.pf[r, PEND_C0] + decode_run_time(st.coeffs, pi[r, NRUN], st.pf[r, PEND_KV], j)
+    _file(st.hh[H_TAKE], st.hp[H_TAKE], st.hk[H_TAKE], st.g, G_HN + H_TAKE, r, key, room)
 
 
 @numba.njit(cache=True)
 def _count_ticks(t: float, st: KernelState) -> None:
-    # count every planned decode run's iterations that start before t (least_loaded,
-    # central): the load heap and the fleet's outstanding total are then exact at t, and
+    # count every planned decode run's iterations that start before t (E_COUNT): the load
+    # heap and the fleet's outstanding total are then exact at t, and
     # the tick heap's top is the first iteration boundary at or after t. It costs
     # O(log R) per replica that started an iteration since the last call, not a look at
     # every replica
@@ -271,8 +265,6 @@ def _count_ticks(t: float, st: KernelState) -> None:
             heaps.fix(hh, hp, hk, g, G_HN + H_TICK, r)
         else:
             heaps.remove(hh, hp, hk, g, G_HN + H_TICK, r)
-        if st.hp[H_ROOM, r] >= 0:  # central: a replica with a free slot
-            _file_room(r, st, nxt)
 
 
 @numba.njit(cache=True)
@@ -368,71 +360,63 @@ def _earliest(st: KernelState) -> tuple[int, float, float]:
             rmin, cmin, c2 = _consider(top, hk[h, top], rmin, cmin, c2)
             if nxt >= 0:
                 rmin, cmin, c2 = _consider(nxt, hk[h, nxt], rmin, cmin, c2)
-    if g[G_CQLEN] > 0 and st.ep[E_ROUTER] == RT_CENTRAL and g[G_HN + H_ROOM] > 0:
+    if g[G_CQLEN] > 0 and st.ep[E_ROUTER] == RT_CENTRAL and g[G_HN + H_TAKE] > 0:
         # central queue: a replica in a planned decode run with a free sequence slot may
-        # take the shared work at its first iteration boundary at or after the work arrived
-        # (run_until cuts the run there); a full one cannot before its run ends
-        _count_ticks(st.gf[GF_CQT], st)
-        # planning ahead, a replica cannot take a request that arrived while its running
-        # iteration was planned before the boundary after the next: when the queue's head is
-        # its latest arrival, that is every replica's case; otherwise the next boundary
-        # bounds when any can (cutting a run early changes nothing but the steps)
-        h = H_ROOM
-        if st.ep[E_AHEAD] == 1:
-            h = H_ROOM2
-            head = st.rf[g[G_CQHEAD], ARR]
-            if head < st.gf[GF_CQT]:
-                # an older head: some replicas may have seen it (their running iteration
-                # began after it arrived) and can take it at their next boundary
-                r, t = _first_taker(head, st)
-                if r >= 0:
-                    rmin, cmin, c2 = _consider(r, t, rmin, cmin, c2)
-                h = -1
-        if h >= 0 and g[G_HN + h] > 0:
-            top = hh[h, 0]
-            rmin, cmin, c2 = _consider(top, hk[h, top], rmin, cmin, c2)
-            nxt = heaps.second(hh[h], hk[h], g, G_HN + h)
-            if nxt >= 0:
-                rmin, cmin, c2 = _consider(nxt, hk[h, nxt], rmin, cmin, c2)
+        # take the shared work at one of its boundaries (run_until cuts the run there); a
+        # full one cannot before its run ends
+        r, t = _taker(rmin, cmin, st)
+        if r >= 0:
+            rmin, cmin, c2 = _consider(r, t, rmin, cmin, c2)
     return rmin, cmin, c2
 
 
 @numba.njit(cache=True)
-def _first_taker(head: float, st: KernelState) -> tuple[int, float]:
-    # central, planning ahead: the replica in a planned run with a free slot that can take
-    # a request that arrived at `head` first (ties to the lowest slot), and when. One that
-    # has seen it (its running iteration began after it) takes it at its next boundary,
-    # the others at the boundary after: start from the best of those (the second room
-    # heap's top) and walk the first room heap, pruning every subtree whose boundaries
-    # are already later. A head that waited an iteration has been seen by most replicas,
-    # so the walk ends at once.
-    hh, hk, g, pi, pf = st.hh, st.hk, st.g, st.pi, st.pf
-    best, best_t = -1, np.inf
-    if g[G_HN + H_ROOM2] > 0:
-        best = hh[H_ROOM2, 0]
-        best_t = hk[H_ROOM2, best]
-    n = g[G_HN + H_ROOM]
-    stack = st.scratch
-    top = 0
-    if n > 0:
-        stack[0] = 0
-        top = 1
-    while top > 0:
-        top -= 1
-        i = stack[top]
-        r = hh[H_ROOM, i]
-        key = hk[H_ROOM, r]
-        if key > best_t or (key == best_t and r > best):
-            continue  # so is everything below it
-        done = pi[r, TICKED]
-        began = pf[r, PEND_C0] + decode_run_time(st.coeffs, pi[r, NRUN], pf[r, PEND_KV], done - 1)
-        if began > head:
-            best, best_t = r, key
-        for c in (2 * i + 1, 2 * i + 2):
-            if c < n:
-                stack[top] = c
-                top += 1
-    return best, best_t
+def _sees(head: float, c0: float, n: int, kv: float, j: int, st: KernelState) -> bool:
+    # may boundary j of a planned run from c0 take a request that arrived at `head`? Any
+    # boundary at or after it may; planning ahead, only one that ends an iteration that
+    # began after it (the scheduler saw it)
+    if st.ep[E_AHEAD] == 1:
+        return c0 + decode_run_time(st.coeffs, n, kv, j - 1) > head
+    return c0 + decode_run_time(st.coeffs, n, kv, j) >= head
+
+
+@numba.njit(cache=True)
+def _taker(rmin: int, cmin: float, st: KernelState) -> tuple[int, float]:
+    # central: the replica in a planned decode run with a free slot that takes the shared
+    # queue's head first, and when (ties to the lowest slot), when that comes before
+    # (cmin, rmin); (-1, inf) otherwise. The take heap's keys are boundaries no later
+    # than where each replica may take the head (a later head, or time passing, only moves
+    # that boundary on), so its top, once it may, is the first: a top that may not is
+    # moved to its first boundary that may, found by bisection. Each move passes at least
+    # one boundary, so the moves cost no more than counting every iteration would
+    hh, hp, hk, g, pi, pf = st.hh[H_TAKE], st.hp[H_TAKE], st.hk[H_TAKE], st.g, st.pi, st.pf
+    head = st.rf[g[G_CQHEAD], ARR]
+    while g[G_HN + H_TAKE] > 0:
+        r = hh[0]
+        key = hk[r]
+        if key > cmin or (key == cmin and r > rmin):
+            return -1, np.inf
+        k, n, c0, kv = pi[r, PEND_K], pi[r, NRUN], pf[r, PEND_C0], pf[r, PEND_KV]
+        j = pi[r, TAKEJ]
+        if _sees(head, c0, n, kv, j, st):
+            return r, key
+        # the first boundary after j that may take the head, k when none before the end
+        lo, hi = j + 1, k
+        if lo < k and not _sees(head, c0, n, kv, lo, st):
+            lo += 1
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if _sees(head, c0, n, kv, mid, st):
+                    hi = mid
+                else:
+                    lo = mid + 1
+        if lo >= k:  # it takes the head at its run's end, if at all (the work heap)
+            heaps.remove(hh, hp, hk, g, G_HN + H_TAKE, r)
+        else:
+            pi[r, TAKEJ] = lo
+            hk[r] = c0 + decode_run_time(st.coeffs, n, kv, lo)
+            heaps.fix(hh, hp, hk, g, G_HN + H_TAKE, r)
+    return -1, np.inf
 
 
 # --- arrivals -----------------------------------------------------------------------------
@@ -569,7 +553,7 @@ def _arrive(q: int, t: float, st: KernelState) -> None:
         reason = R_BUDGET
     if reason == R_NONE:
         central = ep[E_ROUTER] == RT_CENTRAL
-        if central:
+        if central and ep[E_COUNT] == 1:
             _count_ticks(t, st)  # the fleet's outstanding total, exact at t
         r = -1 if central else _route(q, t, st)
         if g[G_NREADY] == 0:

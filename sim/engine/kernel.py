@@ -110,7 +110,10 @@ CHEAD, CTAIL, CSIZE = 15, 16, 17
 # iterations of the planned decode run counted as started in the load heap (least_loaded:
 # its key is OUTST - NRUN · TICKED, exact at the last arrival)
 TICKED = 18
-N_PI = 19
+# central: the boundary of the planned decode run filed as where the replica may take the
+# shared queue's head (sim.engine.dispatch; never later than the boundary where it can)
+TAKEJ = 19
+N_PI = 20
 # --- prefix-cache hash table (CT array last axis): the block's key (-1: empty slot), the
 # references to it, its previous and next slots in the LRU list (-1: none) ---
 T_KEY, T_REF, T_PRV, T_NXT = 0, 1, 2, 3
@@ -131,7 +134,10 @@ E_AFF_SLACK = 16
 # scheduling): a request that arrives while the replica runs joins no earlier than the
 # iteration after the next boundary's
 E_AHEAD = 17
-N_EP = 18
+# 1: the iterations of planned decode runs are counted as they start, so that loads are
+# exact at every arrival (least_loaded; central when it spills on outstanding tokens)
+E_COUNT = 18
+N_EP = 19
 # --- float params (EPF) ---
 EF_SPILL_TTFT, EF_PREFILL_S_PER_TOKEN = 0, 1
 # prefix_affinity router: load allowance as a share of the least loaded replica's load
@@ -168,12 +174,11 @@ N_GF = 4
 # --- replica heaps (sim.engine.dispatch): with local work, by clock; ready and idle, by
 # clock; ready, idle and free since the shared queue last received work, by slot; ready,
 # by outstanding tokens (least_loaded and least_requests only); ready with a planned decode
-# run, by the start of its next iteration not yet counted (least_loaded, central); the same
-# for those with a free sequence slot (central: who may take shared work at that boundary);
-# and, when the scheduler plans ahead, by the boundary after that (where a request that
-# arrived during the running iteration can join)
-H_WORK, H_IDLE, H_FREE, H_LOAD, H_TICK, H_ROOM, H_ROOM2 = 0, 1, 2, 3, 4, 5, 6
-N_H = 7
+# run, by the start of its next iteration not yet counted (E_COUNT); ready in a planned
+# decode run with a free sequence slot, by a boundary no later than the first where it may
+# take the shared queue's head (central)
+H_WORK, H_IDLE, H_FREE, H_LOAD, H_TICK, H_TAKE = 0, 1, 2, 3, 4, 5
+N_H = 6
 # a closed-loop user whose request was rejected or failed sends again after its think
 # time, and at least this long (a client that backs off; it also bounds the loop)
 RETRY_MIN_S = 1.0
@@ -598,7 +603,7 @@ def cut_run(r: int, t: float, st: KernelState) -> bool:
     boundary. False (nothing done) when none ends by then."""
     pf, k = st.pf, st.pi[r, PEND_K]
     c0, n, kv = pf[r, PEND_C0], st.pi[r, NRUN], pf[r, PEND_KV]
-    j = max(st.pi[r, TICKED] - 1, 0)
+    j = max(max(st.pi[r, TICKED], st.pi[r, TAKEJ]) - 1, 0)  # no later than t's boundary
     while j < k and c0 + decode_run_time(st.coeffs, n, kv, j + 1) <= t:
         j += 1
     if j == 0:
@@ -616,10 +621,12 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
     if st.pi[r, PEND_K] > 0:
         # the planned run's last iteration starts now: apply the run; the next iteration
         # follows at once unless something (the bound, a closed-loop request its finishes
-        # sent) comes first
+        # sent, another replica's boundary that may take shared work first) comes first
         settle(r, np.inf, st)
         if st.pf[r, CLOCK] >= bound or st.gf[GF_UMIN] <= st.pf[r, CLOCK]:
             return
+        if st.g[G_CQLEN] > 0:
+            return  # the dispatcher orders the replicas' turns at the shared queue
         if st.pi[r, NRUN] == 0 and st.pi[r, QLEN] == 0:
             return  # nothing left: the dispatcher decides whether it pulls shared work
     rf, ri, pf, pi, ep = st.rf, st.ri, st.pf, st.pi, st.ep
@@ -695,6 +702,7 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
     # began, so it admits only what had arrived by then (the rest waits one iteration)
     ahead = ep[E_AHEAD] == 1 and n_sched_running > 0
     unseen = False
+    held = False  # admissions stopped at the shared queue's head (unseen or not fitting)
     if not preempted:
         pulls = pi_r[STATE] == RS_READY  # a draining replica takes no new work
         while pi_r[NRUN] < ep[E_S] and budget > 0:
@@ -706,6 +714,7 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
                 from_central = True
             else:
                 break
+            held = from_central
             if ahead and rf[q, ARR] >= pf[r, SEEN]:
                 unseen = True
                 break
@@ -725,6 +734,7 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
             need = _cdiv(hit + c, bt) - cached
             if need + pinned > pi_r[FREE]:
                 break
+            held = False
             if from_central:
                 _q_pop_front(ri, g, G_CQHEAD)
                 g[G_CQTOK] -= ri[q, PFT] - ri[q, COMP]
@@ -784,7 +794,13 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
             left = ri[q, OUT] - ri[q, GEN]
             if left < k_fin:
                 k_fin = left
-        k = 1 if unseen else k_fin  # a request waiting to be seen joins after one iteration
+        # a request waiting to be seen joins after one iteration; the shared queue's head
+        # may be taken by another replica meanwhile, and the next behind it may fit here.
+        # Planning runs, the central queue's dispatcher cuts the run where this replica may
+        # take the head (sim.engine.dispatch); otherwise the replica stops at each boundary
+        k = k_fin
+        if unseen or held:
+            k = k_fin if ep[E_LAZY] == 1 and ep[E_ROUTER] == RT_CENTRAL and held else 1
         if k > 1 and n * ((k - 1) // bt + 1) > pi_r[FREE]:
             lo, hi = 1, k  # largest k with need(k) <= free
             while lo < hi:
@@ -800,6 +816,7 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
             # single iteration (one starting now) is applied at once
             pi_r[PEND_K] = k
             pi_r[TICKED] = 1  # the first iteration starts now
+            pi_r[TAKEJ] = 1
             pf[r, PEND_C0] = clock
             pf[r, PEND_KV] = kv
             pf[r, PEND_USED] = used_before

@@ -155,6 +155,12 @@ class FleetState:
             if spill is None or spill.max_outstanding_tokens is None
             else spill.max_outstanding_tokens
         )
+        # iterations counted as they start where a load must be exact at each arrival: the
+        # least_loaded router's, and the fleet's outstanding tokens when central spills on them
+        spills_on_tokens = routing.policy == "spillover" and ep[K.E_SPILL_TOK] >= 0
+        ep[K.E_COUNT] = int(
+            fleet.router == "least_loaded" or (fleet.router == "central" and spills_on_tokens)
+        )
         self.ep = ep
         self.epf = np.zeros(K.N_EPF)
         if spill is not None and spill.max_predicted_ttft_s is not None:
