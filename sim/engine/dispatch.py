@@ -128,6 +128,7 @@ from sim.engine.kernel import (
     THINK,
     TICKED,
     USER,
+    WAKE,
     KernelState,
     _cdiv,
     _lookup,
@@ -176,7 +177,10 @@ def refile(r: int, st: KernelState) -> None:
     pi, pf = st.pi, st.pf
     state = pi[r, STATE]
     work = state >= RS_READY and (pi[r, NRUN] > 0 or pi[r, QLEN] > 0)
-    _file(st.hh[H_WORK], st.hp[H_WORK], st.hk[H_WORK], st.g, G_HN + H_WORK, r, pf[r, CLOCK], work)
+    # its next step: where its planned decode run's last iteration starts (see
+    # step_replica), or where a request routed to it meanwhile is first seen
+    at = min(pf[r, CLOCK], pf[r, WAKE]) if pi[r, PEND_K] > 0 else pf[r, CLOCK]
+    _file(st.hh[H_WORK], st.hp[H_WORK], st.hk[H_WORK], st.g, G_HN + H_WORK, r, at, work)
     idle = state == RS_READY and not work
     free = idle and st.hp[H_FREE, r] >= 0 and pf[r, CLOCK] <= st.gf[GF_CQT]
     if not free:  # a free replica stays free while idle, unless it ran an iteration since
@@ -422,11 +426,29 @@ def _taker(rmin: int, cmin: float, st: KernelState) -> tuple[int, float]:
 # --- arrivals -----------------------------------------------------------------------------
 @numba.njit(cache=True)
 def _look(r: int, t: float, st: KernelState) -> int:
-    # an arrival goes to replica r at t: its planned decode run is applied up to t first
-    if st.pi[r, PEND_K] > 0:
+    # an arrival goes to replica r at t: its planned decode run is applied up to t first,
+    # unless the scheduler plans ahead (see _wake); the loads that routers and spillover
+    # read meanwhile count the run's iterations started by then (_outstanding, ticks)
+    if st.pi[r, PEND_K] > 0 and st.ep[E_AHEAD] == 0:
         settle(r, t, st)
         refile(r, st)
     return r
+
+
+@numba.njit(cache=True)
+def _wake(r: int, t: float, st: KernelState) -> None:
+    # planning ahead, a request that joins replica r's queue at t while its planned decode
+    # run goes on is first seen by the scheduler of the iteration after the one that starts
+    # next (the one after that was planned already): the run is cut at that boundary
+    # (run_until), and the iteration in between needs no step of its own
+    pi, pf = st.pi, st.pf
+    k = pi[r, PEND_K]
+    if k == 0:
+        return
+    n, c0, kv = pi[r, NRUN], pf[r, PEND_C0], pf[r, PEND_KV]
+    w = started_before(st.coeffs, n, kv, k, t - c0) + 1
+    if w < k:  # otherwise the run ends first, at a boundary that sees the request
+        pf[r, WAKE] = min(pf[r, WAKE], c0 + decode_run_time(st.coeffs, n, kv, w))
 
 
 @numba.njit(cache=True)
@@ -511,13 +533,13 @@ def _route(q: int, t: float, st: KernelState) -> int:
 
 
 @numba.njit(cache=True)
-def _spill(r: int, prompt: int, st: KernelState) -> bool:
-    # is the fleet (replica r, or the central queue) past a spillover threshold?
+def _spill(r: int, prompt: int, t: float, st: KernelState) -> bool:
+    # is the fleet (replica r, or the central queue) past a spillover threshold at t?
     pi, ep, epf, g = st.pi, st.ep, st.epf, st.g
     nrep = pi.shape[0]
     if r >= 0:
         queued = float(pi[r, QLEN])
-        outstanding = float(pi[r, OUTST])
+        outstanding = float(_outstanding(r, t, st))
         qtok = float(pi[r, QTOK])
     else:  # central queue: its length and work shared over the replica slots
         queued = g[G_CQLEN] / nrep
@@ -561,7 +583,7 @@ def _arrive(q: int, t: float, st: KernelState) -> None:
             if may_leave and policy == PO_COLD:
                 ri[q, STATUS] = ST_API  # the fleet is starting: use the API meanwhile
                 return
-        if may_leave and policy == PO_SPILL and _spill(r, prompt, st):
+        if may_leave and policy == PO_SPILL and _spill(r, prompt, t, st):
             ri[q, STATUS] = ST_API
             return
         if central or r < 0:
@@ -585,6 +607,7 @@ def _arrive(q: int, t: float, st: KernelState) -> None:
             _q_push_back(ri, pi[r], QHEAD, q)
             pi[r, QTOK] += prompt
             pi[r, OUTST] += prompt + out - 1
+            _wake(r, t, st)
             refile(r, st)
             return
     if may_leave:
@@ -680,9 +703,12 @@ def run_until(t_end: float, st: KernelState) -> int:
                 bound = c2 if c2 > cmin else cmin + 1e-12
             if draws and g[G_RND] + 2 > rnd.shape[0]:
                 return NEED_RANDOM
-            if st.pi[rmin, PEND_K] > 1 and (cmin < pf[rmin, CLOCK] or _takes_shared(rmin, st)):
-                # central queue: its planned run stops at this boundary to take shared work
-                # (even where its last iteration would start: the work may join that one)
+            if st.pi[rmin, PEND_K] > 1 and (
+                cmin < pf[rmin, CLOCK] or pf[rmin, WAKE] <= cmin or _takes_shared(rmin, st)
+            ):
+                # its planned run stops at this boundary for a request it has seen or shared
+                # work it may take (even where its last iteration would start: the request
+                # may join that one)
                 cut_run(rmin, cmin, st)
             pf[rmin, CLOCK] = cmin
             step_replica(rmin, bound, st)

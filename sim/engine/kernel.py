@@ -92,7 +92,10 @@ PEND_C0, PEND_KV, PEND_USED = 7, 8, 9
 # with schedule-ahead (E_AHEAD): the next iteration's scheduler sees the requests that
 # arrived before this time (the start of the iteration running when it was planned)
 SEEN = 10
-N_PF = 11
+# with schedule-ahead, planning runs: the boundary of the planned decode run where a request
+# routed to the replica meanwhile is first seen (the run is cut there; inf: none)
+WAKE = 11
+N_PF = 12
 # --- per-replica int columns (PI) ---
 NRUN, FREE, QHEAD, QTAIL, QLEN, STEPS, OUTST, NPREEMPT, QTOK = range(9)
 # evictable cached blocks (counted in FREE); prompt tokens looked up in the prefix cache at
@@ -817,6 +820,7 @@ def step_replica(r: int, bound: float, st: KernelState) -> None:
             pi_r[PEND_K] = k
             pi_r[TICKED] = 1  # the first iteration starts now
             pi_r[TAKEJ] = 1
+            pf[r, WAKE] = np.inf
             pf[r, PEND_C0] = clock
             pf[r, PEND_KV] = kv
             pf[r, PEND_USED] = used_before
