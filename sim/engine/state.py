@@ -141,10 +141,7 @@ class FleetState:
         ep[K.E_ROUTER] = K.ROUTERS.index(fleet.router)
         ep[K.E_MAXQ] = -1 if fleet.max_queue is None else fleet.max_queue
         ep[K.E_NOPEN] = n_open
-        # one replica slot leaves least_loaded no choice: bounding its runs by the arrivals
-        # is then cheaper than counting their iterations (the same results either way)
-        alone = fleet.router == "least_loaded" and fleet.max_slots == 1
-        ep[K.E_LAZY] = int(fleet.router in LAZY_ROUTERS and not alone)
+        ep[K.E_LAZY] = int(fleet.router in LAZY_ROUTERS)
         ep[K.E_AHEAD] = int(self.replica.schedule_ahead)
         routing = self.routing
         ep[K.E_POLICY] = K.POLICIES.index(routing.policy)
