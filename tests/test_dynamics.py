@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from engine_helpers import fleet, run_small, workload
 from hypothesis import HealthCheck, given, settings
@@ -203,3 +204,72 @@ def test_replica_table_reports_paid_time_and_utilisation_of_it() -> None:
     # and the fleet's is the paid-time weighted mean of the slots'
     weighted = (table.loc[paid, "gpu_busy_fraction"] * table.loc[paid, "paid_fraction"]).sum()
     assert m["gpu_busy_fraction"] == pytest.approx(weighted / table["paid_fraction"].sum())
+
+
+def test_the_time_series_is_thinned_past_its_row_budget_and_ready_metrics_see_every_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An autoscaled fleet sampled every 2 s for 10 minutes (over 300 samples × 4 slots).
+    # With a budget of 64 rows (16 samples kept) the series is thinned each time it holds 33
+    # samples: what is left is evenly spaced, on the grid of the full series and its rows
+    # there; the ready-replica metrics are those of the full series.
+    import sim
+    from sim.engine import fleet as fleet_module
+
+    scn = sim.Scenario.model_validate(
+        {
+            "name": "thin",
+            "horizon": {"duration_s": 600.0, "warmup_s": 60.0, "sample_interval_s": 2.0},
+            "workload": {
+                "classes": [
+                    {
+                        "name": "chat",
+                        "arrivals": {"process": "gamma", "rate_rps": 12.0, "cv": 3.0},
+                        "prompt_tokens": {"dist": "lognormal", "median": 600, "p90": 2000},
+                        "output_tokens": {"dist": "geometric", "mean": 150, "max": 2000},
+                    }
+                ]
+            },
+            "fleet": {
+                "model": "llama-3.1-8b",
+                "gpu": "h100-sxm",
+                "replicas": 1,
+                "autoscaler": {
+                    "min_replicas": 1,
+                    "max_replicas": 4,
+                    "metric": "concurrency_per_replica",
+                    "target": 8.0,
+                    "interval_s": 10.0,
+                    "cold_start_s": 20.0,
+                    "scale_down_cooldown_s": 30.0,
+                },
+            },
+        }
+    )
+    full = sim.simulate(scn, seed=5)
+    monkeypatch.setattr(fleet_module, "MAX_SAMPLE_ROWS", 64)
+    thin = sim.simulate(scn, seed=5)
+    ts_full, ts_thin = full.timeseries, thin.timeseries
+    t_full = np.unique(ts_full["t_s"].to_numpy())
+    t_thin = np.unique(ts_thin["t_s"].to_numpy())
+    slots = ts_full["replica"].nunique()
+    assert slots == 4 and len(t_full) > 280
+    assert len(ts_thin) <= 2 * 64 + slots and len(t_thin) >= 8
+    step = np.diff(t_thin)
+    assert (step == step[0]).all() and step[0] >= 16.0  # 2 s, doubled at least thrice
+    # (the full series may end before the coarser grid's last sample; at an instant when
+    # the autoscaler acts too, which of the two comes first follows when each was scheduled)
+    common = t_thin[t_thin <= t_full.max()]
+    common = common[common % 10.0 != 0.0]
+    assert np.isin(common, t_full).all() and len(common) >= 4
+    kept = ts_full[np.isin(ts_full["t_s"], common)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        kept, ts_thin[np.isin(ts_thin["t_s"], common)].reset_index(drop=True)
+    )
+    for key in ("replicas_ready_mean", "replicas_ready_max"):
+        assert thin.metrics[key] == full.metrics[key]
+    ready = ts_full[(ts_full["t_s"] >= 60.0) & (ts_full["t_s"] < 600.0)]
+    per_t = (ready["state"] == "ready").groupby(ready["t_s"]).sum()
+    assert per_t.nunique() > 1  # the fleet did scale
+    assert full.metrics["replicas_ready_mean"] == pytest.approx(per_t.mean(), rel=1e-12)
+    assert full.metrics["replicas_ready_max"] == per_t.max()

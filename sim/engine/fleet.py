@@ -24,7 +24,19 @@ from sim.engine.state import REPLICA_STATES, SAMPLE_COLUMNS, FleetState
 from sim.workload import Workload
 from sim.workload.sample import WorkloadStream
 
-__all__ = ["REPLICA_STATES", "SAMPLE_COLUMNS", "FleetRun", "FleetState", "run_fleet"]
+__all__ = [
+    "MAX_SAMPLE_ROWS",
+    "REPLICA_STATES",
+    "SAMPLE_COLUMNS",
+    "FleetRun",
+    "FleetState",
+    "run_fleet",
+]
+
+# the fleet time series keeps at most about this many rows (one per replica slot and
+# sample): past it, every other sample is dropped and the spacing doubles, so its memory
+# does not grow with the horizon (the ready-replica metrics see every sample)
+MAX_SAMPLE_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,8 @@ class FleetRun:
     window: dict[str, dict[str, np.ndarray]]
     samples: np.ndarray  # rows of SAMPLE_COLUMNS
     end_s: float
+    # ready replicas over the samples in [warmup_s, duration_s): sum, samples, maximum
+    ready: tuple[float, int, float] = (0.0, 0, float("nan"))
     lifetimes: np.ndarray | None = None
     lifetime_slots: np.ndarray | None = None
     events: dict[str, int] = field(default_factory=dict)
@@ -112,19 +126,35 @@ def run_fleet(
         state.advance_to(env.now)
         window["end"] = state.counters(env.now)
 
+    keep = max(16, MAX_SAMPLE_ROWS // nrep)  # samples kept before thinning
+    ready = [0.0, 0, float("nan")]
+
     def sampler(env: simpy.Environment) -> Any:
+        i, stride = 0, 1  # sample number; every stride-th is kept
         while env.now <= horizon.drain_limit_s:
             state.advance_to(env.now)
             if dynamics is not None:
                 dynamics.release_idle()
-            row = np.empty((nrep, len(SAMPLE_COLUMNS)))
-            row[:, 0] = env.now
-            row[:, 1] = slots
-            row[:, 2:5] = state.pi[:, [K.STATE, K.QLEN, K.NRUN]]
-            row[:, 5] = replica.kv_blocks - state.pi[:, K.FREE]
-            samples.append(row)
+            if horizon.warmup_s <= env.now < horizon.duration_s:
+                n_ready = float(np.count_nonzero(state.pi[:, K.STATE] == K.RS_READY))
+                ready[0] += n_ready
+                ready[1] += 1
+                if not ready[2] >= n_ready:  # (NaN before the first)
+                    ready[2] = n_ready
+            if i % stride == 0:
+                row = np.empty((nrep, len(SAMPLE_COLUMNS)))
+                row[:, 0] = env.now
+                row[:, 1] = slots
+                row[:, 2:5] = state.pi[:, [K.STATE, K.QLEN, K.NRUN]]
+                row[:, 5] = replica.kv_blocks - state.pi[:, K.FREE]
+                samples.append(row)
+                if len(samples) == 2 * keep + 1:
+                    # kept: samples 0, stride, ..., 2·keep·stride (this one); keep every other
+                    del samples[1::2]
+                    stride *= 2
             if env.now >= horizon.duration_s and state.all_done():
                 return
+            i += 1
             yield env.timeout(horizon.sample_interval_s)
 
     env.process(boundaries(env))
@@ -134,14 +164,16 @@ def run_fleet(
     arr = np.concatenate(samples) if samples else np.empty((0, len(SAMPLE_COLUMNS)))
     end = float(max(np.nanmax(state.pf[:, K.CLOCK]), horizon.duration_s))
     state.retire_all()
+    seen = (ready[0], int(ready[1]), ready[2])
     if dynamics is None:
-        return FleetRun(state=state, window=window, samples=arr, end_s=end)
+        return FleetRun(state=state, window=window, samples=arr, end_s=end, ready=seen)
     dynamics.release_idle()
     return FleetRun(
         state=state,
         window=window,
         samples=arr,
         end_s=end,
+        ready=seen,
         lifetimes=dynamics.ledger.lifetimes(min(end, horizon.drain_limit_s)),
         lifetime_slots=dynamics.ledger.slots(),
         events=dict(dynamics.events),

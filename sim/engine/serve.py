@@ -405,6 +405,14 @@ class Served:
         return int(self.run.state.pi[:, K.PFX_HIT].sum())
 
     @property
+    def ready_replicas(self) -> tuple[float, float]:
+        """Mean and maximum of the ready replicas over the fleet samples taken in the
+        metric window (NaN without one); every sample counts, kept in
+        :meth:`timeseries` or not."""
+        total, n, most = self.run.ready
+        return (total / n, most) if n else (float("nan"), float("nan"))
+
+    @property
     def events(self) -> dict[str, int]:
         """Counts of scale-ups, scale-downs, spot interruptions and failures."""
         return dict(self.run.events)
@@ -478,7 +486,9 @@ class Served:
 
     def timeseries(self) -> pd.DataFrame:
         """The fleet's state every ``horizon.sample_interval_s``: per replica slot, its
-        lifecycle state, queued and running sequences and KV blocks in use."""
+        lifecycle state, queued and running sequences and KV blocks in use. A run with
+        more samples than fit in :data:`sim.engine.fleet.MAX_SAMPLE_ROWS` rows keeps every
+        second one, as often as needed (the spacing doubles each time)."""
         ts = pd.DataFrame(self.run.samples, columns=list(SAMPLE_COLUMNS))
         ts = ts.astype({c: "int64" for c in SAMPLE_COLUMNS[1:]})
         ts["state"] = _categorical(ts["state"].to_numpy(), REPLICA_STATES)

@@ -40,7 +40,12 @@ class Horizon(Frozen):
     warmup_s: float = Field(0.0, ge=0, description="Initial transient excluded from metrics.")
     drain_s: float | None = Field(None, ge=0, description="Extra time to finish in-flight work.")
     sample_interval_s: float = Field(
-        60.0, gt=0, description="Spacing of the fleet time series (queue, batch, KV use)."
+        60.0,
+        gt=0,
+        description=(
+            "Spacing of the fleet time series (queue, batch, KV use); past 1,000,000 rows "
+            "every second sample is dropped and the spacing doubles."
+        ),
     )
     records: Literal["all", "sample", "none"] = Field(
         "all",

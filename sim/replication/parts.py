@@ -180,7 +180,6 @@ def dynamics_metrics(
     served: Served,
     request_sums: np.ndarray,
     replicas: pd.DataFrame,
-    ts: pd.DataFrame,
     w0: float,
     w1: float,
 ) -> dict[str, float]:
@@ -205,11 +204,10 @@ def dynamics_metrics(
         with np.errstate(invalid="ignore", divide="ignore"):
             for key in keys:
                 replicas[key] = np.where(paid > 0, used_s[key] / paid, np.nan)
-    inside = ts[(ts["t_s"] >= w0) & (ts["t_s"] < w1)]
-    if len(inside):
-        ready = (inside["state"] == "ready").groupby(inside["t_s"]).sum()
-        out["replicas_ready_mean"] = float(ready.mean())
-        out["replicas_ready_max"] = float(ready.max())
+    mean, most = served.ready_replicas
+    if not np.isnan(mean):
+        out["replicas_ready_mean"] = mean
+        out["replicas_ready_max"] = most
     for key, value in served.events.items():
         out[key] = float(value)
     cold, cold_ttft_s, cold_done, interrupted, recomputed = request_sums

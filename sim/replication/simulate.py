@@ -238,7 +238,7 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     ts = served.timeseries()
     if scenario.fleet.dynamic:
         sums = dynamics_sums(requests, hz.warmup_s, hz.duration_s)
-        metrics.update(dynamics_metrics(served, sums, replicas, ts, hz.warmup_s, hz.duration_s))
+        metrics.update(dynamics_metrics(served, sums, replicas, hz.warmup_s, hz.duration_s))
     return Outcome(
         scenario, requests, {k: float(v) for k, v in metrics.items()}, ts, replicas, replica
     )

@@ -448,7 +448,7 @@ def simulate_streamed(
     ts = served.timeseries()
     if scenario.fleet.dynamic:
         metrics.update(
-            dynamics_metrics(served, fold.dynamics, replicas, ts, hz.warmup_s, hz.duration_s)
+            dynamics_metrics(served, fold.dynamics, replicas, hz.warmup_s, hz.duration_s)
         )
     metrics["requests_simulated"] = float(fold.requests)
     return fold.sample(), metrics, ts, replicas
