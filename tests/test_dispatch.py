@@ -179,6 +179,53 @@ def test_planned_decode_runs_match_runs_bounded_by_every_arrival(
     np.testing.assert_allclose(eager.pf[:, K.KV_INT], lazy.pf[:, K.KV_INT], rtol=1e-3)
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    router=st.sampled_from(list(engine_state.LAZY_ROUTERS)),
+    replicas=st.integers(1, 4),
+    seqs=st.sampled_from([2, 5, 16, 256]),
+    kv_blocks=st.sampled_from([None, 400, 2000]),
+    ahead=st.booleans(),
+    load=st.sampled_from([0.3, 1.0, 2.0]),
+    seed=st.integers(0, 1000),
+)
+def test_planned_runs_match_the_engine_that_stops_at_every_arrival_in_any_fleet(
+    router: str,
+    replicas: int,
+    seqs: int,
+    kv_blocks: int | None,
+    ahead: bool,
+    load: float,
+    seed: int,
+) -> None:
+    # The same property over random small fleets: few or many sequence slots, little or
+    # ample KV cache, planning ahead or not, light to overloaded
+    scn = _fleet_scenario(router, replicas=replicas).with_overrides(
+        {
+            "horizon.duration_s": 60.0,
+            "fleet.engine.max_num_seqs": seqs,
+            "fleet.engine.kv_blocks": kv_blocks,
+            "fleet.engine.schedule_ahead": ahead,
+        }
+    )
+    classes = scn.model_dump()["workload"]["classes"]
+    classes[0]["arrivals"]["rate_rps"] = 6.0 * load * replicas
+    scn = scn.with_overrides({"workload.classes": classes})
+    everything = saved = engine_state.LAZY_ROUTERS
+    try:
+        engine_state.LAZY_ROUTERS = ()
+        eager = serve_scenario(scn, sample(scn, seed), seed, build_replica(scn.fleet)).state
+        engine_state.LAZY_ROUTERS = everything
+        lazy = serve_scenario(scn, sample(scn, seed), seed, build_replica(scn.fleet)).state
+    finally:
+        engine_state.LAZY_ROUTERS = saved
+    assert eager.ep[K.E_LAZY] == 0 and lazy.ep[K.E_LAZY] == 1
+    n = int(eager.g[K.G_NREQ])
+    assert n == int(lazy.g[K.G_NREQ]) > 0
+    np.testing.assert_array_equal(eager.ri[:n, : K.NEXT], lazy.ri[:n, : K.NEXT])
+    np.testing.assert_allclose(eager.rf[:n], lazy.rf[:n], rtol=1e-12, atol=1e-9, equal_nan=True)
+
+
 def test_a_fleet_of_hundreds_of_replicas_is_served_in_order() -> None:
     # 300 replicas behind round robin: every request completes, each replica serves its
     # exact share (one in 300, in arrival order), and no replica is left idle
