@@ -24,6 +24,7 @@ __all__ = [
     "SeedLike",
     "provider_stream",
     "replication_seeds",
+    "routed_api_stream",
     "substream",
 ]
 
@@ -72,6 +73,19 @@ def provider_stream(seed: SeedLike, stream: int, provider: str) -> np.random.See
     if provider == MAIN_PROVIDER:
         return base
     return substream(base, zlib.crc32(provider.encode()))
+
+
+def routed_api_stream(policy: str) -> int:
+    """The substream of the API calls a run routes: the all-API baseline's when the routing
+    policy sends every request to the API, so that the all-API option and the all-API
+    alternative beside any other option are the same draws for the same requests.
+
+    Examples
+    --------
+    >>> routed_api_stream("api_only") == STREAM_API_BASELINE, routed_api_stream("spillover")
+    (True, 2)
+    """
+    return STREAM_API_BASELINE if policy == "api_only" else STREAM_API
 
 
 def replication_seeds(seed: int, start: int, stop: int) -> list[np.random.SeedSequence]:

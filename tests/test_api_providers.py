@@ -19,14 +19,8 @@ import sim.replication.billing
 from sim import Scenario, simulate
 from sim.economics import MAIN_API, ApiSpec, api_providers
 from sim.engine import kernel as K
-from sim.replication.simulate import (
-    STREAM_API,
-    STREAM_API_BASELINE,
-    class_routes,
-    provider_stream,
-    scenario_apis,
-    substream,
-)
+from sim.replication.simulate import class_routes, scenario_apis
+from sim.seeds import STREAM_API, STREAM_API_BASELINE, provider_stream, substream
 
 IN, OUT = 500, 100
 FIXED_LATENCY = {
@@ -252,3 +246,20 @@ def test_docstring_examples() -> None:
     for module in (sim.economics.apis, sim.replication.billing, simulate_module):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted >= 2, module
+
+
+@pytest.mark.parametrize("records", ["all", "none"])
+def test_the_all_api_option_is_the_all_api_alternative_of_any_option(records: str) -> None:
+    # The same requests, every one sent to its class's API: whether a run routes them there
+    # (policy api_only) or computes the alternative beside the fleet, the API's latencies
+    # are the same draws, so the report shows one figure for one thing
+    s = _scenario(
+        [_class("chat"), _class("docs", rate_rps=0.5)],
+        api={"usd_per_1m_input": 0.2, "usd_per_1m_output": 0.6},
+    ).with_overrides({"horizon.records": records})
+    fleet = simulate(s, seed=4).metrics
+    api = simulate(s.with_overrides({"routing": {"policy": "api_only"}}), seed=4).metrics
+    assert api["api_share"] == 1.0
+    for q in ("ttft_p50_s", "ttft_p99_s", "e2e_p99_s", "tpot_p50_s", "slo_attainment"):
+        assert api[q] == fleet[f"api_only_{q}"], q
+        assert api[f"api_only_{q}"] == api[q], q

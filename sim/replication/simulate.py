@@ -34,11 +34,11 @@ from sim.replication.parts import (
 from sim.replication.stream import simulate_streamed
 from sim.scenario import Scenario
 from sim.seeds import (
-    STREAM_API,
     STREAM_API_BASELINE,
     STREAM_WORKLOAD,
     SeedLike,
     provider_stream,
+    routed_api_stream,
     substream,
 )
 from sim.workload import Workload, sample_workload
@@ -191,13 +191,14 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     sent = served.to_api()
     api_result = None
     if len(sent):
+        routed = routed_api_stream(scenario.routing.policy)
         api_result = simulate_apis(
             providers,
             sent.class_name,
             sent.arrival_s,
             sent.input_tokens,
             sent.output_tokens,
-            rng_of=lambda name: np.random.default_rng(provider_stream(seed, STREAM_API, name)),
+            rng_of=lambda name: np.random.default_rng(provider_stream(seed, routed, name)),
         )
     drain_s = served.drain_s
     requests = served.requests(api_result)

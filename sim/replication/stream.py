@@ -51,11 +51,11 @@ from sim.replication.parts import (
 from sim.scenario import Scenario
 from sim.scenario_io import ScenarioError
 from sim.seeds import (
-    STREAM_API,
     STREAM_API_BASELINE,
     STREAM_WORKLOAD,
     SeedLike,
     provider_stream,
+    routed_api_stream,
     substream,
 )
 from sim.workload.sample import WorkloadStream
@@ -164,8 +164,9 @@ class StreamFold:
         self._reorder: list[Retired] = []
         self._provider_of = np.full(len(self.names), "", dtype=object)
         if providers is not None:
+            routed = routed_api_stream(scenario.routing.policy)
             for name, spec in providers.specs.items():
-                rng = np.random.default_rng(provider_stream(seed, STREAM_API, name))
+                rng = np.random.default_rng(provider_stream(seed, routed, name))
                 self._apis[name] = _ApiFeed(ApiStream(spec, rng))
             self._provider_of[:] = [providers.of_class.get(c, MAIN_API) or "" for c in self.names]
             if providers.used() and providers.complete:
