@@ -187,6 +187,7 @@ def test_planned_decode_runs_match_runs_bounded_by_every_arrival(
     kv_blocks=st.sampled_from([None, 400, 2000]),
     ahead=st.booleans(),
     load=st.sampled_from([0.3, 1.0, 2.0]),
+    think=st.sampled_from([None, None, 0.0, 0.5]),
     seed=st.integers(0, 1000),
 )
 def test_planned_runs_match_the_engine_that_stops_at_every_arrival_in_any_fleet(
@@ -196,21 +197,25 @@ def test_planned_runs_match_the_engine_that_stops_at_every_arrival_in_any_fleet(
     kv_blocks: int | None,
     ahead: bool,
     load: float,
+    think: float | None,
     seed: int,
 ) -> None:
     # The same property over random small fleets: few or many sequence slots, little or
-    # ample KV cache, planning ahead or not, light to overloaded
+    # ample KV cache, planning ahead or not, light to overloaded, open or closed loop (a
+    # closed-loop user with no think time sends at the instant its request finished)
+    arrivals: dict[str, object] = {"process": "gamma", "rate_rps": 6.0 * load * replicas, "cv": 2.0}
+    if think is not None:
+        users = int(12 * load * replicas) + 1
+        arrivals = {"process": "closed_loop", "users": users, "think_time_s": think}
     scn = _fleet_scenario(router, replicas=replicas).with_overrides(
         {
             "horizon.duration_s": 60.0,
             "fleet.engine.max_num_seqs": seqs,
             "fleet.engine.kv_blocks": kv_blocks,
             "fleet.engine.schedule_ahead": ahead,
+            "workload.classes.chat.arrivals": arrivals,
         }
     )
-    classes = scn.model_dump()["workload"]["classes"]
-    classes[0]["arrivals"]["rate_rps"] = 6.0 * load * replicas
-    scn = scn.with_overrides({"workload.classes": classes})
     everything = saved = engine_state.LAZY_ROUTERS
     try:
         engine_state.LAZY_ROUTERS = ()
