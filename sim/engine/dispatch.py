@@ -10,8 +10,11 @@ iterations and the arrivals in time. No operation scans every replica:
   time the work arrived (``H_FREE``: idle since before, by slot). Ties go to the lowest slot,
   as a scan over every replica would give;
 * routing reads the ready replicas from a sorted array (round robin, random, power of two)
-  or the top of a heap keyed by outstanding tokens (least loaded); the central queue's
-  spillover reads a running total of outstanding tokens;
+  or the top of a heap keyed by outstanding tokens (least loaded, its planned runs'
+  iterations counted as they start in a tick heap); the central queue's taker is the top of
+  a heap of boundaries where replicas with a free slot may take its head (``_taker``);
+* a planned decode run is cut where a request routed to its replica is first seen
+  (``_wake``) or where the replica takes shared work, not where every arrival falls;
 * closed-loop users wait in a heap keyed by their next send time;
 * a replica's entries are re-filed after each of its iterations, each arrival routed to it,
   and each change of its lifecycle state (:func:`set_state`), the only ways they change.

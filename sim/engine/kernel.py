@@ -125,8 +125,9 @@ RS_OFF, RS_STARTING, RS_READY, RS_DRAINING = 0, 1, 2, 3
 # --- engine / router int params (EP) ---
 E_S, E_MBT, E_B, E_TOTAL, E_CHUNKED, E_MAXLEN, E_ROUTER, E_MAXQ, E_NOPEN = range(9)
 E_POLICY, E_SPILL_Q, E_SPILL_TOK = 9, 10, 11
-# 1: a decode run is planned and applied when it ends or when an arrival is routed to its
-# replica (routers that look at one or two replicas); 0: every arrival bounds every run
+# 1: a decode run is planned to its end and cut where a request routed to its replica is
+# first seen, or where it may take shared work (LAZY_ROUTERS in sim.engine.state); 0:
+# every arrival bounds every run
 E_LAZY = 12
 # 1: requests carry prompt identity (the prefix cache runs); hash-table slots - 1 (a power
 # of two minus one); requests with identity arrays (the open-loop ones)

@@ -32,11 +32,11 @@ __all__ = ["REPLICA_STATES", "SAMPLE_COLUMNS", "FleetState"]
 
 SAMPLE_COLUMNS = ("t_s", "replica", "state", "queued", "running", "kv_used_blocks")
 REPLICA_STATES = ("off", "starting", "ready", "draining")
-# Decode runs are planned to their end and applied early only where an arrival needs
-# them (sim.engine.dispatch) under routers that read one or two replicas per arrival, what
-# changes only when a request arrives or leaves (least_requests), or loads kept exact by
-# counting the planned runs' iterations as they start (least_loaded; central, whose shared
-# queue cuts the run of the replica at the first boundary once it holds work).
+# Decode runs are planned to their end and cut only where something needs them
+# (sim.engine.dispatch) under routers that read one or two replicas per arrival, what
+# changes only when a request arrives or leaves (least_requests), loads kept exact by
+# counting the planned runs' iterations as they start (least_loaded), or the first boundary
+# where a replica may take the shared queue's head (central).
 # prefix_affinity reads every replica: there every arrival bounds every run.
 LAZY_ROUTERS = (
     "round_robin",
