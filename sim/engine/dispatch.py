@@ -235,7 +235,9 @@ def _file_take(r: int, st: KernelState) -> None:
     pi = st.pi
     k, j = pi[r, PEND_K], pi[r, TAKEJ]
     room = pi[r, STATE] == RS_READY and j < k and pi[r, NRUN] < st.ep[E_S]
-    key = st.pf[r, PEND_C0] + decode_run_time(st.coeffs, pi[r, NRUN], st.pf[r, PEND_KV], j)
+    key = 0.0
+    if room:
+        key = st.pf[r, PEND_C0] + decode_run_time(st.coeffs, pi[r, NRUN], st.pf[r, PEND_KV], j)
     _file(st.hh[H_TAKE], st.hp[H_TAKE], st.hk[H_TAKE], st.g, G_HN + H_TAKE, r, key, room)
 
 
