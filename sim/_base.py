@@ -5,6 +5,10 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 
+class ScenarioError(ValueError):
+    """A scenario file or value is invalid; the message names the file and the field."""
+
+
 class Frozen(BaseModel):
     """An immutable, validated config value.
 

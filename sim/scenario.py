@@ -5,17 +5,23 @@ from __future__ import annotations
 import difflib
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, WrapValidator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from sim._base import Frozen
+from sim._base import Frozen, ScenarioError
 from sim.catalog import get_gpu, list_gpus, list_models
 from sim.catalog.prices import api_price
 from sim.decision_spec import ConstraintsSpec, OptionSpec
 from sim.economics.apis import ApiProviders, api_providers
-from sim.economics.spec import ApiSpec, CalendarSpec, HiddenCostsSpec, PricedFleetSpec
+from sim.economics.spec import (
+    ApiSpec,
+    CalendarSpec,
+    HiddenCostsSpec,
+    PooledFleetSpec,
+    PricedFleetSpec,
+)
 from sim.engine.replica import build_replica, resolve_model
 from sim.engine.routing import RoutingSpec
 from sim.engine.spec import Horizon, RooflineStep
@@ -23,6 +29,25 @@ from sim.engine.steptime import resolve_roofline
 from sim.overrides import apply_overrides
 from sim.uncertainty import ParamDistribution, check_uncertain_path
 from sim.workload.spec import WorkloadSpec
+
+#: The name of the one pool of a fleet given in the single-pool form.
+SINGLE_POOL = "fleet"
+
+
+def _fleet_section(value: Any, _handler: Any) -> PricedFleetSpec | PooledFleetSpec:
+    # a mapping with "pools" is a fleet of several pools, any other the single-pool form;
+    # validated as that one model, so that errors name the fleet's own fields
+    if isinstance(value, PricedFleetSpec | PooledFleetSpec):
+        return value
+    if isinstance(value, dict) and "pools" in value:
+        return PooledFleetSpec.model_validate(value)
+    return PricedFleetSpec.model_validate(value)
+
+
+FleetSection = Annotated[
+    PricedFleetSpec | PooledFleetSpec,
+    WrapValidator(_fleet_section),
+]
 
 
 class Scenario(Frozen):
@@ -55,7 +80,7 @@ class Scenario(Frozen):
     description: str = ""
     horizon: Horizon
     workload: WorkloadSpec
-    fleet: PricedFleetSpec
+    fleet: FleetSection
     api: ApiSpec | None = None
     apis: dict[str, ApiSpec] = Field(
         default_factory=dict,
@@ -80,13 +105,62 @@ class Scenario(Frozen):
 
     @model_validator(mode="after")
     def _some_capacity(self) -> Scenario:
-        if self.fleet.replicas == 0 and self.fleet.autoscaler is None:
-            raise _located_error(
-                ("fleet", "replicas"),
-                "Input should be greater than or equal to 1",
-                0,
-            )
+        for loc, pool in self._pool_locs():
+            if pool.replicas == 0 and pool.autoscaler is None:
+                raise _located_error(
+                    (*loc, "replicas"), "Input should be greater than or equal to 1", 0
+                )
         return self
+
+    @property
+    def pooled(self) -> bool:
+        """The fleet is given as several named pools (``fleet.pools``)."""
+        return isinstance(self.fleet, PooledFleetSpec)
+
+    @property
+    def pools(self) -> tuple[PricedFleetSpec, ...]:
+        """The fleet's pools: those of ``fleet.pools``, or the single-pool fleet itself."""
+        fleet = self.fleet
+        return fleet.pools if isinstance(fleet, PooledFleetSpec) else (fleet,)
+
+    @property
+    def pool_names(self) -> tuple[str, ...]:
+        """Pool names (the single-pool form's one pool is named ``fleet``)."""
+        fleet = self.fleet
+        return fleet.names if isinstance(fleet, PooledFleetSpec) else (SINGLE_POOL,)
+
+    def single_fleet(self, what: str) -> PricedFleetSpec:
+        """The fleet of a single-pool scenario; ``what`` (a feature, for the message)
+        is refused for a fleet of several pools.
+
+        Raises
+        ------
+        ScenarioError
+            If the fleet has several pools.
+        """
+        fleet = self.fleet
+        if isinstance(fleet, PooledFleetSpec):
+            raise ScenarioError(
+                f"fleet.pools: {what} is not available for a fleet of several pools "
+                f"(this one has {len(fleet.pools)}: {', '.join(fleet.names)})"
+            )
+        return fleet
+
+    def _pool_locs(self) -> list[tuple[tuple[str | int, ...], PricedFleetSpec]]:
+        fleet = self.fleet
+        if isinstance(fleet, PooledFleetSpec):
+            return [(("fleet", "pools", i), p) for i, p in enumerate(fleet.pools)]
+        return [(("fleet",), fleet)]
+
+    def class_pools(self) -> tuple[tuple[int, ...], ...]:
+        """Per class, the indices of the pools that may serve it, in the class's order
+        (its ``pools:``, default every pool)."""
+        names = self.pool_names
+        out = []
+        for cls in self.workload.classes:
+            listed = cls.pools if cls.pools else names
+            out.append(tuple(names.index(n) for n in listed))
+        return tuple(out)
 
     @model_validator(mode="after")
     def _apis_resolve(self) -> Scenario:
@@ -173,24 +247,85 @@ class Scenario(Frozen):
     def _fleet_resolves(self) -> Scenario:
         # Catalog look-ups and the memory fit are checked here so that a bad scenario fails
         # at load time with the field named, not halfway through a sweep.
-        fleet = self.fleet
-        _check(
-            ("fleet", "model"),
-            fleet.model,
-            lambda: resolve_model(fleet.model),
-            kind="model",
-            known=list_models,
-        )
-        _check(("fleet", "gpu"), fleet.gpu, lambda: get_gpu(fleet.gpu), kind="GPU", known=list_gpus)
-        step = fleet.step_time
-        if isinstance(step, RooflineStep):
+        for loc, fleet in self._pool_locs():
             _check(
-                ("fleet", "step_time", "profile"),
-                step.profile,
-                lambda: resolve_roofline(step, get_gpu(fleet.gpu).name),
+                (*loc, "model"),
+                fleet.model,
+                functools.partial(resolve_model, fleet.model),
+                kind="model",
+                known=list_models,
             )
-        # Both names resolve, so what is left is the fit (or a dtype the GPU cannot run).
-        _check(("fleet", "model"), fleet.model, lambda: build_replica(fleet))
+            _check(
+                (*loc, "gpu"),
+                fleet.gpu,
+                functools.partial(get_gpu, fleet.gpu),
+                kind="GPU",
+                known=list_gpus,
+            )
+            step = fleet.step_time
+            if isinstance(step, RooflineStep):
+                _check(
+                    (*loc, "step_time", "profile"),
+                    step.profile,
+                    functools.partial(resolve_roofline, step, get_gpu(fleet.gpu).name),
+                )
+            # Both names resolve, so what is left is the fit (or a dtype the GPU cannot run).
+            _check((*loc, "model"), fleet.model, functools.partial(build_replica, fleet))
+        return self
+
+    @model_validator(mode="after")
+    def _class_pools(self) -> Scenario:
+        # every pool a class names exists; each class can use one of its pools; a closed
+        # loop of users stays on one pool; idle replicas are a pool's own
+        names = self.pool_names
+        pooled = self.pooled
+        for i, cls in enumerate(self.workload.classes):
+            loc = ("workload", "classes", i, "pools")
+            if cls.pools is None:
+                continue
+            if not pooled:
+                raise _located_error(
+                    loc, "the fleet has one pool: name pools under fleet.pools first", None
+                )
+            for j, name in enumerate(cls.pools):
+                if name not in names:
+                    close = difflib.get_close_matches(name, names, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise _located_error(
+                        (*loc, j), f"no pool named {name!r}{hint}; pools: {', '.join(names)}", name
+                    )
+            if len(set(cls.pools)) != len(cls.pools):
+                raise _located_error(loc, "a pool is listed twice", None)
+        if not pooled:
+            return self
+        choices = self.class_pools()
+        lengths = [build_replica(p).max_model_len for p in self.pools]
+        for i, cls in enumerate(self.workload.classes):
+            loc = ("workload", "classes", i, "pools")
+            if cls.arrivals.process == "closed_loop" and len(choices[i]) > 1:
+                raise _located_error(
+                    loc,
+                    f"class {cls.name!r} is a closed loop of users: give it one pool",
+                    None,
+                )
+            if cls.prompt_tokens is None or cls.output_tokens is None:
+                continue
+            need = cls.prompt_tokens.mean() + cls.output_tokens.mean()
+            if all(need > lengths[k] for k in choices[i]):
+                longest = max(lengths[k] for k in choices[i])
+                raise _located_error(
+                    loc,
+                    f"class {cls.name!r} needs about {need:,.0f} tokens of context per "
+                    f"request, more than any of its pools holds (at most {longest:,})",
+                    None,
+                )
+        if self.calendar.idle_replicas is not None:
+            raise _located_error(
+                ("calendar", "idle_replicas"),
+                "not available with several pools: each pool keeps its replicas "
+                "(or its autoscaler's minimum) outside the active time",
+                self.calendar.idle_replicas,
+            )
         return self
 
     @model_validator(mode="after")
@@ -240,6 +375,31 @@ class Scenario(Frozen):
         return Scenario.model_validate(apply_overrides(self, overrides))
 
 
+def fleet_text(scenario: Scenario) -> str:
+    """The fleet in one line: replicas, model, GPUs, dtype, KV cache per replica and router
+    (per pool for a fleet of several, with the pool policy).
+
+    Examples
+    --------
+    >>> from sim import load_scenario
+    >>> fleet_text(load_scenario("scenarios/chat-startup.yaml"))
+    '2 × llama-3.1-8b on 1 × h100-sxm (bf16), KV cache 452,688 tokens/replica, router least_loaded'
+    """
+    parts = []
+    for name, pool in zip(scenario.pool_names, scenario.pools, strict=True):
+        rep = build_replica(pool)
+        text = (
+            f"{pool.size_text} × {rep.model.name} on {pool.tp} × {rep.gpu.name} "
+            f"({pool.dtype}), KV cache {rep.kv_capacity_tokens:,} tokens/replica, "
+            f"router {pool.router}"
+        )
+        parts.append(f"{name}: {text}" if scenario.pooled else text)
+    fleet = scenario.fleet
+    if isinstance(fleet, PooledFleetSpec):
+        parts.append(f"pool policy {fleet.policy}")
+    return "; ".join(parts)
+
+
 def option_scenario(scenario: Scenario, overrides: Mapping[str, Any]) -> Scenario:
     """``scenario`` as one of its options sees it: ``overrides`` applied, no options of its own.
 
@@ -256,7 +416,7 @@ def option_scenario(scenario: Scenario, overrides: Mapping[str, Any]) -> Scenari
 
 
 def _check(
-    loc: tuple[str, ...],
+    loc: tuple[str | int, ...],
     value: Any,
     resolve: Callable[[], object],
     *,

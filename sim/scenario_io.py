@@ -19,6 +19,7 @@ import yaml
 from pydantic import PydanticUserError, ValidationError
 from pydantic_core import ErrorDetails
 
+from sim._base import ScenarioError
 from sim.scenario import Scenario
 from sim.workload.trace import TraceArrivals
 
@@ -30,10 +31,6 @@ __all__ = [
     "load_scenario",
     "validate_scenario",
 ]
-
-
-class ScenarioError(ValueError):
-    """A scenario file or value is invalid; the message names the file and the field."""
 
 
 def format_validation_error(

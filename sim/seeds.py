@@ -75,6 +75,19 @@ def provider_stream(seed: SeedLike, stream: int, provider: str) -> np.random.See
     return substream(base, zlib.crc32(provider.encode()))
 
 
+def pool_stream(seed: SeedLike, stream: int, pool: str) -> np.random.SeedSequence:
+    """The random stream of one pool of a fleet of several (its router's, its faults'):
+    the child of ``substream(seed, stream)`` keyed by the CRC-32 of ``pools.<name>``, so
+    adding or removing a pool shifts no other pool's draws.
+
+    Examples
+    --------
+    >>> pool_stream(7, STREAM_ROUTER, "h100").spawn_key
+    (1, 2596995167)
+    """
+    return substream(substream(seed, stream), zlib.crc32(f"pools.{pool}".encode()))
+
+
 def routed_api_stream(policy: str) -> int:
     """The substream of the API calls a run routes: the all-API baseline's when the routing
     policy sends every request to the API, so that the all-API option and the all-API

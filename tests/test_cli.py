@@ -72,6 +72,9 @@ BAD_FILE = {
         "bad-hash-ids.jsonl: line 3: 'hash_ids' has 2",
     ),
     "config-path": ("fleet.model.config_path", "cannot read", "no-such-config.json"),
+    "pool-unknown": ("workload.classes.0.pools.1", "no pool named 'a100'", "pools: h100, l40s"),
+    "pool-duplicate": ("fleet.pools.1.name", "two pools are named 'h100'"),
+    "pool-context": ("workload.classes.1.pools", "'long-docs'", "at most 8,192"),
 }
 
 GOOD = DATA / "good-tiny.yaml"

@@ -485,16 +485,17 @@ def test_scenario_prices_quote_current_catalogue_rows() -> None:
     root = Path(__file__).resolve().parents[1] / "scenarios"
     quoted = 0
     for path in sorted(root.glob("*.yaml")):
-        s = sim.load_scenario(path)
-        pricing = s.fleet.pricing
-        if pricing is None or pricing.usd_per_gpu_hour is None:
-            continue
-        rows = [
-            p
-            for p in gpu_prices(s.fleet.gpu)
-            if p.kind == pricing.kind and p.usd_per_gpu_hour == pricing.usd_per_gpu_hour
-        ]
-        assert rows, f"{path.name}: no {pricing.kind} row at ${pricing.usd_per_gpu_hour}"
-        assert price_flags(pricing.price_date, rows[0].confidence, as_of=AS_OF) == [], path.name
-        quoted += 1
+        for fleet in sim.load_scenario(path).pools:
+            pricing = fleet.pricing
+            if pricing is None or pricing.usd_per_gpu_hour is None:
+                continue
+            rows = [
+                p
+                for p in gpu_prices(fleet.gpu)
+                if p.kind == pricing.kind and p.usd_per_gpu_hour == pricing.usd_per_gpu_hour
+            ]
+            assert rows, f"{path.name}: no {pricing.kind} row at ${pricing.usd_per_gpu_hour}"
+            flags = price_flags(pricing.price_date, rows[0].confidence, as_of=AS_OF)
+            assert flags == [], path.name
+            quoted += 1
     assert quoted == 8

@@ -57,7 +57,7 @@ def _say(line: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    fleet = load_scenario(args.scenario).fleet if args.scenario else None
+    fleet = load_scenario(args.scenario).single_fleet("calibration") if args.scenario else None
     path = Path(args.bench)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")

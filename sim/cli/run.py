@@ -26,7 +26,7 @@ from sim.cli.common import (
     run_scenario_command,
 )
 from sim.intervals import NOTE_NARROW
-from sim.scenario import Scenario
+from sim.scenario import Scenario, fleet_text
 from sim.scenario_io import ScenarioError, dump_scenario
 from sim.study.capacity import BackgroundCapacity, CapacityAtSLO
 from sim.study.decide import Decision
@@ -269,16 +269,11 @@ def print_summary(result: RunResult, decision: Decision, out_dir: Path, elapsed_
     """A short human summary of a run, ending with the verdict."""
     s = result.scenario
     table = result.summary().set_index("metric")
-    rep = result.first.replica
     print(
         f"{s.name}: {len(result.replications)} replications × {s.horizon.duration_s:g} s "
         f"(warm-up {s.horizon.warmup_s:g} s excluded), seed {result.seed}"
     )
-    print(
-        f"fleet: {s.fleet.size_text} × {rep.model.name} on {s.fleet.tp} × {rep.gpu.name} "
-        f"({s.fleet.dtype}), KV cache {rep.kv_capacity_tokens:,} tokens/replica, "
-        f"router {s.fleet.router}"
-    )
+    print(f"fleet: {fleet_text(s)}")
     print(calendar_line(s))
     capacity = result.capacity_found
     for key, label, fmt in _HEADLINE:
@@ -293,6 +288,16 @@ def print_summary(result: RunResult, decision: Decision, out_dir: Path, elapsed_
         for line in capacity_lines(capacity):
             print(line)
     means = table["mean"].astype(float)
+    for name in s.pool_names if s.pooled else ():
+        share = float(means.get(f"gpu_busy_fraction[pool:{name}]", float("nan")))
+        month = float(means.get(f"gpu_usd_per_month[pool:{name}]", float("nan")))
+        per = float(means.get(f"gpu_usd_per_1m_tokens[pool:{name}]", float("nan")))
+        served = float(means.get(f"requests_served[pool:{name}]", float("nan")))
+        cost = f"${per:.3f} per 1M tokens it served" if math.isfinite(per) else "no tokens served"
+        print(
+            f"  pool {name:<10} {served:,.0f} requests served, GPU busy {share:.1%}, "
+            f"GPU ${month:,.0f}/month, {cost}"
+        )
     rej = float(means.get("requests_rejected", 0.0)) + float(means.get("requests_failed", 0.0))
     if rej > 0:
         print(f"  not served      {rej:.0f} requests per replication (rejected or failed)")

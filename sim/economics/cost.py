@@ -16,7 +16,7 @@ measurement window stands for.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,7 @@ __all__ = [
     "fleet_bill",
     "hidden_costs",
     "idle_fleet_usd",
+    "month_split",
     "peak_replicas",
     "provisioned_fee",
     "reserved_fleet_bill",
@@ -110,7 +111,7 @@ def _column(frame: pd.DataFrame, name: str, default: float | bool) -> NDArray[np
     return values.fillna(default).to_numpy(dtype=type(default))
 
 
-def _month_split(calendar: CalendarSpec | None, span: float) -> tuple[float, float]:
+def month_split(calendar: CalendarSpec | None, span: float) -> tuple[float, float]:
     """``(scale, idle_s)``: what a window cost is multiplied by to stand for the month's
     active time, and the seconds of the month outside it (exactly 0 when the window stands
     for all time, so that monthly figures are then window figures × 730 h / window)."""
@@ -124,12 +125,12 @@ def cost_metrics(
     requests: pd.DataFrame,
     *,
     window: tuple[float, float],
-    fleet: FleetBill | None,
+    fleet: FleetBill | Sequence[FleetBill] | None,
     hidden: HiddenCostsSpec | None = None,
     api: ApiSpec | ApiProviders | None = None,
     api_batch: Mapping[str, bool] | None = None,
     calendar: CalendarSpec | None = None,
-    idle_replicas: float = 0.0,
+    idle_replicas: float | Sequence[float] = 0.0,
     cache_tokens: CacheTokens | None = None,
 ) -> dict[str, float]:
     """Cost metrics of one replication over the measurement window, and per month.
@@ -225,9 +226,9 @@ def cost_metrics(
         ``cached_input_tokens`` and ``api_provisioned``.
     window : (float, float), keyword-only
         ``(warmup_s, duration_s)``.
-    fleet : FleetBill or None, keyword-only
-        From :func:`fleet_bill` or :func:`reserved_fleet_bill` over the same window; None
-        for no fleet.
+    fleet : FleetBill, sequence of FleetBill, or None, keyword-only
+        From :func:`fleet_bill` or :func:`reserved_fleet_bill` over the same window; one
+        per pool for a fleet of several (their sum is the fleet's); None for no fleet.
     hidden : HiddenCostsSpec, optional
         Non-GPU fleet costs; None for none.
     api : ApiSpec or ApiProviders, optional
@@ -237,8 +238,9 @@ def cost_metrics(
         Class name → sent through the batch API (its provider's ``batch_discount`` applies).
     calendar : CalendarSpec, optional
         What the window stands for; default: all time.
-    idle_replicas : float, keyword-only
-        Replicas kept running outside the active time (see :func:`idle_fleet_usd`).
+    idle_replicas : float or sequence of float, keyword-only
+        Replicas kept running outside the active time (see :func:`idle_fleet_usd`); one
+        per bill when ``fleet`` is a sequence.
     cache_tokens : CacheTokens, keyword-only, optional
         The providers' caches replayed over these rows (:func:`api_cache_tokens`).
 
@@ -279,8 +281,23 @@ def cost_metrics(
     span = w1 - w0
     if not span > 0:
         raise ValueError(f"window must have end > start, got {window!r}")
-    if fleet is not None and not math.isclose(fleet.window_s, span, rel_tol=1e-9):
-        raise ValueError(f"fleet bill is for a {fleet.window_s} s window, not {span} s")
+    bills: list[FleetBill] = []
+    idles: list[float] = []
+    if isinstance(fleet, FleetBill):
+        bills = [fleet]
+        idles = [float(idle_replicas) if isinstance(idle_replicas, int | float) else 0.0]
+    elif fleet is not None:
+        bills = list(fleet)
+        idles = (
+            [float(idle_replicas)] * len(bills)
+            if isinstance(idle_replicas, int | float)
+            else [float(v) for v in idle_replicas]
+        )
+        if len(idles) != len(bills):
+            raise ValueError("idle_replicas must hold one count per fleet bill")
+    for b in bills:
+        if not math.isclose(b.window_s, span, rel_tol=1e-9):
+            raise ValueError(f"fleet bill is for a {b.window_s} s window, not {span} s")
     arrival = requests["arrival_s"].to_numpy(dtype=np.float64)
     counted = (arrival >= w0) & (arrival < w1) & (requests["status"] == "completed").to_numpy()
     # the counted rows of the columns billed (no copy of the table); classes by code
@@ -298,7 +315,7 @@ def cost_metrics(
     # (their token counts summed: every bill here is linear in them)
     n_counted = float(_column(requests, "n_requests", 1)[counted].sum())
 
-    gpu = fleet.gpu_usd if fleet is not None else 0.0
+    gpu = float(sum(b.gpu_usd for b in bills))
     extra = hidden_costs(hidden, span) if hidden is not None else {"ops_usd": 0.0, "other_usd": 0.0}
     fleet_cost = gpu + extra["ops_usd"] + extra["other_usd"]
     nan = float("nan")
@@ -356,14 +373,17 @@ def cost_metrics(
         api_only = nan
     total = fleet_cost + api_cost
     savings = api_only - total
-    scale, idle_s = _month_split(calendar, span)
+    scale, idle_s = month_split(calendar, span)
     fleet_month, api_month = fleet_cost * scale, api_cost * scale
     total_month, savings_month = total * scale, savings * scale
     if idle_s > 0:
         # what runs around the clock, over the part of the month without traffic
-        fleet_idle = 0.0
-        if fleet is not None:
-            fleet_idle = idle_fleet_usd(fleet, idle_replicas=idle_replicas, idle_s=idle_s)
+        fleet_idle = float(
+            sum(
+                idle_fleet_usd(b, idle_replicas=k, idle_s=idle_s)
+                for b, k in zip(bills, idles, strict=True)
+            )
+        )
         if hidden is not None:
             fleet_idle += sum(hidden_costs(hidden, idle_s).values())
         fees = sum(provisioned_fee(providers.specs[name], idle_s) for name in used)
@@ -374,12 +394,12 @@ def cost_metrics(
     tokens_in, tokens_out = float(inp.sum()), float(out.sum())
     tokens = tokens_in + tokens_out
     metrics = {
-        "fleet_gpu_hours_paid": fleet.gpu_hours_paid if fleet is not None else 0.0,
-        "fleet_gpu_hours_busy": fleet.gpu_hours_busy if fleet is not None else 0.0,
+        "fleet_gpu_hours_paid": float(sum(b.gpu_hours_paid for b in bills)),
+        "fleet_gpu_hours_busy": float(sum(b.gpu_hours_busy for b in bills)),
         "fleet_gpu_usd": gpu,
-        "fleet_gpu_busy_usd": fleet.gpu_busy_usd if fleet is not None else 0.0,
-        "fleet_gpu_idle_usd": fleet.gpu_idle_usd if fleet is not None else 0.0,
-        "fleet_drain_s": fleet.drain_s if fleet is not None else 0.0,
+        "fleet_gpu_busy_usd": float(sum(b.gpu_busy_usd for b in bills)),
+        "fleet_gpu_idle_usd": float(sum(b.gpu_idle_usd for b in bills)),
+        "fleet_drain_s": max((b.drain_s for b in bills), default=0.0),
         "fleet_ops_usd": extra["ops_usd"],
         "fleet_other_usd": extra["other_usd"],
         "fleet_cost_usd": fleet_cost,

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sim._base import Frozen
 from sim.engine.spec import FleetSpec
@@ -278,4 +279,95 @@ class PricedFleetSpec(FleetSpec):
 
     pricing: PricingSpec | None = Field(
         None, description="What a GPU costs; default: the price catalogue's on-demand quote."
+    )
+
+
+PoolPolicy = Literal["first_with_room", "overflow", "cheapest", "least_loaded"]
+
+
+class PoolSpec(PricedFleetSpec):
+    """One named pool of a fleet of several (``fleet.pools``): its own model, GPU, engine,
+    router, autoscaler, spot and failure settings and pricing."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+
+
+class PoolRoomSpec(Frozen):
+    """When a pool counts as having room for one more request (``fleet.room``).
+
+    Without thresholds, a pool has room when one of its ready replicas has a sequence slot
+    that no running or waiting request holds (under ``central``: the pool as a whole). With
+    them, when its ready replicas hold, on average, fewer waiting requests than
+    ``max_queue_per_replica`` and fewer outstanding tokens than
+    ``max_outstanding_tokens_per_replica`` (each threshold left unset is not checked).
+    """
+
+    max_queue_per_replica: float | None = Field(None, ge=0)
+    max_outstanding_tokens_per_replica: float | None = Field(None, ge=0)
+
+
+class PooledFleetSpec(Frozen):
+    """A fleet of several named pools (``fleet.pools``) and how a request picks one.
+
+    Each workload class may name the pools that serve it (``pools:``; default: every pool).
+    A request of a class with several goes, at its arrival, to
+
+    * ``first_with_room``: the first of the class's pools, in the class's order, that has
+      room (:class:`PoolRoomSpec`);
+    * ``overflow``: the same, in the fleet-wide ``order`` (e.g. reserved capacity first,
+      spot after);
+    * ``cheapest``: the same, cheapest pool first (GPU price per hour of a replica over the
+      tokens per second it can serve, :func:`sim.analytic` capacity);
+    * ``least_loaded``: the pool whose ready replicas hold the fewest outstanding tokens
+      for the size of their KV cache.
+
+    When none of its pools has room, the request goes to the least loaded of them. The
+    pool's router then picks the replica, and the scenario's ``routing`` (spillover, private
+    classes) applies there as in a fleet of one pool.
+    """
+
+    pools: tuple[PoolSpec, ...] = Field(min_length=1)
+    policy: PoolPolicy = "first_with_room"
+    order: tuple[str, ...] = Field(
+        (), description="overflow: the pools in the order requests try them; default: as listed"
+    )
+    room: PoolRoomSpec = Field(default_factory=PoolRoomSpec)
+
+    @model_validator(mode="after")
+    def _names(self) -> PooledFleetSpec:
+        seen: set[str] = set()
+        for i, pool in enumerate(self.pools):
+            if pool.name in seen:
+                raise _pool_error(("pools", i, "name"), f"two pools are named {pool.name!r}")
+            seen.add(pool.name)
+        for i, name in enumerate(self.order):
+            if name not in seen:
+                raise _pool_error(
+                    ("order", i), f"no pool named {name!r} (pools: {', '.join(seen)})"
+                )
+        if len(set(self.order)) != len(self.order):
+            raise _pool_error(("order",), "a pool is listed twice")
+        return self
+
+    def pool(self, name: str) -> PoolSpec:
+        """The pool named ``name``."""
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        raise KeyError(f"no pool named {name!r}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Pool names, as listed."""
+        return tuple(p.name for p in self.pools)
+
+
+def _pool_error(loc: tuple[str | int, ...], msg: str) -> ValidationError:
+    return ValidationError.from_exception_data(
+        "PooledFleetSpec",
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("pools", "{reason}", {"reason": msg}), loc=loc, input=None
+            )
+        ],
     )

@@ -121,6 +121,7 @@ from sim.engine.kernel import (
     RT_RR,
     SHARED,
     ST_API,
+    ST_ELSEWHERE,
     ST_QUEUED,
     ST_REJECTED,
     ST_RUNNING,
@@ -725,6 +726,8 @@ def run_until(t_end: float, st: KernelState) -> int:
             if t_open <= t_user:
                 q = g[G_NEXT_OPEN]
                 g[G_NEXT_OPEN] += 1
+                if ri[q, STATUS] == ST_ELSEWHERE:
+                    continue
             else:
                 # materialise the closed-loop user's request from its class pool
                 u = st.uh[0]
@@ -756,3 +759,51 @@ def run_until(t_end: float, st: KernelState) -> int:
                     settle(r, t_end, st)
                     refile(r, st)
         return OK
+
+
+# --- a fleet of several pools (sim.engine.pools) ------------------------------------------
+@numba.njit(cache=True)
+def arrive_through(q_last: int, st: KernelState) -> int:
+    """Route the open-loop arrivals up to row ``q_last`` (inclusive) that are still to come;
+    every event before their arrival time must have been run (:func:`run_until`). Returns
+    ``OK`` or ``NEED_RANDOM``."""
+    ri, rf, g = st.ri, st.rf, st.g
+    draws = st.ep[E_ROUTER] == RT_P2 or st.ep[E_ROUTER] == RT_RANDOM
+    while g[G_NEXT_OPEN] <= q_last:
+        if draws and g[G_RND] + 2 > st.rnd.shape[0]:
+            return NEED_RANDOM
+        q = g[G_NEXT_OPEN]
+        g[G_NEXT_OPEN] += 1
+        if ri[q, STATUS] == ST_ELSEWHERE:
+            continue
+        _arrive(q, rf[q, ARR], st)
+    return OK
+
+
+@numba.njit(cache=True)
+def pool_load(t: float, st: KernelState) -> np.ndarray:
+    """The fleet's load at ``t`` as a pool dispatcher reads it: ready replicas, waiting
+    requests, outstanding tokens, and whether a ready replica has a sequence slot no running
+    or waiting request holds (under ``central``: the ready replicas together)."""
+    pi, g, rdy = st.pi, st.g, st.rdy
+    m = g[G_NREADY]
+    queued = 0.0
+    outstanding = 0.0
+    free = 0.0
+    slots = st.ep[E_S]
+    held = 0
+    for i in range(m):
+        r = rdy[i]
+        queued += pi[r, QLEN]
+        outstanding += _outstanding(r, t, st)
+        claimed = pi[r, NRUN] + pi[r, QLEN]
+        held += claimed
+        if claimed < slots:
+            free = 1.0
+    if st.ep[E_ROUTER] == RT_CENTRAL:
+        queued += g[G_CQLEN]
+        outstanding += g[G_CQTOK]
+        free = 1.0 if held + g[G_CQLEN] < slots * m else 0.0
+    out = np.empty(4)
+    out[0], out[1], out[2], out[3] = m, queued, outstanding, free
+    return out

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_SAMPLE_ROWS",
     "REPLICA_STATES",
     "SAMPLE_COLUMNS",
+    "FleetDriver",
     "FleetRun",
     "FleetState",
     "run_fleet",
@@ -59,6 +60,144 @@ class FleetRun:
     events: dict[str, int] = field(default_factory=dict)
 
 
+class FleetDriver:
+    """One replication of a fleet, advanced by its caller: :meth:`run_to` brings the simpy
+    processes and the engine up to a time, :meth:`finish` runs the rest of the horizon.
+
+    :func:`run_fleet` runs it in one go; a fleet of several pools (:mod:`sim.engine.pools`)
+    advances one driver per pool, in step, so that a request can pick its pool on the
+    pools' state at its arrival.
+    """
+
+    def __init__(
+        self,
+        fleet: FleetSpec,
+        replica: ReplicaConfig,
+        workload: Workload | WorkloadStream,
+        horizon: Horizon,
+        *,
+        router_rng: np.random.Generator,
+        routing: RoutingSpec | None = None,
+        class_route: np.ndarray | None = None,
+        prefix_tokens: np.ndarray | None = None,
+        fault_rng: np.random.Generator | None = None,
+        window_s: float | None = None,
+        retire: Callable[[np.ndarray, np.ndarray, float], None] | None = None,
+    ) -> None:
+        stream = None
+        if isinstance(workload, WorkloadStream):
+            if window_s is None or retire is None:
+                raise ValueError("a streamed workload needs window_s and retire")
+            stream, workload = workload, workload.until(window_s)
+        state = FleetState(
+            fleet,
+            replica,
+            workload,
+            horizon.duration_s,
+            router_rng,
+            routing=routing or RoutingSpec(),
+            class_route=class_route,
+            prefix_tokens=prefix_tokens,
+        )
+        if stream is not None:
+            assert window_s is not None and retire is not None
+            state.stream_from(stream, window_s=window_s, retire=retire)
+        self.state = state
+        self.horizon = horizon
+        self.env = env = simpy.Environment()
+        self.window: dict[str, dict[str, np.ndarray]] = {}
+        self.samples: list[np.ndarray] = []
+        self.dynamics: Dynamics | None = None
+        if fleet.dynamic:
+            self.dynamics = Dynamics(
+                env,
+                state,
+                fleet,
+                rng=fault_rng or np.random.default_rng(0),
+                duration_s=horizon.duration_s,
+                end_s=horizon.drain_limit_s,
+            )
+        self._nrep = fleet.max_slots
+        self._kv_blocks = replica.kv_blocks
+        self.ready = [0.0, 0, float("nan")]
+        env.process(self._boundaries())
+        env.process(self._sampler())
+
+    def _boundaries(self) -> Any:
+        # metric window: counters at warm-up end and at the horizon
+        env, state, horizon = self.env, self.state, self.horizon
+        yield env.timeout(horizon.warmup_s)
+        state.advance_to(env.now)
+        self.window["start"] = state.counters(env.now)
+        yield env.timeout(horizon.duration_s - horizon.warmup_s)
+        state.advance_to(env.now)
+        self.window["end"] = state.counters(env.now)
+
+    def _sampler(self) -> Any:
+        env, state, horizon, dynamics = self.env, self.state, self.horizon, self.dynamics
+        nrep, samples, ready = self._nrep, self.samples, self.ready
+        slots = np.arange(nrep, dtype=float)
+        keep = max(16, MAX_SAMPLE_ROWS // nrep)  # samples kept before thinning
+        i, stride = 0, 1  # sample number; every stride-th is kept
+        while env.now <= horizon.drain_limit_s:
+            state.advance_to(env.now)
+            if dynamics is not None:
+                dynamics.release_idle()
+            if horizon.warmup_s <= env.now < horizon.duration_s:
+                n_ready = float(np.count_nonzero(state.pi[:, K.STATE] == K.RS_READY))
+                ready[0] += n_ready
+                ready[1] += 1
+                if not ready[2] >= n_ready:  # (NaN before the first)
+                    ready[2] = n_ready
+            if i % stride == 0:
+                row = np.empty((nrep, len(SAMPLE_COLUMNS)))
+                row[:, 0] = env.now
+                row[:, 1] = slots
+                row[:, 2:5] = state.pi[:, [K.STATE, K.QLEN, K.NRUN]]
+                row[:, 5] = self._kv_blocks - state.pi[:, K.FREE]
+                samples.append(row)
+                if len(samples) == 2 * keep + 1:
+                    # kept: samples 0, stride, ..., 2·keep·stride (this one); keep every other
+                    del samples[1::2]
+                    stride *= 2
+            if env.now >= horizon.duration_s and state.all_done():
+                return
+            i += 1
+            yield env.timeout(horizon.sample_interval_s)
+
+    def run_to(self, t: float) -> None:
+        """Run every coarse event before ``t``, then the engine up to ``t``: every arrival
+        before ``t`` routed, every busy replica at or past it."""
+        if t > self.env.now:
+            self.env.run(until=t)
+        self.state.advance_to(t)
+
+    def finish(self) -> FleetRun:
+        """Run to the end of the horizon (the drain limit) and return the run."""
+        horizon, state, dynamics = self.horizon, self.state, self.dynamics
+        self.env.run(until=horizon.drain_limit_s + 1e-9)
+        state.advance_to(horizon.drain_limit_s)
+        samples = self.samples
+        arr = np.concatenate(samples) if samples else np.empty((0, len(SAMPLE_COLUMNS)))
+        end = float(max(np.nanmax(state.pf[:, K.CLOCK]), horizon.duration_s))
+        state.retire_all()
+        seen = (self.ready[0], int(self.ready[1]), self.ready[2])
+        window = self.window
+        if dynamics is None:
+            return FleetRun(state=state, window=window, samples=arr, end_s=end, ready=seen)
+        dynamics.release_idle()
+        return FleetRun(
+            state=state,
+            window=window,
+            samples=arr,
+            end_s=end,
+            ready=seen,
+            lifetimes=dynamics.ledger.lifetimes(min(end, horizon.drain_limit_s)),
+            lifetime_slots=dynamics.ledger.slots(),
+            events=dict(dynamics.events),
+        )
+
+
 def run_fleet(
     fleet: FleetSpec,
     replica: ReplicaConfig,
@@ -83,98 +222,16 @@ def run_fleet(
     the clock advances, and each request's rows go to ``retire`` once it has finished (the
     rest at the end): memory follows the requests in flight, not the horizon.
     """
-    stream = None
-    if isinstance(workload, WorkloadStream):
-        if window_s is None or retire is None:
-            raise ValueError("a streamed workload needs window_s and retire")
-        stream, workload = workload, workload.until(window_s)
-    state = FleetState(
+    return FleetDriver(
         fleet,
         replica,
         workload,
-        horizon.duration_s,
-        router_rng,
-        routing=routing or RoutingSpec(),
+        horizon,
+        router_rng=router_rng,
+        routing=routing,
         class_route=class_route,
         prefix_tokens=prefix_tokens,
-    )
-    if stream is not None:
-        assert window_s is not None and retire is not None
-        state.stream_from(stream, window_s=window_s, retire=retire)
-    env = simpy.Environment()
-    window: dict[str, dict[str, np.ndarray]] = {}
-    samples: list[np.ndarray] = []
-    nrep = fleet.max_slots
-    slots = np.arange(nrep, dtype=float)
-    dynamics = None
-    if fleet.dynamic:
-        dynamics = Dynamics(
-            env,
-            state,
-            fleet,
-            rng=fault_rng or np.random.default_rng(0),
-            duration_s=horizon.duration_s,
-            end_s=horizon.drain_limit_s,
-        )
-
-    def boundaries(env: simpy.Environment) -> Any:
-        # metric window: counters at warm-up end and at the horizon
-        yield env.timeout(horizon.warmup_s)
-        state.advance_to(env.now)
-        window["start"] = state.counters(env.now)
-        yield env.timeout(horizon.duration_s - horizon.warmup_s)
-        state.advance_to(env.now)
-        window["end"] = state.counters(env.now)
-
-    keep = max(16, MAX_SAMPLE_ROWS // nrep)  # samples kept before thinning
-    ready = [0.0, 0, float("nan")]
-
-    def sampler(env: simpy.Environment) -> Any:
-        i, stride = 0, 1  # sample number; every stride-th is kept
-        while env.now <= horizon.drain_limit_s:
-            state.advance_to(env.now)
-            if dynamics is not None:
-                dynamics.release_idle()
-            if horizon.warmup_s <= env.now < horizon.duration_s:
-                n_ready = float(np.count_nonzero(state.pi[:, K.STATE] == K.RS_READY))
-                ready[0] += n_ready
-                ready[1] += 1
-                if not ready[2] >= n_ready:  # (NaN before the first)
-                    ready[2] = n_ready
-            if i % stride == 0:
-                row = np.empty((nrep, len(SAMPLE_COLUMNS)))
-                row[:, 0] = env.now
-                row[:, 1] = slots
-                row[:, 2:5] = state.pi[:, [K.STATE, K.QLEN, K.NRUN]]
-                row[:, 5] = replica.kv_blocks - state.pi[:, K.FREE]
-                samples.append(row)
-                if len(samples) == 2 * keep + 1:
-                    # kept: samples 0, stride, ..., 2·keep·stride (this one); keep every other
-                    del samples[1::2]
-                    stride *= 2
-            if env.now >= horizon.duration_s and state.all_done():
-                return
-            i += 1
-            yield env.timeout(horizon.sample_interval_s)
-
-    env.process(boundaries(env))
-    env.process(sampler(env))
-    env.run(until=horizon.drain_limit_s + 1e-9)
-    state.advance_to(horizon.drain_limit_s)
-    arr = np.concatenate(samples) if samples else np.empty((0, len(SAMPLE_COLUMNS)))
-    end = float(max(np.nanmax(state.pf[:, K.CLOCK]), horizon.duration_s))
-    state.retire_all()
-    seen = (ready[0], int(ready[1]), ready[2])
-    if dynamics is None:
-        return FleetRun(state=state, window=window, samples=arr, end_s=end, ready=seen)
-    dynamics.release_idle()
-    return FleetRun(
-        state=state,
-        window=window,
-        samples=arr,
-        end_s=end,
-        ready=seen,
-        lifetimes=dynamics.ledger.lifetimes(min(end, horizon.drain_limit_s)),
-        lifetime_slots=dynamics.ledger.slots(),
-        events=dict(dynamics.events),
-    )
+        fault_rng=fault_rng,
+        window_s=window_s,
+        retire=retire,
+    ).finish()

@@ -70,6 +70,9 @@ N_RI = 19
 RI_DTYPE = np.int32
 # request status
 ST_PENDING, ST_QUEUED, ST_RUNNING, ST_COMPLETED, ST_REJECTED, ST_FAILED, ST_API = range(7)
+# a fleet of several pools: a request another pool took (each pool's engine holds the
+# requests that may go to it; this one skips the row at its arrival)
+ST_ELSEWHERE = 7
 # reasons
 R_NONE, R_KV, R_MAXLEN, R_QUEUE, R_DRAIN, R_BUDGET, R_UNSCHEDULABLE, R_RATE = range(8)
 REASONS = (

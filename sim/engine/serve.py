@@ -443,9 +443,13 @@ class Served:
         # the engine's rows as they stand (views, not copies)
         state = self.run.state
         n = state.n_requests
+        rf, ri = state.rf[:n], state.ri[:n]
+        elsewhere = ri[:, K.STATUS] == K.ST_ELSEWHERE
+        if elsewhere.any():  # a pool of several: the requests another pool took
+            rf, ri = rf[~elsewhere], ri[~elsewhere]
         return Retired(
-            state.rf[:n],
-            state.ri[:n],
+            rf,
+            ri,
             self.class_names,
             state.prefix_tokens,
             state.fleet.engine.frontend_latency_s,

@@ -26,7 +26,9 @@ from sim.economics.cost import (
     resolve_gpu_hourly,
 )
 from sim.economics.gpu_bill import overlap_s
+from sim.economics.spec import PricedFleetSpec
 from sim.engine.serve import Served
+from sim.engine.spec import Horizon
 from sim.hosted_api import ApiResult, simulate_api
 from sim.scenario import Scenario
 
@@ -102,18 +104,20 @@ def idle_replicas(scenario: Scenario) -> int:
     given = scenario.calendar.idle_replicas
     if given is not None:
         return given
-    fleet = scenario.fleet
+    fleet = scenario.single_fleet("idle replicas of a single fleet")
     return fleet.replicas if fleet.autoscaler is None else fleet.autoscaler.min_replicas
 
 
 def run_fleet_bill(
-    scenario: Scenario,
+    horizon: Horizon,
+    fleet: PricedFleetSpec,
     replicas: pd.DataFrame,
     served: Served,
     *,
     drain: float,
 ) -> FleetBill:
-    """The fleet's GPU bill for the window and ``drain`` seconds after it.
+    """The GPU bill of ``fleet`` (a fleet of one pool, or one pool of several) for the
+    window and ``drain`` seconds after it.
 
     A fixed fleet is always on: every replica is paid for exactly the window and the drain
     (billing increments and minimum periods only matter for replicas that start or stop).
@@ -121,14 +125,14 @@ def run_fleet_bill(
     or owned (:func:`sim.economics.reserved_fleet_bill`). Busy time includes the drain's.
     Without a price for the GPU the bill is NaN (latency is still simulated).
     """
-    hz = scenario.horizon
+    hz = horizon
     w0, w1 = hz.warmup_s, hz.duration_s
-    tp = scenario.fleet.tp
+    tp = fleet.tp
     try:
-        pricing = resolve_gpu_hourly(scenario.fleet.pricing, served.replica.gpu)
+        pricing = resolve_gpu_hourly(fleet.pricing, served.replica.gpu)
     except KeyError:
         nan = math.nan
-        kind = scenario.fleet.pricing.kind if scenario.fleet.pricing is not None else "on_demand"
+        kind = fleet.pricing.kind if fleet.pricing is not None else "on_demand"
         return FleetBill(nan, nan, nan, nan, nan, w1 - w0, kind, nan, drain_s=drain, tp=tp)
     busy = replicas["gpu_busy_fraction"].to_numpy() * (w1 - w0)
     if drain > 0:
@@ -136,7 +140,7 @@ def run_fleet_bill(
         after = served.busy_after_window_s()
         busy = busy + np.clip(after[: len(busy)], 0.0, drain)
     if not served.dynamic:
-        n = scenario.fleet.replicas
+        n = fleet.replicas
         pricing = dataclasses.replace(pricing, billing_increment_s=1e-6, min_billable_s=0.0)
         lifetimes = np.tile([0.0, max(served.end_s, w1 + drain)], (n, 1))
         return fleet_bill(
@@ -185,7 +189,8 @@ def replication_costs(
     bill = None
     if not unused:
         drain = served.drain_s if drain_s is None else drain_s
-        bill = run_fleet_bill(scenario, replicas, served, drain=drain)
+        fleet = scenario.single_fleet("a single fleet's bill")
+        bill = run_fleet_bill(scenario.horizon, fleet, replicas, served, drain=drain)
     return cost_metrics(
         requests,
         window=(hz.warmup_s, hz.duration_s),

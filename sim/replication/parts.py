@@ -8,26 +8,54 @@ these functions, so the two agree by construction.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sim.economics.apis import ApiProviders
+from sim.economics.apis import ApiProviders, api_cache_tokens
+from sim.economics.cost import CacheTokens
 from sim.economics.gpu_bill import overlap_s
+from sim.engine.pools import PooledServed
 from sim.engine.replica import ReplicaConfig
-from sim.engine.serve import ROUTE_API, ROUTE_EITHER, ROUTE_FLEET_ONLY, Retired, Served, serve
+from sim.engine.serve import (
+    ROUTE_API,
+    ROUTE_EITHER,
+    ROUTE_FLEET_ONLY,
+    Retired,
+    Served,
+    ToApi,
+    serve,
+)
 from sim.hosted_api import ApiResult
 from sim.labels import labels
-from sim.replication.metrics import LATENCIES, baseline_latency_metrics
+from sim.replication.billing import simulate_apis
+from sim.replication.metrics import (
+    LATENCIES,
+    baseline_latency_metrics,
+    fleet_metrics,
+    request_metrics,
+)
 from sim.scenario import Scenario
 from sim.scenario_io import ScenarioError
-from sim.seeds import STREAM_FAULTS, STREAM_ROUTER, SeedLike, substream
+from sim.seeds import (
+    STREAM_API_BASELINE,
+    STREAM_FAULTS,
+    STREAM_ROUTER,
+    SeedLike,
+    provider_stream,
+    routed_api_stream,
+    substream,
+)
 from sim.workload import Workload
 from sim.workload.arrivals import ClosedLoopArrivals
+from sim.workload.identity import PromptBlocks
 from sim.workload.sample import WorkloadStream
 
 __all__ = [
+    "add_cache_columns",
     "api_baseline_frame",
+    "api_baseline_metrics",
     "api_baseline_names",
     "api_cached_tokens",
     "check_progress",
@@ -35,9 +63,12 @@ __all__ = [
     "completed_by_replica",
     "dynamics_metrics",
     "dynamics_sums",
+    "frame_prompts",
     "progress_counts",
+    "records_and_metrics",
     "scenario_apis",
     "serve_scenario",
+    "simulate_routed",
 ]
 
 
@@ -165,6 +196,32 @@ def api_baseline_frame(arrival_s: np.ndarray, class_name: object, res: ApiResult
     )
 
 
+def api_baseline_metrics(
+    scenario: Scenario, providers: ApiProviders, requests: pd.DataFrame, seed: SeedLike
+) -> dict[str, float]:
+    """The latency metrics of every request sent to its class's API instead: the latency
+    side of the comparison (its bill is priced in cost_metrics), each provider drawing from
+    its own substream. Without an API for every class there is no such alternative: NaN."""
+    hz = scenario.horizon
+    classes = scenario.workload.classes
+    arrival = requests["arrival_s"].to_numpy()
+    frame = requests  # the table is sorted by arrival: copy only if it is not
+    if len(arrival) > 1 and not bool(np.all(arrival[1:] >= arrival[:-1])):
+        frame = requests.iloc[np.argsort(arrival, kind="stable")]
+    if not providers.complete:
+        return dict.fromkeys(api_baseline_names(scenario), float("nan"))
+    res = simulate_apis(
+        providers,
+        labels(frame["class_name"]),
+        frame["arrival_s"].to_numpy(),
+        frame["input_tokens"].to_numpy(),
+        frame["output_tokens"].to_numpy(),
+        rng_of=lambda name: np.random.default_rng(provider_stream(seed, STREAM_API_BASELINE, name)),
+    )
+    base = api_baseline_frame(frame["arrival_s"].to_numpy(), frame["class_name"].to_numpy(), res)
+    return baseline_latency_metrics(base, classes, warmup_s=hz.warmup_s, duration_s=hz.duration_s)
+
+
 def api_baseline_names(scenario: Scenario) -> list[str]:
     """Names of the metrics of the every-request-to-the-API alternative."""
     empty = pd.DataFrame({col: [] for col in ("arrival_s", "class_name", "status", *LATENCIES)})
@@ -177,7 +234,7 @@ def api_baseline_names(scenario: Scenario) -> list[str]:
 
 
 def dynamics_metrics(
-    served: Served,
+    served: Served | PooledServed,
     request_sums: np.ndarray,
     replicas: pd.DataFrame,
     w0: float,
@@ -239,6 +296,90 @@ def dynamics_sums(requests: pd.DataFrame, w0: float, w1: float) -> np.ndarray:
     )
 
 
+def frame_prompts(requests: pd.DataFrame, workload: Workload) -> PromptBlocks | None:
+    """The workload's prompt identities in the order of the request table (sorted by
+    arrival, open-loop rows in workload order); None without identities."""
+    # the workload's prompt identities in the order of the request table: its open-loop
+    # rows are the workload's requests in order (a stable sort by arrival keeps them so);
+    # closed-loop requests carry none (never cached)
+    blocks = workload.prompt_blocks
+    if blocks is None:
+        return None
+    closed = [workload.class_names[s.class_id] for s in workload.closed_loop]
+    is_open = ~requests["class_name"].isin(closed).to_numpy(dtype=bool)
+    rows = np.flatnonzero(is_open)
+    arrival = requests["arrival_s"].to_numpy()[rows]
+    if rows.size != len(workload) or not np.array_equal(arrival, workload.arrival_s):
+        raise AssertionError("request table does not hold the workload's requests in order")
+    counts = np.zeros(len(requests), dtype=np.int64)
+    counts[rows] = blocks.counts
+    offsets = np.zeros(len(requests) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return PromptBlocks(blocks.block_tokens, offsets, blocks.hashes)
+
+
+def records_and_metrics(
+    scenario: Scenario, served: Served | PooledServed, api: ApiResult | None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """The finished run's request table (``api``: the hosted APIs' outcome of the requests
+    it sent them), its replica table, and the latency, SLO and utilisation metrics of the
+    two. The engine's per-request rows are freed once the table holds them; a closed loop
+    that never made progress is an error (:func:`check_progress`)."""
+    hz = scenario.horizon
+    requests = served.requests(api)
+    # the table holds everything the metrics need: the engine's per-request rows go
+    served.release_rows()
+    check_progress(scenario, progress_counts(scenario, requests))
+    metrics: dict[str, Any] = dict(
+        request_metrics(
+            requests, scenario.workload.classes, warmup_s=hz.warmup_s, duration_s=hz.duration_s
+        )
+    )
+    replicas = served.replicas()
+    replicas["requests_completed"] = completed_by_replica(requests, len(replicas))
+    metrics.update(fleet_metrics(replicas))
+    return requests, replicas, metrics
+
+
+def simulate_routed(
+    scenario: Scenario, providers: ApiProviders, sent: ToApi, seed: SeedLike
+) -> ApiResult | None:
+    """The hosted APIs' outcome of the requests the fleet routed to them (None when none
+    was), each provider drawing from its substream of the routed stream
+    (:func:`sim.seeds.routed_api_stream`)."""
+    if not len(sent):
+        return None
+    routed = routed_api_stream(scenario.routing.policy)
+    return simulate_apis(
+        providers,
+        sent.class_name,
+        sent.arrival_s,
+        sent.input_tokens,
+        sent.output_tokens,
+        rng_of=lambda name: np.random.default_rng(provider_stream(seed, routed, name)),
+    )
+
+
+def add_cache_columns(
+    requests: pd.DataFrame,
+    scenario: Scenario,
+    prompts: PromptBlocks | None,
+    providers: ApiProviders,
+) -> CacheTokens | None:
+    """Add ``cached_input_tokens`` (and, with prompt identities, ``cache_write_tokens``) to
+    the request table: the API's caches replayed from ``prompts`` when given
+    (:func:`sim.economics.apis.api_cache_tokens`, returned), else the classes' declared
+    shares (:func:`api_cached_tokens`)."""
+    if prompts is None:
+        requests["cached_input_tokens"] = api_cached_tokens(requests, scenario)
+        return None
+    # the API's caches replayed from the prompts: what the API served read and wrote
+    cache_tokens = api_cache_tokens(requests, prompts, providers)
+    requests["cached_input_tokens"] = cache_tokens[0]
+    requests["cache_write_tokens"] = cache_tokens[1]
+    return cache_tokens
+
+
 def serve_scenario(
     scenario: Scenario,
     workload: Workload | WorkloadStream,
@@ -252,7 +393,7 @@ def serve_scenario(
     prefixes, the router's and the faults' substreams (:func:`sim.engine.serve.serve`;
     ``window_s`` and ``retire`` for a streamed workload)."""
     return serve(
-        scenario.fleet,
+        scenario.single_fleet("a single fleet's engine"),
         replica,
         workload,
         scenario.horizon,

@@ -3,46 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from sim.economics.apis import ApiProviders, api_cache_tokens
 from sim.engine.replica import ReplicaConfig, build_replica
-from sim.labels import labels
-from sim.replication.billing import replication_costs, simulate_apis
+from sim.replication.billing import replication_costs
 from sim.replication.budget import check_memory
-from sim.replication.metrics import (
-    baseline_latency_metrics,
-    fleet_metrics,
-    request_metrics,
-)
 from sim.replication.parts import (
-    api_baseline_frame,
-    api_baseline_names,
-    api_cached_tokens,
-    check_progress,
+    add_cache_columns,
+    api_baseline_metrics,
     class_routes,
-    completed_by_replica,
     dynamics_metrics,
     dynamics_sums,
-    progress_counts,
+    frame_prompts,
+    records_and_metrics,
     scenario_apis,
     serve_scenario,
+    simulate_routed,
 )
+from sim.replication.pooled import pooled_replication
 from sim.replication.stream import simulate_streamed
 from sim.scenario import Scenario
 from sim.seeds import (
-    STREAM_API_BASELINE,
     STREAM_WORKLOAD,
     SeedLike,
-    provider_stream,
-    routed_api_stream,
     substream,
 )
 from sim.workload import Workload, sample_workload
-from sim.workload.identity import PromptBlocks
 
 __all__ = ["Outcome", "class_routes", "sample", "scenario_apis", "serve_scenario", "simulate"]
 
@@ -97,50 +84,16 @@ class Outcome:
         )
 
 
-def _frame_prompts(requests: pd.DataFrame, workload: Workload) -> PromptBlocks | None:
-    # the workload's prompt identities in the order of the request table: its open-loop
-    # rows are the workload's requests in order (a stable sort by arrival keeps them so);
-    # closed-loop requests carry none (never cached)
-    blocks = workload.prompt_blocks
-    if blocks is None:
-        return None
-    closed = [workload.class_names[s.class_id] for s in workload.closed_loop]
-    is_open = ~requests["class_name"].isin(closed).to_numpy(dtype=bool)
-    rows = np.flatnonzero(is_open)
-    arrival = requests["arrival_s"].to_numpy()[rows]
-    if rows.size != len(workload) or not np.array_equal(arrival, workload.arrival_s):
-        raise AssertionError("request table does not hold the workload's requests in order")
-    counts = np.zeros(len(requests), dtype=np.int64)
-    counts[rows] = blocks.counts
-    offsets = np.zeros(len(requests) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    return PromptBlocks(blocks.block_tokens, offsets, blocks.hashes)
+def replica_fleet_dynamic(scenario: Scenario) -> bool:
+    """Some pool of the fleet starts and stops replicas (autoscaling, spot, failures)."""
+    return any(p.dynamic for p in scenario.pools)
 
 
-def _api_baseline(
-    scenario: Scenario, providers: ApiProviders, requests: pd.DataFrame, seed: SeedLike
-) -> dict[str, float]:
-    # every request sent to its class's API instead: the latency side of the comparison
-    # (its bill is priced in cost_metrics), each provider drawing from its own substream.
-    # Without an API for every class there is no such alternative: NaN.
-    hz = scenario.horizon
-    classes = scenario.workload.classes
-    arrival = requests["arrival_s"].to_numpy()
-    frame = requests  # the table is sorted by arrival: copy only if it is not
-    if len(arrival) > 1 and not bool(np.all(arrival[1:] >= arrival[:-1])):
-        frame = requests.iloc[np.argsort(arrival, kind="stable")]
-    if not providers.complete:
-        return dict.fromkeys(api_baseline_names(scenario), float("nan"))
-    res = simulate_apis(
-        providers,
-        labels(frame["class_name"]),
-        frame["arrival_s"].to_numpy(),
-        frame["input_tokens"].to_numpy(),
-        frame["output_tokens"].to_numpy(),
-        rng_of=lambda name: np.random.default_rng(provider_stream(seed, STREAM_API_BASELINE, name)),
-    )
-    base = api_baseline_frame(frame["arrival_s"].to_numpy(), frame["class_name"].to_numpy(), res)
-    return baseline_latency_metrics(base, classes, warmup_s=hz.warmup_s, duration_s=hz.duration_s)
+def _simulate_pooled(scenario: Scenario, seed: SeedLike) -> Outcome:
+    # a fleet of several pools (sim.replication.pooled); its replica: the first pool's
+    workload = sample(scenario, seed)
+    requests, metrics, ts, replicas = pooled_replication(scenario, workload, seed)
+    return Outcome(scenario, requests, metrics, ts, replicas, build_replica(scenario.pools[0]))
 
 
 def sample(scenario: Scenario, seed: SeedLike) -> Workload:
@@ -173,14 +126,15 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     True
     """
     n_expected = check_memory(scenario)
-    replica = build_replica(scenario.fleet)
+    if scenario.pooled:
+        return _simulate_pooled(scenario, seed)
+    replica = build_replica(scenario.single_fleet("a single replica"))
     hz = scenario.horizon
     if hz.records != "all":
         sampled, streamed, ts, reps = simulate_streamed(scenario, seed, replica, n_expected)
         n = int(streamed.pop("requests_simulated"))
         metrics_s = {k: float(v) for k, v in streamed.items()}
         return Outcome(scenario, sampled, metrics_s, ts, reps, replica, n_requests=n)
-    classes = scenario.workload.classes
     workload = sample(scenario, seed)
     # kept only to align prompt identities with the request table; otherwise freed once the
     # engine has copied the requests (it would double the memory of the run's peak)
@@ -188,41 +142,13 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
     served = serve_scenario(scenario, workload, seed, replica)
     del workload
     providers = scenario_apis(scenario)
-    sent = served.to_api()
-    api_result = None
-    if len(sent):
-        routed = routed_api_stream(scenario.routing.policy)
-        api_result = simulate_apis(
-            providers,
-            sent.class_name,
-            sent.arrival_s,
-            sent.input_tokens,
-            sent.output_tokens,
-            rng_of=lambda name: np.random.default_rng(provider_stream(seed, routed, name)),
-        )
+    api_result = simulate_routed(scenario, providers, served.to_api(), seed)
     drain_s = served.drain_s
-    requests = served.requests(api_result)
-    # the table holds everything the metrics need: the engine's per-request rows go
-    served.release_rows()
-    check_progress(scenario, progress_counts(scenario, requests))
-    metrics: dict[str, Any] = {}
-    metrics.update(
-        request_metrics(requests, classes, warmup_s=hz.warmup_s, duration_s=hz.duration_s)
-    )
-    replicas = served.replicas()
-    replicas["requests_completed"] = completed_by_replica(requests, len(replicas))
-    metrics.update(fleet_metrics(replicas))
+    requests, replicas, metrics = records_and_metrics(scenario, served, api_result)
     prompts = None
     if identified is not None and providers.used():
-        prompts = _frame_prompts(requests, identified)
-    cache_tokens = None
-    if prompts is None:
-        requests["cached_input_tokens"] = api_cached_tokens(requests, scenario)
-    else:
-        # the API's caches replayed from the prompts: what the API served read and wrote
-        cache_tokens = api_cache_tokens(requests, prompts, providers)
-        requests["cached_input_tokens"] = cache_tokens[0]
-        requests["cache_write_tokens"] = cache_tokens[1]
+        prompts = frame_prompts(requests, identified)
+    cache_tokens = add_cache_columns(requests, scenario, prompts, providers)
     metrics.update(
         replication_costs(
             scenario,
@@ -235,9 +161,9 @@ def simulate(scenario: Scenario, *, seed: SeedLike) -> Outcome:
         )
     )
     if providers.used():
-        metrics.update(_api_baseline(scenario, providers, requests, seed))
+        metrics.update(api_baseline_metrics(scenario, providers, requests, seed))
     ts = served.timeseries()
-    if scenario.fleet.dynamic:
+    if replica_fleet_dynamic(scenario):
         sums = dynamics_sums(requests, hz.warmup_s, hz.duration_s)
         metrics.update(dynamics_metrics(served, sums, replicas, hz.warmup_s, hz.duration_s))
     return Outcome(

@@ -415,7 +415,8 @@ def simulate_streamed(
         scenario.workload, duration_s=hz.duration_s, seed=substream(seed, STREAM_WORKLOAD)
     )
     providers = scenario_apis(scenario)
-    fold = StreamFold(scenario, replica, scenario.fleet.max_slots, providers, seed)
+    fleet = scenario.single_fleet("a streamed run (records: sample or none)")
+    fold = StreamFold(scenario, replica, fleet.max_slots, providers, seed)
     served: Served = serve_scenario(
         scenario,
         stream,
@@ -447,7 +448,7 @@ def simulate_streamed(
         else:
             metrics.update(dict.fromkeys(api_baseline_names(scenario), math.nan))
     ts = served.timeseries()
-    if scenario.fleet.dynamic:
+    if fleet.dynamic:
         metrics.update(
             dynamics_metrics(served, fold.dynamics, replicas, hz.warmup_s, hz.duration_s)
         )

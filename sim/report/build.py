@@ -26,12 +26,14 @@ from sim.report.tables import (
     capacity_bill_rows,
     grouped_table,
     latency_table,
+    pool_table,
     scenario_inputs,
     table_records,
     utilisation_rows,
     verdict_context,
     with_ci,
 )
+from sim.scenario import fleet_text
 from sim.scenario_io import ScenarioError
 from sim.study.crossover import CrossoverResult, metric_unit, unit_of
 from sim.study.crossover import describe as describe_crossover
@@ -113,6 +115,9 @@ def report(
         "assumptions": assumptions(result.scenario),
         "scenario_inputs": scenario_inputs(result.scenario),
     }
+    by_pool = pool_table(result)
+    if len(by_pool):
+        tables["by_pool"] = by_pool
     if result.capacity_found is not None:
         tables["capacity_at_slo"] = result.capacity_found.evaluations
     if crossover is not None:
@@ -120,17 +125,12 @@ def report(
     if sensitivity is not None:
         tables["sensitivity"] = sensitivity
     s = result.scenario
-    rep = result.first.replica
     context = {
         **study,
         "run": True,
         "title": f"crossover report: {s.name}",
         "scenario": s,
-        "fleet_line": (
-            f"{s.fleet.size_text} × {rep.model.name} on {s.fleet.tp} × {rep.gpu.name} "
-            f"({s.fleet.dtype}), KV cache {rep.kv_capacity_tokens:,} tokens/replica, "
-            f"router {s.fleet.router}, routing {s.routing.policy}"
-        ),
+        "fleet_line": (f"{fleet_text(s)}, routing {s.routing.policy}"),
         "run_line": (
             f"{len(result.replications)} replications × {s.horizon.duration_s:g} s "
             f"(warm-up {s.horizon.warmup_s:g} s excluded)"
@@ -140,6 +140,7 @@ def report(
         "verdict": verdict_context(decision),
         "side_by_side": table_records(tables["side_by_side"]),
         "grouped": tables["by_class_and_route"],
+        "by_pool": by_pool,
         "costs": [
             [
                 str(r["component"]),

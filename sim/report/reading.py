@@ -61,7 +61,7 @@ def load_run(directory: str | Path) -> RunResult:
         if k != "replication" and isinstance(v, int | float | np.number)
     }
     try:
-        replica = build_replica(scenario.fleet)
+        replica = build_replica(scenario.pools[0])
     except (ValueError, KeyError) as exc:
         raise ScenarioError(f"{source}: fleet: {exc}") from None
     seed = -1  # older directories, or written by hand: the report omits the seed

@@ -261,6 +261,49 @@ def latency_table(result: RunResult) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["quantity", "option", "api_only"])
 
 
+#: The per-pool table's columns: (metric, header, format).
+POOL_COLUMNS = (
+    ("replicas", "replicas (mean paid)", "{:.3g}"),
+    ("requests_served", "requests served", "{:,.0f}"),
+    ("gpu_busy_fraction", "GPU busy", "{:.1%}"),
+    ("compute_utilisation", "MFU", "{:.1%}"),
+    ("bandwidth_utilisation", "MBU", "{:.1%}"),
+    ("gpu_hours_paid", "GPU-hours paid", "{:,.2f}"),
+    ("gpu_hours_busy", "GPU-hours busy", "{:,.2f}"),
+    ("gpu_usd_per_month", "GPU cost per month", "${:,.0f}"),
+    ("gpu_usd_per_1m_tokens", "GPU cost per 1M tokens served", "${:,.3f}"),
+)
+
+
+def pool_table(result: RunResult) -> pd.DataFrame:
+    """A fleet of several pools: one row per pool, its hardware and pricing, then each of
+    :data:`POOL_COLUMNS` as mean (95 % CI) over replications; empty for one pool."""
+    s = result.scenario
+    if not s.pooled:
+        return pd.DataFrame()
+    table = result.summary().set_index("metric")
+    rows = []
+    for name, pool in zip(s.pool_names, s.pools, strict=True):
+        kind = pool.pricing.kind if pool.pricing is not None else "on_demand"
+        cells = {
+            "pool": name,
+            "hardware": f"{pool.size_text} × {pool.tp} × {pool.gpu}, {pool.model}"
+            if isinstance(pool.model, str)
+            else f"{pool.size_text} × {pool.tp} × {pool.gpu}",
+            "pricing": kind.replace("_", "-"),
+        }
+        for metric, header, fmt in POOL_COLUMNS:
+            key = f"{metric}[pool:{name}]"
+            if key not in table.index:
+                cells[header] = "–"
+                continue
+            m, lo, hi = plots.ci_row(table, key)
+            note = table.loc[key].get("note", "")
+            cells[header] = with_ci(fmt, m, lo, hi, note if isinstance(note, str) else "")
+        rows.append(cells)
+    return pd.DataFrame(rows)
+
+
 def grouped_table(result: RunResult) -> pd.DataFrame:
     """Latency and SLO attainment per class and per route (means over replications)."""
     table = result.summary().set_index("metric")
@@ -337,36 +380,37 @@ def assumptions(scenario: Scenario, *, as_of: dt.date | None = None) -> pd.DataF
     ``as_of`` (default today), undated, or of low confidence in the price catalogue; empty
     otherwise and on every other row.
     """
-    fleet = scenario.fleet
-    gpu = get_gpu(fleet.gpu)
-    model = resolve_model(fleet.model)
     rows: list[tuple[str, str, str, str, str]] = []
     flags: dict[int, str] = {}  # row index -> why to check that price
-    price = resolve_gpu_hourly(fleet.pricing, gpu)
-    rows.append(
-        (
-            "GPU price",
-            f"{gpu.name}, {price.kind}",
-            f"{money(price.usd_per_gpu_hour)} per GPU-hour",
-            price.source,
-            price.date,
+    pooled = scenario.pooled
+    for pool_name, fleet in zip(scenario.pool_names, scenario.pools, strict=True):
+        gpu = get_gpu(fleet.gpu)
+        who = f"{pool_name}: " if pooled else ""
+        price = resolve_gpu_hourly(fleet.pricing, gpu)
+        rows.append(
+            (
+                "GPU price",
+                f"{who}{gpu.name}, {price.kind}",
+                f"{money(price.usd_per_gpu_hour)} per GPU-hour",
+                price.source,
+                price.date,
+            )
         )
-    )
-    given = fleet.pricing
-    from_catalogue = given is None or (given.kind != "owned" and given.usd_per_gpu_hour is None)
-    level = default_gpu_price(gpu.name, price.kind).confidence if from_catalogue else ""
-    flags[len(rows) - 1] = _check(price.date, level, as_of)
-    for key, value in price.breakdown.items():
-        rows.append(("GPU price", key, money(value), price.source, price.date))
-    rows.append(
-        (
-            "GPU price",
-            "billing increment / minimum",
-            f"{plain(price.billing_increment_s)} s / {plain(price.min_billable_s)} s",
-            "scenario",
-            "",
+        given = fleet.pricing
+        from_catalogue = given is None or (given.kind != "owned" and given.usd_per_gpu_hour is None)
+        level = default_gpu_price(gpu.name, price.kind).confidence if from_catalogue else ""
+        flags[len(rows) - 1] = _check(price.date, level, as_of)
+        for key, value in price.breakdown.items():
+            rows.append(("GPU price", f"{who}{key}", money(value), price.source, price.date))
+        rows.append(
+            (
+                "GPU price",
+                f"{who}billing increment / minimum",
+                f"{plain(price.billing_increment_s)} s / {plain(price.min_billable_s)} s",
+                "scenario",
+                "",
+            )
         )
-    )
     providers = scenario_apis(scenario)
     used = set(providers.of_class.values())
     for name, api_spec in providers.specs.items():
@@ -413,52 +457,71 @@ def assumptions(scenario: Scenario, *, as_of: dt.date | None = None) -> pd.DataF
                     "",
                 )
             )
-    for key in (
-        "memory_gib",
-        "mem_bandwidth_tb_s",
-        "bf16_tflops",
-        "fp8_tflops",
-        "fp4_tflops",
-        "interconnect_gb_s",
-        "tdp_w",
-    ):
-        value = getattr(gpu, key)
-        if value is not None:
-            rows.append(("GPU spec", f"{gpu.name}: {key}", plain(value), gpu.source, "catalog"))
-    for key in (
-        "num_layers",
-        "hidden_size",
-        "num_heads",
-        "num_kv_heads",
-        "head_dim",
-        "intermediate_size",
-        "vocab_size",
-        "num_experts",
-        "experts_per_token",
-    ):
-        rows.append(
-            ("model", f"{model.name}: {key}", f"{getattr(model, key):,}", model.source, "catalog")
-        )
-    rows.append(
-        ("model", f"{model.name}: parameters", f"{model.total_params:,}", model.source, "computed")
-    )
-    spec = fleet.step_time
-    if isinstance(spec, LinearStep | ConstantStep):
-        for key, value in spec.model_dump().items():
-            if key != "model":
-                rows.append(("step time", f"{spec.model}: {key}", plain(value), "scenario", ""))
-    else:
-        roof = resolve_roofline(spec, gpu.name)
-        for key, value in roof.as_dict().items():
+    seen: set[tuple[str, str, str]] = set()
+    for fleet in scenario.pools:
+        gpu = get_gpu(fleet.gpu)
+        model = resolve_model(fleet.model)
+        if (gpu.name, model.name, repr(fleet.step_time)) in seen:
+            continue
+        seen.add((gpu.name, model.name, repr(fleet.step_time)))
+        for key in (
+            "memory_gib",
+            "mem_bandwidth_tb_s",
+            "bf16_tflops",
+            "fp8_tflops",
+            "fp4_tflops",
+            "interconnect_gb_s",
+            "tdp_w",
+        ):
+            value = getattr(gpu, key)
+            if value is not None:
+                rows.append(("GPU spec", f"{gpu.name}: {key}", plain(value), gpu.source, "catalog"))
+        for key in (
+            "num_layers",
+            "hidden_size",
+            "num_heads",
+            "num_kv_heads",
+            "head_dim",
+            "intermediate_size",
+            "vocab_size",
+            "num_experts",
+            "experts_per_token",
+        ):
             rows.append(
                 (
-                    "step time",
-                    f"roofline: {key}",
-                    plain(value),
-                    f"{roof.origin[key]} (family {roof.family})",
-                    "profiles.yaml",
+                    "model",
+                    f"{model.name}: {key}",
+                    f"{getattr(model, key):,}",
+                    model.source,
+                    "catalog",
                 )
             )
+        rows.append(
+            (
+                "model",
+                f"{model.name}: parameters",
+                f"{model.total_params:,}",
+                model.source,
+                "computed",
+            )
+        )
+        spec = fleet.step_time
+        if isinstance(spec, LinearStep | ConstantStep):
+            for key, value in spec.model_dump().items():
+                if key != "model":
+                    rows.append(("step time", f"{spec.model}: {key}", plain(value), "scenario", ""))
+        else:
+            roof = resolve_roofline(spec, gpu.name)
+            for key, value in roof.as_dict().items():
+                rows.append(
+                    (
+                        "step time",
+                        f"roofline: {key}",
+                        plain(value),
+                        f"{roof.origin[key]} (family {roof.family})",
+                        "profiles.yaml",
+                    )
+                )
     for key, value in scenario.costs.model_dump(exclude={"setup"}).items():
         rows.append(("hidden costs", key, _input_value(key, value), "scenario", ""))
     for key, value in scenario.costs.setup.model_dump().items():

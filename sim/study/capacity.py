@@ -247,12 +247,16 @@ def capacity_scenario(scenario: Scenario) -> tuple[Scenario, str]:
     """
     data = scenario.model_dump(mode="python", exclude={"options", "uncertainty"})
     notes = []
-    fleet = scenario.fleet
-    if fleet.autoscaler is not None:
-        data["fleet"]["replicas"] = fleet.autoscaler.max_replicas
-        data["fleet"]["autoscaler"] = None
+    pooled = scenario.pooled
+    sections = data["fleet"]["pools"] if pooled else [data["fleet"]]
+    for name, fleet, section in zip(scenario.pool_names, scenario.pools, sections, strict=True):
+        if fleet.autoscaler is None:
+            continue
+        section["replicas"] = fleet.autoscaler.max_replicas
+        section["autoscaler"] = None
+        what = f"pool {name}" if pooled else "fleet"
         notes.append(
-            f"autoscaled fleet: judged at its maximum size, {fleet.autoscaler.max_replicas} "
+            f"autoscaled {what}: judged at its maximum size, {fleet.autoscaler.max_replicas} "
             "replicas"
         )
     kept = [c for c in data["workload"]["classes"] if c["open_model_ok"]]
@@ -488,7 +492,7 @@ def capacity_at_slo(
     return _result(
         rows,
         targets=targets,
-        replicas=base.fleet.replicas,
+        replicas=sum(p.replicas for p in base.pools),
         note=note,
         bill=gpu_bill_usd_per_month,
         settings=(tolerance, replications, seed, max_scale),

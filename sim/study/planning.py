@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from sim.catalog import get_gpu
 from sim.catalog.prices import default_gpu_price
 from sim.economics.gpu_bill import resolve_gpu_hourly
+from sim.economics.spec import PricedFleetSpec
 from sim.intervals import bounded_t_interval, metric_range
 from sim.scenario import Scenario
 from sim.study.executors import Executor, make_executor, session
@@ -98,7 +99,7 @@ class CapacityPlan:
 
 
 @dataclass(frozen=True)
-class _Price:
+class CandidatePrice:
     """How one (GPU, kind) candidate is priced: the ``fleet.pricing`` it is simulated with,
     its hourly price per GPU (the branch-and-bound floor) and where that comes from."""
 
@@ -108,15 +109,15 @@ class _Price:
     date: str
 
 
-def _own_price(scenario: Scenario) -> tuple[str, str, _Price] | None:
-    """The scenario's own GPU, kind and price, when ``fleet.pricing`` gives one (an hourly
-    price, or owned hardware); None when the scenario is priced from the catalogue anyway."""
-    current = scenario.fleet.pricing
+def _own_price(fleet: PricedFleetSpec) -> tuple[str, str, CandidatePrice] | None:
+    """The fleet's own GPU, kind and price, when ``pricing`` gives one (an hourly price, or
+    owned hardware); None when the fleet is priced from the catalogue anyway."""
+    current = fleet.pricing
     if current is None or (current.kind != "owned" and current.usd_per_gpu_hour is None):
         return None
-    gpu = get_gpu(scenario.fleet.gpu)
+    gpu = get_gpu(fleet.gpu)
     resolved = resolve_gpu_hourly(current, gpu)
-    price = _Price(
+    price = CandidatePrice(
         current.model_dump(mode="json", exclude_none=True),
         resolved.usd_per_gpu_hour,
         f"scenario: {resolved.source}",
@@ -125,10 +126,10 @@ def _own_price(scenario: Scenario) -> tuple[str, str, _Price] | None:
     return gpu.name, current.kind, price
 
 
-def _pricing(scenario: Scenario, gpu: str, kind: str) -> _Price:
+def _pricing(fleet: PricedFleetSpec, gpu: str, kind: str) -> CandidatePrice:
     quote = default_gpu_price(gpu, kind)  # KeyError without a quote
     base: dict[str, Any] = {}
-    current = scenario.fleet.pricing
+    current = fleet.pricing
     if current is not None and current.kind in ("on_demand", "reserved", "spot"):
         base = {"billing_increment_s": current.billing_increment_s,
                 "min_billable_s": current.min_billable_s}  # fmt: skip
@@ -141,13 +142,38 @@ def _pricing(scenario: Scenario, gpu: str, kind: str) -> _Price:
         "price_source": source,
         "price_date": quote.quote_date,
     }
-    return _Price(pricing, quote.usd_per_gpu_hour, shown, quote.quote_date)
+    return CandidatePrice(pricing, quote.usd_per_gpu_hour, shown, quote.quote_date)
+
+
+def check_plan_args(slo_target: float, replications: int, criterion: str) -> None:
+    """Raise ``ValueError`` for a target, replication count or criterion a plan cannot use."""
+    if not 0 < slo_target <= 1:
+        raise ValueError(f"slo_target must be in (0, 1], got {slo_target}")
+    if replications < 1:
+        raise ValueError(f"replications must be at least 1, got {replications}")
+    if criterion not in ("mean", "ci_low"):
+        raise ValueError(f"criterion must be 'mean' or 'ci_low', got {criterion!r}")
+    if criterion == "ci_low" and replications < 2:
+        raise ValueError("criterion 'ci_low' needs at least 2 replications")
+
+
+def candidate_price(fleet: PricedFleetSpec, gpu: str, kind: str) -> CandidatePrice:
+    """How a candidate GPU and capacity kind for ``fleet`` is priced: the fleet's own GPU
+    and kind as its ``pricing`` says when that gives a price, every other at the
+    catalogue's default quote.
+
+    Raises
+    ------
+    KeyError
+        Without a catalogue quote for the GPU and kind.
+    """
+    return _price_of(fleet, _own_price(fleet), gpu, kind)
 
 
 def _price_of(
-    scenario: Scenario, own: tuple[str, str, _Price] | None, gpu: str, kind: str
-) -> _Price:
-    # the scenario's own GPU and kind at the scenario's price, every other at the catalogue's
+    fleet: PricedFleetSpec, own: tuple[str, str, CandidatePrice] | None, gpu: str, kind: str
+) -> CandidatePrice:
+    # the fleet's own GPU and kind at the fleet's price, every other at the catalogue's
     if own is not None and kind == own[1]:
         try:
             same = get_gpu(gpu).name == own[0]
@@ -155,7 +181,7 @@ def _price_of(
             same = False
         if same:
             return own[2]
-    return _pricing(scenario, gpu, kind)
+    return _pricing(fleet, gpu, kind)
 
 
 def _hidden_usd_per_month(scenario: Scenario) -> float:
@@ -234,21 +260,14 @@ def plan_capacity(
     >>> plan.choice["gpu"], plan.choice["replicas"]
     ('h100-sxm', 1)
     """
-    if not 0 < slo_target <= 1:
-        raise ValueError(f"slo_target must be in (0, 1], got {slo_target}")
-    if replications < 1:
-        raise ValueError(f"replications must be at least 1, got {replications}")
-    if criterion not in ("mean", "ci_low"):
-        raise ValueError(f"criterion must be 'mean' or 'ci_low', got {criterion!r}")
-    if criterion == "ci_low" and replications < 2:
-        raise ValueError("criterion 'ci_low' needs at least 2 replications")
+    check_plan_args(slo_target, replications, criterion)
     opts = dict(options or {})
     unknown = set(opts) - {"gpu", "tp", "replicas", "pricing"}
     if unknown:
         raise ValueError(f"options: unknown key(s) {', '.join(sorted(unknown))} "
                          "(gpu, tp, replicas, pricing)")  # fmt: skip
-    fleet = scenario.fleet
-    own = _own_price(scenario)
+    fleet = scenario.single_fleet("crossover plan over GPU types and counts")
+    own = _own_price(fleet)
     own_gpu = own[0] if own is not None else fleet.gpu
     gpus = list(opts.get("gpu") or dict.fromkeys((own_gpu, *DEFAULT_GPUS)))
     tps = sorted({int(t) for t in opts.get("tp") or DEFAULT_TP})
@@ -266,12 +285,12 @@ def plan_capacity(
     skipped: list[str] = []
 
     # candidates: (gpu, tp, kind) whose fleet is valid at the first count and has a price
-    candidates: list[tuple[str, int, str, _Price]] = []
+    candidates: list[tuple[str, int, str, CandidatePrice]] = []
     for gpu in gpus:
         for tp in tps:
             for kind in kinds:
                 try:
-                    pricing = _price_of(scenario, own, gpu, kind)
+                    pricing = _price_of(fleet, own, gpu, kind)
                 except KeyError:
                     skipped.append(f"{gpu} tp{tp} {kind}: no catalogue price")
                     continue
@@ -292,7 +311,7 @@ def plan_capacity(
     done = total = 0
     with session(runner) as live:  # one pool or cluster for every count
         for count in counts:
-            level: list[tuple[str, int, str, _Price]] = []
+            level: list[tuple[str, int, str, CandidatePrice]] = []
             for gpu, tp, kind, pricing in open_:
                 floor = count * tp * pricing.usd_per_gpu_hour * HOURS_PER_MONTH + hidden
                 if bound_ok and floor > best:
@@ -335,14 +354,16 @@ def plan_capacity(
         choice["gpu"],
         int(choice["tp"]),
         int(choice["replicas"]),
-        _price_of(scenario, own, choice["gpu"], choice["pricing"]),
+        _price_of(fleet, own, choice["gpu"], choice["pricing"]),
     )
     return CapacityPlan(
         choice, chosen, table, slo_target, criterion, tuple(skipped), replications, seed
     )
 
 
-def _configure(scenario: Scenario, gpu: str, tp: int, replicas: int, price: _Price) -> Scenario:
+def _configure(
+    scenario: Scenario, gpu: str, tp: int, replicas: int, price: CandidatePrice
+) -> Scenario:
     overrides: dict[str, Any] = {
         "fleet.gpu": gpu,
         "fleet.tp": tp,
@@ -358,7 +379,7 @@ def _evidence(
     tp: int,
     replicas: int,
     kind: str,
-    price: _Price,
+    price: CandidatePrice,
     slo_target: float,
     criterion: Criterion,
 ) -> dict[str, Any]:

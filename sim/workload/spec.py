@@ -106,6 +106,12 @@ class ClassSpec(Frozen):
         "catalogue key; default: the 'api' section",
     )
     prefix: PrefixSpec | None = None
+    pools: tuple[str, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="the fleet pools that may serve this class, in order of preference; "
+        "default: every pool",
+    )
     api_batch: bool = Field(
         default=False, description="sent through the API's discounted batch endpoint"
     )
