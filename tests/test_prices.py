@@ -498,4 +498,4 @@ def test_scenario_prices_quote_current_catalogue_rows() -> None:
             flags = price_flags(pricing.price_date, rows[0].confidence, as_of=AS_OF)
             assert flags == [], path.name
             quoted += 1
-    assert quoted == 8
+    assert quoted == 9

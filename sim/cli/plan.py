@@ -12,7 +12,9 @@ from typing import Any
 import pandas as pd
 
 from sim.cli.common import CommandParser, add_quiet, add_set, load_with_overrides, run_command
+from sim.scenario import Scenario
 from sim.scenario_io import dump_scenario
+from sim.study.mix import describe_mix, plan_mix
 from sim.study.planning import describe, plan_capacity
 
 __all__ = ["HELP", "main", "parser", "rounded"]
@@ -87,25 +89,61 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ValueError(f"--out {out}: cannot write there ({exc.strerror})") from None
     show = not args.quiet and sys.stderr.isatty()  # progress on a terminal only
+    prog = _progress if show else None
     try:
-        plan = plan_capacity(
-            scenario,
-            slo_target=args.slo,
-            options=options,
-            replications=args.replications,
-            seed=args.seed,
-            criterion=args.criterion,
-            executor=args.executor,
-            workers=args.workers,
-            progress=_progress if show else None,
-        )
+        if scenario.pooled:
+            mix = plan_mix(
+                scenario,
+                slo_target=args.slo,
+                options=_pool_options(scenario, options),
+                max_replicas=args.max_replicas,
+                replications=args.replications,
+                seed=args.seed,
+                criterion=args.criterion,
+                executor=args.executor,
+                workers=args.workers,
+                progress=prog,
+            )
+            table, text = mix.table, describe_mix(mix)
+        else:
+            plan = plan_capacity(
+                scenario,
+                slo_target=args.slo,
+                options=options,
+                replications=args.replications,
+                seed=args.seed,
+                criterion=args.criterion,
+                executor=args.executor,
+                workers=args.workers,
+                progress=prog,
+            )
+            table, text = plan.table, describe(plan)
     finally:
         if show:
             sys.stderr.write("\n")
-    rounded(plan.table).to_csv(out / "plan.csv", index=False)
+    rounded(table).to_csv(out / "plan.csv", index=False)
     if not args.quiet:
-        sys.stdout.write(describe(plan) + f"\nevidence: {out / 'plan.csv'}\n")
+        sys.stdout.write(text + f"\nevidence: {out / 'plan.csv'}\n")
     return 0
+
+
+def _pool_options(
+    scenario: Scenario, options: dict[str, Sequence[Any]]
+) -> dict[str, dict[str, Sequence[Any]]]:
+    # a fleet of several pools: --gpus, --tp and --pricing widen every pool's search beyond
+    # its own GPU, tp and kind (--max-replicas bounds every pool)
+    per_pool: dict[str, dict[str, Sequence[Any]]] = {}
+    for name, pool in zip(scenario.pool_names, scenario.pools, strict=True):
+        own_kind = pool.pricing.kind if pool.pricing is not None else "on_demand"
+        mine: dict[str, Sequence[Any]] = {}
+        if "gpu" in options:
+            mine["gpu"] = list(dict.fromkeys([pool.gpu, *options["gpu"]]))
+        if "tp" in options:
+            mine["tp"] = sorted({pool.tp, *options["tp"]})
+        if "pricing" in options:
+            mine["pricing"] = list(dict.fromkeys([own_kind, *options["pricing"]]))
+        per_pool[name] = mine
+    return per_pool
 
 
 def _progress(done: int, total: int) -> None:
@@ -115,7 +153,7 @@ def _progress(done: int, total: int) -> None:
 
 
 _MONEY = ("usd_per_gpu_hour", "cost_per_month", "cost_ci_low", "cost_ci_high",
-         "api_only_cost_per_month")  # fmt: skip
+         "api_only_cost_per_month", "floor_per_month")  # fmt: skip
 _FRACTIONS = ("slo_attainment", "slo_ci_low", "slo_ci_high")
 _SECONDS = ("ttft_p99_s",)
 
@@ -132,6 +170,9 @@ def rounded(table: pd.DataFrame) -> pd.DataFrame:
     [1234.57, 0.9877, 0.001235]
     """
     out = table.copy()
+    for col in out.columns:
+        if str(col).endswith(".usd_per_gpu_hour"):  # per pool, in a mix plan
+            out[col] = out[col].astype(float).round(4)
     for col in _MONEY:
         if col in out:
             out[col] = out[col].astype(float).round(4 if col == "usd_per_gpu_hour" else 2)

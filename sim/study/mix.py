@@ -1,0 +1,536 @@
+"""The cheapest mix of pools: GPU type, tensor parallelism, capacity kind and replica count
+per pool of a fleet of several (``fleet.pools``), meeting the SLO-attainment target.
+
+The pools, their models and which classes each may serve are the scenario's; the search
+sizes them. A *composition* gives every pool a configuration (GPU, tp, pricing kind) and a
+replica count (0 drops the pool, where no class needs it alone). The search is:
+
+1. **Analytic bound.** Each configuration's tokens per second at saturation is estimated
+   from the step-time model (:func:`sim.replication.pooled.replica_capacity_rps`, at the
+   mix of the classes it may serve). A composition is simulated only if, for every set of
+   pools, the classes that can go nowhere else fit in those pools' estimated capacity taken
+   :data:`OPTIMISM` times (Hall's condition for serving every class; the margin keeps the
+   bound a necessary condition, not a guess that could prune the answer).
+2. **Cost order and branch and bound.** A fixed fleet's cost cannot be less than its GPUs
+   around the clock plus the hidden costs (the API's bill only adds), so compositions are
+   simulated cheapest floor first, and the search stops once the next floor is dearer than
+   the best feasible composition's simulated cost.
+3. **Dominance.** More replicas of the same configurations never serve the SLO worse: a
+   composition below one that failed (every pool's count no larger) is not simulated.
+4. **Runners-up.** After the winner, the next compositions by cost floor are simulated
+   too, for the evidence, until ``runners_up`` of them meet the target (at most three
+   times as many tried, none dearer than twice the winner, none that only adds replicas
+   to a composition that met it).
+
+Every composition is simulated with the same replication seeds (common random numbers), so
+their costs and SLO attainments are compared on identical requests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from sim.economics.spec import HOURS_PER_MONTH, PooledFleetSpec, PricedFleetSpec
+from sim.engine.replica import build_replica
+from sim.replication.pooled import replica_capacity_rps
+from sim.scenario import Scenario
+from sim.study.executors import Executor, make_executor, session
+from sim.study.montecarlo import Unit, run_unit
+from sim.study.planning import (
+    CandidatePrice,
+    Criterion,
+    _bounded,
+    _hidden_usd_per_month,
+    _versus_api,
+    candidate_price,
+    check_plan_args,
+)
+
+__all__ = ["MIX_COLUMNS", "OPTIMISM", "MixPlan", "describe_mix", "plan_mix"]
+
+#: The analytic capacity estimate is taken this many times larger before it may rule a
+#: composition out (its error against simulated saturation, measured in the tests, is
+#: well inside it).
+OPTIMISM = 1.5
+
+#: Columns of :attr:`MixPlan.table` after the per-pool ones (``<pool>.gpu``, ``<pool>.tp``,
+#: ``<pool>.pricing``, ``<pool>.replicas``, ``<pool>.usd_per_gpu_hour``).
+MIX_COLUMNS = (
+    "layout",
+    "gpus",
+    "floor_per_month",
+    "cost_per_month",
+    "cost_ci_low",
+    "cost_ci_high",
+    "slo_attainment",
+    "slo_ci_low",
+    "slo_ci_high",
+    "ttft_p99_s",
+    "api_only_cost_per_month",
+    "estimated_load",
+    "feasible",
+    "n",
+)
+
+
+@dataclass(frozen=True)
+class _Config:
+    gpu: str
+    tp: int
+    kind: str
+    price: CandidatePrice
+    tokens_per_s: float  # one replica's estimated capacity at its classes' mix
+
+
+@dataclass(frozen=True)
+class MixPlan:
+    """The cheapest composition of the pools meeting the SLO-attainment target.
+
+    Attributes
+    ----------
+    choice
+        The chosen row of :attr:`table`, or None when no composition searched meets it.
+    scenario
+        The scenario with the chosen composition (None without a choice).
+    table
+        One row per composition simulated, cheapest first: per pool its GPU, tp, pricing,
+        replicas and hourly GPU price, then :data:`MIX_COLUMNS` (costs and SLO attainment
+        with their 95 % t-intervals; ``estimated_load`` the analytic demand over capacity;
+        ``feasible`` whether it meets the target by ``criterion``).
+    slo_target, criterion
+        As for :func:`sim.study.planning.plan_capacity`.
+    searched
+        Compositions in the search space.
+    ruled_out
+        ``(by the analytic bound, by dominance, by cost)``: compositions never simulated.
+    skipped
+        Configurations left out, with why (no price, the model does not fit).
+    replications, seed
+        Replications per composition and their root seed.
+    """
+
+    choice: dict[str, Any] | None
+    scenario: Scenario | None
+    table: pd.DataFrame
+    slo_target: float
+    criterion: Criterion
+    searched: int
+    ruled_out: tuple[int, int, int]
+    skipped: tuple[str, ...]
+    replications: int
+    seed: int
+
+
+def _class_demand(scenario: Scenario) -> list[tuple[float, float, float]]:
+    # per class: (tokens per second, mean prompt, mean output); 0 where unknown (a closed
+    # loop, a trace without stated lengths): the bound then only gets weaker
+    out = []
+    for cls in scenario.workload.classes:
+        rate = 0.0
+        mean_rate = getattr(cls.arrivals, "mean_rate_rps", None)
+        if callable(mean_rate):
+            try:
+                rate = float(mean_rate())
+            except (TypeError, ValueError, OSError):
+                rate = 0.0
+        if cls.prompt_tokens is None or cls.output_tokens is None or not math.isfinite(rate):
+            out.append((0.0, 1000.0, 200.0))
+            continue
+        p, o = cls.prompt_tokens.mean(), cls.output_tokens.mean()
+        if not cls.open_model_ok:
+            rate = 0.0  # never on the fleet
+        out.append((rate * (p + o), p, o))
+    return out
+
+
+def _pool_mix(
+    demand: list[tuple[float, float, float]], classes: Sequence[int]
+) -> tuple[float, float]:
+    # the token-weighted mean prompt and output of the classes a pool may serve
+    w = np.array([demand[c][0] for c in classes])
+    p = np.array([demand[c][1] for c in classes])
+    o = np.array([demand[c][2] for c in classes])
+    if w.sum() <= 0:
+        return float(p.mean()), float(o.mean())
+    return float(w @ p / w.sum()), float(w @ o / w.sum())
+
+
+def _configure(base: Scenario, comp: Sequence[tuple[_Config, int]]) -> Scenario:
+    # the scenario with each pool configured and sized; pools of 0 replicas dropped (from
+    # the fleet, its order and every class's list)
+    fleet = base.fleet
+    assert isinstance(fleet, PooledFleetSpec)
+    data = base.model_dump(mode="python", exclude={"options", "uncertainty"})
+    pools, kept = [], []
+    for section, (cfg, n) in zip(data["fleet"]["pools"], comp, strict=True):
+        if n == 0:
+            continue
+        section.update(gpu=cfg.gpu, tp=cfg.tp, replicas=n, pricing=cfg.price.pricing)
+        pools.append(section)
+        kept.append(section["name"])
+    data["fleet"]["pools"] = pools
+    data["fleet"]["order"] = [n for n in data["fleet"]["order"] if n in kept]
+    for cls in data["workload"]["classes"]:
+        if cls.get("pools"):
+            cls["pools"] = [n for n in cls["pools"] if n in kept]
+    return Scenario.model_validate(data)
+
+
+def _layout_text(names: Sequence[str], comp: Sequence[tuple[_Config, int]]) -> str:
+    return ", ".join(
+        f"{name}: {n} × {cfg.tp} × {cfg.gpu} ({cfg.kind})"
+        for name, (cfg, n) in zip(names, comp, strict=True)
+        if n > 0
+    )
+
+
+def plan_mix(
+    scenario: Scenario,
+    *,
+    slo_target: float = 0.99,
+    options: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+    max_replicas: int = 8,
+    replications: int = 5,
+    seed: int = 0,
+    criterion: Criterion = "mean",
+    runners_up: int = 2,
+    executor: str | Executor | None = None,
+    workers: int | None = None,
+    uncertainty: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> MixPlan:
+    """The cheapest composition of the scenario's pools meeting ``slo_target``.
+
+    Parameters
+    ----------
+    scenario
+        A scenario whose fleet has several pools (``fleet.pools``), none of them with an
+        autoscaler, spot interruptions or failures (their cost has no floor to search by).
+    options
+        Per pool name, what to search: ``gpu``, ``tp``, ``pricing`` (capacity kinds) and
+        ``replicas`` (counts; 0 drops the pool). Default: the pool's own GPU, tp and kind,
+        and 1 to ``max_replicas`` replicas, or 0 to ``max_replicas`` for a pool that no
+        class needs alone. A pool's own GPU and kind are priced as its ``pricing`` says,
+        every other at the catalogue's default quote.
+    replications, seed, criterion, executor, workers, uncertainty, progress
+        As for :func:`sim.study.planning.plan_capacity`.
+    runners_up
+        Feasible compositions to find after the winner, for the evidence.
+
+    Raises
+    ------
+    ValueError
+        For bad arguments, a fleet of one pool, a dynamic pool, or no valid configuration.
+
+    Examples
+    --------
+    >>> from sim import load_scenario
+    >>> s = load_scenario("scenarios/mixed-pools.yaml").with_overrides(
+    ...     {"horizon.duration_s": 120, "horizon.warmup_s": 10})
+    >>> plan = plan_mix(s, max_replicas=3, replications=2)
+    >>> plan.choice is not None
+    True
+    """
+    fleet = scenario.fleet
+    if not isinstance(fleet, PooledFleetSpec):
+        raise ValueError("plan_mix needs a fleet of several pools (fleet.pools)")
+    check_plan_args(slo_target, replications, criterion)
+    if max_replicas < 1:
+        raise ValueError(f"max_replicas must be at least 1, got {max_replicas}")
+    names = fleet.names
+    for pool in fleet.pools:
+        if pool.dynamic:
+            raise ValueError(
+                f"fleet.pools.{pool.name}: the mix plan sizes fixed pools; this one has an "
+                "autoscaler, spot interruptions or failures"
+            )
+    opts = {str(k): dict(v) for k, v in (options or {}).items()}
+    unknown = set(opts) - set(names)
+    if unknown:
+        raise ValueError(f"options: no pool named {', '.join(sorted(unknown))} "
+                         f"(pools: {', '.join(names)})")  # fmt: skip
+    cands = scenario.class_pools()
+    alone = {c[0] for c in cands if len(c) == 1}
+    demand = _class_demand(scenario)
+    skipped: list[str] = []
+    configs: list[list[_Config]] = []
+    counts: list[list[int]] = []
+    for p, pool in enumerate(fleet.pools):
+        o = opts.get(pool.name, {})
+        bad = set(o) - {"gpu", "tp", "pricing", "replicas"}
+        if bad:
+            raise ValueError(f"options.{pool.name}: unknown key(s) {', '.join(sorted(bad))} "
+                             "(gpu, tp, pricing, replicas)")  # fmt: skip
+        own_kind = pool.pricing.kind if pool.pricing is not None else "on_demand"
+        gpus = list(dict.fromkeys([str(g) for g in o.get("gpu") or [pool.gpu]]))
+        tps = sorted({int(t) for t in o.get("tp") or [pool.tp]})
+        kinds = list(dict.fromkeys([str(k) for k in o.get("pricing") or [own_kind]]))
+        low = 1 if p in alone else 0
+        sizes = sorted({int(n) for n in o.get("replicas") or range(low, max_replicas + 1)})
+        if any(n < 0 for n in sizes) or (p in alone and 0 in sizes):
+            raise ValueError(
+                f"options.{pool.name}.replicas: counts must be ≥ 0, and ≥ 1 for a pool a "
+                "class needs alone"
+            )
+        served_classes = [c for c, ps in enumerate(cands) if p in ps]
+        prompt, out = _pool_mix(demand, served_classes)
+        mine: list[_Config] = []
+        for gpu, tp, kind in itertools.product(gpus, tps, kinds):
+            where = f"{pool.name}: {gpu} tp{tp} {kind}"
+            try:
+                price = candidate_price(pool, gpu, kind)
+            except KeyError:
+                skipped.append(f"{where}: no catalogue price")
+                continue
+            try:
+                spec = PricedFleetSpec.model_validate(
+                    {**pool.model_dump(exclude={"name"}), "gpu": gpu, "tp": tp}
+                )
+                rep = build_replica(spec)
+            except (ValidationError, ValueError, KeyError) as exc:
+                skipped.append(f"{where}: invalid ({' '.join(str(exc).split())[:160]})")
+                continue
+            rps = replica_capacity_rps(rep, spec.engine.max_num_seqs, prompt, out)
+            mine.append(_Config(rep.gpu.name, tp, kind, price, rps * (prompt + out)))
+        if not mine:
+            raise ValueError(f"pool {pool.name}: no configuration of the search is valid: "
+                             + "; ".join(skipped[-3:]))  # fmt: skip
+        configs.append(mine)
+        counts.append(sizes)
+
+    hidden = _hidden_usd_per_month(scenario)
+    # every composition with its floor (GPUs around the clock plus hidden costs)
+    space: list[tuple[float, tuple[int, ...], tuple[int, ...]]] = []
+    for pick in itertools.product(*[range(len(c)) for c in configs]):
+        for ns in itertools.product(*counts):
+            if not any(ns):
+                continue
+            floor = hidden + sum(
+                n * configs[p][k].tp * configs[p][k].price.usd_per_gpu_hour * HOURS_PER_MONTH
+                for p, (k, n) in enumerate(zip(pick, ns, strict=True))
+            )
+            space.append((floor, tuple(pick), tuple(ns)))
+    space.sort(key=lambda x: (x[0], sum(x[2])))
+
+    def load(pick: tuple[int, ...], ns: tuple[int, ...]) -> float:
+        # the largest demand / capacity over sets of pools (inf: a class has no pool left)
+        worst = 0.0
+        n_pools = len(ns)
+        for r in range(1, n_pools + 1):
+            for subset in itertools.combinations(range(n_pools), r):
+                need = sum(
+                    demand[c][0]
+                    for c, ps in enumerate(cands)
+                    if all(p in subset or ns[p] == 0 for p in ps)
+                )
+                if need <= 0:
+                    continue
+                cap = sum(ns[p] * configs[p][pick[p]].tokens_per_s for p in subset)
+                worst = max(worst, need / cap if cap > 0 else math.inf)
+        return worst
+
+    children = np.random.SeedSequence(seed).spawn(replications)
+    draws = uncertainty and bool(scenario.uncertainty)
+    runner = make_executor(executor, workers=workers)
+    rows: list[dict[str, Any]] = []
+    failed: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    passed: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    best = math.inf  # the cheapest feasible composition's simulated cost so far
+    settled = False  # every floor left is dearer than best: the winner is known
+    runners = tried_after = 0  # feasible and simulated compositions once settled
+    by_bound = by_dominance = by_cost = 0
+    done = total = 0
+    with session(runner) as live:
+        for floor, pick, ns in space:
+            if not settled and floor > best:
+                settled = True
+            # once settled, only runners-up: the next compositions by cost that are not
+            # a feasible one with replicas added
+            if settled and (
+                runners >= runners_up
+                or tried_after >= 3 * runners_up
+                or floor > 2 * best
+                or any(
+                    fp == pick and all(a >= b for a, b in zip(ns, fn, strict=True))
+                    for fp, fn in passed
+                )
+            ):
+                by_cost += 1
+                continue
+            est = load(pick, ns)
+            if est > OPTIMISM:
+                by_bound += 1
+                continue
+            if any(
+                fp == pick and all(a <= b for a, b in zip(ns, fn, strict=True)) for fp, fn in failed
+            ):
+                by_dominance += 1
+                continue
+            comp = [(configs[p][k], n) for p, (k, n) in enumerate(zip(pick, ns, strict=True))]
+            try:
+                candidate = _configure(scenario, comp)
+            except (ValidationError, ValueError) as exc:
+                skipped.append(f"{_layout_text(names, comp)}: invalid ({str(exc)[:120]})")
+                continue
+            work = [Unit(candidate, c, draws) for c in children]
+            total += len(work)
+            results: dict[int, dict[str, Any]] = {}
+            for key, row in live.imap_unordered(run_unit, work):
+                results[key] = row
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            reps = pd.DataFrame([results[i] for i in range(replications)])
+            row = _evidence(names, comp, reps, floor, est, slo_target, criterion)
+            rows.append(row)
+            tried_after += settled
+            if not row["feasible"]:
+                failed.append((pick, ns))
+                continue
+            passed.append((pick, ns))
+            runners += settled
+            if not settled and row["cost_per_month"] < best:
+                best = row["cost_per_month"]
+    table = pd.DataFrame(rows)
+    choice: dict[str, Any] | None = None
+    chosen = None
+    if not table.empty:
+        table = table.sort_values(["cost_per_month", "gpus"], kind="stable")
+        table = table.reset_index(drop=True)
+        feasible = table[table["feasible"]]
+        if not feasible.empty:
+            choice = {str(k): v for k, v in feasible.iloc[0].to_dict().items()}
+            chosen = _configure(scenario, _composition(choice, names, configs))
+    return MixPlan(
+        choice,
+        chosen,
+        table,
+        slo_target,
+        criterion,
+        len(space),
+        (by_bound, by_dominance, by_cost),
+        tuple(skipped),
+        replications,
+        seed,
+    )
+
+
+def _composition(
+    row: Mapping[str, Any], names: Sequence[str], configs: Sequence[Sequence[_Config]]
+) -> list[tuple[_Config, int]]:
+    comp = []
+    for name, mine in zip(names, configs, strict=True):
+        n = int(row[f"{name}.replicas"])
+        cfg = next(
+            c
+            for c in mine
+            if (c.gpu, c.tp, c.kind)
+            == (row[f"{name}.gpu"], row[f"{name}.tp"], row[f"{name}.pricing"])
+        )
+        comp.append((cfg, n))
+    return comp
+
+
+def _evidence(
+    names: Sequence[str],
+    comp: Sequence[tuple[_Config, int]],
+    reps: pd.DataFrame,
+    floor: float,
+    est: float,
+    slo_target: float,
+    criterion: Criterion,
+) -> dict[str, Any]:
+    cost, cost_lo, cost_hi = _bounded(reps, "total_cost_usd_per_month")
+    slo, slo_lo, slo_hi = _bounded(reps, "slo_attainment")
+    if len(reps) > 1 and reps["slo_attainment"].nunique() == 1:
+        slo_lo = slo_hi = slo
+    judged = slo if criterion == "mean" else slo_lo
+    api = reps.get("api_only_cost_usd_per_month")
+    row: dict[str, Any] = {}
+    for name, (cfg, n) in zip(names, comp, strict=True):
+        row[f"{name}.gpu"] = cfg.gpu
+        row[f"{name}.tp"] = cfg.tp
+        row[f"{name}.pricing"] = cfg.kind
+        row[f"{name}.replicas"] = n
+        row[f"{name}.usd_per_gpu_hour"] = float(cfg.price.usd_per_gpu_hour)
+    row.update(
+        {
+            "layout": _layout_text(names, comp),
+            "gpus": sum(cfg.tp * n for cfg, n in comp),
+            "floor_per_month": floor,
+            "cost_per_month": cost,
+            "cost_ci_low": cost_lo,
+            "cost_ci_high": cost_hi,
+            "slo_attainment": slo,
+            "slo_ci_low": slo_lo,
+            "slo_ci_high": slo_hi,
+            "ttft_p99_s": float(np.nanmean(reps["ttft_p99_s"].to_numpy(dtype=float))),
+            "api_only_cost_per_month": float(api.mean()) if api is not None else math.nan,
+            "estimated_load": est,
+            "feasible": bool(judged >= slo_target),
+            "n": len(reps),
+        }
+    )
+    return row
+
+
+def describe_mix(plan: MixPlan) -> str:
+    """The answer in a few lines: the cheapest composition with its cost and SLO attainment
+    (95 % CIs), the runners-up, the all-API bill of the same requests, and how much of
+    the search was simulated."""
+    by_bound, by_dominance, by_cost = plan.ruled_out
+    n_sim = len(plan.table)
+    tail = (
+        f"{n_sim} of {plan.searched} compositions simulated × {plan.replications} "
+        f"replications (seed {plan.seed}); ruled out without simulating: {by_bound} by the "
+        f"capacity estimate, {by_dominance} below one that failed, {by_cost} by cost"
+    )
+    c = plan.choice
+    if c is None:
+        lines = [
+            f"no composition searched meets SLO attainment ≥ {plan.slo_target:.2%} "
+            f"(by {plan.criterion}): widen the search (--gpus, --tp, --max-replicas)"
+        ]
+        if n_sim:
+            api = plan.table["api_only_cost_per_month"].mean()
+            if np.isfinite(api):
+                lines.append(f"  all-API / month ${api:,.0f} for the same requests")
+        return "\n".join([*lines, tail])
+    lines = [
+        f"cheapest mix meeting SLO attainment ≥ {plan.slo_target:.2%} (by {plan.criterion}): "
+        f"{c['layout']}",
+        f"  cost per month  ${c['cost_per_month']:,.0f}  "
+        f"(95% CI ${c['cost_ci_low']:,.0f} – ${c['cost_ci_high']:,.0f})",
+        f"  SLO attainment  {c['slo_attainment']:.2%}  "
+        f"(95% CI {c['slo_ci_low']:.2%} – {c['slo_ci_high']:.2%})",
+        f"  TTFT p99        {c['ttft_p99_s']:.3g} s",
+    ]
+    api = float(c["api_only_cost_per_month"])
+    if np.isfinite(api):
+        lines.append(f"  all-API / month ${api:,.0f}")
+        lines.append(_versus_api(c, api))
+    others = plan.table[plan.table["feasible"] & (plan.table["layout"] != c["layout"])]
+    for r in others.head(3).to_dict("records"):
+        lines.append(
+            f"  runner-up       {r['layout']}: ${r['cost_per_month']:,.0f}/month "
+            f"(95% CI ${r['cost_ci_low']:,.0f} – ${r['cost_ci_high']:,.0f}), "
+            f"SLO {r['slo_attainment']:.2%}"
+        )
+    cheaper = plan.table[
+        ~plan.table["feasible"] & (plan.table["cost_per_month"] < c["cost_per_month"])
+    ]
+    if len(cheaper):
+        r = cheaper.iloc[-1]
+        lines.append(
+            f"  cheaper, fails  {r['layout']}: SLO {r['slo_attainment']:.2%} "
+            f"(95% CI {r['slo_ci_low']:.2%} – {r['slo_ci_high']:.2%})"
+        )
+    return "\n".join([*lines, tail])
