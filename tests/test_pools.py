@@ -317,3 +317,35 @@ def test_a_fleet_of_one_pool_is_the_single_pool_fleet(path: str, overrides: dict
     for key, value in one.metrics.items():
         assert pooled.metrics[key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
     assert pooled.metrics["gpu_usd[pool:only]"] == pytest.approx(one.metrics["fleet_gpu_usd"])
+
+
+def test_an_option_of_the_decision_can_be_a_pool_layout() -> None:
+    import sim
+    from sim.scenario import option_scenario
+
+    layout = {
+        "fleet": {
+            "policy": "overflow",
+            "pools": [
+                {"name": "h100", "model": "llama-3.1-8b", "gpu": "h100-sxm",
+                 "engine": {"max_num_seqs": 8}, "pricing": {"usd_per_gpu_hour": 3.0}},
+                {"name": "l40s", "model": "llama-3.1-8b", "gpu": "l40s",
+                 "pricing": {"usd_per_gpu_hour": 1.0}},
+            ],
+        }
+    }  # fmt: skip
+    data = _two_pool_data(rate=4.0, duration=120.0)
+    data["fleet"] = {"model": "llama-3.1-8b", "gpu": "h100-sxm", "replicas": 2,
+                     "pricing": {"usd_per_gpu_hour": 3.0}}  # fmt: skip
+    data["options"] = ["self_host_only", {"name": "split", "set": layout}]
+    s = Scenario.model_validate(data)
+    res = sim.run(s, replications=2, seed=3)
+    table = res.decision().table.set_index("option")
+    assert set(table.index) == {"self_host_only", "split"}
+    # the option is the layout's scenario, simulated on the same replication seeds
+    direct = sim.run(option_scenario(s, layout), replications=2, seed=3)
+    cost = direct.replications["total_cost_usd_per_month"].mean()
+    assert table.loc["split", "cost_per_month_usd"] == pytest.approx(cost, rel=1e-12)
+    assert (
+        table.loc["split", "cost_per_month_usd"] < table.loc["self_host_only", "cost_per_month_usd"]
+    )

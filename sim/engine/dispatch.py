@@ -689,6 +689,21 @@ def run_until(t_end: float, st: KernelState) -> int:
     every arrival before ``t_end`` has been routed. Returns ``OK`` or a code asking the
     caller to grow a buffer (closed-loop requests, their pre-drawn lengths, router random
     numbers) and call again; the state is consistent at every return."""
+    code = _advance(t_end, st)
+    if code == OK and st.ep[E_LAZY] == 1:
+        # planned decode runs that span t_end stop at their first boundary after it, so
+        # that the caller reads every replica's counters as they stand at t_end
+        for r in range(st.pi.shape[0]):
+            if st.pi[r, PEND_K] > 0:
+                settle(r, t_end, st)
+                refile(r, st)
+    return code
+
+
+@numba.njit(cache=True)
+def _advance(t_end: float, st: KernelState) -> int:
+    # run_until without settling the planned decode runs that span t_end (the event loop's
+    # own state: what an arrival at t_end sees)
     rf, ri, pf, ep, g, gf = st.rf, st.ri, st.pf, st.ep, st.g, st.gf
     ut, ucls, pool, pool_ptr, rnd = st.ut, st.ucls, st.pool, st.pool_ptr, st.rnd
     n_open = ep[E_NOPEN]
@@ -752,12 +767,6 @@ def run_until(t_end: float, st: KernelState) -> int:
                 gf[GF_UMIN] = ut[st.uh[0]]
             _arrive(q, rf[q, ARR], st)
             continue
-        if lazy:
-            # planned decode runs that span t_end stop at their first boundary after it
-            for r in range(st.pi.shape[0]):
-                if st.pi[r, PEND_K] > 0:
-                    settle(r, t_end, st)
-                    refile(r, st)
         return OK
 
 
@@ -778,6 +787,20 @@ def arrive_through(q_last: int, st: KernelState) -> int:
             continue
         _arrive(q, rf[q, ARR], st)
     return OK
+
+
+@numba.njit(cache=True)
+def load_at(t: float, q_before: int, st: KernelState) -> tuple[int, np.ndarray]:
+    """:func:`run_until` ``t``, then the open-loop arrivals at ``t`` up to row ``q_before``
+    (:func:`arrive_through`), then :func:`pool_load`: a pool's state as a request arriving
+    at ``t`` after those rows sees it, in one call. Returns ``(code, load)``; on a code
+    other than ``OK`` the caller grows the buffer asked for and calls again."""
+    code = _advance(t, st)  # planned runs left planned: arrivals read them as they are
+    if code == OK:
+        code = arrive_through(q_before, st)
+    if code != OK:
+        return code, np.zeros(4)
+    return OK, pool_load(t, st)
 
 
 @numba.njit(cache=True)

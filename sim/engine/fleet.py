@@ -61,8 +61,9 @@ class FleetRun:
 
 
 class FleetDriver:
-    """One replication of a fleet, advanced by its caller: :meth:`run_to` brings the simpy
-    processes and the engine up to a time, :meth:`finish` runs the rest of the horizon.
+    """One replication of a fleet, advanced by its caller: its simpy environment
+    (:attr:`env`: the coarse processes) and engine state (:attr:`state`) may be stepped
+    from outside, and :meth:`finish` runs the rest of the horizon.
 
     :func:`run_fleet` runs it in one go; a fleet of several pools (:mod:`sim.engine.pools`)
     advances one driver per pool, in step, so that a request can pick its pool on the
@@ -164,13 +165,6 @@ class FleetDriver:
                 return
             i += 1
             yield env.timeout(horizon.sample_interval_s)
-
-    def run_to(self, t: float) -> None:
-        """Run every coarse event before ``t``, then the engine up to ``t``: every arrival
-        before ``t`` routed, every busy replica at or past it."""
-        if t > self.env.now:
-            self.env.run(until=t)
-        self.state.advance_to(t)
 
     def finish(self) -> FleetRun:
         """Run to the end of the horizon (the drain limit) and return the run."""

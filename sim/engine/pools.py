@@ -8,9 +8,14 @@ pool's engine holds every open-loop request that may go to it, in arrival order:
 * a request of a class with one pool is that pool's alone and never needs the dispatcher;
 * a request of a class with several pools is decided at its arrival ``t``: each of the
   class's pools is run up to ``t`` (every event before ``t``, and the arrivals at ``t``
-  ahead of it), the dispatcher reads their loads (:func:`sim.engine.dispatch.pool_load`),
+  ahead of it), the dispatcher reads their loads (:func:`sim.engine.dispatch.load_at`),
   the chosen pool routes the request at once, and the others mark their row taken
   elsewhere (``ST_ELSEWHERE``), skipped at its arrival.
+
+The coarse events of every pool (samples, the metric window, autoscalers, spot and
+failures: simpy) run in Python; between two of them, every request is dispatched in one
+compiled call (:func:`_dispatch`) over the pools' states. A coarse event at a request's
+arrival time runs after it.
 
 So a request sees exactly the state a single engine would show it at its arrival, and a
 pool whose classes are its own runs exactly as a fleet of one pool would. A closed loop of
@@ -26,12 +31,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numba
 import numpy as np
 import pandas as pd
 
 from sim.engine import dispatch
 from sim.engine import kernel as K
 from sim.engine.fleet import FleetDriver
+from sim.engine.kernel import KernelState
 from sim.engine.replica import ReplicaConfig
 from sim.engine.routing import RoutingSpec
 from sim.engine.serve import ApiOutcome, Retired, Served, ToApi
@@ -71,35 +78,103 @@ class PoolLayout:
     max_queue_per_replica: float | None = None
     max_outstanding_tokens_per_replica: float | None = None
 
-    def has_room(self, load: np.ndarray) -> bool:
-        """Whether a pool whose :func:`~sim.engine.dispatch.pool_load` is ``load`` has room."""
-        ready, queued, outstanding, free = (float(v) for v in load)
-        if ready == 0:
-            return False
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The layout as :func:`_dispatch` takes it: per class its candidates (padded with
+        -1) and their count; per pool its KV cache in tokens; the parameters
+        ``[choice (0 ordered, 1 least_loaded), max queue, max tokens]`` (-1: unset)."""
+        width = max(len(c) for c in self.candidates)
+        cands = np.full((len(self.candidates), width), -1, dtype=np.int64)
+        for c, pools in enumerate(self.candidates):
+            cands[c, : len(pools)] = pools
+        ncand = np.array([len(c) for c in self.candidates], dtype=np.int64)
+        kv = np.array([r.kv_blocks * r.block_tokens for r in self.replicas], dtype=np.float64)
         qmax, tmax = self.max_queue_per_replica, self.max_outstanding_tokens_per_replica
-        if qmax is None and tmax is None:
-            return free > 0
-        if qmax is not None and queued / ready >= qmax:
-            return False
-        return not (tmax is not None and outstanding / ready >= tmax)
+        params = np.array(
+            [
+                0.0 if self.choice == "ordered" else 1.0,
+                -1.0 if qmax is None else qmax,
+                -1.0 if tmax is None else tmax,
+            ]
+        )
+        return cands, ncand, kv, params
 
-    def load_share(self, pool: int, load: np.ndarray) -> float:
-        """Outstanding tokens per token of KV cache of the pool's ready replicas (inf when
-        none is ready)."""
-        ready = float(load[0])
-        if ready == 0:
-            return float("inf")
-        rep = self.replicas[pool]
-        return float(load[2]) / (ready * rep.kv_blocks * rep.block_tokens)
 
-    def choose(self, pools: Sequence[int], loads: Sequence[np.ndarray]) -> int:
-        """The position in ``pools`` of the pool a request goes to, given their loads."""
-        if self.choice == "ordered":
-            for i, load in enumerate(loads):
-                if self.has_room(load):
-                    return i
-        shares = [self.load_share(p, load) for p, load in zip(pools, loads, strict=True)]
-        return int(np.argmin(shares))  # ties (and none ready anywhere): the first
+@numba.njit(cache=True)
+def _has_room(load: np.ndarray, params: np.ndarray) -> bool:
+    # a pool has room: a ready replica, and either a sequence slot free of running and
+    # waiting requests (no thresholds) or mean waiting requests and outstanding tokens per
+    # ready replica below the thresholds set
+    ready = load[0]
+    if ready == 0:
+        return False
+    qmax, tmax = params[1], params[2]
+    if qmax < 0 and tmax < 0:
+        return load[3] > 0
+    if qmax >= 0 and load[1] / ready >= qmax:
+        return False
+    return not (tmax >= 0 and load[2] / ready >= tmax)
+
+
+@numba.njit(cache=True)
+def _choose(loads: np.ndarray, pools: np.ndarray, kv: np.ndarray, params: np.ndarray) -> int:
+    # the position among ``pools`` of the pool a request goes to: the first with room
+    # (ordered), else (or under least_loaded) the one with the fewest outstanding tokens
+    # per token of its ready replicas' KV cache; ties and none ready: the first
+    k = pools.size
+    if params[0] == 0.0:
+        for j in range(k):
+            if _has_room(loads[j], params):
+                return j
+    best, share = 0, np.inf
+    for j in range(k):
+        if loads[j, 0] > 0:
+            s = loads[j, 2] / (loads[j, 0] * kv[pools[j]])
+            if s < share:
+                best, share = j, s
+    return best
+
+
+@numba.njit(cache=True)
+def _dispatch(
+    i: int,
+    t_stop: float,
+    rows: np.ndarray,
+    arrival: np.ndarray,
+    cls_id: np.ndarray,
+    where: np.ndarray,
+    cands: np.ndarray,
+    ncand: np.ndarray,
+    kv: np.ndarray,
+    params: np.ndarray,
+    pool_of: np.ndarray,
+    states: tuple[KernelState, ...],
+) -> tuple[int, int, int]:
+    # the requests rows[i:] arriving at or before t_stop, each to its pool; returns (the
+    # next to do, the pool whose buffer must grow, its code), or (len(rows), -1, OK)
+    loads = np.empty((cands.shape[1], 4))
+    while i < rows.size:
+        d = rows[i]
+        t = arrival[d]
+        if t > t_stop:
+            return i, -1, K.OK
+        c = cls_id[d]
+        pools = cands[c, : ncand[c]]
+        for j in range(pools.size):
+            p = pools[j]
+            code, load = dispatch.load_at(t, where[p, d] - 1, states[p])
+            if code != K.OK:
+                return i, p, code
+            loads[j] = load
+        pick = pools[_choose(loads, pools, kv, params)]
+        code = dispatch.arrive_through(where[pick, d], states[pick])
+        if code != K.OK:
+            return i, pick, code
+        for j in range(pools.size):
+            if pools[j] != pick:
+                states[pools[j]].ri[where[pools[j], d], K.STATUS] = K.ST_ELSEWHERE
+        pool_of[d] = pick
+        i += 1
+    return i, -1, K.OK
 
 
 def _take_blocks(blocks: PromptBlocks | None, rows: np.ndarray) -> PromptBlocks | None:
@@ -126,12 +201,6 @@ def _take(wl: Workload, rows: np.ndarray, closed: Sequence[int]) -> Workload:
         has_prefix=None if wl.has_prefix is None else wl.has_prefix[rows],
         prompt_blocks=_take_blocks(wl.prompt_blocks, rows),
     )
-
-
-def _arrive_through(driver: FleetDriver, q_last: int) -> None:
-    state = driver.state
-    while dispatch.arrive_through(q_last, state.kernel()) != K.OK:
-        state.rnd = np.concatenate([state.rnd, state.router_rng.random(len(state.rnd))])
 
 
 def serve_pools(
@@ -190,21 +259,26 @@ def serve_pools(
     single = ~many[cls_id] if n else np.zeros(0, dtype=bool)
     first = np.array([c[0] for c in cands], dtype=np.int64)
     pool_of[single] = first[cls_id[single]]
-    for d in np.flatnonzero(~single):
-        t = float(workload.arrival_s[d])
-        pools = cands[cls_id[d]]
-        loads = []
-        for p in pools:
-            drv = drivers[p]
-            drv.run_to(t)
-            _arrive_through(drv, int(where[p, d]) - 1)  # the arrivals at t ahead of it
-            loads.append(dispatch.pool_load(t, drv.state.kernel()))
-        pick = pools[layout.choose(pools, loads)]
-        pool_of[d] = pick
-        for p in pools:
-            if p != pick:
-                drivers[p].state.ri[where[p, d], K.STATUS] = K.ST_ELSEWHERE
-        _arrive_through(drivers[pick], int(where[pick, d]))
+    dyn = np.flatnonzero(~single)
+    arrival = np.ascontiguousarray(workload.arrival_s, dtype=np.float64)
+    cand_arr, ncand, kv, params = layout.arrays()
+    i = 0
+    while i < dyn.size:
+        # every pool's coarse events (samples, metric window, autoscaler, faults) before
+        # the next request; the requests up to the next such event are then dispatched in
+        # one compiled call (an event at a request's arrival runs after it)
+        t = float(arrival[dyn[i]])
+        for drv in drivers:
+            env = drv.env
+            while env.peek() < t:  # (stepped, not run(until=t): no stop event left behind)
+                env.step()
+        t_stop = min(drv.env.peek() for drv in drivers)
+        states = tuple(drv.state.kernel() for drv in drivers)
+        i, p, code = _dispatch(
+            i, t_stop, dyn, arrival, cls_id, where, cand_arr, ncand, kv, params, pool_of, states
+        )
+        if code != K.OK:
+            drivers[p].state.grow(code)
     runs = [drv.finish() for drv in drivers]
     names = tuple(workload.class_names)
     served = tuple(Served(run, names, horizon) for run in runs)

@@ -472,12 +472,16 @@ class FleetState:
             code = dispatch.run_until(t, self.kernel())
             if code == K.OK:
                 return
-            if code == K.NEED_REQUESTS:
-                self._grow_requests()
-            elif code == K.NEED_POOL:
-                self._grow_pool(self.pool.shape[1])
-            else:
-                self.rnd = np.concatenate([self.rnd, self.router_rng.random(len(self.rnd))])
+            self.grow(code)
+
+    def grow(self, code: int) -> None:
+        """Grow the buffer a kernel call asked for with ``code`` (``K.NEED_*``)."""
+        if code == K.NEED_REQUESTS:
+            self._grow_requests()
+        elif code == K.NEED_POOL:
+            self._grow_pool(self.pool.shape[1])
+        else:
+            self.rnd = np.concatenate([self.rnd, self.router_rng.random(len(self.rnd))])
 
     def set_replica_state(self, slot: int, new: int, now: float) -> None:
         """Replica ``slot`` moves to lifecycle state ``new`` (``K.RS_*``) at ``now``."""

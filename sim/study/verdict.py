@@ -207,8 +207,10 @@ def compose_verdict(
         return "verdict: " + " ".join(parts)
     best = rows[d.recommended]
     lead = "Cheapest feasible option" if has_api else "Cheapest feasible fleet"
+    description = str(best.get("description") or "")
+    described = f" ({description})" if description else ""
     text = (
-        f"{lead}: {d.recommended} ({best['description']}) at {usd(best['cost_per_month_usd'])}"
+        f"{lead}: {d.recommended}{described} at {usd(best['cost_per_month_usd'])}"
         f"/month ({_ci_text(best['ci_low'], best['ci_high'], best.get('ci_note', ''))})"
     )
     if d.runner_up is None:
