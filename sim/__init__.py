@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sim.study.capacity import CapacityAtSLO, capacity_at_slo
     from sim.study.crossover import CrossoverResult, crossover, find_crossover
     from sim.study.decide import Decision
+    from sim.study.mix import MixPlan, plan_mix
     from sim.study.montecarlo import Precision, RunResult, run
     from sim.study.planning import CapacityPlan, plan_capacity
     from sim.study.sensitivity import tornado, variance_indices
@@ -44,6 +45,7 @@ __all__ = [
     "CrossoverResult",
     "Decision",
     "Interval",
+    "MixPlan",
     "Outcome",
     "Precision",
     "Probability",
@@ -58,6 +60,7 @@ __all__ = [
     "find_crossover",
     "load_scenario",
     "plan_capacity",
+    "plan_mix",
     "plots",
     "report",
     "run",
@@ -78,6 +81,7 @@ _HOMES = {
     "CrossoverResult": "sim.study.crossover",
     "Decision": "sim.study.decide",
     "Interval": "sim.intervals",
+    "MixPlan": "sim.study.mix",
     "Outcome": "sim.replication.simulate",
     "Precision": "sim.study.montecarlo",
     "Probability": "sim.intervals",
@@ -92,6 +96,7 @@ _HOMES = {
     "find_crossover": "sim.study.crossover",
     "load_scenario": "sim.scenario_io",
     "plan_capacity": "sim.study.planning",
+    "plan_mix": "sim.study.mix",
     "plots": "sim",
     "report": "sim.report",
     "run": "sim.study.montecarlo",

@@ -68,6 +68,12 @@ METRIC_RANGES: tuple[tuple[str, tuple[float, float] | None], ...] = (
     ("failures", _NON_NEGATIVE),
     ("tokens_recomputed", _NON_NEGATIVE),
     ("api_retries", _NON_NEGATIVE),
+    # a fleet of several pools: each pool's own (named <metric>[pool:<name>])
+    ("replicas", _NON_NEGATIVE),
+    ("gpus", _NON_NEGATIVE),
+    ("tokens_served", _NON_NEGATIVE),
+    ("gpu_hours_*", _NON_NEGATIVE),
+    ("gpu_usd_per_1m_tokens", _NON_NEGATIVE),
 )
 
 #: The ``note`` of a summary row without an interval.

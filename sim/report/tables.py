@@ -263,13 +263,10 @@ def latency_table(result: RunResult) -> pd.DataFrame:
 
 #: The per-pool table's columns: (metric, header, format).
 POOL_COLUMNS = (
-    ("replicas", "replicas (mean paid)", "{:.3g}"),
     ("requests_served", "requests served", "{:,.0f}"),
     ("gpu_busy_fraction", "GPU busy", "{:.1%}"),
     ("compute_utilisation", "MFU", "{:.1%}"),
     ("bandwidth_utilisation", "MBU", "{:.1%}"),
-    ("gpu_hours_paid", "GPU-hours paid", "{:,.2f}"),
-    ("gpu_hours_busy", "GPU-hours busy", "{:,.2f}"),
     ("gpu_usd_per_month", "GPU cost per month", "${:,.0f}"),
     ("gpu_usd_per_1m_tokens", "GPU cost per 1M tokens served", "${:,.3f}"),
 )
@@ -277,7 +274,8 @@ POOL_COLUMNS = (
 
 def pool_table(result: RunResult) -> pd.DataFrame:
     """A fleet of several pools: one row per pool, its hardware and pricing, then each of
-    :data:`POOL_COLUMNS` as mean (95 % CI) over replications; empty for one pool."""
+    :data:`POOL_COLUMNS` as mean (95 % CI) over replications (the mean alone when every
+    replication gave the same value); empty for one pool."""
     s = result.scenario
     if not s.pooled:
         return pd.DataFrame()
@@ -297,9 +295,12 @@ def pool_table(result: RunResult) -> pd.DataFrame:
             if key not in table.index:
                 cells[header] = "–"
                 continue
+            # compact: the interval when there is one, else the value alone
             m, lo, hi = plots.ci_row(table, key)
-            note = table.loc[key].get("note", "")
-            cells[header] = with_ci(fmt, m, lo, hi, note if isinstance(note, str) else "")
+            low, high = format_number(fmt, lo), format_number(fmt, hi)
+            shown = math.isfinite(lo) and math.isfinite(hi) and low != high
+            text = format_number(fmt, m)
+            cells[header] = f"{text} ({low} – {high})" if shown else text
         rows.append(cells)
     return pd.DataFrame(rows)
 
