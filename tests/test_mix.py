@@ -4,6 +4,7 @@ estimate it prunes with against simulated saturation, and its bad input."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -156,3 +157,25 @@ def test_plan_mix_refuses_what_it_cannot_search() -> None:
         plan_mix(Scenario.model_validate(data))
     with pytest.raises(ValueError, match="options: no pool named huge"):
         plan_mix(Scenario.model_validate(_data()), options={"huge": {"gpu": ["l4"]}})
+
+
+def test_crossover_plan_on_pools_writes_the_evidence_and_its_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sim.cli import main
+    from sim.report import report_directory
+    from sim.scenario_io import dump_scenario
+
+    path = tmp_path / "mix.yaml"
+    path.write_text(dump_scenario(Scenario.model_validate(_data())), encoding="utf-8")
+    out = tmp_path / "plan"
+    args = ["plan", str(path), "--slo", "0.95", "--max-replicas", "2", "-n", "2", "--out", str(out)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("cheapest mix meeting SLO attainment ≥ 95.00% (by mean): ")
+    table = pd.read_csv(out / "plan.csv")
+    assert table.columns[0] == "layout"
+    assert {"big.gpu", "small.replicas", "cost_per_month", "feasible"} <= set(table.columns)
+    assert table["feasible"].any()
+    html = report_directory(out).read_text(encoding="utf-8")
+    assert f"{len(table)} compositions simulated" in html

@@ -231,6 +231,13 @@ def test_policies_order_the_pools() -> None:
     price = [pool_usd_per_1m_tokens(s, p) for p in s.pools]
     cheap = tuple(int(i) for i in np.argsort(price))
     assert pool_layout(s).candidates == (cheap, cheap)
+    # an autoscaled pool costs only what it starts: it comes after the fixed ones, dear or not
+    dear = int(np.argmax(price))
+    auto = {"min_replicas": 0, "max_replicas": 2, "target": 4.0}
+    data["fleet"]["pools"][1 - dear]["autoscaler"] = auto
+    s = Scenario.model_validate(data)
+    assert pool_layout(s).candidates == ((dear, 1 - dear), (dear, 1 - dear))
+    del data["fleet"]["pools"][1 - dear]["autoscaler"]
     data["fleet"]["policy"] = "first_with_room"
     data["workload"]["classes"][1]["pools"] = ["l40s", "h100"]
     assert pool_layout(Scenario.model_validate(data)).candidates == ((0, 1), (1, 0))
@@ -349,3 +356,25 @@ def test_an_option_of_the_decision_can_be_a_pool_layout() -> None:
     assert (
         table.loc["split", "cost_per_month_usd"] < table.loc["self_host_only", "cost_per_month_usd"]
     )
+
+
+def test_an_autoscaled_overflow_pool_starts_from_zero_for_what_it_is_sent() -> None:
+    # the fixed pool's 4 slots fill up; the autoscaled pool, at 0 replicas but free to
+    # start 2, has room: overflow queues there, its autoscaler starts replicas, they serve
+    data = _two_pool_data(rate=6.0, duration=600.0)
+    base, burst = data["fleet"]["pools"]
+    base["engine"] = {"max_num_seqs": 4}
+    burst.update(
+        replicas=0,
+        autoscaler={"min_replicas": 0, "max_replicas": 2, "metric": "queue_per_replica",
+                    "target": 1.0, "interval_s": 10.0, "cold_start_s": 30.0},
+    )  # fmt: skip
+    out = simulate(Scenario.model_validate(data), seed=2)
+    r, m = out.requests, out.metrics
+    sent = r[r["pool"] == "l40s"]
+    assert len(sent) > 0 and m["scale_ups"] >= 1
+    assert m["requests_served[pool:l40s]"] > 0
+    # the first ones sent there arrived before any replica was ready: they waited for it
+    first = sent.iloc[0]
+    assert bool(first["cold_start"]) and first["ttft_s"] >= 30.0
+    assert 0 < m["replicas[pool:l40s]"] <= 2

@@ -299,7 +299,9 @@ class PoolRoomSpec(Frozen):
     that no running or waiting request holds (under ``central``: the pool as a whole). With
     them, when its ready replicas hold, on average, fewer waiting requests than
     ``max_queue_per_replica`` and fewer outstanding tokens than
-    ``max_outstanding_tokens_per_replica`` (each threshold left unset is not checked).
+    ``max_outstanding_tokens_per_replica`` (each threshold left unset is not checked). An
+    autoscaled pool that may still start replicas always has room: its autoscaler sizes it
+    to what it is sent.
     """
 
     max_queue_per_replica: float | None = Field(None, ge=0)
@@ -316,8 +318,11 @@ class PooledFleetSpec(Frozen):
       room (:class:`PoolRoomSpec`);
     * ``overflow``: the same, in the fleet-wide ``order`` (e.g. reserved capacity first,
       spot after);
-    * ``cheapest``: the same, cheapest pool first (GPU price per hour of a replica over the
-      tokens per second it can serve, :func:`sim.analytic` capacity);
+    * ``cheapest``: the same, by marginal cost: first the pools paid for whatever they
+      serve (no autoscaler: reserved, owned, or a fixed on-demand or spot fleet), then the
+      autoscaled ones, which pay for the replicas a request makes them start; within each
+      group, the cheapest GPU price per token first (the hourly price of a replica over the
+      tokens per second it can serve, estimated from the step-time model);
     * ``least_loaded``: the pool whose ready replicas hold the fewest outstanding tokens
       for the size of their KV cache.
 

@@ -112,6 +112,7 @@ from sim.engine.kernel import (
     REP,
     RS_OFF,
     RS_READY,
+    RS_STARTING,
     RT_CENTRAL,
     RT_LL,
     RT_LR,
@@ -799,15 +800,16 @@ def load_at(t: float, q_before: int, st: KernelState) -> tuple[int, np.ndarray]:
     if code == OK:
         code = arrive_through(q_before, st)
     if code != OK:
-        return code, np.zeros(4)
+        return code, np.zeros(5)
     return OK, pool_load(t, st)
 
 
 @numba.njit(cache=True)
 def pool_load(t: float, st: KernelState) -> np.ndarray:
     """The fleet's load at ``t`` as a pool dispatcher reads it: ready replicas, waiting
-    requests, outstanding tokens, and whether a ready replica has a sequence slot no running
-    or waiting request holds (under ``central``: the ready replicas together)."""
+    requests, outstanding tokens, whether a ready replica has a sequence slot no running
+    or waiting request holds (under ``central``: the ready replicas together), and the
+    replicas ready or starting."""
     pi, g, rdy = st.pi, st.g, st.rdy
     m = g[G_NREADY]
     queued = 0.0
@@ -827,6 +829,10 @@ def pool_load(t: float, st: KernelState) -> np.ndarray:
         queued += g[G_CQLEN]
         outstanding += g[G_CQTOK]
         free = 1.0 if held + g[G_CQLEN] < slots * m else 0.0
-    out = np.empty(4)
-    out[0], out[1], out[2], out[3] = m, queued, outstanding, free
+    alive = 0
+    for r in range(pi.shape[0]):
+        if pi[r, STATE] == RS_READY or pi[r, STATE] == RS_STARTING:
+            alive += 1
+    out = np.empty(5)
+    out[0], out[1], out[2], out[3], out[4] = m, queued, outstanding, free, alive
     return out

@@ -78,10 +78,11 @@ class PoolLayout:
     max_queue_per_replica: float | None = None
     max_outstanding_tokens_per_replica: float | None = None
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The layout as :func:`_dispatch` takes it: per class its candidates (padded with
         -1) and their count; per pool its KV cache in tokens; the parameters
-        ``[choice (0 ordered, 1 least_loaded), max queue, max tokens]`` (-1: unset)."""
+        ``[choice (0 ordered, 1 least_loaded), max queue, max tokens]`` (-1: unset); per
+        pool the replicas its autoscaler may run (0 without one)."""
         width = max(len(c) for c in self.candidates)
         cands = np.full((len(self.candidates), width), -1, dtype=np.int64)
         for c, pools in enumerate(self.candidates):
@@ -96,14 +97,20 @@ class PoolLayout:
                 -1.0 if tmax is None else tmax,
             ]
         )
-        return cands, ncand, kv, params
+        grow = np.array(
+            [0.0 if f.autoscaler is None else f.autoscaler.max_replicas for f in self.fleets]
+        )
+        return cands, ncand, kv, params, grow
 
 
 @numba.njit(cache=True)
-def _has_room(load: np.ndarray, params: np.ndarray) -> bool:
-    # a pool has room: a ready replica, and either a sequence slot free of running and
-    # waiting requests (no thresholds) or mean waiting requests and outstanding tokens per
-    # ready replica below the thresholds set
+def _has_room(load: np.ndarray, params: np.ndarray, grow_to: float) -> bool:
+    # a pool has room: an autoscaled pool that may still start replicas (its autoscaler
+    # sizes it to what it is sent); else a ready replica, and either a sequence slot free
+    # of running and waiting requests (no thresholds) or mean waiting requests and
+    # outstanding tokens per ready replica below the thresholds set
+    if load[4] < grow_to:
+        return True
     ready = load[0]
     if ready == 0:
         return False
@@ -116,14 +123,16 @@ def _has_room(load: np.ndarray, params: np.ndarray) -> bool:
 
 
 @numba.njit(cache=True)
-def _choose(loads: np.ndarray, pools: np.ndarray, kv: np.ndarray, params: np.ndarray) -> int:
+def _choose(
+    loads: np.ndarray, pools: np.ndarray, kv: np.ndarray, params: np.ndarray, grow: np.ndarray
+) -> int:
     # the position among ``pools`` of the pool a request goes to: the first with room
     # (ordered), else (or under least_loaded) the one with the fewest outstanding tokens
     # per token of its ready replicas' KV cache; ties and none ready: the first
     k = pools.size
     if params[0] == 0.0:
         for j in range(k):
-            if _has_room(loads[j], params):
+            if _has_room(loads[j], params, grow[pools[j]]):
                 return j
     best, share = 0, np.inf
     for j in range(k):
@@ -146,12 +155,13 @@ def _dispatch(
     ncand: np.ndarray,
     kv: np.ndarray,
     params: np.ndarray,
+    grow: np.ndarray,
     pool_of: np.ndarray,
     states: tuple[KernelState, ...],
 ) -> tuple[int, int, int]:
     # the requests rows[i:] arriving at or before t_stop, each to its pool; returns (the
     # next to do, the pool whose buffer must grow, its code), or (len(rows), -1, OK)
-    loads = np.empty((cands.shape[1], 4))
+    loads = np.empty((cands.shape[1], 5))
     while i < rows.size:
         d = rows[i]
         t = arrival[d]
@@ -165,7 +175,7 @@ def _dispatch(
             if code != K.OK:
                 return i, p, code
             loads[j] = load
-        pick = pools[_choose(loads, pools, kv, params)]
+        pick = pools[_choose(loads, pools, kv, params, grow)]
         code = dispatch.arrive_through(where[pick, d], states[pick])
         if code != K.OK:
             return i, pick, code
@@ -261,7 +271,7 @@ def serve_pools(
     pool_of[single] = first[cls_id[single]]
     dyn = np.flatnonzero(~single)
     arrival = np.ascontiguousarray(workload.arrival_s, dtype=np.float64)
-    cand_arr, ncand, kv, params = layout.arrays()
+    cand_arr, ncand, kv, params, grow = layout.arrays()
     i = 0
     while i < dyn.size:
         # every pool's coarse events (samples, metric window, autoscaler, faults) before
@@ -275,8 +285,9 @@ def serve_pools(
         t_stop = min(drv.env.peek() for drv in drivers)
         states = tuple(drv.state.kernel() for drv in drivers)
         i, p, code = _dispatch(
-            i, t_stop, dyn, arrival, cls_id, where, cand_arr, ncand, kv, params, pool_of, states
-        )
+            i, t_stop, dyn, arrival, cls_id, where, cand_arr, ncand, kv, params, grow, pool_of,
+            states,
+        )  # fmt: skip
         if code != K.OK:
             drivers[p].state.grow(code)
     runs = [drv.finish() for drv in drivers]

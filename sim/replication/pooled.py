@@ -112,8 +112,10 @@ def pool_usd_per_1m_tokens(scenario: Scenario, pool: PricedFleetSpec) -> float:
 
 def pool_layout(scenario: Scenario) -> PoolLayout:
     """The scenario's pools as the engine takes them, each class's pools in the order the
-    policy tries them (``overflow``: the fleet's ``order``; ``cheapest``: by
-    :func:`pool_usd_per_1m_tokens`, pools without a price last)."""
+    policy tries them (``overflow``: the fleet's ``order``; ``cheapest``: by marginal
+    cost, the pools paid for whatever they serve first, i.e. those without an autoscaler,
+    then the autoscaled ones, each group by :func:`pool_usd_per_1m_tokens`, pools without
+    a price last)."""
     fleet = scenario.fleet
     assert isinstance(fleet, PooledFleetSpec)
     names = fleet.names
@@ -126,7 +128,10 @@ def pool_layout(scenario: Scenario) -> PoolLayout:
         )
     elif fleet.policy == "cheapest":
         price = [pool_usd_per_1m_tokens(scenario, p) for p in fleet.pools]
-        key = [(math.isnan(v), v) for v in price]
+        key = [
+            (p.autoscaler is not None, math.isnan(v), v)
+            for p, v in zip(fleet.pools, price, strict=True)
+        ]
         cands = tuple(tuple(sorted(c, key=lambda p: (*key[p], c.index(p)))) for c in cands)
     return PoolLayout(
         names=names,

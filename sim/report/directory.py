@@ -246,8 +246,12 @@ def _plan_report(d: Path, out: Path) -> Path:
     if feasible and "cost_per_month" in table:
         best = table[table["feasible"].astype(bool)].sort_values("cost_per_month").iloc[0]
         cost = format_number("${:,.0f}", float(best["cost_per_month"]))
-        what = ", ".join(
-            f"{k} {best[k]}" for k in ("gpu", "tp", "replicas", "pricing") if k in best
+        what = (
+            str(best["layout"])  # a fleet of several pools: the composition in words
+            if "layout" in best
+            else ", ".join(
+                f"{k} {best[k]}" for k in ("gpu", "tp", "replicas", "pricing") if k in best
+            )
         )
         cheapest = f"; the cheapest feasible: {what} at {cost} per month"
     source = d / "scenario.resolved.yaml"
@@ -258,7 +262,8 @@ def _plan_report(d: Path, out: Path) -> Path:
         "scenario": scenario,
         "title": f"crossover plan report: {scenario.name if scenario is not None else d.name}",
         "run_line": (
-            f"{len(table)} configurations simulated, {feasible} meeting the SLO target" + cheapest
+            f"{len(table)} {'compositions' if 'layout' in table else 'configurations'} "
+            f"simulated, {feasible} meeting the SLO target" + cheapest
         ),
         "plan": {
             "columns": [str(c) for c in table.columns],

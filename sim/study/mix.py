@@ -404,7 +404,9 @@ def plan_mix(
     chosen = None
     if not table.empty:
         table = table.sort_values(["cost_per_month", "gpus"], kind="stable")
-        table = table.reset_index(drop=True)
+        # the composition in words first, then its pools' columns, then the evidence
+        per_pool = [c for c in table.columns if c not in MIX_COLUMNS]
+        table = table[["layout", *per_pool, *MIX_COLUMNS[1:]]].reset_index(drop=True)
         feasible = table[table["feasible"]]
         if not feasible.empty:
             choice = {str(k): v for k, v in feasible.iloc[0].to_dict().items()}
