@@ -60,7 +60,9 @@ def _data(rate: float = 14.0) -> dict[str, Any]:
 def test_the_search_finds_the_optimum_of_a_brute_force_grid() -> None:
     s = Scenario.model_validate(_data())
     target, reps, seed = 0.95, 2, 4
-    plan = plan_mix(s, slo_target=target, max_replicas=3, replications=reps, seed=seed)
+    plan = plan_mix(
+        s, slo_target=target, max_replicas=3, replications=reps, seed=seed, decide=False
+    )
     # every composition simulated with the same seeds
     children = np.random.SeedSequence(seed).spawn(reps)
     grid = []
@@ -177,5 +179,9 @@ def test_crossover_plan_on_pools_writes_the_evidence_and_its_report(
     assert table.columns[0] == "layout"
     assert {"big.gpu", "small.replicas", "cost_per_month", "feasible"} <= set(table.columns)
     assert table["feasible"].any()
+    # the scenario's options with the mix as their fleet: the API alone among them
+    decision = pd.read_csv(out / "decision.csv")
+    assert {"api_only", "self_host_only"} <= set(decision["option"])
+    assert "the scenario's options with this mix as the fleet" in text
     html = report_directory(out).read_text(encoding="utf-8")
     assert f"{len(table)} compositions simulated" in html

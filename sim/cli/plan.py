@@ -105,6 +105,8 @@ def _run(args: argparse.Namespace) -> int:
                 progress=prog,
             )
             table, text = mix.table, describe_mix(mix)
+            if mix.decision is not None:
+                mix.decision.table.to_csv(out / "decision.csv", index=False)
         else:
             plan = plan_capacity(
                 scenario,

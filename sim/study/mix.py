@@ -23,13 +23,17 @@ replica count (0 drops the pool, where no class needs it alone). The search is:
    to a composition that met it).
 
 Every composition is simulated with the same replication seeds (common random numbers), so
-their costs and SLO attainments are compared on identical requests.
+their costs and SLO attainments are compared on identical requests. Then the scenario's
+options (the API alone, the hybrids) are simulated with the chosen mix as their fleet, on
+the same seeds, and decided among (:attr:`MixPlan.decision`): constraints first, as
+``crossover run`` does.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,8 +46,9 @@ from sim.economics.spec import HOURS_PER_MONTH, PooledFleetSpec, PricedFleetSpec
 from sim.engine.replica import build_replica
 from sim.replication.pooled import replica_capacity_rps
 from sim.scenario import Scenario
+from sim.study.decide import Decision
 from sim.study.executors import Executor, make_executor, session
-from sim.study.montecarlo import Unit, run_unit
+from sim.study.montecarlo import Unit, run, run_unit
 from sim.study.planning import (
     CandidatePrice,
     Criterion,
@@ -115,6 +120,10 @@ class MixPlan:
         Configurations left out, with why (no price, the model does not fit).
     replications, seed
         Replications per composition and their root seed.
+    decision
+        The decision (:meth:`sim.study.montecarlo.RunResult.decision`) for the chosen
+        composition, on the same seeds: the mix against the API alone and the hybrids of
+        the scenario's options; None without a choice or when not asked for.
     """
 
     choice: dict[str, Any] | None
@@ -127,6 +136,7 @@ class MixPlan:
     skipped: tuple[str, ...]
     replications: int
     seed: int
+    decision: Decision | None = None
 
 
 def _class_demand(scenario: Scenario) -> list[tuple[float, float, float]]:
@@ -202,6 +212,7 @@ def plan_mix(
     seed: int = 0,
     criterion: Criterion = "mean",
     runners_up: int = 2,
+    decide: bool = True,
     executor: str | Executor | None = None,
     workers: int | None = None,
     uncertainty: bool = True,
@@ -224,6 +235,9 @@ def plan_mix(
         As for :func:`sim.study.planning.plan_capacity`.
     runners_up
         Feasible compositions to find after the winner, for the evidence.
+    decide
+        Also simulate the scenario's options (the API alone, the hybrids, its own) with
+        the chosen composition as the fleet, on the same seeds, and decide among them.
 
     Raises
     ------
@@ -411,6 +425,32 @@ def plan_mix(
         if not feasible.empty:
             choice = {str(k): v for k, v in feasible.iloc[0].to_dict().items()}
             chosen = _configure(scenario, _composition(choice, names, configs))
+    decision = None
+    if decide and chosen is not None:
+        # the options as the scenario states them, with the mix as their fleet
+        data = chosen.model_dump(mode="python", by_alias=True, exclude={"uncertainty"})
+        data["options"] = (
+            None if scenario.options is None else [
+                o if isinstance(o, str) else o.model_dump(by_alias=True) for o in scenario.options
+            ]
+        )  # fmt: skip
+        data["uncertainty"] = scenario.uncertainty and {
+            k: v.model_dump(by_alias=True) for k, v in scenario.uncertainty.items()
+        }
+        try:
+            decided = Scenario.model_validate(data)
+        except ValidationError:
+            # an option of the scenario sets a pool the mix dropped: the canonical options
+            decided = Scenario.model_validate({**data, "options": None})
+        result = run(
+            decided,
+            replications=replications,
+            seed=seed,
+            executor=executor,
+            workers=workers,
+            uncertainty=uncertainty,
+        )
+        decision = result.decision()
     return MixPlan(
         choice,
         chosen,
@@ -422,6 +462,7 @@ def plan_mix(
         tuple(skipped),
         replications,
         seed,
+        decision,
     )
 
 
@@ -518,7 +559,8 @@ def describe_mix(plan: MixPlan) -> str:
     api = float(c["api_only_cost_per_month"])
     if np.isfinite(api):
         lines.append(f"  all-API / month ${api:,.0f}")
-        lines.append(_versus_api(c, api))
+        if plan.decision is None:  # (with it, the decision below answers, constraints first)
+            lines.append(_versus_api(c, api))
     others = plan.table[plan.table["feasible"] & (plan.table["layout"] != c["layout"])]
     for r in others.head(3).to_dict("records"):
         lines.append(
@@ -535,4 +577,7 @@ def describe_mix(plan: MixPlan) -> str:
             f"  cheaper, fails  {r['layout']}: SLO {r['slo_attainment']:.2%} "
             f"(95% CI {r['slo_ci_low']:.2%} – {r['slo_ci_high']:.2%})"
         )
+    if plan.decision is not None:
+        lines.append("the scenario's options with this mix as the fleet, on the same requests:")
+        lines.append(textwrap.fill(plan.decision.verdict, width=100, break_on_hyphens=False))
     return "\n".join([*lines, tail])
