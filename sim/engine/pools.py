@@ -67,7 +67,8 @@ class PoolLayout:
         tokens for their KV cache.
     max_queue_per_replica, max_outstanding_tokens_per_replica
         Room thresholds (mean over a pool's ready replicas); with neither, a pool has room
-        when a ready replica has a sequence slot free of running and waiting requests.
+        when a ready replica has a sequence slot free of running and waiting requests. An
+        autoscaled pool that may still start replicas always has room.
     """
 
     names: tuple[str, ...]
