@@ -102,6 +102,7 @@ def test_room_thresholds_and_least_loaded_choice() -> None:
 def test_conservation_every_request_ends_once_in_one_pool_or_the_api() -> None:
     data = _two_pool_data(rate=30.0, duration=120.0)
     data["routing"] = {"policy": "spillover", "spillover": {"max_queue": 2}}
+    data["workload"]["classes"][1]["private"] = True  # docs never leaves the fleet
     s = Scenario.model_validate(data)
     out = simulate(s, seed=3)
     r = out.requests
@@ -117,6 +118,9 @@ def test_conservation_every_request_ends_once_in_one_pool_or_the_api() -> None:
     assert (pools.to_numpy() == slot_pool).all()
     assert set(r["status"]) <= {"completed", "rejected", "failed"}
     assert (r["route"] == "api").sum() > 0 and on_fleet.sum() > 0
+    docs = r["class_name"] == "docs"
+    assert docs.any() and (r.loc[docs, "route"] == "fleet").all()
+    assert set(r.loc[docs, "pool"].astype(str)) == {"h100", "l40s"}
     # the same requests as the workload, each once, in arrival order
     assert (np.diff(r["arrival_s"].to_numpy()) >= 0).all()
     m = out.metrics
