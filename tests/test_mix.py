@@ -153,12 +153,54 @@ def test_plan_mix_refuses_what_it_cannot_search() -> None:
     single = Scenario.model_validate({**_data(), "fleet": {"model": "llama-3.1-8b", "gpu": "l40s"}})
     with pytest.raises(ValueError, match="needs a fleet of several pools"):
         plan_mix(single)
-    data = _data()
-    data["fleet"]["pools"][1]["failures"] = {"mtbf_hours": 100.0}
-    with pytest.raises(ValueError, match=r"fleet\.pools\.small: the mix plan sizes fixed pools"):
-        plan_mix(Scenario.model_validate(data))
     with pytest.raises(ValueError, match="options: no pool named huge"):
         plan_mix(Scenario.model_validate(_data()), options={"huge": {"gpu": ["l4"]}})
+
+
+def test_an_autoscaled_pool_is_sized_by_its_maximum_against_a_brute_force_grid() -> None:
+    # the L40S pool scales from zero: its cost floor is 0, so branch and bound prunes less;
+    # the answer is still the grid's
+    data = _data(rate=10.0)
+    data["fleet"]["pools"][1].update(
+        replicas=0,
+        autoscaler={"min_replicas": 0, "max_replicas": 1, "metric": "queue_per_replica",
+                    "target": 1.0, "interval_s": 10.0, "cold_start_s": 20.0},
+    )  # fmt: skip
+    s = Scenario.model_validate(data)
+    target, reps, seed = 0.9, 2, 5
+    plan = plan_mix(s, slo_target=target, max_replicas=2, replications=reps, seed=seed,
+                    decide=False)  # fmt: skip
+    children = np.random.SeedSequence(seed).spawn(reps)
+    grid = []
+    for big, small in itertools.product(range(3), range(3)):
+        if big + small == 0:
+            continue
+        d = _data(rate=10.0)
+        pools = []
+        for pool, n in zip(d["fleet"]["pools"], (big, small), strict=True):
+            if n == 0:
+                continue
+            if pool["name"] == "small":
+                auto = dict(data["fleet"]["pools"][1]["autoscaler"], max_replicas=n)
+                pool = dict(pool, replicas=0, autoscaler=auto)
+            else:
+                pool = dict(pool, replicas=n)
+            pools.append(pool)
+        d["fleet"]["pools"] = pools
+        rows = pd.DataFrame(
+            [run_unit(Unit(Scenario.model_validate(d), c, False)) for c in children]
+        )
+        grid.append(
+            (float(rows["total_cost_usd_per_month"].mean()),
+             float(rows["slo_attainment"].mean()), big, small)
+        )  # fmt: skip
+    feasible = sorted(g for g in grid if g[1] >= target)
+    assert feasible and plan.choice is not None
+    cost, _, big, small = feasible[0]
+    assert (plan.choice["big.replicas"], plan.choice["small.replicas"]) == (big, small)
+    assert plan.choice["cost_per_month"] == pytest.approx(cost, rel=1e-12)
+    if small:
+        assert "small: up to" in plan.choice["layout"]
 
 
 def test_crossover_plan_on_pools_writes_the_evidence_and_its_report(

@@ -11,10 +11,12 @@ replica count (0 drops the pool, where no class needs it alone). The search is:
    pools, the classes that can go nowhere else fit in those pools' estimated capacity taken
    :data:`OPTIMISM` times (Hall's condition for serving every class; the margin keeps the
    bound a necessary condition, not a guess that could prune the answer).
-2. **Cost order and branch and bound.** A fixed fleet's cost cannot be less than its GPUs
-   around the clock plus the hidden costs (the API's bill only adds), so compositions are
-   simulated cheapest floor first, and the search stops once the next floor is dearer than
-   the best feasible composition's simulated cost.
+2. **Cost order and branch and bound.** A composition cannot cost less than the GPUs it
+   pays for whatever the traffic (a fixed pool's every replica, an autoscaled pool's
+   minimum) around the clock plus the hidden costs (the API's bill only adds), so
+   compositions are simulated cheapest floor first, and the search stops once the next
+   floor is dearer than the best feasible composition's simulated cost. An autoscaled
+   pool is sized by its autoscaler's ``max_replicas``.
 3. **Dominance.** More replicas of the same configurations never serve the SLO worse: a
    composition below one that failed (every pool's count no larger) is not simulated.
 4. **Runners-up.** After the winner, the next compositions by cost floor are simulated
@@ -93,6 +95,11 @@ class _Config:
     kind: str
     price: CandidatePrice
     tokens_per_s: float  # one replica's estimated capacity at its classes' mix
+    autoscaled: bool = False  # sized by its autoscaler's max_replicas
+    # replicas paid whatever happens, per replica searched (1: all of them; autoscaled: the
+    # autoscaler's minimum, as a share; spot without replacement: none)
+    floor_share: float = 1.0
+    floor_min: int = 0  # an autoscaled pool's min_replicas, always paid
 
 
 @dataclass(frozen=True)
@@ -183,7 +190,13 @@ def _configure(base: Scenario, comp: Sequence[tuple[_Config, int]]) -> Scenario:
     for section, (cfg, n) in zip(data["fleet"]["pools"], comp, strict=True):
         if n == 0:
             continue
-        section.update(gpu=cfg.gpu, tp=cfg.tp, replicas=n, pricing=cfg.price.pricing)
+        section.update(gpu=cfg.gpu, tp=cfg.tp, pricing=cfg.price.pricing)
+        if section.get("autoscaler"):
+            # an autoscaled pool is sized by the most replicas its autoscaler may run
+            section["autoscaler"]["max_replicas"] = n
+            section["replicas"] = min(section["replicas"], n)
+        else:
+            section["replicas"] = n
         pools.append(section)
         kept.append(section["name"])
     data["fleet"]["pools"] = pools
@@ -194,9 +207,15 @@ def _configure(base: Scenario, comp: Sequence[tuple[_Config, int]]) -> Scenario:
     return Scenario.model_validate(data)
 
 
+def _floor(cfg: _Config, n: int) -> float:
+    # a pool's GPU cost per month that no traffic can lower
+    paid = 0.0 if n == 0 else n * cfg.floor_share + min(cfg.floor_min, n)
+    return paid * cfg.tp * cfg.price.usd_per_gpu_hour * HOURS_PER_MONTH
+
+
 def _layout_text(names: Sequence[str], comp: Sequence[tuple[_Config, int]]) -> str:
     return ", ".join(
-        f"{name}: {n} × {cfg.tp} × {cfg.gpu} ({cfg.kind})"
+        f"{name}: {'up to ' if cfg.autoscaled else ''}{n} × {cfg.tp} × {cfg.gpu} ({cfg.kind})"
         for name, (cfg, n) in zip(names, comp, strict=True)
         if n > 0
     )
@@ -223,8 +242,9 @@ def plan_mix(
     Parameters
     ----------
     scenario
-        A scenario whose fleet has several pools (``fleet.pools``), none of them with an
-        autoscaler, spot interruptions or failures (their cost has no floor to search by).
+        A scenario whose fleet has several pools (``fleet.pools``). A pool with an
+        autoscaler is sized by its ``max_replicas`` (its cost floor is its
+        ``min_replicas``, always paid); a fixed pool by its ``replicas``.
     options
         Per pool name, what to search: ``gpu``, ``tp``, ``pricing`` (capacity kinds) and
         ``replicas`` (counts; 0 drops the pool). Default: the pool's own GPU, tp and kind,
@@ -242,7 +262,7 @@ def plan_mix(
     Raises
     ------
     ValueError
-        For bad arguments, a fleet of one pool, a dynamic pool, or no valid configuration.
+        For bad arguments, a fleet of one pool, or no valid configuration.
 
     Examples
     --------
@@ -260,12 +280,6 @@ def plan_mix(
     if max_replicas < 1:
         raise ValueError(f"max_replicas must be at least 1, got {max_replicas}")
     names = fleet.names
-    for pool in fleet.pools:
-        if pool.dynamic:
-            raise ValueError(
-                f"fleet.pools.{pool.name}: the mix plan sizes fixed pools; this one has an "
-                "autoscaler, spot interruptions or failures"
-            )
     opts = {str(k): dict(v) for k, v in (options or {}).items()}
     unknown = set(opts) - set(names)
     if unknown:
@@ -287,13 +301,17 @@ def plan_mix(
         gpus = list(dict.fromkeys([str(g) for g in o.get("gpu") or [pool.gpu]]))
         tps = sorted({int(t) for t in o.get("tp") or [pool.tp]})
         kinds = list(dict.fromkeys([str(k) for k in o.get("pricing") or [own_kind]]))
-        low = 1 if p in alone else 0
-        sizes = sorted({int(n) for n in o.get("replicas") or range(low, max_replicas + 1)})
-        if any(n < 0 for n in sizes) or (p in alone and 0 in sizes):
+        auto = pool.autoscaler
+        least = 1 if auto is None else max(1, auto.min_replicas)
+        low = least if p in alone else 0
+        sizes = sorted({int(n) for n in o.get("replicas") or [0, *range(least, max_replicas + 1)]})
+        sizes = [n for n in sizes if n >= low]
+        if any(n < 0 for n in sizes) or (p in alone and 0 in sizes) or not sizes:
             raise ValueError(
                 f"options.{pool.name}.replicas: counts must be ≥ 0, and ≥ 1 for a pool a "
                 "class needs alone"
             )
+        sizes = [n for n in sizes if n == 0 or n >= least]
         served_classes = [c for c, ps in enumerate(cands) if p in ps]
         prompt, out = _pool_mix(demand, served_classes)
         mine: list[_Config] = []
@@ -313,7 +331,18 @@ def plan_mix(
                 skipped.append(f"{where}: invalid ({' '.join(str(exc).split())[:160]})")
                 continue
             rps = replica_capacity_rps(rep, spec.engine.max_num_seqs, prompt, out)
-            mine.append(_Config(rep.gpu.name, tp, kind, price, rps * (prompt + out)))
+            # what is paid whatever the traffic: a fixed pool's every replica (a failed one
+            # is paid while it restarts; a spot one is replaced before it is reclaimed), an
+            # autoscaled pool's minimum; spot without replacement, nothing sure
+            share, floor_min = 1.0, 0
+            if auto is not None:
+                share, floor_min = 0.0, 0 if pool.spot is not None else auto.min_replicas
+            elif pool.spot is not None and not pool.spot.replace:
+                share = 0.0
+            mine.append(
+                _Config(rep.gpu.name, tp, kind, price, rps * (prompt + out),
+                        autoscaled=auto is not None, floor_share=share, floor_min=floor_min)
+            )  # fmt: skip
         if not mine:
             raise ValueError(f"pool {pool.name}: no configuration of the search is valid: "
                              + "; ".join(skipped[-3:]))  # fmt: skip
@@ -328,8 +357,7 @@ def plan_mix(
             if not any(ns):
                 continue
             floor = hidden + sum(
-                n * configs[p][k].tp * configs[p][k].price.usd_per_gpu_hour * HOURS_PER_MONTH
-                for p, (k, n) in enumerate(zip(pick, ns, strict=True))
+                _floor(configs[p][k], n) for p, (k, n) in enumerate(zip(pick, ns, strict=True))
             )
             space.append((floor, tuple(pick), tuple(ns)))
     space.sort(key=lambda x: (x[0], sum(x[2])))
