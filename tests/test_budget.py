@@ -135,3 +135,21 @@ def test_prompt_identity_adds_its_hashes_to_the_budget() -> None:
     assert bytes_per_request(scn) == pytest.approx(want)
     off = scn.with_overrides({"workload.classes.0.arrivals.prompt_identity": False})
     assert bytes_per_request(off) == BYTES_PER_REQUEST
+
+
+def test_a_fleet_of_pools_counts_each_requests_rows_in_every_pool_it_may_use() -> None:
+    from sim.replication.budget import ENGINE_ROW_BYTES, bytes_per_request
+
+    s = sim.load_scenario("scenarios/mixed-pools.yaml")
+    n = {c.name: expected_for(s, c.name) for c in s.workload.classes}
+    # chat may use two pools (one row more each), classify one
+    extra = ENGINE_ROW_BYTES * n["chat"] / (n["chat"] + n["classify"])
+    assert bytes_per_request(s) == pytest.approx(BYTES_PER_REQUEST + extra, rel=1e-12)
+    with pytest.raises(ScenarioError, match="a fleet of several pools keeps every record"):
+        check_memory(s.with_overrides({"horizon.duration_s": 1e9}), available_bytes=2**30)
+
+
+def expected_for(s: sim.Scenario, name: str) -> float:
+    only = s.with_overrides({"workload.classes": [c for c in s.model_dump(by_alias=True)[
+        "workload"]["classes"] if c["name"] == name]})  # fmt: skip
+    return expected_requests(only)

@@ -20,6 +20,7 @@ import numpy as np
 from sim.scenario import Scenario
 from sim.scenario_io import ScenarioError
 from sim.workload.arrivals import ClosedLoopArrivals
+from sim.workload.spec import ClassSpec
 from sim.workload.trace import TraceArrivals
 
 __all__ = [
@@ -40,6 +41,9 @@ BYTES_PER_REQUEST = 300
 # workload's and the engine's copies plus one transient while they are built.
 IDENTITY_BYTES_PER_REQUEST = 40
 IDENTITY_BYTES_PER_HASH = 24
+# A fleet of several pools holds a request's engine rows in each pool it may go to (float
+# and int columns, sim.engine.kernel: 5 × 8 + 19 × 4 bytes a row).
+ENGINE_ROW_BYTES = 116
 # Share of the available memory one replication may plan to use.
 HEADROOM = 0.8
 GIB = 2**30
@@ -48,22 +52,23 @@ GIB = 2**30
 def expected_requests(scenario: Scenario) -> float:
     """Expected open-loop requests in one replication's window (all classes)."""
     duration = scenario.horizon.duration_s
-    total = 0.0
-    for c in scenario.workload.classes:
-        arrivals = c.arrivals
-        if isinstance(arrivals, ClosedLoopArrivals):
-            continue
-        if isinstance(arrivals, TraceArrivals):
-            trace = arrivals.load(read_input_tokens=False, read_output_tokens=False)
-            total += trace.mean_rate_rps(arrivals.rate_scale) * duration
-            continue
-        rate = arrivals.mean_rate_rps()
-        if c.profile is None:
-            total += rate * duration
-        else:  # the profile's mean over the window, on a one-minute grid
-            grid = np.linspace(0.0, duration, max(2, math.ceil(duration / 60.0) + 1))
-            total += rate * float(np.mean(c.profile.multiplier(grid))) * duration
-    return total
+    return sum(_class_requests(c, duration) for c in scenario.workload.classes)
+
+
+def _class_requests(c: ClassSpec, duration: float) -> float:
+    # one class's expected open-loop requests in the window (0 for a closed loop)
+    arrivals = c.arrivals
+    if isinstance(arrivals, ClosedLoopArrivals):
+        return 0.0
+    if isinstance(arrivals, TraceArrivals):
+        trace = arrivals.load(read_input_tokens=False, read_output_tokens=False)
+        return float(trace.mean_rate_rps(arrivals.rate_scale) * duration)
+    rate = arrivals.mean_rate_rps()
+    if c.profile is None:
+        return float(rate * duration)
+    # the profile's mean over the window, on a one-minute grid
+    grid = np.linspace(0.0, duration, max(2, math.ceil(duration / 60.0) + 1))
+    return float(rate * float(np.mean(c.profile.multiplier(grid))) * duration)
 
 
 def bytes_per_request(scenario: Scenario) -> float:
@@ -84,6 +89,12 @@ def bytes_per_request(scenario: Scenario) -> float:
         hashes = float(trace.prompt_blocks.counts.mean())
         share = trace.mean_rate_rps(arrivals.rate_scale) * duration / max(n, 1.0)
         extra += share * (IDENTITY_BYTES_PER_REQUEST + IDENTITY_BYTES_PER_HASH * hashes)
+    if scenario.pooled:
+        # each request's rows in every pool it may go to, beyond the first
+        rows = [len(p) for p in scenario.class_pools()]
+        rates = [_class_requests(c, duration) for c in scenario.workload.classes]
+        if sum(rates) > 0:
+            extra += ENGINE_ROW_BYTES * (np.dot(rates, rows) / sum(rates) - 1.0)
     return BYTES_PER_REQUEST + extra
 
 
@@ -155,7 +166,10 @@ def check_memory(
     )
     records = scenario.horizon.records
     change = (
-        "set horizon.records to none or sample (metrics folded as requests finish), "
+        "shorten horizon.duration_s or lower the arrival rates (a fleet of several pools "
+        "keeps every record)"
+        if scenario.pooled
+        else "set horizon.records to none or sample (metrics folded as requests finish), "
         "shorten horizon.duration_s or lower the arrival rates"
         if records == "all"
         else "lower horizon.records_sample"
