@@ -382,3 +382,32 @@ def test_an_autoscaled_overflow_pool_starts_from_zero_for_what_it_is_sent() -> N
     first = sent.iloc[0]
     assert bool(first["cold_start"]) and first["ttft_s"] >= 30.0
     assert 0 < m["replicas[pool:l40s]"] <= 2
+
+
+@pytest.mark.parametrize(
+    "router",
+    [
+        "round_robin",
+        "random",
+        "power_of_two",
+        "least_requests",
+        "least_loaded",
+        "central",
+        "prefix_affinity",
+    ],
+)
+def test_the_dispatcher_shows_each_request_what_one_engine_would(router: str) -> None:
+    # every request may go to two pools but always finds room in the first (256 slots, low
+    # load): it must see, and get, exactly what a fleet of that pool alone gives it, under
+    # every router (same pool name: same router draws), through the dispatcher's path
+    data = _two_pool_data(rate=6.0, duration=120.0)
+    data["workload"]["classes"][1]["prefix"] = {"tokens": 1024, "share": 0.8}
+    first = dict(data["fleet"]["pools"][0], router=router, replicas=3,
+                 engine={"max_num_seqs": 256})  # fmt: skip
+    data["fleet"] = {"policy": "first_with_room", "pools": [first, data["fleet"]["pools"][1]]}
+    both = simulate(Scenario.model_validate(data), seed=7)
+    assert (both.requests["pool"] == "h100").all()
+    alone = dict(data, fleet={"pools": [first]})
+    one = simulate(Scenario.model_validate(alone), seed=7)
+    cols = ["arrival_s", "class_name", "replica", "ttft_s", "e2e_s", "cached_tokens"]
+    pd.testing.assert_frame_equal(both.requests[cols], one.requests[cols], check_exact=True)
