@@ -12,6 +12,7 @@ from engine_helpers import fleet, workload
 from pydantic import ValidationError
 
 from sim import simulate
+from sim.engine import kernel as K
 from sim.engine.pools import PoolLayout, serve_pools
 from sim.engine.replica import build_replica
 from sim.engine.spec import Horizon
@@ -384,18 +385,7 @@ def test_an_autoscaled_overflow_pool_starts_from_zero_for_what_it_is_sent() -> N
     assert 0 < m["replicas[pool:l40s]"] <= 2
 
 
-@pytest.mark.parametrize(
-    "router",
-    [
-        "round_robin",
-        "random",
-        "power_of_two",
-        "least_requests",
-        "least_loaded",
-        "central",
-        "prefix_affinity",
-    ],
-)
+@pytest.mark.parametrize("router", K.ROUTERS)
 def test_the_dispatcher_shows_each_request_what_one_engine_would(router: str) -> None:
     # every request may go to two pools but always finds room in the first (256 slots, low
     # load): it must see, and get, exactly what a fleet of that pool alone gives it, under

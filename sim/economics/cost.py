@@ -281,20 +281,14 @@ def cost_metrics(
     span = w1 - w0
     if not span > 0:
         raise ValueError(f"window must have end > start, got {window!r}")
-    bills: list[FleetBill] = []
-    idles: list[float] = []
-    if isinstance(fleet, FleetBill):
-        bills = [fleet]
-        idles = [float(idle_replicas) if isinstance(idle_replicas, int | float) else 0.0]
-    elif fleet is not None:
-        bills = list(fleet)
-        idles = (
-            [float(idle_replicas)] * len(bills)
-            if isinstance(idle_replicas, int | float)
-            else [float(v) for v in idle_replicas]
-        )
-        if len(idles) != len(bills):
-            raise ValueError("idle_replicas must hold one count per fleet bill")
+    bills = [] if fleet is None else [fleet] if isinstance(fleet, FleetBill) else list(fleet)
+    idles = (
+        [float(idle_replicas)] * len(bills)
+        if isinstance(idle_replicas, int | float)
+        else [float(v) for v in idle_replicas]
+    )
+    if len(idles) != len(bills):
+        raise ValueError("idle_replicas must hold one count per fleet bill")
     for b in bills:
         if not math.isclose(b.window_s, span, rel_tol=1e-9):
             raise ValueError(f"fleet bill is for a {b.window_s} s window, not {span} s")

@@ -791,25 +791,27 @@ def arrive_through(q_last: int, st: KernelState) -> int:
 
 
 @numba.njit(cache=True)
-def load_at(t: float, q_before: int, st: KernelState) -> tuple[int, np.ndarray]:
+def load_at(t: float, q_before: int, alive: bool, st: KernelState) -> tuple[int, np.ndarray]:
     """:func:`run_until` ``t``, then the open-loop arrivals at ``t`` up to row ``q_before``
-    (:func:`arrive_through`), then :func:`pool_load`: a pool's state as a request arriving
-    at ``t`` after those rows sees it, in one call. Returns ``(code, load)``; on a code
-    other than ``OK`` the caller grows the buffer asked for and calls again."""
+    (:func:`arrive_through`), then :func:`pool_load` (``alive``: with the replicas ready
+    or starting counted): a pool's state as a request arriving at ``t`` after those rows
+    sees it, in one call. Returns ``(code, load)``; on a code other than ``OK`` the caller
+    grows the buffer asked for and calls again."""
     code = _advance(t, st)  # planned runs left planned: arrivals read them as they are
     if code == OK:
         code = arrive_through(q_before, st)
     if code != OK:
         return code, np.zeros(5)
-    return OK, pool_load(t, st)
+    return OK, pool_load(t, alive, st)
 
 
 @numba.njit(cache=True)
-def pool_load(t: float, st: KernelState) -> np.ndarray:
+def pool_load(t: float, alive: bool, st: KernelState) -> np.ndarray:
     """The fleet's load at ``t`` as a pool dispatcher reads it: ready replicas, waiting
     requests, outstanding tokens, whether a ready replica has a sequence slot no running
-    or waiting request holds (under ``central``: the ready replicas together), and the
-    replicas ready or starting."""
+    or waiting request holds (under ``central``: the ready replicas together), and, with
+    ``alive`` (a look at every replica slot, which only an autoscaled pool needs), the
+    replicas ready or starting (else 0)."""
     pi, g, rdy = st.pi, st.g, st.rdy
     m = g[G_NREADY]
     queued = 0.0
@@ -829,10 +831,11 @@ def pool_load(t: float, st: KernelState) -> np.ndarray:
         queued += g[G_CQLEN]
         outstanding += g[G_CQTOK]
         free = 1.0 if held + g[G_CQLEN] < slots * m else 0.0
-    alive = 0
-    for r in range(pi.shape[0]):
-        if pi[r, STATE] == RS_READY or pi[r, STATE] == RS_STARTING:
-            alive += 1
+    up = 0
+    if alive:
+        for r in range(pi.shape[0]):
+            if pi[r, STATE] == RS_READY or pi[r, STATE] == RS_STARTING:
+                up += 1
     out = np.empty(5)
-    out[0], out[1], out[2], out[3], out[4] = m, queued, outstanding, free, alive
+    out[0], out[1], out[2], out[3], out[4] = m, queued, outstanding, free, up
     return out

@@ -157,7 +157,6 @@ def _dispatch(
     kv: np.ndarray,
     params: np.ndarray,
     grow: np.ndarray,
-    pool_of: np.ndarray,
     states: tuple[KernelState, ...],
 ) -> tuple[int, int, int]:
     # the requests rows[i:] arriving at or before t_stop, each to its pool; returns (the
@@ -172,7 +171,7 @@ def _dispatch(
         pools = cands[c, : ncand[c]]
         for j in range(pools.size):
             p = pools[j]
-            code, load = dispatch.load_at(t, where[p, d] - 1, states[p])
+            code, load = dispatch.load_at(t, where[p, d] - 1, grow[p] > 0, states[p])
             if code != K.OK:
                 return i, p, code
             loads[j] = load
@@ -183,7 +182,6 @@ def _dispatch(
         for j in range(pools.size):
             if pools[j] != pick:
                 states[pools[j]].ri[where[pools[j], d], K.STATUS] = K.ST_ELSEWHERE
-        pool_of[d] = pick
         i += 1
     return i, -1, K.OK
 
@@ -266,11 +264,7 @@ def serve_pools(
                 fault_rng=fault_rngs[p],
             )
         )
-    pool_of = np.full(n, -1, dtype=np.int64)
-    single = ~many[cls_id] if n else np.zeros(0, dtype=bool)
-    first = np.array([c[0] for c in cands], dtype=np.int64)
-    pool_of[single] = first[cls_id[single]]
-    dyn = np.flatnonzero(~single)
+    dyn = np.flatnonzero(many[cls_id]) if n else np.zeros(0, dtype=np.int64)
     arrival = np.ascontiguousarray(workload.arrival_s, dtype=np.float64)
     cand_arr, ncand, kv, params, grow = layout.arrays()
     i = 0
@@ -286,15 +280,14 @@ def serve_pools(
         t_stop = min(drv.env.peek() for drv in drivers)
         states = tuple(drv.state.kernel() for drv in drivers)
         i, p, code = _dispatch(
-            i, t_stop, dyn, arrival, cls_id, where, cand_arr, ncand, kv, params, grow, pool_of,
-            states,
-        )  # fmt: skip
+            i, t_stop, dyn, arrival, cls_id, where, cand_arr, ncand, kv, params, grow, states
+        )
         if code != K.OK:
             drivers[p].state.grow(code)
     runs = [drv.finish() for drv in drivers]
     names = tuple(workload.class_names)
     served = tuple(Served(run, names, horizon) for run in runs)
-    return PooledServed(layout.names, served, tuple(rows), pool_of, horizon)
+    return PooledServed(layout.names, served, tuple(rows), n, horizon)
 
 
 @dataclass(frozen=True)
@@ -310,8 +303,8 @@ class PooledServed:
         Per pool, its run (its requests are those it served or sent to the API).
     open_rows
         Per pool, the workload's open-loop requests its engine held (taken there or not).
-    pool_of
-        Per open-loop request of the workload, the pool that took it.
+    n_open
+        The workload's open-loop requests.
     horizon
         The horizon it ran over.
     """
@@ -319,7 +312,7 @@ class PooledServed:
     names: tuple[str, ...]
     pools: tuple[Served, ...]
     open_rows: tuple[np.ndarray, ...] = field(repr=False)
-    pool_of: np.ndarray = field(repr=False)
+    n_open: int
     horizon: Horizon
 
     @property
@@ -332,32 +325,24 @@ class PooledServed:
         # pool p's requests (rows taken elsewhere dropped) and their order keys: the open
         # ones by workload position, closed-loop ones after every open one at a tie
         served = self.pools[p]
-        state = served.state
-        n = state.n_requests
-        rf, ri = state.rf[:n], state.ri[:n]
-        keep = ri[:, K.STATUS] != K.ST_ELSEWHERE
-        n_open = self.open_rows[p].size
-        key = np.concatenate(
-            [self.open_rows[p], len(self.pool_of) + np.arange(n - n_open, dtype=np.int64)]
-        )
-        rows = Retired(
-            rf[keep],
-            ri[keep],
-            served.class_names,
-            state.prefix_tokens,
-            state.fleet.engine.frontend_latency_s,
-        )
-        return rows, key[keep]
+        rows, kept = served.taken_rows()
+        n = served.state.n_requests  # every row, taken or not
+        opened = self.open_rows[p]
+        key = np.concatenate([opened, self.n_open + np.arange(n - opened.size, dtype=np.int64)])
+        return rows, key if kept is None else key[kept]
+
+    @staticmethod
+    def _sent(taken: list[tuple[Retired, np.ndarray]]) -> tuple[list[int], np.ndarray]:
+        # per pool, how many of its requests went to the API; the order that puts them,
+        # pool after pool, in workload order (the one the API is simulated in)
+        keys = [key[rows.ri[:, K.STATUS] == K.ST_API] for rows, key in taken]
+        return [k.size for k in keys], np.argsort(np.concatenate(keys), kind="stable")
 
     def to_api(self) -> ToApi:
         """The requests the pools routed to the hosted API, in workload order."""
-        parts, keys = [], []
-        for p in range(len(self.pools)):
-            rows, key = self._taken(p)
-            sent = rows.ri[:, K.STATUS] == K.ST_API
-            parts.append(rows.to_api())
-            keys.append(key[sent])
-        order = np.argsort(np.concatenate(keys), kind="stable")
+        taken = [self._taken(p) for p in range(len(self.pools))]
+        _, order = self._sent(taken)
+        parts = [rows.to_api() for rows, _ in taken]
         return ToApi(
             *(np.concatenate([getattr(a, f) for a in parts])[order] for f in _TO_API_FIELDS)
         )
@@ -367,17 +352,14 @@ class PooledServed:
         with the ``pool`` that took each request and fleet-wide replica slots; ``api`` as
         :meth:`Served.requests` takes it, for the requests of :meth:`to_api`."""
         taken = [self._taken(p) for p in range(len(self.pools))]
-        sent_keys = [key[rows.ri[:, K.STATUS] == K.ST_API] for rows, key in taken]
-        order = np.argsort(np.concatenate(sent_keys), kind="stable") if sent_keys else None
+        sent, order = self._sent(taken)
         # position of each pool's API rows in the merged order
-        rank = np.empty(0, dtype=np.int64)
-        if order is not None and order.size:
-            rank = np.empty(order.size, dtype=np.int64)
-            rank[order] = np.arange(order.size)
+        rank = np.empty(order.size, dtype=np.int64)
+        rank[order] = np.arange(order.size)
         frames, keys, start = [], [], 0
         offsets = self.slot_offsets
         for p, (rows, key) in enumerate(taken):
-            m = int(sent_keys[p].size)
+            m = sent[p]
             part = None if api is None or m == 0 else _take_api(api, rank[start : start + m])
             start += m
             frame = rows.frame(part)
@@ -428,7 +410,7 @@ class PooledServed:
     @property
     def n_requests(self) -> int:
         """Requests simulated across the pools."""
-        return sum(self._taken(p)[1].size for p in range(len(self.pools)))
+        return sum(s.n_requests for s in self.pools)
 
     @property
     def dynamic(self) -> bool:

@@ -365,8 +365,11 @@ class Served:
 
     @property
     def n_requests(self) -> int:
-        """Requests materialised (open-loop plus closed-loop)."""
-        return self.run.state.n_requests
+        """Requests materialised (open-loop plus closed-loop) that this fleet took (a pool
+        of several holds rows of requests another pool took: they do not count)."""
+        state = self.run.state
+        n = state.n_requests
+        return int(np.count_nonzero(state.ri[:n, K.STATUS] != K.ST_ELSEWHERE))
 
     @property
     def end_s(self) -> float:
@@ -440,20 +443,23 @@ class Served:
         return self._rows().to_api()
 
     def _rows(self) -> Retired:
-        # the engine's rows as they stand (views, not copies)
+        return self.taken_rows()[0]
+
+    def taken_rows(self) -> tuple[Retired, np.ndarray | None]:
+        """The engine's rows of the requests this fleet took (views, not copies, when it
+        took them all), and which of its rows they are: None when all of them; a pool of
+        several skips the rows of requests another pool took."""
         state = self.run.state
         n = state.n_requests
         rf, ri = state.rf[:n], state.ri[:n]
-        elsewhere = ri[:, K.STATUS] == K.ST_ELSEWHERE
-        if elsewhere.any():  # a pool of several: the requests another pool took
-            rf, ri = rf[~elsewhere], ri[~elsewhere]
-        return Retired(
-            rf,
-            ri,
-            self.class_names,
-            state.prefix_tokens,
-            state.fleet.engine.frontend_latency_s,
+        taken = ri[:, K.STATUS] != K.ST_ELSEWHERE
+        kept = None
+        if not taken.all():
+            rf, ri, kept = rf[taken], ri[taken], taken
+        rows = Retired(
+            rf, ri, self.class_names, state.prefix_tokens, state.fleet.engine.frontend_latency_s
         )
+        return rows, kept
 
     def release_rows(self) -> None:
         """Free the engine's per-request rows once their records have been read (they are

@@ -32,7 +32,7 @@ from sim.engine.spec import Horizon
 from sim.hosted_api import ApiResult, simulate_api
 from sim.scenario import Scenario
 
-__all__ = ["idle_replicas", "replication_costs", "run_fleet_bill", "simulate_apis"]
+__all__ = ["idle_replicas", "kept_up", "replication_costs", "run_fleet_bill", "simulate_apis"]
 
 
 def simulate_apis(
@@ -104,7 +104,12 @@ def idle_replicas(scenario: Scenario) -> int:
     given = scenario.calendar.idle_replicas
     if given is not None:
         return given
-    fleet = scenario.single_fleet("idle replicas of a single fleet")
+    return kept_up(scenario.single_fleet("idle replicas of a single fleet"))
+
+
+def kept_up(fleet: PricedFleetSpec) -> int:
+    """Replicas a fleet (or one pool of several) keeps running outside the active time by
+    default: all of a fixed one, an autoscaled one's ``min_replicas``."""
     return fleet.replicas if fleet.autoscaler is None else fleet.autoscaler.min_replicas
 
 

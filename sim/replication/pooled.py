@@ -21,7 +21,7 @@ from sim.economics.spec import PooledFleetSpec, PricedFleetSpec
 from sim.engine.pools import PooledServed, PoolLayout, serve_pools
 from sim.engine.replica import ReplicaConfig, build_replica
 from sim.engine.serve import ROUTE_API, ROUTE_EITHER
-from sim.replication.billing import run_fleet_bill
+from sim.replication.billing import kept_up, run_fleet_bill
 from sim.replication.parts import (
     add_cache_columns,
     api_baseline_metrics,
@@ -84,15 +84,38 @@ def replica_capacity_rps(
     return 1.0 / per_request if per_request > 0 else math.inf
 
 
-def _class_means(scenario: Scenario) -> tuple[float, float]:
-    # the workload's mean prompt and output lengths, weighted by mean arrival rate (classes
-    # whose lengths come from a trace count with a nominal 1,000 / 200)
-    rates, prompts, outs = [], [], []
+#: Mean prompt and output tokens assumed for a class whose lengths come from a trace, where
+#: an estimate needs them before the trace is read.
+NOMINAL_LENGTHS = (1000.0, 200.0)
+
+
+def class_mix(scenario: Scenario) -> list[tuple[float, float, float]]:
+    """Per class: its mean arrival rate (NaN for a closed loop of users, or a rate that
+    cannot be read) and its mean prompt and output lengths (NaN when they come from a
+    trace): what the capacity estimates weigh the workload by."""
+    out = []
     for cls in scenario.workload.classes:
-        rate = cls.arrivals.mean_rate_rps() if hasattr(cls.arrivals, "mean_rate_rps") else 1.0
-        rates.append(float(rate) if rate and math.isfinite(rate) else 1.0)
-        prompts.append(cls.prompt_tokens.mean() if cls.prompt_tokens is not None else 1000.0)
-        outs.append(cls.output_tokens.mean() if cls.output_tokens is not None else 200.0)
+        rate = math.nan
+        mean_rate = getattr(cls.arrivals, "mean_rate_rps", None)
+        if callable(mean_rate):
+            try:
+                rate = float(mean_rate())
+            except (TypeError, ValueError, OSError):
+                rate = math.nan
+        prompt = cls.prompt_tokens.mean() if cls.prompt_tokens is not None else math.nan
+        output = cls.output_tokens.mean() if cls.output_tokens is not None else math.nan
+        out.append((rate, prompt, output))
+    return out
+
+
+def _class_means(scenario: Scenario) -> tuple[float, float]:
+    # the workload's mean prompt and output lengths, weighted by mean arrival rate (a class
+    # without a rate weighs as one request a second; lengths from a trace are nominal)
+    rates, prompts, outs = [], [], []
+    for rate, prompt, output in class_mix(scenario):
+        rates.append(rate if math.isfinite(rate) and rate else 1.0)
+        prompts.append(prompt if math.isfinite(prompt) else NOMINAL_LENGTHS[0])
+        outs.append(output if math.isfinite(output) else NOMINAL_LENGTHS[1])
     w = np.asarray(rates) / np.sum(rates)
     return float(w @ np.asarray(prompts)), float(w @ np.asarray(outs))
 
@@ -193,10 +216,6 @@ def _unpaid(bill: FleetBill) -> FleetBill:
                      tp=bill.tp)  # fmt: skip
 
 
-def _idle_replicas(pool: PricedFleetSpec) -> int:
-    return pool.replicas if pool.autoscaler is None else pool.autoscaler.min_replicas
-
-
 def pooled_replication(
     scenario: Scenario, workload: Workload, seed: SeedLike
 ) -> tuple[pd.DataFrame, dict[str, float], pd.DataFrame, pd.DataFrame]:
@@ -240,14 +259,14 @@ def pooled_replication(
             api=providers,
             api_batch={c.name: c.api_batch for c in classes},
             calendar=scenario.calendar,
-            idle_replicas=[_idle_replicas(p) for p, u in zip(pools, used, strict=True) if u],
+            idle_replicas=[kept_up(p) for p, u in zip(pools, used, strict=True) if u],
             cache_tokens=cache_tokens,
         )
     )
     if any(p.dynamic for p in pools):
         sums = dynamics_sums(requests, hz.warmup_s, hz.duration_s)
         metrics.update(dynamics_metrics(served, sums, replicas, hz.warmup_s, hz.duration_s))
-    metrics.update(_pool_metrics(scenario, served, requests, replicas, bills))
+    metrics.update(_pool_metrics(scenario, served, requests, replicas, bills, used))
     if providers.used():
         metrics.update(api_baseline_metrics(scenario, providers, requests, seed))
     ts = served.timeseries()
@@ -260,6 +279,7 @@ def _pool_metrics(
     requests: pd.DataFrame,
     replicas: pd.DataFrame,
     bills: list[FleetBill],
+    used: list[bool],
 ) -> dict[str, float]:
     hz = scenario.horizon
     arrival = requests["arrival_s"].to_numpy()
@@ -273,12 +293,11 @@ def _pool_metrics(
     pool_col = requests["pool"].to_numpy()
     scale, idle_s = month_split(scenario.calendar, hz.duration_s - hz.warmup_s)
     out: dict[str, float] = {}
-    used = pools_in_use(scenario)
-    for name, pool, bill, in_use in zip(served.names, scenario.pools, bills, used, strict=True):
+    pools = zip(served.names, scenario.pools, served.pools, bills, used, strict=True)
+    for name, pool, served_p, bill, in_use in pools:
         mine = pool_col == name
         reps = replicas[(replicas["pool"] == name).to_numpy()]
         served_tokens = float(tokens[counted & mine].sum())
-        served_p = served.pools[served.names.index(name)]
         paid = overlap_s(served_p.lifetimes, hz.warmup_s, hz.duration_s).sum()
         mean_replicas = float(paid / (hz.duration_s - hz.warmup_s))
         values = {
@@ -295,17 +314,17 @@ def _pool_metrics(
             # the window's bill for the month's active time, and what the pool keeps
             # running outside it (as the fleet's monthly cost counts it)
             "gpu_usd_per_month": bill.gpu_usd * scale
-            + idle_fleet_usd(bill, idle_replicas=_idle_replicas(pool) * in_use, idle_s=idle_s),
+            + idle_fleet_usd(bill, idle_replicas=kept_up(pool) * in_use, idle_s=idle_s),
             "gpu_usd_per_1m_tokens": (
                 bill.gpu_usd / served_tokens * 1e6 if served_tokens > 0 else math.nan
             ),
         }
         if "paid_fraction" in reps:
             # utilisation of the paid replica-time, as the fleet's is with an autoscaler
-            paid = reps["paid_fraction"].to_numpy()
+            share = reps["paid_fraction"].to_numpy()
             for key in ("gpu_busy_fraction", "compute_utilisation", "bandwidth_utilisation"):
-                used = np.nansum(reps[key].to_numpy() * paid)
-                values[key] = float(used / paid.sum()) if paid.sum() > 0 else math.nan
+                busy = np.nansum(reps[key].to_numpy() * share)
+                values[key] = float(busy / share.sum()) if share.sum() > 0 else math.nan
         for key, value in values.items():
             out[pool_key(key, name)] = value
     return out

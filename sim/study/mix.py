@@ -46,7 +46,7 @@ from pydantic import ValidationError
 
 from sim.economics.spec import HOURS_PER_MONTH, PooledFleetSpec, PricedFleetSpec
 from sim.engine.replica import build_replica
-from sim.replication.pooled import replica_capacity_rps
+from sim.replication.pooled import NOMINAL_LENGTHS, class_mix, replica_capacity_rps
 from sim.scenario import Scenario
 from sim.study.decide import Decision
 from sim.study.executors import Executor, make_executor, session
@@ -54,11 +54,11 @@ from sim.study.montecarlo import Unit, run, run_unit
 from sim.study.planning import (
     CandidatePrice,
     Criterion,
-    _bounded,
     _hidden_usd_per_month,
     _versus_api,
     candidate_price,
     check_plan_args,
+    evidence_stats,
 )
 
 __all__ = ["MIX_COLUMNS", "OPTIMISM", "MixPlan", "describe_mix", "plan_mix"]
@@ -150,20 +150,12 @@ def _class_demand(scenario: Scenario) -> list[tuple[float, float, float]]:
     # per class: (tokens per second, mean prompt, mean output); 0 where unknown (a closed
     # loop, a trace without stated lengths): the bound then only gets weaker
     out = []
-    for cls in scenario.workload.classes:
-        rate = 0.0
-        mean_rate = getattr(cls.arrivals, "mean_rate_rps", None)
-        if callable(mean_rate):
-            try:
-                rate = float(mean_rate())
-            except (TypeError, ValueError, OSError):
-                rate = 0.0
-        if cls.prompt_tokens is None or cls.output_tokens is None or not math.isfinite(rate):
-            out.append((0.0, 1000.0, 200.0))
+    for cls, (rate, p, o) in zip(scenario.workload.classes, class_mix(scenario), strict=True):
+        if not (math.isfinite(p) and math.isfinite(o)):
+            out.append((0.0, *NOMINAL_LENGTHS))
             continue
-        p, o = cls.prompt_tokens.mean(), cls.output_tokens.mean()
-        if not cls.open_model_ok:
-            rate = 0.0  # never on the fleet
+        if not (math.isfinite(rate) and cls.open_model_ok):
+            rate = 0.0  # a closed loop's rate is not known; a class the fleet never serves
         out.append((rate * (p + o), p, o))
     return out
 
@@ -354,7 +346,8 @@ def plan_mix(
     space: list[tuple[float, tuple[int, ...], tuple[int, ...]]] = []
     for pick in itertools.product(*[range(len(c)) for c in configs]):
         for ns in itertools.product(*counts):
-            if not any(ns):
+            # a dropped pool has no configuration: one composition, not one per config
+            if not any(ns) or any(n == 0 and k > 0 for k, n in zip(pick, ns, strict=True)):
                 continue
             floor = hidden + sum(
                 _floor(configs[p][k], n) for p, (k, n) in enumerate(zip(pick, ns, strict=True))
@@ -383,6 +376,7 @@ def plan_mix(
     draws = uncertainty and bool(scenario.uncertainty)
     runner = make_executor(executor, workers=workers)
     rows: list[dict[str, Any]] = []
+    simulated: dict[str, list[tuple[_Config, int]]] = {}  # by layout: each composition run
     failed: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
     passed: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
     best = math.inf  # the cheapest feasible composition's simulated cost so far
@@ -433,6 +427,7 @@ def plan_mix(
             reps = pd.DataFrame([results[i] for i in range(replications)])
             row = _evidence(names, comp, reps, floor, est, slo_target, criterion)
             rows.append(row)
+            simulated[row["layout"]] = comp
             tried_after += settled
             if not row["feasible"]:
                 failed.append((pick, ns))
@@ -452,7 +447,7 @@ def plan_mix(
         feasible = table[table["feasible"]]
         if not feasible.empty:
             choice = {str(k): v for k, v in feasible.iloc[0].to_dict().items()}
-            chosen = _configure(scenario, _composition(choice, names, configs))
+            chosen = _configure(scenario, simulated[choice["layout"]])
     decision = None
     if decide and chosen is not None:
         # the options as the scenario states them, with the mix as their fleet
@@ -494,22 +489,6 @@ def plan_mix(
     )
 
 
-def _composition(
-    row: Mapping[str, Any], names: Sequence[str], configs: Sequence[Sequence[_Config]]
-) -> list[tuple[_Config, int]]:
-    comp = []
-    for name, mine in zip(names, configs, strict=True):
-        n = int(row[f"{name}.replicas"])
-        cfg = next(
-            c
-            for c in mine
-            if (c.gpu, c.tp, c.kind)
-            == (row[f"{name}.gpu"], row[f"{name}.tp"], row[f"{name}.pricing"])
-        )
-        comp.append((cfg, n))
-    return comp
-
-
 def _evidence(
     names: Sequence[str],
     comp: Sequence[tuple[_Config, int]],
@@ -519,12 +498,6 @@ def _evidence(
     slo_target: float,
     criterion: Criterion,
 ) -> dict[str, Any]:
-    cost, cost_lo, cost_hi = _bounded(reps, "total_cost_usd_per_month")
-    slo, slo_lo, slo_hi = _bounded(reps, "slo_attainment")
-    if len(reps) > 1 and reps["slo_attainment"].nunique() == 1:
-        slo_lo = slo_hi = slo
-    judged = slo if criterion == "mean" else slo_lo
-    api = reps.get("api_only_cost_usd_per_month")
     row: dict[str, Any] = {}
     for name, (cfg, n) in zip(names, comp, strict=True):
         row[f"{name}.gpu"] = cfg.gpu
@@ -533,22 +506,11 @@ def _evidence(
         row[f"{name}.replicas"] = n
         row[f"{name}.usd_per_gpu_hour"] = float(cfg.price.usd_per_gpu_hour)
     row.update(
-        {
-            "layout": _layout_text(names, comp),
-            "gpus": sum(cfg.tp * n for cfg, n in comp),
-            "floor_per_month": floor,
-            "cost_per_month": cost,
-            "cost_ci_low": cost_lo,
-            "cost_ci_high": cost_hi,
-            "slo_attainment": slo,
-            "slo_ci_low": slo_lo,
-            "slo_ci_high": slo_hi,
-            "ttft_p99_s": float(np.nanmean(reps["ttft_p99_s"].to_numpy(dtype=float))),
-            "api_only_cost_per_month": float(api.mean()) if api is not None else math.nan,
-            "estimated_load": est,
-            "feasible": bool(judged >= slo_target),
-            "n": len(reps),
-        }
+        layout=_layout_text(names, comp),
+        gpus=sum(cfg.tp * n for cfg, n in comp),
+        floor_per_month=floor,
+        estimated_load=est,
+        **evidence_stats(reps, slo_target, criterion),
     )
     return row
 

@@ -383,13 +383,6 @@ def _evidence(
     slo_target: float,
     criterion: Criterion,
 ) -> dict[str, Any]:
-    # within their physical range (a cost is not negative, attainment is in [0, 1])
-    cost, cost_lo, cost_hi = _bounded(reps, "total_cost_usd_per_month")
-    slo, slo_lo, slo_hi = _bounded(reps, "slo_attainment")
-    if len(reps) > 1 and reps["slo_attainment"].nunique() == 1:
-        slo_lo = slo_hi = slo  # every replication agrees: no spread to bound
-    judged = slo if criterion == "mean" else slo_lo
-    api = reps.get("api_only_cost_usd_per_month")
     return {
         "gpu": gpu,
         "tp": tp,
@@ -399,6 +392,23 @@ def _evidence(
         "price_source": price.source,
         "price_date": price.date,
         "gpus": tp * replicas,
+        **evidence_stats(reps, slo_target, criterion),
+    }
+
+
+def evidence_stats(reps: pd.DataFrame, slo_target: float, criterion: Criterion) -> dict[str, Any]:
+    """What a plan says of one candidate simulated: its monthly cost and SLO attainment
+    with their 95 % t-intervals (within their physical range), its mean p99 TTFT, the
+    all-API bill of the same requests, whether it meets ``slo_target`` by ``criterion``,
+    and the replications."""
+    # within their physical range (a cost is not negative, attainment is in [0, 1])
+    cost, cost_lo, cost_hi = _bounded(reps, "total_cost_usd_per_month")
+    slo, slo_lo, slo_hi = _bounded(reps, "slo_attainment")
+    if len(reps) > 1 and reps["slo_attainment"].nunique() == 1:
+        slo_lo = slo_hi = slo  # every replication agrees: no spread to bound
+    judged = slo if criterion == "mean" else slo_lo
+    api = reps.get("api_only_cost_usd_per_month")
+    return {
         "cost_per_month": cost,
         "cost_ci_low": cost_lo,
         "cost_ci_high": cost_hi,
