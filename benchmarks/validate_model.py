@@ -54,7 +54,13 @@ from sim.engine.fit_steptime import PARAMS, PROFILE_KEYS, Residuals, StepFit, fi
 from sim.engine.replica import ReplicaConfig, build_replica
 from sim.engine.serve import serve
 from sim.engine.spec import EngineSpec, FleetSpec, Horizon, RooflineStep
-from sim.engine.steptime import apply_stack_constants, decode_run_time, resolve_roofline
+from sim.engine.steptime import (
+    K_EXPERTS,
+    N_EXPERTS,
+    apply_stack_constants,
+    decode_run_time,
+    resolve_roofline,
+)
 from sim.workload import Workload
 from sim.workload.trace import TraceColumns, load_trace
 
@@ -119,6 +125,9 @@ OLD_DEFAULTS: dict[str, Any] = {
     "overhead_s": 0.003,
     "allreduce_latency_s": 8e-6,
     "allreduce_hop_s": 0.0,
+    "link_efficiency": 1.0,
+    "small_link_efficiency": 1.0,
+    "small_message_mib": 0.0,
     "seq_cpu_s": 0.0,
     "layer_s": 0.0,
 }
@@ -183,6 +192,7 @@ def splitwise_rows(path: Path) -> pd.DataFrame:
         prompt_ms=("prompt_time", "mean"),
         token_ms=("token_time", "mean"),
         repeats=("prompt_time", "size"),
+        prompt_cv=("prompt_time", lambda x: float(np.std(x, ddof=1) / np.mean(x))),
     )
     # A prefill that gets *faster* when the batch doubles at the same prompt size is not a
     # measurement of the same work (Llama-2-70B TP2, 64 × 512 tokens: 796 ms after 6607 ms at
@@ -229,6 +239,27 @@ def splitwise_predict(rows: pd.DataFrame, params: Params) -> pd.DataFrame:
     out["prefill_err"] = out["prompt_pred_ms"] / out["prompt_ms"] - 1.0
     out["decode_err"] = out["token_pred_ms"] / out["token_ms"] - 1.0
     return out
+
+
+def _tp_bias(pred: pd.DataFrame, tp: int) -> str:
+    """Mean prefill error of Llama-2-70B at ``tp`` (outliers excluded), as text."""
+    g = pred[(pred["tensor_parallel"] == tp) & ~pred["prefill_outlier"]]
+    g = g[g["model"] == "llama2-70b"]
+    return f"{100 * g['prefill_err'].mean():+.0f} %"
+
+
+def _prefill_spread(rows: pd.DataFrame) -> str:
+    """How much the repeats of large prefills (≥ 4,096 tokens) disagree, by TP."""
+    tokens = rows["prompt_size"] * rows["batch_size"]
+    big = rows[(tokens >= 4096) & ~rows["prefill_outlier"]]
+    parts = []
+    for tp, g in big.groupby("tensor_parallel"):
+        cv = 100 * g["prompt_cv"]
+        parts.append(f"TP {tp}: median {cv.median():.1f} %, up to {cv.max():.1f} %")
+    return (
+        "the coefficient of variation of the five repeats of a prefill of 4,096 tokens or "
+        "more is " + "; ".join(parts) + " (a roofline's time has none)"
+    )
 
 
 def splitwise_summary(pred: pd.DataFrame) -> pd.DataFrame:
@@ -550,6 +581,7 @@ def replay(
     identity: bool = False,
     trace_times: bool = True,
     frames: list[pd.DataFrame] | None = None,
+    step_scale: float = 1.0,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Replay ``run``; return (predicted stats, sim facts).
 
@@ -561,7 +593,8 @@ def replay(
     engine's automatic prefix cache serves repeated prompts as vLLM's did. ``identity``
     instead gives each request its prompt's identity through a trace column
     (:func:`identity_workload`, with the arrival times read back from the trace unless
-    ``trace_times`` is false; ``prefix_cache`` is then ignored).
+    ``trace_times`` is false; ``prefix_cache`` is then ignored). ``step_scale`` multiplies
+    every iteration's duration (the sensitivity of a prediction to the service time).
     """
     out = (
         run.recorded_output if recorded_output else np.full(run.arrival_s.size, run.output_len_cfg)
@@ -591,6 +624,11 @@ def replay(
         )
     fleet = vllm_fleet(run, params)
     replica = replica_of(fleet, params)
+    if step_scale != 1.0:
+        v = replica.coefficients.vector
+        counts = np.zeros(v.size, dtype=bool)
+        counts[[N_EXPERTS, K_EXPERTS]] = True  # expert counts, not durations
+        v[~counts] *= step_scale
     last = float(run.arrival_s[-1])
     hz = Horizon(duration_s=last + 1.0, warmup_s=0.0, drain_s=1e6, sample_interval_s=1e6)
     served = serve(
@@ -1104,6 +1142,9 @@ SHORT = {
     "overhead_s": "overhead",
     "allreduce_latency_s": "all-reduce",
     "allreduce_hop_s": "ring hop",
+    "link_efficiency": "link",
+    "small_link_efficiency": "link (small)",
+    "small_message_mib": "small up to",
     "seq_cpu_s": "CPU per seq",
     "layer_s": "per layer",
 }
@@ -1131,12 +1172,14 @@ def bounds_text() -> str:
     ce, be = PARAMS["compute_efficiency"].physical, PARAMS["bandwidth_efficiency"].physical
     oh, ar = PARAMS["overhead_s"].physical, PARAMS["allreduce_latency_s"].physical
     hop = PARAMS["allreduce_hop_s"].physical
+    link = PARAMS["link_efficiency"].physical
     seq = PARAMS["seq_cpu_s"].physical
     lay = PARAMS["layer_s"].physical
     return (
         f"ce {ce[0]:g}–{ce[1]:g}, be {be[0]:g}–{be[1]:g}, overhead {1e3 * oh[0]:g}–"
         f"{1e3 * oh[1]:g} ms, all-reduce {1e6 * ar[0]:g}–{1e6 * ar[1]:g} µs, ring hop "
-        f"{1e6 * hop[0]:g}–{1e6 * hop[1]:g} µs, CPU per sequence {1e6 * seq[0]:g}–"
+        f"{1e6 * hop[0]:g}–{1e6 * hop[1]:g} µs, link {link[0]:g}–{link[1]:g}, CPU per "
+        f"sequence {1e6 * seq[0]:g}–"
         f"{1e6 * seq[1]:g} µs, per layer {1e6 * lay[0]:g}–{1e6 * lay[1]:g} µs"
     )
 
@@ -1154,6 +1197,8 @@ def fmt_params(p: Mapping[str, float], keys: Sequence[str] = PROFILE_KEYS) -> st
             parts.append(f"all-reduce {1e6 * v:.1f} µs")
         elif k == "allreduce_hop_s":
             parts.append(f"ring hop {1e6 * v:.2f} µs")
+        elif k == "small_message_mib":
+            parts.append(f"small messages ≤ {v:g} MiB")
         elif k == "seq_cpu_s":
             parts.append(f"CPU per seq {1e6 * v:.1f} µs")
         elif k == "layer_s":
@@ -1289,6 +1334,25 @@ def frontend_fit(frame: pd.DataFrame) -> str:
     )
 
 
+def ttft_sensitivity(runs: list[VllmRun], frame: pd.DataFrame, params: Params) -> str:
+    """How much the most loaded run's TTFT moves when every iteration is 1 % slower: near
+    saturation TTFT is queueing, and its error follows the service time's many times over."""
+    i = int(frame["ttft_p99_meas"].to_numpy().argmax())
+    run = runs[i]
+    base = frame.iloc[i]
+    slow, _ = replay(run, params, step_scale=1.01)
+    d_mean = 100 * (slow["ttft_mean"] / base["ttft_mean_pred"] - 1)
+    d_p99 = 100 * (slow["ttft_p99"] / base["ttft_p99_pred"] - 1)
+    err = 100 * base["ttft_mean_err"]
+    return (
+        f"The most loaded run is {run.short} (measured p99 TTFT "
+        f"{base['ttft_p99_meas']:.2f} s: new requests wait for a sequence slot), where TTFT is "
+        f"queueing: with every iteration 1 % slower its simulated mean TTFT moves "
+        f"{d_mean:+.0f}% and its p99 {d_p99:+.0f}% (its mean TTFT error here: {err:+.1f}%, "
+        f"its per-token error {100 * base['itl_mean_err']:+.1f}%)"
+    )
+
+
 def frontend_latency(frame: pd.DataFrame) -> str:
     """Measured − predicted mean TTFT per model (ms): the latency no coefficient explains."""
     gap = 1e3 * (frame["ttft_mean_meas"] - frame["ttft_mean_pred"])
@@ -1305,6 +1369,9 @@ PRIOR: dict[str, float] = {
     "overhead_s": 0.003,
     "allreduce_latency_s": 1.5e-5,
     "allreduce_hop_s": 5e-6,
+    "link_efficiency": 1.0,
+    "small_link_efficiency": 1.0,
+    "small_message_mib": 0.0,
     "seq_cpu_s": 2e-5,
     "layer_s": 5e-5,
 }
@@ -1317,6 +1384,21 @@ BE_BOUND = PARAMS["bandwidth_efficiency"].physical[1]
 # (https://github.com/vllm-project/vllm/pull/24111), 10 µs at TP 4
 # (https://github.com/vllm-project/vllm/pull/24532): a measurement, not a fit.
 VLLM_ALLREDUCE_S = 8e-6
+# The share of the H100's 450 GB/s per direction that vLLM's all-reduce achieves on its bytes.
+# Messages up to 8 MiB (its custom all-reduce's default limit): vLLM's own H100 TP 4
+# benchmark (https://github.com/vllm-project/vllm/pull/24532) gives the custom kernel's two-
+# stage form (the one it selects at TP 4 from 512 KiB) 17, 18, 25, 26, 35 and 42 µs at 0.5,
+# 1, 1.5, 2, 3 and 4 MiB: 7.4 µs per MiB by least squares, i.e. 1.5 bytes per byte of
+# message at 212 GB/s. Larger messages go to NCCL, 370 GB/s effective on H100 NVLink
+# (https://github.com/NVIDIA/nccl-tests/issues/212). Measurements, not fits.
+VLLM_LINK = {"small_link_efficiency": 0.47, "small_message_mib": 8.0, "link_efficiency": 0.82}
+# NCCL's ring all-reduce on eight NVLink-connected A100-SXM4-80GB (nccl-tests, large
+# messages): about 200 GB/s of bus bandwidth of the 300 GB/s per direction
+# (https://github.com/NVIDIA/nccl-tests/issues/149). The 2023 stack used NCCL.
+A100_NCCL_LINK_EFFICIENCY = 0.67
+# The link at its nominal bandwidth for every message (the forms fitted before the link's
+# efficiency was measured, and the TensorRT-LLM throughput fit).
+NOMINAL_LINK = {"link_efficiency": 1.0, "small_link_efficiency": 1.0, "small_message_mib": 0.0}
 # The vLLM H100 stack: two constants fitted, the time per layer and per decoding sequence.
 VLLM_FREE = ("layer_s", "seq_cpu_s")
 VLLM_FIXED = {
@@ -1324,21 +1406,29 @@ VLLM_FIXED = {
     "overhead_s": 0.0,
     "allreduce_latency_s": VLLM_ALLREDUCE_S,
     "allreduce_hop_s": 0.0,
+    **VLLM_LINK,
 }
 # The A100 stack's constants: a fixed time per layer, a latency per ring hop (an all-reduce
 # takes 2(tp − 1) of them, so the fixed cost grows with tp as measured) and a CPU time per
 # decoding sequence (the decode rows' growth with the batch), plus the compute efficiency.
 SPLIT_FREE = ("compute_efficiency", "layer_s", "allreduce_hop_s", "seq_cpu_s")
-SPLIT_FIXED = {"bandwidth_efficiency": BE_BOUND, "overhead_s": 0.0, "allreduce_latency_s": 0.0}
+SPLIT_FIXED = {
+    "bandwidth_efficiency": BE_BOUND,
+    "overhead_s": 0.0,
+    "allreduce_latency_s": 0.0,
+    "link_efficiency": A100_NCCL_LINK_EFFICIENCY,
+    "small_link_efficiency": A100_NCCL_LINK_EFFICIENCY,
+    "small_message_mib": 0.0,
+}
 # The forms shipped before, refitted for comparison ('before' rows of section 4).
 SPLIT_FORMER = {
     "overhead + ring hop (shipped before the per-layer and per-sequence terms)": (
         ("compute_efficiency", "bandwidth_efficiency", "overhead_s", "allreduce_hop_s"),
-        {"allreduce_latency_s": 0.0, "seq_cpu_s": 0.0, "layer_s": 0.0},
+        {"allreduce_latency_s": 0.0, **NOMINAL_LINK, "seq_cpu_s": 0.0, "layer_s": 0.0},
     ),
     "overhead + per-all-reduce latency (no ring hop)": (
         ("compute_efficiency", "bandwidth_efficiency", "overhead_s", "allreduce_latency_s"),
-        {"allreduce_hop_s": 0.0, "seq_cpu_s": 0.0, "layer_s": 0.0},
+        {"allreduce_hop_s": 0.0, **NOMINAL_LINK, "seq_cpu_s": 0.0, "layer_s": 0.0},
     ),
 }
 
@@ -1432,6 +1522,7 @@ def fit_section(
         free = ("compute_efficiency", "bandwidth_efficiency", "overhead_s")
         fixed = {
             "allreduce_latency_s": PRIOR["allreduce_latency_s"],
+            **NOMINAL_LINK,
             "seq_cpu_s": 0.0,
             "layer_s": 0.0,
         }
@@ -1702,9 +1793,12 @@ def main(argv: list[str] | None = None) -> int:
                     + ", ".join(f"{ms:.1f} ms at TP {t}" for t, ms in fixed_ms.items())
                     + " for Llama-2-70B's 80 layers; BLOOM-176B's 70 layers pay less), and "
                     f"the batch growth as CPU time per decoding sequence "
-                    f"({1e6 * a100.seq_cpu_s:.0f} µs). Prefill misses remain, and by TP: TP 2 "
+                    f"({1e6 * a100.seq_cpu_s:.0f} µs); the all-reduce's bytes move at NCCL's "
+                    f"measured share of the NVLink bandwidth ({a100.link_efficiency:.2f}). "
+                    "Prefill misses remain, and by TP: TP 2 "
                     "prompts run faster than the compute efficiency of TP 4 and 8 implies "
-                    "(bias +21 %), batches of 512-token prompts take longer than one prompt of "
+                    f"(bias {_tp_bias(pred, 2)}), batches of 512-token prompts take longer "
+                    "than one prompt of "
                     "the same total length (Llama-2-70B TP 8: 16 × 512 tokens 2,064 ms, "
                     "1 × 8,192 tokens 1,544 ms), and the time per prompt token at TP 4 and 8 "
                     "rises with the tokens in the iteration (TP 8: 0.13 ms at 2,048 tokens, "
@@ -1712,7 +1806,9 @@ def main(argv: list[str] | None = None) -> int:
                     "separate attention efficiency for the quadratic term was tried: 0.3 pp "
                     "better in-sample, not kept; so was an efficiency of the all-reduce's "
                     "bytes over NVLink, fitted at 0.21: TP 2 prefill 7 % in-sample, but TP 8 "
-                    "left out 26 %). Leave-one-TP-out errors are in section 4.",
+                    "left out 26 %). These large prefills are also the unsteady ones: "
+                    + _prefill_spread(split_rows)
+                    + ". Leave-one-TP-out errors are in section 4.",
                     "<details><summary>Per configuration (defaults)</summary>\n\n"
                     + md_table(splitwise_detail(pred))
                     + "\n\n</details>",
@@ -1845,10 +1941,9 @@ def main(argv: list[str] | None = None) -> int:
                     "The front end (HTTP server, tokenisation, the first streamed chunk) is "
                     "one constant for every model: "
                     + frontend_fit(wide)
-                    + ". The run that stays out is the most loaded (Llama-2-70B general: its "
-                    "p99 TTFT is 0.9 s, new requests wait for a sequence slot), where the "
-                    "TTFT is queueing and follows small errors of the service time (load "
-                    "table below).",
+                    + ". "
+                    + ttft_sensitivity(runs, wide, DEFAULT_PARAMS)
+                    + "; the load table below gives the error by slot occupancy.",
                     md_table(ttft_in_iterations(runs, DEFAULT_PARAMS)),
                     "### Error by load and by TP (defaults)",
                     "Each run's requests are cut into one-minute windows of arrivals (at "

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sim.engine import kernel as K
 from sim.engine import steptime as S
 from sim.engine.replica import build_replica
-from sim.engine.spec import FleetSpec
+from sim.engine.spec import FleetSpec, RooflineStep
 
 coef = st.floats(0.0, 1e-2, allow_nan=False)
 
@@ -111,6 +111,52 @@ def test_tensor_parallel_divides_work_and_adds_allreduce() -> None:
     assert two[S.C_TOK] == pytest.approx(one[S.C_TOK] / 2)
     assert two[S.M_CONST] == pytest.approx(one[S.M_CONST] / 2)
     assert one[S.AR_TOK] == 0.0 and two[S.AR_TOK] > 0.0 and two[S.AR_STEP] > 0.0
+
+
+@pytest.mark.parametrize("tp", [2, 4, 8])
+def test_allreduce_bytes_move_at_the_small_then_the_large_message_rate(tp: int) -> None:
+    # Llama 3.1 8B: 32 layers, hidden 4096, two all-reduces per layer of 2-byte activations;
+    # a ring moves 2(tp - 1)/tp bytes per byte over H100's 450 GB/s per direction. Messages
+    # up to 2 MiB (256 tokens of 8 KiB) at 0.4 of the link, the rest at 0.8.
+    step = {
+        "model": "roofline",
+        "allreduce_latency_s": 1e-5,
+        "small_link_efficiency": 0.4,
+        "small_message_mib": 2.0,
+        "link_efficiency": 0.8,
+    }
+    v = _coeffs(tp=tp, step_time=step).vector
+    wire = 2 * 32 * (2 * (tp - 1) / tp) * 4096 * 2  # bytes per token
+    lat = 2 * 32 * 1e-5
+    assert S.allreduce_time(v, 100.0) == pytest.approx(lat + 100 * wire / (450e9 * 0.4))
+    assert S.allreduce_time(v, 256.0) == pytest.approx(lat + 256 * wire / (450e9 * 0.4))
+    expected = lat + 256 * wire / (450e9 * 0.4) + (1000 - 256) * wire / (450e9 * 0.8)
+    assert S.allreduce_time(v, 1000.0) == pytest.approx(expected, rel=1e-12)
+    # the step time carries it, and a run of decode iterations counts it per iteration
+    compute, memory = S.step_parts(v, 1000, 1000, 0, 5000, 5000)
+    base = v[S.OVERHEAD] + v[S.SEQ_CPU] * 1000 + max(compute, memory)
+    assert S.step_time(v, 1000, 1000, 0, 5000, 5000) == pytest.approx(base + expected)
+    one = S.decode_run_time(v, 1000, 5000.0, 1)
+    assert one == pytest.approx(S.step_time(v, 1000, 1000, 0, 5000, 5000), rel=1e-12)
+    # one GPU: no all-reduce at all
+    assert S.allreduce_time(_coeffs(tp=1, step_time=step).vector, 1000.0) == 0.0
+
+
+def test_profiles_take_their_link_efficiency_from_a_published_measurement() -> None:
+    # vLLM on H100: its two-stage custom all-reduce up to 8 MiB (212 GB/s of 450), NCCL
+    # beyond (370); the 2023 A100 stack: NCCL (200 GB/s of 300) for every message;
+    # TensorRT-LLM's throughput fit keeps the nominal link
+    hop = S.resolve_roofline(RooflineStep(), "h100-sxm")
+    assert (hop.small_link_efficiency, hop.small_message_mib, hop.link_efficiency) == (
+        0.47,
+        8.0,
+        0.82,
+    )
+    amp = S.resolve_roofline(RooflineStep(), "a100-80gb-sxm")
+    assert (amp.small_message_mib, amp.link_efficiency) == (0.0, 0.67)
+    trt = S.resolve_roofline(RooflineStep(profile="trtllm"), "h100-sxm")
+    assert trt.link_efficiency == 1.0
+    assert trt.origin["link_efficiency"] == "profile trtllm/hopper"
 
 
 def test_fp8_weights_halve_weight_traffic_and_double_peak() -> None:

@@ -37,6 +37,9 @@ ROOFLINE_FIELDS = (
     "overhead_s",
     "allreduce_latency_s",
     "allreduce_hop_s",
+    "link_efficiency",
+    "small_link_efficiency",
+    "small_message_mib",
 )
 # Constants a profile carries that a scenario's ``step_time:`` block does not set, properties
 # of the engine, not of a fleet: the serving stack's CPU time per running sequence per

@@ -111,6 +111,22 @@ _ROOFLINE_START = {
     "allreduce_latency_s": 1e-5,
 }
 
+# two further starts, far apart (compute-bound and slow / bandwidth-bound and fast)
+_ROOFLINE_CORNERS = (
+    {
+        "compute_efficiency": 0.7,
+        "bandwidth_efficiency": 0.6,
+        "overhead_s": 0.005,
+        "seq_cpu_s": 5e-5,
+    },
+    {
+        "compute_efficiency": 0.3,
+        "bandwidth_efficiency": 0.9,
+        "overhead_s": 0.001,
+        "seq_cpu_s": 3e-5,
+    },
+)
+
 StepSpec = LinearStep | RooflineStep
 
 
@@ -315,12 +331,22 @@ def _fit_roofline(
     # from the profile's value, or 10 µs where the profile holds it at 0 (a start at a bound
     # has no room to move)
     start = {**_ROOFLINE_START, "seq_cpu_s": seq if seq > 0 else SEQ_CPU_RESOLUTION_S}
+    # and from the profile's own constants and two far corners: a replay's cost surface is
+    # rough (a discrete-event simulation seen through finite differences), so one start can
+    # stop in a local minimum; each start costs a few dozen replays, the best fit wins
+    prof = resolve_roofline(RooflineStep(profile=_profile_of(fleet)), fleet.gpu).as_dict()
+    starts = [
+        start,
+        {**start, **{k: prof[k] for k in _roofline_free(fleet)}},
+        {**start, **_ROOFLINE_CORNERS[0]},
+        {**start, **_ROOFLINE_CORNERS[1]},
+    ]
     free = (*_roofline_free(fleet), "seq_cpu_s")
-    fit = fit_constants(residuals, free, [start], diff_step=diff_step)
+    fit = fit_constants(residuals, free, starts, diff_step=diff_step)
     se = fit.std_err("seq_cpu_s", floor=LOG_NOISE_FLOOR)
     if 2.0 * se < SEQ_CPU_RESOLUTION_S:
         return fit, ()
-    fit = fit_constants(residuals, free[:-1], [start], diff_step=diff_step)
+    fit = fit_constants(residuals, free[:-1], starts, diff_step=diff_step)
     spread = "not determined at all" if not math.isfinite(se) else f"± {2e6 * se:.0f} µs"
     note = (
         f"seq_cpu_s not determined by these data ({spread}; {evidence}): kept at the "

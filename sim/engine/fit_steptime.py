@@ -104,6 +104,15 @@ PARAMS: Mapping[str, ParamRange] = MappingProxyType(
         # One step (hop) of a ring all-reduce, in µs; an all-reduce takes 2(tp-1) of them.
         # Physical: 0-50 µs (one NVLink / PCIe message plus its synchronisation).
         "allreduce_hop_s": ParamRange(1e-6, (0.0, 1e-4), (0.0, 5e-5)),
+        # Share of the interconnect's per-direction bandwidth an all-reduce achieves on its
+        # bytes, for large messages (NCCL on NVLink: 65-85 % of the link) and for messages
+        # up to small_message_mib (a latency-optimised custom kernel at MB sizes: less than
+        # half). Physical: 0.2-1.
+        "link_efficiency": ParamRange(1.0, (0.02, 1.0), (0.2, 1.0)),
+        "small_link_efficiency": ParamRange(1.0, (0.02, 1.0), (0.2, 1.0)),
+        # Largest message of the small-message kernel, MiB. Physical: 0-64 MiB (vLLM's
+        # custom all-reduce takes up to 8 MiB by default, 64 MiB at most).
+        "small_message_mib": ParamRange(1.0, (0.0, 1024.0), (0.0, 64.0)),
         # CPU time per decoding sequence per iteration (scheduler, sampler, detokenisation,
         # streaming), in 10 µs. Physical: 0-1 ms (a current vLLM spends tens of µs per
         # sequence; the 2023 stack of the Splitwise profile, hundreds); wide allows twice that.

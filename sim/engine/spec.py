@@ -163,6 +163,26 @@ class RooflineStep(Frozen):
         description="Latency of one step of a ring all-reduce: each all-reduce takes "
         "2·(tp − 1) steps, so the fixed cost per iteration grows with tp.",
     )
+    link_efficiency: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Achieved share of the GPU's interconnect bandwidth (per direction) while "
+        "an all-reduce moves its 2·(tp − 1)/tp bytes per byte of activations, for messages "
+        "beyond small_message_mib (the stack's NCCL path).",
+    )
+    small_link_efficiency: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="The same share for messages up to small_message_mib (the stack's "
+        "latency-optimised all-reduce kernel).",
+    )
+    small_message_mib: float | None = Field(
+        None,
+        ge=0,
+        description="Largest all-reduce message (MiB) the small-message kernel takes.",
+    )
 
     @field_validator("profile")
     @classmethod

@@ -3,12 +3,15 @@
 All three models (``roofline``, ``linear``, ``constant``) are reduced to one coefficient
 vector read by the compiled engine, so the engine has a single code path::
 
-    t = overhead + seq_cpu * D + max(compute, memory) + allreduce_step + allreduce_token * T
+    t = overhead + seq_cpu * D + max(compute, memory) + allreduce(T)
     compute = c_tok*T + c_attn*AP + c_dec*D + c_pf*P + c_kv*KV
     memory  = m_const + m_kv*KV + m_expert * E * (1 - (1 - k/E)**T)
 
 with, for the iteration: ``T`` tokens computed, ``D`` decoding sequences, ``P`` prefill tokens,
-``KV`` KV-cache entries read or written and ``AP`` attention query-key pairs. The roofline fills
+``KV`` KV-cache entries read or written and ``AP`` attention query-key pairs. ``allreduce(T)`` is
+``allreduce_step + allreduce_token · T`` up to ``S`` tokens and ``allreduce_token_large`` per
+token beyond: a serving stack all-reduces small messages with a latency-optimised kernel and
+large ones with NCCL, which moves bytes faster. The roofline fills
 the FLOP and byte terms from the model and GPU; ``linear`` uses ``overhead`` and the ``c_dec``,
 ``c_pf``, ``c_kv`` terms; ``constant`` only ``overhead``.
 
@@ -21,9 +24,11 @@ transformer layer runs a dozen kernels (norms, projections, attention, activatio
 all-reduce), each taking a minimum time however small the batch (launch, synchronisation,
 a latency-bound kernel's floor), so the fixed cost grows with the model's depth.
 
-The roofline's five constants (``compute_efficiency``, ``bandwidth_efficiency``,
+The roofline's constants (``compute_efficiency``, ``bandwidth_efficiency``,
 ``overhead_s``, ``allreduce_latency_s``, ``allreduce_hop_s``: a tensor-parallel all-reduce
-costs its latency plus ``2(tp − 1)`` ring hops) come, field by field, from the
+costs its latency plus ``2(tp − 1)`` ring hops; ``small_link_efficiency``,
+``small_message_mib`` and ``link_efficiency``: the shares of the interconnect's bandwidth its
+bytes move at, for messages up to ``small_message_mib`` and beyond) come, field by field, from the
 ``step_time:`` block when it gives them, else from a named *profile* of
 ``sim/catalog/profiles.yaml`` (``vllm`` unless ``profile`` names an engine version) for
 the GPU's family (hopper: H100/H200; ampere: A100; ada: L40S/L4; ``default`` for the rest),
@@ -59,8 +64,8 @@ from sim.engine.spec import ConstantStep, LinearStep, RooflineStep
 # Layout of the coefficient vector (compile-time constants for the engine).
 OVERHEAD, C_TOK, C_ATTN, C_DEC, C_PF, C_KV = 0, 1, 2, 3, 4, 5
 M_CONST, M_KV, M_EXPERT, N_EXPERTS, K_EXPERTS, AR_STEP, AR_TOK = 6, 7, 8, 9, 10, 11, 12
-SEQ_CPU = 13
-N_COEFFS = 14
+SEQ_CPU, AR_TOK_LARGE, AR_SMALL_TOKENS = 13, 14, 15
+N_COEFFS = 16
 
 # Activations crossing the tensor-parallel all-reduce are kept in 16-bit.
 _ACT_BYTES = 2.0
@@ -75,6 +80,9 @@ class ResolvedRoofline:
     overhead_s: float
     allreduce_latency_s: float
     allreduce_hop_s: float
+    link_efficiency: float
+    small_link_efficiency: float
+    small_message_mib: float
     seq_cpu_s: float
     layer_s: float
     profile: str
@@ -216,8 +224,12 @@ def roofline_coefficients(
     bandwidth times ``bandwidth_efficiency``. Tensor parallelism divides both by ``tp`` and adds
     two ring all-reduces of the activations per layer, each costing ``allreduce_latency_s``
     plus ``2(tp − 1)`` hops of ``allreduce_hop_s`` (a ring passes its message GPU by GPU)
-    plus the bytes over the link. Every decoding sequence adds ``seq_cpu_s`` of CPU time
-    to the iteration's fixed part, and every layer ``layer_s`` (the floor of its kernels).
+    plus its ``2(tp − 1)/tp`` bytes per byte of activations over the link: at
+    ``small_link_efficiency`` of the GPU's per-direction interconnect bandwidth while the
+    message is at most ``small_message_mib``, at ``link_efficiency`` for the rest
+    (:func:`allreduce_time`). Every decoding
+    sequence adds ``seq_cpu_s`` of CPU time to the iteration's fixed part, and every layer
+    ``layer_s`` (the floor of its kernels).
     Fields ``spec`` leaves unset come from its profile (:func:`resolve_roofline`).
     """
     r = resolve_roofline(spec, gpu.name)
@@ -247,13 +259,16 @@ def roofline_coefficients(
     v[M_CONST] = dense_params * wbytes / bytes_s
     v[M_KV] = model.kv_bytes_per_token(kv_dtype) / bytes_s
     if tp > 1:
-        ring = 2.0 * (tp - 1) / tp
-        link_s = gpu.interconnect_gb_s * 1e9
+        # bytes each GPU moves per token, over the two all-reduces of every layer
+        wire = 2 * model.num_layers * 2.0 * (tp - 1) / tp * model.hidden_size * _ACT_BYTES
+        link = gpu.interconnect_gb_s * 1e9
         # a ring all-reduce passes 2(tp − 1) messages one after another, each paying a hop
         v[AR_STEP] = (
             2 * model.num_layers * (r.allreduce_latency_s + 2 * (tp - 1) * r.allreduce_hop_s)
         )
-        v[AR_TOK] = 2 * model.num_layers * ring * model.hidden_size * _ACT_BYTES / link_s
+        v[AR_TOK] = wire / (link * r.small_link_efficiency)
+        v[AR_TOK_LARGE] = wire / (link * r.link_efficiency)
+        v[AR_SMALL_TOKENS] = r.small_message_mib * 2**20 / (model.hidden_size * _ACT_BYTES)
     return StepCoefficients(v, "roofline", (r.compute_efficiency, r.bandwidth_efficiency))
 
 
@@ -318,6 +333,17 @@ def _experts_touched(v: np.ndarray, tokens: float) -> float:
 
 
 @numba.njit(cache=True)
+def allreduce_time(v: np.ndarray, tokens: float) -> float:
+    """The tensor-parallel all-reduces of an iteration of ``tokens`` tokens: their latency,
+    then the bytes of the first ``S`` tokens (messages up to ``small_message_mib``) at the
+    small-message rate and the rest at the large-message rate."""
+    small = v[AR_SMALL_TOKENS]
+    if tokens <= small:
+        return v[AR_STEP] + v[AR_TOK] * tokens
+    return v[AR_STEP] + v[AR_TOK] * small + v[AR_TOK_LARGE] * (tokens - small)
+
+
+@numba.njit(cache=True)
 def step_parts(
     v: np.ndarray, tokens: float, dec: float, pf: float, kv: float, ap: float
 ) -> tuple[float, float]:
@@ -331,7 +357,7 @@ def step_parts(
 def step_time(v: np.ndarray, tokens: float, dec: float, pf: float, kv: float, ap: float) -> float:
     """One iteration's duration (see the module docstring for the formula)."""
     compute, memory = step_parts(v, tokens, dec, pf, kv, ap)
-    return v[OVERHEAD] + v[SEQ_CPU] * dec + max(compute, memory) + v[AR_STEP] + v[AR_TOK] * tokens
+    return v[OVERHEAD] + v[SEQ_CPU] * dec + max(compute, memory) + allreduce_time(v, tokens)
 
 
 @numba.njit(cache=True)
@@ -363,7 +389,7 @@ def decode_run_time(v: np.ndarray, n: int, kv0: float, k: int) -> float:
     """
     if k <= 0:
         return 0.0
-    const = v[OVERHEAD] + v[SEQ_CPU] * n + v[AR_STEP] + v[AR_TOK] * n
+    const = v[OVERHEAD] + v[SEQ_CPU] * n + allreduce_time(v, float(n))
     a1 = (v[C_TOK] + v[C_DEC]) * n + (v[C_ATTN] + v[C_KV]) * kv0
     b1 = (v[C_ATTN] + v[C_KV]) * n
     a2 = v[M_CONST] + v[M_EXPERT] * _experts_touched(v, float(n)) + v[M_KV] * kv0
