@@ -60,6 +60,18 @@ def test_llama2_7b_on_h100_by_hand() -> None:
     assert abs(b.kv_blocks / 7462 - 1) < 0.001
 
 
+def test_a_gddr_card_budgets_the_memory_its_driver_reports() -> None:
+    # an L4's datasheet "24 GB" is decimal and ECC takes part of it: nvidia-smi reports
+    # 23,034 MiB, and vLLM's memory fraction applies to that, not to 24 GiB
+    l4 = get_gpu("l4")
+    assert l4.memory_gib == 24.0 and l4.device_memory_gib == pytest.approx(23034 / 1024)
+    b = _budget("llama-3.1-8b", "l4", 1)
+    assert b.requested_gib == pytest.approx(0.9 * 0.99 * 23034 / 1024)
+    # an HBM card's datasheet figure is its binary capacity: no reported total recorded
+    h100 = get_gpu("h100-sxm")
+    assert h100.memory_reported_gib is None and h100.device_memory_gib == 80.0
+
+
 def test_sampler_term_wins_with_a_large_vocabulary_and_many_sequences() -> None:
     m = get_model("llama-3.1-8b")  # V 128256
     act = activation_gib(m, tp=1, max_num_batched_tokens=8192, max_num_seqs=1024)

@@ -146,6 +146,10 @@ def _index(
     return index
 
 
+def _mib_to_gib(mib: float | None) -> float | None:
+    return None if mib is None else mib / 1024.0
+
+
 @lru_cache(maxsize=1)
 def _gpu_catalog() -> tuple[Mapping[str, GpuSpec], Mapping[str, str]]:
 
@@ -164,6 +168,7 @@ def _gpu_catalog() -> tuple[Mapping[str, GpuSpec], Mapping[str, str]]:
                 tdp_w=_optional_float(row, "tdp_w"),
                 source=row["source"].strip(),
                 fp4_tflops=_optional_float(row, "fp4_tflops"),
+                memory_reported_gib=_mib_to_gib(_optional_float(row, "memory_reported_mib")),
             )
         except ValueError as err:
             raise ValueError(f"gpus.csv row {name!r}: {err}") from err

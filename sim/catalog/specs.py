@@ -52,6 +52,10 @@ class GpuSpec:
         Where the figures come from (URLs).
     fp4_tflops : float or None
         Dense FP4 tensor-core peak, TFLOP/s; only Blackwell has FP4 units.
+    memory_reported_gib : float or None
+        The total the driver reports (nvidia-smi), GiB, where it differs from ``memory_gib``
+        read as GiB: a GDDR card's datasheet "24 GB" is decimal and ECC reserves part of
+        it (an L4 reports 23,034 MiB). None: ``memory_gib``.
     """
 
     name: str
@@ -63,12 +67,19 @@ class GpuSpec:
     tdp_w: float | None
     source: str
     fp4_tflops: float | None = None
+    memory_reported_gib: float | None = None
+
+    @property
+    def device_memory_gib(self) -> float:
+        """The device memory the driver reports, GiB (``memory_reported_gib`` when known,
+        else ``memory_gib``): what a serving engine's memory fraction applies to."""
+        return self.memory_reported_gib or self.memory_gib
 
     def __post_init__(self) -> None:
         for field in ("memory_gib", "mem_bandwidth_tb_s", "bf16_tflops", "interconnect_gb_s"):
             if not getattr(self, field) > 0:
                 raise ValueError(f"GpuSpec {self.name!r}: {field} must be > 0")
-        for field in ("fp8_tflops", "fp4_tflops", "tdp_w"):
+        for field in ("fp8_tflops", "fp4_tflops", "tdp_w", "memory_reported_gib"):
             value = getattr(self, field)
             if value is not None and not value > 0:
                 raise ValueError(f"GpuSpec {self.name!r}: {field} must be > 0 or None")

@@ -10,8 +10,9 @@ max_num_seqs)`` rows of logits, and gives the KV cache what remains of
 
 per GPU, where
 
-* ``visible = VISIBLE_MEMORY_FRACTION · memory_gib``: the memory CUDA reports (an
-  "80 GB" card shows 79.2 GiB);
+* ``visible = VISIBLE_MEMORY_FRACTION · device_memory_gib``: the memory CUDA reports (an
+  "80 GB" card shows 79.2 GiB; a GDDR card's total is the driver's figure, an L4 22.5 GiB
+  with ECC, not its datasheet "24 GB");
 * ``activation`` = the larger of the forward pass's peak, ``T · 2 B · (2h + 3·f_eff / tp)``
   (residual and normed input, plus the MLP's gate/up output and activation; ``f_eff`` is
   ``intermediate_size``, or ``experts_per_token × moe_intermediate_size`` for a mixture of
@@ -208,7 +209,7 @@ def vllm_memory_budget(
     >>> round(b.kv_gib, 2), b.kv_blocks
     (58.29, 7461)
     """
-    visible = VISIBLE_MEMORY_FRACTION * gpu.memory_gib
+    visible = VISIBLE_MEMORY_FRACTION * gpu.device_memory_gib
     requested = gpu_memory_utilization * visible
     weights = model.weight_bytes(dtype) / GIB / tp if weights_gib is None else weights_gib
     act = activation_gib(
