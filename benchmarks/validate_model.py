@@ -1454,6 +1454,24 @@ def run_splits(runs: list[VllmRun]) -> list[Split]:
     ]
 
 
+def held_out_runs(runs: list[VllmRun], fits: Sequence[tuple[str, StepFit]]) -> pd.DataFrame:
+    """Every run's errors with the constants fitted on the other models' runs."""
+    recs = []
+    for held, f in fits:
+        wide, _ = vllm_errors([r for r in runs if r.model == held], f.params)
+        for r in wide.itertuples():
+            recs.append(
+                {
+                    "run": r.run,
+                    "held out": held,
+                    "mean TTFT": pct(r.ttft_mean_err),
+                    "mean E2E": pct(r.e2e_mean_err),
+                    "per-token": pct(r.itl_mean_err),
+                }
+            )
+    return pd.DataFrame(recs)
+
+
 def leave_one_out(
     splits: Sequence[Split],
     fit: Callable[[Any], StepFit],
@@ -1505,7 +1523,7 @@ def fit_section(
         fit: Callable[[Any], StepFit],
         fit_on: str,
         held_text: str = "{} (held out)",
-    ) -> None:
+    ) -> list[tuple[str, StepFit]]:
         add(
             data,
             fit_on,
@@ -1514,8 +1532,11 @@ def fit_section(
             evaluate(everything, OLD_DEFAULTS),
             evaluate(everything, f_all.params),
         )
+        fitted = []
         for held, f, before, after in leave_one_out(splits, fit, evaluate):
             add(data, f"all but {held}", f, held_text.format(held), before, after)
+            fitted.append((held, f))
+        return fitted
 
     if trt is not None:
         data = "H100/H200 FP8, TensorRT-LLM offline (no-evict)"
@@ -1549,7 +1570,7 @@ def fit_section(
         def vllm_eval(rs: list[VllmRun], p: Params) -> str:
             return _vllm_err_text(vllm_errors(rs, p)[0])
 
-        add_all(
+        held_fits = add_all(
             data,
             f_all,
             runs,
@@ -1558,6 +1579,10 @@ def fit_section(
             lambda rs: lsq_fit(vllm_residuals(rs), VLLM_FREE, fixed, [f_all.params]),
             f"all {len(runs)} runs",
             "{} (held out)",
+        )
+        notes.append(
+            "Each run with its model held out of the fit (the 'all but' rows above), "
+            "predicted / measured − 1:\n\n" + md_table(held_out_runs(runs, held_fits))
         )
         profile = []
         for ce in (0.3, 0.55, 0.8):
@@ -1658,12 +1683,12 @@ def targets_table(
     if split_pred is not None:
         for (m, tp), g in split_pred.groupby(["model", "tensor_parallel"]):
             pf = g.loc[~g["prefill_outlier"], "prefill_err"]
-            errs = np.concatenate([pf.to_numpy(), g["decode_err"].to_numpy()])
+            parts = {"prefill": mape(pf), "decode": mape(g["decode_err"])}
             add(
                 f"A100 per-iteration MAPE ≤ 10% ({m} TP {tp})",
-                f"prefill {mape(pf):.1f}%, decode {mape(g['decode_err']):.1f}%",
-                mape(errs) <= 10.0 and mape(pf) <= 10.0 and mape(g["decode_err"]) <= 10.0,
-                "",
+                f"prefill {parts['prefill']:.1f}%, decode {parts['decode']:.1f}%",
+                max(parts.values()) <= 10.0,
+                ", ".join(f"{k} {v:.1f}%" for k, v in parts.items() if v > 10.0),
             )
     if wide is not None:
         for m, lim in (("e2e_mean", 0.10), ("ttft_mean", 0.20), ("itl_mean", 0.10)):
@@ -1806,7 +1831,11 @@ def main(argv: list[str] | None = None) -> int:
                     "separate attention efficiency for the quadratic term was tried: 0.3 pp "
                     "better in-sample, not kept; so was an efficiency of the all-reduce's "
                     "bytes over NVLink, fitted at 0.21: TP 2 prefill 7 % in-sample, but TP 8 "
-                    "left out 26 %). These large prefills are also the unsteady ones: "
+                    "left out 26 %; and a per-token cost every GPU pays whatever the TP, "
+                    "replicated work worth 60 M parameters per layer: TP 2 left out 13 %, but "
+                    "Llama-2-70B TP 8 19 %, since the small TP 8 prefills already fit and the "
+                    "large ones are short by far more). These large prefills are also the "
+                    "unsteady ones: "
                     + _prefill_spread(split_rows)
                     + ". Leave-one-TP-out errors are in section 4.",
                     "<details><summary>Per configuration (defaults)</summary>\n\n"
