@@ -55,8 +55,7 @@ from sim.engine.replica import ReplicaConfig, build_replica
 from sim.engine.serve import serve
 from sim.engine.spec import EngineSpec, FleetSpec, Horizon, RooflineStep
 from sim.engine.steptime import (
-    K_EXPERTS,
-    N_EXPERTS,
+    COUNT_COEFFS,
     apply_stack_constants,
     decode_run_time,
     resolve_roofline,
@@ -626,9 +625,9 @@ def replay(
     replica = replica_of(fleet, params)
     if step_scale != 1.0:
         v = replica.coefficients.vector
-        counts = np.zeros(v.size, dtype=bool)
-        counts[[N_EXPERTS, K_EXPERTS]] = True  # expert counts, not durations
-        v[~counts] *= step_scale
+        times = np.ones(v.size, dtype=bool)
+        times[list(COUNT_COEFFS)] = False
+        v[times] *= step_scale
     last = float(run.arrival_s[-1])
     hz = Horizon(duration_s=last + 1.0, warmup_s=0.0, drain_s=1e6, sample_interval_s=1e6)
     served = serve(

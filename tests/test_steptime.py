@@ -216,3 +216,22 @@ def test_time_per_layer_adds_to_the_fixed_cost_by_depth() -> None:
         assert c.vector[S.OVERHEAD] == pytest.approx(overhead + 2 * m.num_layers * layer, rel=1e-12)
         S.apply_stack_constants(c, RooflineStep(), model=m, gpu_name=gpu.name, values={})
         assert c.vector[S.OVERHEAD] == pytest.approx(overhead + 2 * m.num_layers * layer, rel=1e-12)
+
+
+def test_scaling_every_duration_scales_the_iteration() -> None:
+    # COUNT_COEFFS names the entries that are counts: scaling all the others by k scales
+    # every iteration by k, past the small-message switch and for a mixture of experts too
+    for v in (
+        _coeffs(model="mixtral-8x7b", tp=2).vector,
+        _coeffs(tp=4, step_time={"model": "roofline", "small_message_mib": 1.0}).vector,
+    ):
+        scaled = v.copy()
+        times = np.ones(v.size, dtype=bool)
+        times[list(S.COUNT_COEFFS)] = False
+        scaled[times] *= 1.3
+        for tokens in (8.0, 2048.0):
+            args = (tokens, tokens, 0.0, 4000.0, 4000.0)
+            assert S.step_time(scaled, *args) == pytest.approx(1.3 * S.step_time(v, *args))
+        assert S.decode_run_time(scaled, 300, 9000.0, 7) == pytest.approx(
+            1.3 * S.decode_run_time(v, 300, 9000.0, 7)
+        )

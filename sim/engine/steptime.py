@@ -66,6 +66,9 @@ OVERHEAD, C_TOK, C_ATTN, C_DEC, C_PF, C_KV = 0, 1, 2, 3, 4, 5
 M_CONST, M_KV, M_EXPERT, N_EXPERTS, K_EXPERTS, AR_STEP, AR_TOK = 6, 7, 8, 9, 10, 11, 12
 SEQ_CPU, AR_TOK_LARGE, AR_SMALL_TOKENS = 13, 14, 15
 N_COEFFS = 16
+# Entries that are counts (experts; the tokens of the largest small all-reduce message), not
+# durations: scaling an iteration's time leaves them alone.
+COUNT_COEFFS = (N_EXPERTS, K_EXPERTS, AR_SMALL_TOKENS)
 
 # Activations crossing the tensor-parallel all-reduce are kept in 16-bit.
 _ACT_BYTES = 2.0
