@@ -89,36 +89,29 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ValueError(f"--out {out}: cannot write there ({exc.strerror})") from None
     show = not args.quiet and sys.stderr.isatty()  # progress on a terminal only
-    prog = _progress if show else None
+    # what both searches (pool compositions, single fleets) take from the command line
+    search: dict[str, Any] = {
+        "slo_target": args.slo,
+        "replications": args.replications,
+        "seed": args.seed,
+        "criterion": args.criterion,
+        "executor": args.executor,
+        "workers": args.workers,
+        "progress": _progress if show else None,
+    }
     try:
         if scenario.pooled:
             mix = plan_mix(
                 scenario,
-                slo_target=args.slo,
                 options=_pool_options(scenario, options),
                 max_replicas=args.max_replicas,
-                replications=args.replications,
-                seed=args.seed,
-                criterion=args.criterion,
-                executor=args.executor,
-                workers=args.workers,
-                progress=prog,
+                **search,
             )
             table, text = mix.table, describe_mix(mix)
             if mix.decision is not None:
                 mix.decision.table.to_csv(out / "decision.csv", index=False)
         else:
-            plan = plan_capacity(
-                scenario,
-                slo_target=args.slo,
-                options=options,
-                replications=args.replications,
-                seed=args.seed,
-                criterion=args.criterion,
-                executor=args.executor,
-                workers=args.workers,
-                progress=prog,
-            )
+            plan = plan_capacity(scenario, options=options, **search)
             table, text = plan.table, describe(plan)
     finally:
         if show:
